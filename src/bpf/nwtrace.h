@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one record type that crosses the ring buffer, shared by the BPF
+ * object and (through the skeleton's generated types) by userspace.
+ *
+ * Layout rules: the record tag comes first, every hole is an explicit
+ * padding field, and both sides assert the size, so a change on one side
+ * that the other has not seen fails the build instead of garbling rows.
+ */
+#ifndef NWTRACE_H
+#define NWTRACE_H
+
+#define NW_TASK_COMM_LEN 16
+
+/* Record tags. Userspace counts and skips any tag it does not know. */
+#define NW_RECORD_EVENT 1
+
+/* nw_event.direction */
+#define NW_DIR_SEND 0
+#define NW_DIR_RECV 1
+
+/* nw_event.info bits */
+#define NW_INFO_HAS_START 0x01  /* start_ns is the operation's real start */
+#define NW_INFO_HAS_FLAGS 0x02  /* msg_flags came from a send/recv syscall */
+#define NW_INFO_PEER_KNOWN 0x04 /* peer_addr/peer_port are meaningful */
+
+struct nw_event {
+	unsigned char record;     /* NW_RECORD_EVENT */
+	unsigned char direction;  /* NW_DIR_* */
+	unsigned char protocol;   /* IPPROTO_TCP or IPPROTO_UDP */
+	unsigned char info;       /* NW_INFO_* */
+	unsigned short sk_family; /* AF_INET or AF_INET6: the socket's family */
+	unsigned short peer_family; /* family of peer_addr, when PEER_KNOWN */
+	unsigned short local_port;  /* host byte order */
+	unsigned short peer_port;   /* host byte order */
+	unsigned int pid;           /* tgid */
+	int ret;                    /* the operation's return value */
+	unsigned int msg_flags;     /* as the application passed them */
+	unsigned long long start_ns; /* CLOCK_MONOTONIC */
+	unsigned long long end_ns;   /* CLOCK_MONOTONIC */
+	unsigned char local_addr[16]; /* v4: first 4 bytes; v6: all 16 */
+	unsigned char peer_addr[16];
+	char comm[NW_TASK_COMM_LEN];
+};
+
+#define NW_EVENT_SIZE 88
+
+#endif /* NWTRACE_H */

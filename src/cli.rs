@@ -1,0 +1,194 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nwtrace",
+    version,
+    about = "Record every TCP and UDP send and receive on this machine as CSV rows, with eBPF."
+)]
+pub struct Cli {
+    /// More detail on stderr (libbpf's own log with -vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace until Ctrl-C, SIGTERM or --duration, writing CSV rows.
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// The best backend this kernel allows.
+    Auto,
+    /// Syscall tracepoints plus sock:sock_{send,recv}_length (kernel >= 6.3).
+    Tracepoint,
+}
+
+#[derive(Debug, Parser)]
+pub struct RecordArgs {
+    /// Folder that receives <MACHINE_ID>/<TIMESTAMP>/nw/nw_NNNN.csv.
+    #[arg(short, long, default_value = "./linux_trace_v3_test")]
+    pub output_dir: PathBuf,
+
+    /// Stop after this long, e.g. 30s, 5m, 1h30m. Default: until Ctrl-C.
+    #[arg(short, long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Only trace this process (its tgid). Repeat for several.
+    #[arg(short, long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pids: Vec<u32>,
+
+    /// Only trace threads with this command name (exact, at most 15 bytes).
+    /// Repeat for several.
+    #[arg(short, long = "comm", value_name = "COMM", value_parser = parse_comm)]
+    pub comms: Vec<String>,
+
+    /// Which family of probes to use.
+    #[arg(short, long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+
+    /// Machine id folder name. Default: /etc/machine-id, else
+    /// /var/lib/dbus/machine-id, else the hostname.
+    #[arg(long)]
+    pub machine_id: Option<String>,
+
+    /// Run folder name instead of the start time (YYYYMMDDTHHMMSSZ), so that
+    /// sibling tracers of one capture can share a run folder.
+    #[arg(long, value_name = "NAME")]
+    pub timestamp: Option<String>,
+
+    /// Start a new CSV file when the current one would pass this size
+    /// (bytes, or with K, M, G: powers of 1024).
+    #[arg(long, value_name = "SIZE", default_value = "100M", value_parser = parse_size)]
+    pub rotate_size: u64,
+
+    /// Size of the BPF ring buffer (a power of two, at least 4K).
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_ring_size)]
+    pub ring_size: u64,
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("{e}; write it like 30s, 5m or 1h30m"))?;
+    if d.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(d)
+}
+
+/// Parses `123`, `64K`, `100M`, `2G` (also `KiB`/`MiB`/`GiB`), in bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(digits_end);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; write it like 4096, 64K, 100M or 2G"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(format!("{text:?} has an unknown unit; use K, M or G")),
+    };
+    let bytes = value
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes == 0 {
+        return Err("must be larger than 0".into());
+    }
+    Ok(bytes)
+}
+
+fn parse_ring_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if !bytes.is_power_of_two() || !(4096..=(1 << 30)).contains(&bytes) {
+        return Err(format!(
+            "{text:?}: the ring buffer size must be a power of two from 4K to 1G, like 8M or 16M"
+        ));
+    }
+    Ok(bytes)
+}
+
+fn parse_comm(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 15 {
+        return Err(format!(
+            "{text:?}: a command name is 1 to 15 bytes (the kernel truncates longer ones)"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("100M"), Ok(100 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("3MiB"), Ok(3 << 20));
+        for bad in ["", "M", "-1", "1.5M", "10X", "0", "99999999999999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(parse_ring_size("16M"), Ok(16 << 20));
+        assert!(parse_ring_size("3M").is_err());
+        assert!(parse_ring_size("1K").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "5", "abc", "0s", "-3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cli_parses() {
+        let cli = Cli::try_parse_from([
+            "nwtrace",
+            "record",
+            "-o",
+            "/tmp/x",
+            "--pid",
+            "1",
+            "--pid",
+            "2",
+            "--comm",
+            "nginx",
+            "--duration",
+            "10s",
+            "--rotate-size",
+            "1M",
+        ])
+        .unwrap();
+        let Command::Record(args) = cli.command;
+        assert_eq!(args.pids, [1, 2]);
+        assert_eq!(args.comms, ["nginx"]);
+        assert_eq!(args.rotate_size, 1 << 20);
+        assert_eq!(args.backend, BackendChoice::Auto);
+        assert!(Cli::try_parse_from(["nwtrace", "record", "--pid", "0"]).is_err());
+        assert!(Cli::try_parse_from(["nwtrace", "record", "--comm", "0123456789abcdef"]).is_err());
+        assert!(Cli::try_parse_from(["nwtrace", "record", "--bogus"]).is_err());
+    }
+}

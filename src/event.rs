@@ -1,0 +1,364 @@
+//! Decoding ring buffer records into [`NetEvent`]s.
+//!
+//! Pure: no I/O, no BPF. The raw layout is the skeleton's generated
+//! `nw_event`, which comes from `src/bpf/nwtrace.h`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use thiserror::Error;
+
+use crate::bpf::types::nw_event as RawEvent;
+
+/// Constants mirrored from `src/bpf/nwtrace.h`.
+pub const NW_RECORD_EVENT: u8 = 1;
+const NW_DIR_SEND: u8 = 0;
+const NW_DIR_RECV: u8 = 1;
+const NW_INFO_HAS_START: u8 = 0x01;
+const NW_INFO_HAS_FLAGS: u8 = 0x02;
+const NW_INFO_PEER_KNOWN: u8 = 0x04;
+pub const NW_EVENT_SIZE: usize = 88;
+
+const AF_INET: u16 = libc::AF_INET as u16;
+const AF_INET6: u16 = libc::AF_INET6 as u16;
+
+const _: () = assert!(std::mem::size_of::<RawEvent>() == NW_EVENT_SIZE);
+
+// SAFETY: RawEvent is a #[repr(C)] struct of integers and integer arrays
+// generated from the BPF object's BTF; every bit pattern is a valid value.
+unsafe impl plain::Plain for RawEvent {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Send,
+    Receive,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+/// One send or receive, with addresses already normalised: an IPv4-mapped
+/// IPv6 address is an IPv4 address here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetEvent {
+    pub direction: Direction,
+    pub protocol: Protocol,
+    pub ip_version: u8,
+    pub pid: u32,
+    /// The thread's comm; see [`NetEvent::comm`].
+    comm: [u8; 16],
+    comm_len: u8,
+    /// The operation's return value: bytes, or a negative errno.
+    pub ret: i32,
+    /// Flags the application passed, when the operation came from a
+    /// send/recv syscall.
+    pub msg_flags: Option<u32>,
+    /// CLOCK_MONOTONIC start, when known.
+    pub start_ns: Option<u64>,
+    pub end_ns: u64,
+    pub local: Endpoint,
+    pub peer: Option<Endpoint>,
+}
+
+impl NetEvent {
+    /// The thread's comm, up to its first NUL.
+    pub fn comm(&self) -> &[u8] {
+        &self.comm[..usize::from(self.comm_len)]
+    }
+
+    /// Where the bytes come from: the local end for a send, the peer for a
+    /// receive.
+    pub fn source(&self) -> Option<Endpoint> {
+        match self.direction {
+            Direction::Send => Some(self.local),
+            Direction::Receive => self.peer,
+        }
+    }
+
+    pub fn destination(&self) -> Option<Endpoint> {
+        match self.direction {
+            Direction::Send => self.peer,
+            Direction::Receive => Some(self.local),
+        }
+    }
+
+    pub fn latency_ns(&self) -> Option<u64> {
+        self.start_ns.map(|start| self.end_ns.saturating_sub(start))
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than an event")]
+    Truncated(usize),
+    #[error("unknown record tag {0}")]
+    UnknownRecord(u8),
+    #[error("bad direction {0}")]
+    BadDirection(u8),
+    #[error("bad protocol {0}")]
+    BadProtocol(u8),
+    #[error("bad address family {0}")]
+    BadFamily(u16),
+}
+
+fn ipv4(bytes: &[u8; 16]) -> Ipv4Addr {
+    Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])
+}
+
+/// An address as the kernel stored it for `family`, with IPv4-mapped IPv6
+/// turned into IPv4.
+fn address(family: u16, bytes: &[u8; 16]) -> IpAddr {
+    if family == AF_INET {
+        return IpAddr::V4(ipv4(bytes));
+    }
+    let v6 = Ipv6Addr::from(*bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+impl TryFrom<&[u8]> for NetEvent {
+    type Error = DecodeError;
+
+    fn try_from(data: &[u8]) -> Result<Self, DecodeError> {
+        let mut raw = RawEvent::default();
+        plain::copy_from_bytes(&mut raw, data).map_err(|_| DecodeError::Truncated(data.len()))?;
+        if raw.record != NW_RECORD_EVENT {
+            return Err(DecodeError::UnknownRecord(raw.record));
+        }
+        let direction = match raw.direction {
+            NW_DIR_SEND => Direction::Send,
+            NW_DIR_RECV => Direction::Receive,
+            d => return Err(DecodeError::BadDirection(d)),
+        };
+        let protocol = match i32::from(raw.protocol) {
+            libc::IPPROTO_TCP => Protocol::Tcp,
+            libc::IPPROTO_UDP => Protocol::Udp,
+            _ => return Err(DecodeError::BadProtocol(raw.protocol)),
+        };
+        if raw.sk_family != AF_INET && raw.sk_family != AF_INET6 {
+            return Err(DecodeError::BadFamily(raw.sk_family));
+        }
+        let peer = if raw.info & NW_INFO_PEER_KNOWN != 0 {
+            if raw.peer_family != AF_INET && raw.peer_family != AF_INET6 {
+                return Err(DecodeError::BadFamily(raw.peer_family));
+            }
+            Some(Endpoint {
+                addr: address(raw.peer_family, &raw.peer_addr),
+                port: raw.peer_port,
+            })
+        } else {
+            None
+        };
+        let mut local = Endpoint {
+            addr: address(raw.sk_family, &raw.local_addr),
+            port: raw.local_port,
+        };
+        // "As on the wire": an AF_INET6 socket talking to an IPv4 peer
+        // carries IPv4. Its local address is then v4-mapped (already
+        // turned into IPv4 above) or the wildcard `::`, which is 0.0.0.0.
+        let ip_version = match (peer, local.addr) {
+            (
+                Some(Endpoint {
+                    addr: IpAddr::V4(_),
+                    ..
+                }),
+                IpAddr::V6(v6),
+            ) if v6.is_unspecified() => {
+                local.addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+                4
+            }
+            (
+                Some(Endpoint {
+                    addr: IpAddr::V6(_),
+                    ..
+                }),
+                _,
+            ) => 6,
+            (Some(_), _) => 4,
+            (None, IpAddr::V4(_)) => 4,
+            (None, IpAddr::V6(_)) => 6,
+        };
+        let comm = raw.comm.map(|c| c as u8);
+        let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len()) as u8;
+        Ok(NetEvent {
+            direction,
+            protocol,
+            ip_version,
+            pid: raw.pid,
+            comm,
+            comm_len,
+            ret: raw.ret,
+            msg_flags: (raw.info & NW_INFO_HAS_FLAGS != 0).then_some(raw.msg_flags),
+            start_ns: (raw.info & NW_INFO_HAS_START != 0).then_some(raw.start_ns),
+            end_ns: raw.end_ns,
+            local,
+            peer,
+        })
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// A raw record as the BPF side would write it.
+    pub fn raw_event() -> RawEvent {
+        let mut raw = RawEvent {
+            record: NW_RECORD_EVENT,
+            direction: NW_DIR_SEND,
+            protocol: libc::IPPROTO_TCP as u8,
+            info: NW_INFO_HAS_START | NW_INFO_HAS_FLAGS | NW_INFO_PEER_KNOWN,
+            sk_family: AF_INET,
+            peer_family: AF_INET,
+            local_port: 40000,
+            peer_port: 8080,
+            pid: 1234,
+            ret: 64,
+            msg_flags: 0x4000,
+            start_ns: 1_000,
+            end_ns: 3_500,
+            ..Default::default()
+        };
+        raw.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        raw.peer_addr[..4].copy_from_slice(&[10, 1, 2, 3]);
+        for (dst, src) in raw.comm.iter_mut().zip(b"curl") {
+            *dst = *src as i8;
+        }
+        raw
+    }
+
+    pub fn bytes(raw: &RawEvent) -> Vec<u8> {
+        // SAFETY: RawEvent is Plain (see above): viewing it as bytes is sound.
+        unsafe { plain::as_bytes(raw) }.to_vec()
+    }
+
+    fn mapped(v4: [u8; 4]) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[10] = 0xff;
+        a[11] = 0xff;
+        a[12..].copy_from_slice(&v4);
+        a
+    }
+
+    #[test]
+    fn decodes_a_tcp_v4_send() {
+        let ev = NetEvent::try_from(bytes(&raw_event()).as_slice()).unwrap();
+        assert_eq!(ev.direction, Direction::Send);
+        assert_eq!(ev.protocol, Protocol::Tcp);
+        assert_eq!(ev.ip_version, 4);
+        assert_eq!(ev.comm(), b"curl");
+        assert_eq!(ev.latency_ns(), Some(2_500));
+        assert_eq!(ev.msg_flags, Some(0x4000));
+        let src = ev.source().unwrap();
+        assert_eq!(
+            (src.addr.to_string(), src.port),
+            ("127.0.0.1".into(), 40000)
+        );
+        let dst = ev.destination().unwrap();
+        assert_eq!((dst.addr.to_string(), dst.port), ("10.1.2.3".into(), 8080));
+    }
+
+    #[test]
+    fn receive_swaps_source_and_destination() {
+        let mut raw = raw_event();
+        raw.direction = NW_DIR_RECV;
+        let ev = NetEvent::try_from(bytes(&raw).as_slice()).unwrap();
+        assert_eq!(ev.source().unwrap().port, 8080);
+        assert_eq!(ev.destination().unwrap().port, 40000);
+    }
+
+    #[test]
+    fn unknown_peer_start_and_flags() {
+        let mut raw = raw_event();
+        raw.info = 0;
+        let ev = NetEvent::try_from(bytes(&raw).as_slice()).unwrap();
+        assert_eq!(ev.peer, None);
+        assert_eq!(ev.destination(), None);
+        assert_eq!(ev.latency_ns(), None);
+        assert_eq!(ev.msg_flags, None);
+    }
+
+    #[test]
+    fn ipv6_addresses() {
+        let mut raw = raw_event();
+        raw.sk_family = AF_INET6;
+        raw.peer_family = AF_INET6;
+        raw.local_addr = Ipv6Addr::LOCALHOST.octets();
+        raw.peer_addr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
+        let ev = NetEvent::try_from(bytes(&raw).as_slice()).unwrap();
+        assert_eq!(ev.ip_version, 6);
+        assert_eq!(ev.local.addr.to_string(), "::1");
+        assert_eq!(ev.peer.unwrap().addr.to_string(), "2001:db8::1");
+    }
+
+    #[test]
+    fn v4_mapped_peer_on_a_v6_socket_is_ipv4() {
+        let mut raw = raw_event();
+        raw.sk_family = AF_INET6;
+        raw.peer_family = AF_INET6;
+        raw.local_addr = mapped([127, 0, 0, 1]);
+        raw.peer_addr = mapped([127, 0, 0, 2]);
+        let ev = NetEvent::try_from(bytes(&raw).as_slice()).unwrap();
+        assert_eq!(ev.ip_version, 4);
+        assert_eq!(ev.local.addr.to_string(), "127.0.0.1");
+        assert_eq!(ev.peer.unwrap().addr.to_string(), "127.0.0.2");
+    }
+
+    #[test]
+    fn v4_peer_on_a_wildcard_v6_socket() {
+        // Unconnected dual-stack UDP socket bound to `::`, sending to a
+        // sockaddr_in: the wildcard local end is 0.0.0.0 in IPv4 terms.
+        let mut raw = raw_event();
+        raw.protocol = libc::IPPROTO_UDP as u8;
+        raw.sk_family = AF_INET6;
+        raw.peer_family = AF_INET;
+        raw.local_addr = [0; 16];
+        let ev = NetEvent::try_from(bytes(&raw).as_slice()).unwrap();
+        assert_eq!(ev.ip_version, 4);
+        assert_eq!(ev.local.addr.to_string(), "0.0.0.0");
+        assert_eq!(ev.peer.unwrap().addr.to_string(), "10.1.2.3");
+    }
+
+    #[test]
+    fn malformed_records_are_errors_not_panics() {
+        let good = bytes(&raw_event());
+        assert_eq!(
+            NetEvent::try_from(&good[..10]),
+            Err(DecodeError::Truncated(10))
+        );
+        let mut raw = raw_event();
+        raw.record = 9;
+        assert_eq!(
+            NetEvent::try_from(bytes(&raw).as_slice()),
+            Err(DecodeError::UnknownRecord(9))
+        );
+        let mut raw = raw_event();
+        raw.direction = 7;
+        assert_eq!(
+            NetEvent::try_from(bytes(&raw).as_slice()),
+            Err(DecodeError::BadDirection(7))
+        );
+        let mut raw = raw_event();
+        raw.protocol = 1;
+        assert_eq!(
+            NetEvent::try_from(bytes(&raw).as_slice()),
+            Err(DecodeError::BadProtocol(1))
+        );
+        let mut raw = raw_event();
+        raw.sk_family = 1;
+        assert_eq!(
+            NetEvent::try_from(bytes(&raw).as_slice()),
+            Err(DecodeError::BadFamily(1))
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! One CSV row per [`NetEvent`], written straight into the output buffer:
+//! rows are formatted by hand with no allocation, since this runs for
+//! every event.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use crate::event::{Direction, NetEvent, Protocol};
+use crate::names::{write_errno, write_msg_flags};
+use crate::timefmt::{RowTimeFormatter, WallClock};
+
+pub const HEADER: &str = "Timestamp,PID,Command,Protocol,IP Version,Source Address,\
+Destination Address,Source Port,Destination Port,Size,Direction,Latency,Error,MSG Flags\n";
+
+/// Appends `field` as an RFC 4180 field: quoted, with inner quotes doubled,
+/// when it holds a comma, a double quote, CR or LF.
+pub fn write_csv_field(out: &mut Vec<u8>, field: &[u8]) {
+    if !field
+        .iter()
+        .any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+    {
+        out.extend_from_slice(field);
+        return;
+    }
+    out.push(b'"');
+    for &b in field {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// A comm as UTF-8 text: valid UTF-8 is kept, every other byte becomes
+/// `\xNN`. Returns the text in `scratch` (reused across rows).
+fn comm_text<'a>(comm: &[u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    scratch.clear();
+    for chunk in comm.utf8_chunks() {
+        scratch.extend_from_slice(chunk.valid().as_bytes());
+        for b in chunk.invalid() {
+            // Infallible: writing to a Vec.
+            let _ = write!(scratch, "\\x{b:02x}");
+        }
+    }
+    scratch
+}
+
+fn write_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn write_addr(out: &mut Vec<u8>, addr: IpAddr) {
+    // Infallible: writing to a Vec. std's Ipv6Addr Display is RFC 5952
+    // (longest zero run compressed, lowercase hex).
+    let _ = write!(out, "{addr}");
+}
+
+/// Formats rows; holds the per-run caches.
+pub struct RowFormatter {
+    clock: WallClock,
+    time: RowTimeFormatter,
+    scratch: Vec<u8>,
+}
+
+impl RowFormatter {
+    pub fn new(clock: WallClock) -> Self {
+        RowFormatter {
+            clock,
+            time: RowTimeFormatter::default(),
+            scratch: Vec::with_capacity(64),
+        }
+    }
+
+    /// Re-samples the wall clock offset, so that a clock step during a long
+    /// run shows in the rows that follow it.
+    pub fn set_clock(&mut self, clock: WallClock) {
+        self.clock = clock;
+    }
+
+    /// Appends one row, newline included.
+    pub fn write_row(&mut self, out: &mut Vec<u8>, ev: &NetEvent) {
+        // Timestamp: the start; the finish when the start is unknown.
+        let start = ev.start_ns.unwrap_or(ev.end_ns);
+        self.time.write(out, self.clock.to_epoch_ns(start));
+        out.push(b',');
+        write_u64(out, u64::from(ev.pid));
+        out.push(b',');
+        let comm = comm_text(ev.comm(), &mut self.scratch);
+        write_csv_field(out, comm);
+        out.extend_from_slice(match ev.protocol {
+            Protocol::Tcp => b",TCP,",
+            Protocol::Udp => b",UDP,",
+        });
+        out.push(b'0' + ev.ip_version);
+        out.push(b',');
+        let (src, dst) = (ev.source(), ev.destination());
+        if let Some(src) = src {
+            write_addr(out, src.addr);
+        }
+        out.push(b',');
+        if let Some(dst) = dst {
+            write_addr(out, dst.addr);
+        }
+        out.push(b',');
+        if let Some(src) = src {
+            write_u64(out, u64::from(src.port));
+        }
+        out.push(b',');
+        if let Some(dst) = dst {
+            write_u64(out, u64::from(dst.port));
+        }
+        out.push(b',');
+        write_u64(out, ev.ret.max(0) as u64);
+        out.extend_from_slice(match ev.direction {
+            Direction::Send => b",send,",
+            Direction::Receive => b",receive,",
+        });
+        if let Some(latency) = ev.latency_ns() {
+            write_u64(out, latency);
+        }
+        out.push(b',');
+        if ev.ret < 0 {
+            write_errno(out, -ev.ret);
+        }
+        out.push(b',');
+        if let Some(flags) = ev.msg_flags {
+            write_msg_flags(out, flags);
+        }
+        out.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::tests::{bytes, raw_event};
+
+    fn row(raw: &crate::bpf::types::nw_event) -> String {
+        let ev = NetEvent::try_from(bytes(raw).as_slice()).unwrap();
+        let mut f = RowFormatter::new(WallClock::with_offset(1_795_669_694_000_000_000));
+        let mut out = Vec::new();
+        f.write_row(&mut out, &ev);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn set_comm(raw: &mut crate::bpf::types::nw_event, comm: &[u8]) {
+        raw.comm = [0; 16];
+        for (dst, src) in raw.comm.iter_mut().zip(comm) {
+            *dst = *src as i8;
+        }
+    }
+
+    #[test]
+    fn header_is_exact() {
+        assert_eq!(
+            HEADER,
+            "Timestamp,PID,Command,Protocol,IP Version,Source Address,Destination Address,\
+             Source Port,Destination Port,Size,Direction,Latency,Error,MSG Flags\n"
+        );
+    }
+
+    #[test]
+    fn a_full_send_row() {
+        assert_eq!(
+            row(&raw_event()),
+            "2026-11-26 05:08:14.000001,1234,curl,TCP,4,127.0.0.1,10.1.2.3,40000,8080,64,send,2500,,MSG_NOSIGNAL\n"
+        );
+    }
+
+    #[test]
+    fn a_failed_receive_with_unknown_start() {
+        let mut raw = raw_event();
+        raw.direction = 1;
+        raw.ret = -libc::ECONNRESET;
+        raw.info = 0x04; // peer known, no start, no flags
+        assert_eq!(
+            row(&raw),
+            "2026-11-26 05:08:14.000003,1234,curl,TCP,4,10.1.2.3,127.0.0.1,8080,40000,0,receive,,ECONNRESET,\n"
+        );
+    }
+
+    #[test]
+    fn unknown_peer_leaves_its_fields_empty() {
+        let mut raw = raw_event();
+        raw.protocol = libc::IPPROTO_UDP as u8;
+        raw.direction = 1;
+        raw.info = 0x01 | 0x02;
+        raw.msg_flags = 0;
+        assert_eq!(
+            row(&raw),
+            "2026-11-26 05:08:14.000001,1234,curl,UDP,4,,127.0.0.1,,40000,64,receive,2500,,\n"
+        );
+    }
+
+    #[test]
+    fn comm_with_comma_and_quote_is_quoted() {
+        let mut raw = raw_event();
+        set_comm(&mut raw, b"a,\"b");
+        let line = row(&raw);
+        assert!(line.contains(",1234,\"a,\"\"b\",TCP,"), "{line}");
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes());
+        let rec = reader.records().next().unwrap().unwrap();
+        assert_eq!(&rec[2], "a,\"b");
+        assert_eq!(rec.len(), 14);
+    }
+
+    #[test]
+    fn non_utf8_comm_is_escaped() {
+        let mut raw = raw_event();
+        set_comm(&mut raw, b"ab\xffc\xe2\x82");
+        assert!(row(&raw).contains(",1234,ab\\xffc\\xe2\\x82,TCP,"));
+        set_comm(&mut raw, "żółw".as_bytes());
+        assert!(row(&raw).contains(",1234,żółw,TCP,"));
+    }
+
+    #[test]
+    fn csv_quoting() {
+        let q = |s: &[u8]| {
+            let mut out = Vec::new();
+            write_csv_field(&mut out, s);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(q(b"plain"), "plain");
+        assert_eq!(q(b"a,b"), "\"a,b\"");
+        assert_eq!(q(b"say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(q(b"two\nlines"), "\"two\nlines\"");
+        assert_eq!(q(b"cr\r"), "\"cr\r\"");
+        assert_eq!(q(b""), "");
+    }
+}

@@ -1,0 +1,272 @@
+//! The CSV sink: `nw_0001.csv`, `nw_0002.csv`, ... in the run's `nw`
+//! folder, each starting with the header, rotated by size, never splitting
+//! a row and never ending in part of one.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use crate::layout::{LayoutError, RunDir, create_file_exclusive};
+use crate::row::HEADER;
+
+/// Buffered bytes past which rows are written out.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStats {
+    pub name: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+pub struct CsvSink {
+    dir_fd: OwnedFd,
+    dir_path: PathBuf,
+    rotate_bytes: u64,
+    next_seq: u32,
+    file: File,
+    /// Stats of every file this run created, the current one last.
+    files: Vec<FileStats>,
+    /// Rows formatted but not yet written; always whole rows.
+    buf: Vec<u8>,
+    buf_rows: u64,
+    /// Bytes of whole rows (header included) known to be in the file.
+    written: u64,
+    rows_lost: u64,
+}
+
+impl CsvSink {
+    /// Opens the first free `nw_NNNN.csv` in `run`. A file is rotated when
+    /// the next row would take it past `rotate_bytes` (a file always holds
+    /// at least one row, whatever the limit).
+    pub fn create(run: RunDir, rotate_bytes: u64) -> Result<Self, SinkError> {
+        let mut next_seq = 1;
+        let (file, name) = open_next(&run.fd, &run.path, &mut next_seq)?;
+        let mut sink = CsvSink {
+            dir_fd: run.fd,
+            dir_path: run.path,
+            rotate_bytes,
+            next_seq,
+            file,
+            files: vec![FileStats {
+                name,
+                rows: 0,
+                bytes: 0,
+            }],
+            buf: Vec::with_capacity(FLUSH_BYTES + 4096),
+            buf_rows: 0,
+            written: 0,
+            rows_lost: 0,
+        };
+        sink.write_header()?;
+        Ok(sink)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir_path
+    }
+
+    pub fn files(&self) -> &[FileStats] {
+        &self.files
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+
+    /// Rows that were captured but could not be written.
+    pub fn rows_lost(&self) -> u64 {
+        self.rows_lost
+    }
+
+    fn current(&mut self) -> &mut FileStats {
+        self.files.last_mut().expect("a sink always has a file")
+    }
+
+    fn write_header(&mut self) -> Result<(), SinkError> {
+        self.buf.extend_from_slice(HEADER.as_bytes());
+        self.flush()
+    }
+
+    /// Appends one row that `format` writes into the buffer (newline
+    /// included), rotating first if the row would not fit the current file.
+    pub fn append_row(&mut self, format: impl FnOnce(&mut Vec<u8>)) -> Result<(), SinkError> {
+        let start = self.buf.len();
+        format(&mut self.buf);
+        let row_len = (self.buf.len() - start) as u64;
+        let file_rows = self.current().rows + self.buf_rows;
+        if file_rows > 0 && self.written + start as u64 + row_len > self.rotate_bytes {
+            let row = self.buf.split_off(start);
+            self.rotate()?;
+            self.buf.extend_from_slice(&row);
+        }
+        self.buf_rows += 1;
+        if self.buf.len() >= FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        let (file, name) = open_next(&self.dir_fd, &self.dir_path, &mut self.next_seq)?;
+        self.file = file;
+        self.files.push(FileStats {
+            name,
+            rows: 0,
+            bytes: 0,
+        });
+        self.written = 0;
+        self.write_header()
+    }
+
+    /// Writes out the buffered rows. On a write error the file is cut back
+    /// to its last whole row and the buffered rows are counted as lost.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.file.write_all(&self.buf);
+        if let Err(source) = result {
+            // write_all may have written part of the buffer; a file must
+            // never end in part of a row.
+            let _ = self.file.set_len(self.written);
+            self.rows_lost += self.buf_rows;
+            self.buf_rows = 0;
+            self.buf.clear();
+            let name = &self.files.last().expect("a sink always has a file").name;
+            let path = self.dir_path.join(name);
+            return Err(SinkError::Write { path, source });
+        }
+        let len = self.buf.len() as u64;
+        let rows = self.buf_rows;
+        self.written += len;
+        let current = self.current();
+        current.bytes += len;
+        current.rows += rows;
+        self.buf_rows = 0;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Counts rows that could not even be buffered (the sink had failed).
+    pub fn count_lost(&mut self, rows: u64) {
+        self.rows_lost += rows;
+    }
+}
+
+/// Creates the first free `nw_NNNN.csv` from `*seq` on, exclusively, and
+/// leaves `*seq` at the number after it.
+fn open_next(dir: &OwnedFd, dir_path: &Path, seq: &mut u32) -> Result<(File, String), SinkError> {
+    loop {
+        let name = format!("nw_{:04}.csv", *seq);
+        *seq += 1;
+        if let Some(file) = create_file_exclusive(dir, dir_path, &name)? {
+            return Ok((file, name));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::create_run_dir;
+
+    fn run_dir(tag: &str) -> RunDir {
+        let out = std::env::temp_dir().join(format!("nwtrace-sink-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        create_run_dir(&out, "m", "t").unwrap()
+    }
+
+    fn read(dir: &Path, name: &str) -> String {
+        std::fs::read_to_string(dir.join(name)).unwrap()
+    }
+
+    #[test]
+    fn header_first_and_rows_after() {
+        let run = run_dir("basic");
+        let mut sink = CsvSink::create(run, 1 << 20).unwrap();
+        sink.append_row(|b| b.extend_from_slice(b"row1\n")).unwrap();
+        sink.append_row(|b| b.extend_from_slice(b"row2\n")).unwrap();
+        sink.flush().unwrap();
+        assert_eq!(
+            read(sink.dir(), "nw_0001.csv"),
+            format!("{HEADER}row1\nrow2\n")
+        );
+        assert_eq!(sink.rows(), 2);
+        assert_eq!(sink.files()[0].rows, 2);
+    }
+
+    #[test]
+    fn rotation_never_splits_a_row() {
+        let run = run_dir("rotate");
+        let limit = HEADER.len() as u64 + 25;
+        let mut sink = CsvSink::create(run, limit).unwrap();
+        for i in 0..7 {
+            sink.append_row(|b| b.extend_from_slice(format!("row-{i:05}\n").as_bytes()))
+                .unwrap(); // 10 bytes each: two fit under the limit
+        }
+        sink.flush().unwrap();
+        let names: Vec<_> = sink.files().iter().map(|f| f.name.clone()).collect();
+        assert_eq!(
+            names,
+            ["nw_0001.csv", "nw_0002.csv", "nw_0003.csv", "nw_0004.csv"]
+        );
+        let mut all = Vec::new();
+        for f in sink.files() {
+            let text = read(sink.dir(), &f.name);
+            assert!(text.starts_with(HEADER), "{}", f.name);
+            assert!(text.ends_with('\n'));
+            assert!(
+                text.len() as u64 <= limit,
+                "{} is {} bytes",
+                f.name,
+                text.len()
+            );
+            let rows: Vec<_> = text[HEADER.len()..].lines().map(str::to_string).collect();
+            assert_eq!(rows.len() as u64, f.rows);
+            all.extend(rows);
+        }
+        let expected: Vec<_> = (0..7).map(|i| format!("row-{i:05}")).collect();
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn a_row_larger_than_the_limit_still_gets_a_file() {
+        let run = run_dir("huge");
+        let mut sink = CsvSink::create(run, 10).unwrap();
+        sink.append_row(|b| b.extend_from_slice(b"a-row-longer-than-ten\n"))
+            .unwrap();
+        sink.append_row(|b| b.extend_from_slice(b"another-long-row\n"))
+            .unwrap();
+        sink.flush().unwrap();
+        assert_eq!(sink.files().len(), 2);
+        assert_eq!(sink.rows(), 2);
+    }
+
+    #[test]
+    fn existing_files_are_skipped_never_overwritten() {
+        let run = run_dir("clash");
+        let dir = run.path.clone();
+        std::fs::write(dir.join("nw_0001.csv"), "someone else's\n").unwrap();
+        std::fs::write(dir.join("nw_0003.csv"), "and this\n").unwrap();
+        let mut sink = CsvSink::create(run, HEADER.len() as u64 + 6).unwrap();
+        sink.append_row(|b| b.extend_from_slice(b"r1\n")).unwrap();
+        sink.append_row(|b| b.extend_from_slice(b"r2\n")).unwrap();
+        sink.append_row(|b| b.extend_from_slice(b"r3\n")).unwrap();
+        sink.flush().unwrap();
+        let names: Vec<_> = sink.files().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["nw_0002.csv", "nw_0004.csv"]);
+        assert_eq!(read(&dir, "nw_0001.csv"), "someone else's\n");
+        assert_eq!(read(&dir, "nw_0003.csv"), "and this\n");
+    }
+}
