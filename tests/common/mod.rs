@@ -1,0 +1,344 @@
+//! Shared pieces of the root integration tests: running the real tracer,
+//! reading its CSV, and describing the rows a scenario must produce.
+
+#![allow(dead_code)]
+
+pub mod sys;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const HEADER: [&str; 14] = [
+    "Timestamp",
+    "PID",
+    "Command",
+    "Protocol",
+    "IP Version",
+    "Source Address",
+    "Destination Address",
+    "Source Port",
+    "Destination Port",
+    "Size",
+    "Direction",
+    "Latency",
+    "Error",
+    "MSG Flags",
+];
+
+/// The nwtrace binary: $NWTRACE_BIN (inside a VM), else the one cargo built.
+pub fn nwtrace_bin() -> PathBuf {
+    std::env::var_os("NWTRACE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nwtrace")))
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Root tests skip on a laptop without privileges, but never under CI.
+/// Returns true when the caller should skip.
+pub fn skip_without_root(what: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    if in_ci() {
+        panic!("{what}: needs root, and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {what}: needs root (run the tests as root)");
+    true
+}
+
+/// The backend under test: $NWTRACE_BACKEND, else auto.
+pub fn backend() -> String {
+    std::env::var("NWTRACE_BACKEND").unwrap_or_else(|_| "auto".into())
+}
+
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros() as i64
+}
+
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nwtrace-it-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating scratch dir");
+    dir
+}
+
+/// A running `nwtrace record`.
+pub struct Tracer {
+    child: Child,
+    stderr_lines: mpsc::Receiver<String>,
+    pub stderr: Vec<String>,
+    pub output_dir: PathBuf,
+}
+
+impl Tracer {
+    /// Starts nwtrace with `args` after `record -o <output_dir>` and waits
+    /// for its `Tracing` line.
+    pub fn start(output_dir: &Path, args: &[&str]) -> Tracer {
+        let mut cmd = Command::new(nwtrace_bin());
+        cmd.arg("record")
+            .arg("-o")
+            .arg(output_dir)
+            .arg("--backend")
+            .arg(backend())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("starting nwtrace");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut tracer = Tracer {
+            child,
+            stderr_lines: rx,
+            stderr: Vec::new(),
+            output_dir: output_dir.to_path_buf(),
+        };
+        // Generous: loading under qemu TCG takes a while.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tracer.stderr_lines.recv_timeout(left) {
+                Ok(line) => {
+                    let ready = line.starts_with("Tracing");
+                    tracer.stderr.push(line);
+                    if ready {
+                        return tracer;
+                    }
+                }
+                Err(_) => {
+                    let _ = tracer.child.kill();
+                    let _ = tracer.child.wait();
+                    tracer.stderr.extend(tracer.stderr_lines.try_iter());
+                    panic!(
+                        "nwtrace never printed its Tracing line; stderr:\n{}",
+                        tracer.stderr.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal`, waits for the exit, and returns the exit code.
+    pub fn stop_with(&mut self, signal: i32) -> i32 {
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.pid(), signal) };
+        self.wait()
+    }
+
+    pub fn stop(&mut self) -> i32 {
+        self.stop_with(libc::SIGINT)
+    }
+
+    pub fn wait(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for nwtrace") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("nwtrace did not exit within 60 s of being stopped");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread ends at EOF; collect what is left.
+        while let Ok(line) = self.stderr_lines.recv_timeout(Duration::from_secs(5)) {
+            self.stderr.push(line);
+        }
+        status.code().unwrap_or(-1)
+    }
+
+    /// The summary line's "N events lost", if printed.
+    pub fn events_lost(&self) -> Option<u64> {
+        self.stderr.iter().find_map(|l| {
+            let before = l
+                .strip_suffix(" events lost")
+                .or_else(|| l.find(" events lost").map(|i| &l[..i]))?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+    }
+}
+
+/// One CSV row, by header name.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub fields: Vec<String>,
+}
+
+impl Row {
+    pub fn get(&self, name: &str) -> &str {
+        let i = HEADER
+            .iter()
+            .position(|h| *h == name)
+            .expect("known column");
+        &self.fields[i]
+    }
+}
+
+/// Every CSV file under `dir` (recursively), in name order.
+pub fn csv_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "csv") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Reads a CSV file, checking the header and that every record has 14
+/// fields (the csv crate is strict RFC 4180 here).
+pub fn read_rows(path: &Path) -> Vec<Row> {
+    let text = std::fs::read(path).expect("reading CSV");
+    assert!(
+        text.is_empty() || text.ends_with(b"\n"),
+        "{} ends in a partial row",
+        path.display()
+    );
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(text.as_slice());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header row")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(header, HEADER, "header of {}", path.display());
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap_or_else(|e| panic!("bad CSV record in {}: {e}", path.display()));
+            Row {
+                fields: r.iter().map(str::to_string).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Parses a row's `YYYY-MM-DD HH:MM:SS.ffffff` (UTC) into epoch microseconds.
+pub fn parse_timestamp_us(ts: &str) -> Option<i64> {
+    let b = ts.as_bytes();
+    if b.len() != 26
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss, us) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?);
+    // days_from_civil (Howard Hinnant)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + us)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Send,
+    Receive,
+}
+
+/// A row a scenario expects, field by field. Timestamp and Latency are
+/// checked against the scenario's time window, not compared.
+#[derive(Clone, Debug)]
+pub struct Expected {
+    pub protocol: &'static str,
+    pub ip_version: &'static str,
+    pub src: Option<SocketAddr>,
+    pub dst: Option<SocketAddr>,
+    pub size: usize,
+    pub dir: Dir,
+    pub error: &'static str,
+    pub flags: &'static str,
+    pub latency_known: bool,
+}
+
+impl Expected {
+    /// The fields that are compared exactly, in header order (Command and
+    /// PID are added by the checker).
+    pub fn exact_fields(&self) -> Vec<String> {
+        let addr = |a: Option<SocketAddr>| a.map(|a| a.ip().to_string()).unwrap_or_default();
+        let port = |a: Option<SocketAddr>| a.map(|a| a.port().to_string()).unwrap_or_default();
+        vec![
+            self.protocol.into(),
+            self.ip_version.into(),
+            addr(self.src),
+            addr(self.dst),
+            port(self.src),
+            port(self.dst),
+            self.size.to_string(),
+            match self.dir {
+                Dir::Send => "send".into(),
+                Dir::Receive => "receive".into(),
+            },
+            self.error.into(),
+            self.flags.into(),
+        ]
+    }
+}
+
+pub fn exact_fields_of(row: &Row) -> Vec<String> {
+    [
+        "Protocol",
+        "IP Version",
+        "Source Address",
+        "Destination Address",
+        "Source Port",
+        "Destination Port",
+        "Size",
+        "Direction",
+        "Error",
+        "MSG Flags",
+    ]
+    .iter()
+    .map(|c| row.get(c).to_string())
+    .collect()
+}

@@ -1,0 +1,665 @@
+//! Root integration test: real traffic under the real tracer, every field of
+//! every row asserted.
+//!
+//! A custom harness (no libtest), so that one tracer serves every scenario
+//! and the same binary runs inside a qemu VM: each scenario runs in its own
+//! named thread, so its rows are the rows whose Command is that name. A
+//! second tracer runs at the same time with a --comm filter, and must see
+//! the same rows for its one thread.
+//!
+//! Prints `N passed, N failed` last; exits non-zero on any failure.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use common::sys::{self, SysResult, on_the_wire};
+use common::*;
+
+/// What a scenario expects, built as it runs from what the syscalls really
+/// returned and the sockets' real addresses.
+#[derive(Default)]
+struct Log {
+    rows: Vec<Expected>,
+}
+
+fn errno_name(e: i32) -> &'static str {
+    match e {
+        libc::EAGAIN => "EAGAIN",
+        libc::EPIPE => "EPIPE",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        other => panic!("scenario hit an errno it does not expect: {other}"),
+    }
+}
+
+impl Log {
+    /// One operation on a socket whose local end is `local`; `peer` is what
+    /// the row must show for the other end (None: unknown, left empty).
+    fn op(
+        &mut self,
+        protocol: &'static str,
+        dir: Dir,
+        local: SocketAddr,
+        peer: Option<SocketAddr>,
+        result: SysResult<usize>,
+        flags: &'static str,
+    ) {
+        let local = on_the_wire(local);
+        let peer = peer.map(on_the_wire);
+        let ip_version = match peer.unwrap_or(local) {
+            SocketAddr::V4(_) => "4",
+            SocketAddr::V6(_) => "6",
+        };
+        let (src, dst) = match dir {
+            Dir::Send => (Some(local), peer),
+            Dir::Receive => (peer, Some(local)),
+        };
+        let (size, error) = match result {
+            Ok(n) => (n, ""),
+            Err(e) => (0, errno_name(e)),
+        };
+        self.rows.push(Expected {
+            protocol,
+            ip_version,
+            src,
+            dst,
+            size,
+            dir,
+            error,
+            flags,
+            latency_known: true,
+        });
+    }
+}
+
+fn fd<T: AsRawFd>(s: &T) -> i32 {
+    s.as_raw_fd()
+}
+
+fn tcp_pair(listen: &str) -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(listen).expect("bind listener");
+    let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    (client, server)
+}
+
+fn udp(bind: &str) -> UdpSocket {
+    UdpSocket::bind(bind).expect("bind udp")
+}
+
+fn settle() {
+    // Lets loopback deliver an ICMP error or a RST before the next call.
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+const TCP: &str = "TCP";
+const UDP: &str = "UDP";
+const NOSIGNAL: i32 = libc::MSG_NOSIGNAL;
+
+fn tcp4(log: &mut Log) {
+    let (c, s) = tcp_pair("127.0.0.1:0");
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    let (send, recv) = (Dir::Send, Dir::Receive);
+
+    let r = sys::send(fd(&c), &[1; 64], 0);
+    log.op(TCP, send, cl, Some(sl), r, "");
+    let r = sys::recv(fd(&s), 4096, 0);
+    assert_eq!(r, Ok(64));
+    log.op(TCP, recv, sl, Some(cl), r, "");
+
+    let r = sys::send(fd(&c), &[2; 100], NOSIGNAL | libc::MSG_MORE);
+    log.op(TCP, send, cl, Some(sl), r, "MSG_NOSIGNAL|MSG_MORE");
+    let r = sys::sendto(fd(&c), &[3; 28], NOSIGNAL, sl);
+    log.op(TCP, send, cl, Some(sl), r, "MSG_NOSIGNAL");
+    let r = sys::recv(fd(&s), 128, libc::MSG_WAITALL);
+    assert_eq!(r, Ok(128));
+    log.op(TCP, recv, sl, Some(cl), r, "MSG_WAITALL");
+
+    let r = sys::write(fd(&c), &[4; 10]);
+    log.op(TCP, send, cl, Some(sl), r, "");
+    let r = sys::read(fd(&s), 100);
+    assert_eq!(r, Ok(10));
+    log.op(TCP, recv, sl, Some(cl), r, "");
+
+    let r = sys::sendmsg(fd(&c), &[5; 20], libc::MSG_DONTWAIT, None);
+    log.op(TCP, send, cl, Some(sl), r, "MSG_DONTWAIT");
+    let r = sys::recv(fd(&s), 100, libc::MSG_PEEK);
+    assert_eq!(r, Ok(20));
+    log.op(TCP, recv, sl, Some(cl), r, "MSG_PEEK");
+    let r = sys::recvmsg(fd(&s), 100, 0, false).map(|(n, _)| n);
+    assert_eq!(r, Ok(20));
+    log.op(TCP, recv, sl, Some(cl), r, "");
+
+    let r = sys::recv(fd(&s), 100, libc::MSG_DONTWAIT);
+    assert_eq!(r, Err(libc::EAGAIN));
+    log.op(TCP, recv, sl, Some(cl), r, "MSG_DONTWAIT");
+    let r = sys::recvfrom(fd(&s), 100, libc::MSG_PEEK | libc::MSG_DONTWAIT).map(|(n, _)| n);
+    assert_eq!(r, Err(libc::EAGAIN));
+    log.op(TCP, recv, sl, Some(cl), r, "MSG_PEEK|MSG_DONTWAIT");
+
+    // End of stream: a 0-byte receive is a row. Then a send after our own
+    // shutdown fails with EPIPE.
+    sys::shutdown_write(fd(&c));
+    let r = sys::recv(fd(&s), 100, 0);
+    assert_eq!(r, Ok(0));
+    log.op(TCP, recv, sl, Some(cl), r, "");
+    let r = sys::send(fd(&c), &[6; 5], NOSIGNAL);
+    assert_eq!(r, Err(libc::EPIPE));
+    log.op(TCP, send, cl, Some(sl), r, "MSG_NOSIGNAL");
+}
+
+fn tcp_oob(log: &mut Log) {
+    let (c, s) = tcp_pair("127.0.0.1:0");
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    let r = sys::send(fd(&c), b"!", libc::MSG_OOB);
+    log.op(TCP, Dir::Send, cl, Some(sl), r, "MSG_OOB");
+    settle();
+    let r = sys::recv(fd(&s), 1, libc::MSG_OOB);
+    assert_eq!(r, Ok(1));
+    log.op(TCP, Dir::Receive, sl, Some(cl), r, "MSG_OOB");
+}
+
+fn tcp6(log: &mut Log) {
+    let (c, s) = tcp_pair("[::1]:0");
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    let r = sys::send(fd(&c), &[1; 300], 0);
+    log.op(TCP, Dir::Send, cl, Some(sl), r, "");
+    let r = sys::recvmsg(fd(&s), 300, libc::MSG_WAITALL, false).map(|(n, _)| n);
+    assert_eq!(r, Ok(300));
+    log.op(TCP, Dir::Receive, sl, Some(cl), r, "MSG_WAITALL");
+    let r = sys::sendmsg(fd(&s), &[2; 7], NOSIGNAL, None);
+    log.op(TCP, Dir::Send, sl, Some(cl), r, "MSG_NOSIGNAL");
+    let r = sys::read(fd(&c), 100);
+    assert_eq!(r, Ok(7));
+    log.op(TCP, Dir::Receive, cl, Some(sl), r, "");
+}
+
+/// An AF_INET6 listener accepting an IPv4 client: the server side's rows
+/// are IPv4 with dotted addresses.
+fn tcp_dual_stack(log: &mut Log) {
+    let listener = TcpListener::bind("[::]:0").expect("bind [::]");
+    let port = listener.local_addr().unwrap().port();
+    let c = TcpStream::connect(("127.0.0.1", port)).expect("connect v4");
+    let (s, _) = listener.accept().unwrap();
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    assert!(sl.is_ipv6(), "accepted socket should be AF_INET6: {sl}");
+    let r = sys::send(fd(&c), &[1; 33], 0);
+    log.op(TCP, Dir::Send, cl, Some(cl_peer(&c)), r, "");
+    let r = sys::recv(fd(&s), 100, 0);
+    assert_eq!(r, Ok(33));
+    log.op(TCP, Dir::Receive, sl, Some(s.peer_addr().unwrap()), r, "");
+    let r = sys::send(fd(&s), &[2; 44], 0);
+    log.op(TCP, Dir::Send, sl, Some(s.peer_addr().unwrap()), r, "");
+    let r = sys::recv(fd(&c), 100, 0);
+    assert_eq!(r, Ok(44));
+    log.op(TCP, Dir::Receive, cl, Some(cl_peer(&c)), r, "");
+}
+
+fn cl_peer(c: &TcpStream) -> SocketAddr {
+    c.peer_addr().unwrap()
+}
+
+fn udp4_connected(log: &mut Log) {
+    let (a, b) = (udp("127.0.0.1:0"), udp("127.0.0.1:0"));
+    let (al, bl) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    a.connect(bl).unwrap();
+    b.connect(al).unwrap();
+    let r = sys::send(fd(&a), &[1; 32], 0);
+    log.op(UDP, Dir::Send, al, Some(bl), r, "");
+    let r = sys::recv(fd(&b), 100, 0);
+    assert_eq!(r, Ok(32));
+    log.op(UDP, Dir::Receive, bl, Some(al), r, "");
+    let r = sys::write(fd(&b), &[2; 12]);
+    log.op(UDP, Dir::Send, bl, Some(al), r, "");
+    let r = sys::read(fd(&a), 100);
+    assert_eq!(r, Ok(12));
+    log.op(UDP, Dir::Receive, al, Some(bl), r, "");
+    let r = sys::sendmsg(fd(&a), &[3; 5], libc::MSG_DONTWAIT, None);
+    log.op(UDP, Dir::Send, al, Some(bl), r, "MSG_DONTWAIT");
+    let r = sys::recvmsg(fd(&b), 100, 0, false).map(|(n, _)| n);
+    assert_eq!(r, Ok(5));
+    log.op(UDP, Dir::Receive, bl, Some(al), r, "");
+}
+
+fn udp4_unconnected(log: &mut Log) {
+    let (a, b) = (udp("127.0.0.1:0"), udp("127.0.0.1:0"));
+    let (al, bl) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let r = sys::sendto(fd(&a), &[1; 40], 0, bl);
+    log.op(UDP, Dir::Send, al, Some(bl), r, "");
+    let (n, from) = sys::recvfrom(fd(&b), 100, 0).unwrap();
+    assert_eq!((n, from), (40, Some(al)));
+    log.op(UDP, Dir::Receive, bl, from, Ok(n), "");
+
+    let r = sys::sendmsg(fd(&a), &[2; 41], libc::MSG_CONFIRM, Some(bl));
+    log.op(UDP, Dir::Send, al, Some(bl), r, "MSG_CONFIRM");
+    let (n, from) = sys::recvmsg(fd(&b), 100, 0, true).unwrap();
+    assert_eq!((n, from), (41, Some(al)));
+    log.op(UDP, Dir::Receive, bl, from, Ok(n), "");
+
+    // recv() without an address buffer on an unconnected socket: the peer
+    // cannot be known, so it is left empty.
+    let r = sys::sendto(fd(&a), &[3; 42], 0, bl);
+    log.op(UDP, Dir::Send, al, Some(bl), r, "");
+    let r = sys::recv(fd(&b), 100, 0);
+    assert_eq!(r, Ok(42));
+    log.op(UDP, Dir::Receive, bl, None, r, "");
+
+    let r = sys::recvfrom(fd(&b), 100, libc::MSG_DONTWAIT).map(|(n, _)| n);
+    assert_eq!(r, Err(libc::EAGAIN));
+    log.op(UDP, Dir::Receive, bl, None, r, "MSG_DONTWAIT");
+
+    // A socket bound to the wildcard: its local address is 0.0.0.0.
+    let w = udp("0.0.0.0:0");
+    let wl = w.local_addr().unwrap();
+    let r = sys::sendto(fd(&w), &[4; 9], 0, bl);
+    log.op(UDP, Dir::Send, wl, Some(bl), r, "");
+    let (n, from) = sys::recvfrom(fd(&b), 100, 0).unwrap();
+    assert_eq!(n, 9);
+    log.op(UDP, Dir::Receive, bl, from, Ok(n), "");
+}
+
+fn udp6_unconnected(log: &mut Log) {
+    let (a, b) = (udp("[::1]:0"), udp("[::1]:0"));
+    let (al, bl) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let r = sys::sendto(fd(&a), &[1; 60], 0, bl);
+    log.op(UDP, Dir::Send, al, Some(bl), r, "");
+    let (n, from) = sys::recvfrom(fd(&b), 100, 0).unwrap();
+    assert_eq!((n, from), (60, Some(al)));
+    log.op(UDP, Dir::Receive, bl, from, Ok(n), "");
+    let r = sys::sendmsg(fd(&b), &[2; 61], 0, Some(al));
+    log.op(UDP, Dir::Send, bl, Some(al), r, "");
+    let (n, from) = sys::recvmsg(fd(&a), 100, libc::MSG_PEEK, true).unwrap();
+    assert_eq!((n, from), (61, Some(bl)));
+    log.op(UDP, Dir::Receive, al, from, Ok(n), "MSG_PEEK");
+    let (n, from) = sys::recvmsg(fd(&a), 100, 0, true).unwrap();
+    log.op(UDP, Dir::Receive, al, from, Ok(n), "");
+}
+
+/// A dual-stack UDP socket bound to `::` talking to an IPv4 socket: rows
+/// are IPv4, and the wildcard local address reads 0.0.0.0.
+fn udp_dual_stack(log: &mut Log) {
+    let (a, b) = (udp("[::]:0"), udp("127.0.0.1:0"));
+    let (al, bl) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let a_wildcard_v4: SocketAddr = SocketAddr::from(([0, 0, 0, 0], al.port()));
+    let mapped_b: SocketAddr = format!("[::ffff:127.0.0.1]:{}", bl.port()).parse().unwrap();
+    let r = sys::sendto(fd(&a), &[1; 16], 0, mapped_b);
+    log.op(UDP, Dir::Send, a_wildcard_v4, Some(bl), r, "");
+    let (n, from) = sys::recvfrom(fd(&b), 100, 0).unwrap();
+    assert_eq!(n, 16);
+    log.op(UDP, Dir::Receive, bl, from, Ok(n), "");
+    let r = sys::sendto(
+        fd(&b),
+        &[2; 17],
+        0,
+        SocketAddr::from(([127, 0, 0, 1], al.port())),
+    );
+    log.op(
+        UDP,
+        Dir::Send,
+        bl,
+        Some(SocketAddr::from(([127, 0, 0, 1], al.port()))),
+        r,
+        "",
+    );
+    let (n, from) = sys::recvfrom(fd(&a), 100, 0).unwrap();
+    assert_eq!((n, from.map(on_the_wire)), (17, Some(bl)));
+    log.op(UDP, Dir::Receive, a_wildcard_v4, from, Ok(n), "");
+}
+
+fn udp_trunc(log: &mut Log) {
+    let (a, b) = (udp("127.0.0.1:0"), udp("127.0.0.1:0"));
+    let (al, bl) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    for _ in 0..2 {
+        let r = sys::sendto(fd(&a), &[7; 100], 0, bl);
+        log.op(UDP, Dir::Send, al, Some(bl), r, "");
+    }
+    // MSG_TRUNC: the datagram's real length, though only 10 bytes fit.
+    let (n, from) = sys::recvfrom(fd(&b), 10, libc::MSG_TRUNC).unwrap();
+    assert_eq!(n, 100);
+    log.op(UDP, Dir::Receive, bl, from, Ok(n), "MSG_TRUNC");
+    // Without it: the bytes copied.
+    let (n, from) = sys::recvfrom(fd(&b), 10, 0).unwrap();
+    assert_eq!(n, 10);
+    log.op(UDP, Dir::Receive, bl, from, Ok(n), "");
+}
+
+/// Each message of sendmmsg/recvmmsg is its own row, with its own address.
+fn udp_mmsg(log: &mut Log) {
+    let (a, b) = (udp("127.0.0.1:0"), udp("127.0.0.1:0"));
+    let (al, bl) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let payloads: [&[u8]; 3] = [&[1; 10], &[2; 20], &[3; 30]];
+    let sent = sys::sendmmsg(fd(&a), &payloads, 0, bl).unwrap();
+    assert_eq!(sent, 3);
+    for p in payloads {
+        log.op(UDP, Dir::Send, al, Some(bl), Ok(p.len()), "");
+    }
+    let got = sys::recvmmsg(fd(&b), 3, 100, libc::MSG_WAITFORONE).unwrap();
+    assert_eq!(got.len(), 3);
+    for (n, from) in got {
+        assert_eq!(from, Some(al));
+        log.op(UDP, Dir::Receive, bl, from, Ok(n), "MSG_WAITFORONE");
+    }
+}
+
+fn errors(log: &mut Log) {
+    // ECONNRESET: the peer closes with SO_LINGER 0, which sends a RST.
+    let (c, s) = tcp_pair("127.0.0.1:0");
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    sys::set_linger_zero(fd(&s));
+    drop(s);
+    settle();
+    let r = sys::recv(fd(&c), 100, 0);
+    assert_eq!(r, Err(libc::ECONNRESET));
+    log.op(TCP, Dir::Receive, cl, Some(sl), r, "");
+    let r = sys::send(fd(&c), &[1; 8], NOSIGNAL);
+    assert_eq!(r, Err(libc::EPIPE));
+    log.op(TCP, Dir::Send, cl, Some(sl), r, "MSG_NOSIGNAL");
+
+    // ECONNREFUSED: a connected UDP socket learns from ICMP that nobody
+    // listens on the port; its next receive reports it.
+    let closed = udp("127.0.0.1:0").local_addr().unwrap();
+    let u = udp("127.0.0.1:0");
+    let ul = u.local_addr().unwrap();
+    u.connect(closed).unwrap();
+    let r = sys::send(fd(&u), &[2; 8], 0);
+    log.op(UDP, Dir::Send, ul, Some(closed), r, "");
+    settle();
+    let r = sys::recv(fd(&u), 100, 0);
+    assert_eq!(r, Err(libc::ECONNREFUSED));
+    log.op(UDP, Dir::Receive, ul, Some(closed), r, "");
+}
+
+/// A thread whose comm needs CSV quoting.
+fn odd_comm(log: &mut Log) {
+    let (a, b) = (udp("127.0.0.1:0"), udp("127.0.0.1:0"));
+    let (al, bl) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let r = sys::sendto(fd(&a), &[1; 3], 0, bl);
+    log.op(UDP, Dir::Send, al, Some(bl), r, "");
+}
+
+struct Scenario {
+    /// Also the thread name, hence the rows' Command.
+    thread: &'static str,
+    body: fn(&mut Log),
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        thread: "nwt-tcp4",
+        body: tcp4,
+    },
+    Scenario {
+        thread: "nwt-tcp-oob",
+        body: tcp_oob,
+    },
+    Scenario {
+        thread: "nwt-tcp6",
+        body: tcp6,
+    },
+    Scenario {
+        thread: "nwt-tcp-dual",
+        body: tcp_dual_stack,
+    },
+    Scenario {
+        thread: "nwt-udp4c",
+        body: udp4_connected,
+    },
+    Scenario {
+        thread: "nwt-udp4u",
+        body: udp4_unconnected,
+    },
+    Scenario {
+        thread: "nwt-udp6u",
+        body: udp6_unconnected,
+    },
+    Scenario {
+        thread: "nwt-udp-dual",
+        body: udp_dual_stack,
+    },
+    Scenario {
+        thread: "nwt-udp-trunc",
+        body: udp_trunc,
+    },
+    Scenario {
+        thread: "nwt-udp-mmsg",
+        body: udp_mmsg,
+    },
+    Scenario {
+        thread: "nwt-errors",
+        body: errors,
+    },
+    Scenario {
+        thread: "a,\"b",
+        body: odd_comm,
+    },
+];
+
+/// The --comm filtered tracer follows this scenario.
+const FILTERED_THREAD: &str = "nwt-udp4u";
+
+/// Timestamps come from the tracer's own clock mapping; allow this much
+/// disagreement with the test's clock.
+const CLOCK_SLACK_US: i64 = 5_000;
+
+struct Ran {
+    thread: &'static str,
+    expected: Vec<Expected>,
+    start_us: i64,
+    end_us: i64,
+}
+
+fn run_scenario(s: &Scenario) -> Result<Ran, String> {
+    let start_us = now_us();
+    let body = s.body;
+    let handle = std::thread::Builder::new()
+        .name(s.thread.to_string())
+        .spawn(move || {
+            let mut log = Log::default();
+            body(&mut log);
+            log.rows
+        })
+        .map_err(|e| e.to_string())?;
+    let expected = handle.join().map_err(|p| {
+        format!(
+            "scenario panicked: {:?}",
+            p.downcast_ref::<String>()
+                .cloned()
+                .or(p.downcast_ref::<&str>().map(|s| s.to_string()))
+        )
+    })?;
+    Ok(Ran {
+        thread: s.thread,
+        expected,
+        start_us,
+        end_us: now_us(),
+    })
+}
+
+fn describe(e: &Expected) -> String {
+    e.exact_fields().join(",")
+}
+
+/// Compares one scenario's rows with what it expected; returns the problems.
+fn check(ran: &Ran, rows: &[Row], pid: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut actual: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.get("Command") == ran.thread)
+        .collect();
+    actual.sort_by_key(|r| parse_timestamp_us(r.get("Timestamp")).unwrap_or(0));
+    if actual.len() != ran.expected.len() {
+        problems.push(format!(
+            "expected {} rows, got {}",
+            ran.expected.len(),
+            actual.len()
+        ));
+    }
+    for (i, (want, got)) in ran.expected.iter().zip(&actual).enumerate() {
+        let got_exact = exact_fields_of(got);
+        if got_exact != want.exact_fields() {
+            problems.push(format!(
+                "row {i}: expected {}\n              got {}",
+                describe(want),
+                got_exact.join(",")
+            ));
+        }
+        if got.get("PID") != pid {
+            problems.push(format!("row {i}: PID {} is not {pid}", got.get("PID")));
+        }
+        let Some(ts) = parse_timestamp_us(got.get("Timestamp")) else {
+            problems.push(format!("row {i}: bad Timestamp {:?}", got.get("Timestamp")));
+            continue;
+        };
+        if ts < ran.start_us - CLOCK_SLACK_US || ts > ran.end_us + CLOCK_SLACK_US {
+            problems.push(format!(
+                "row {i}: Timestamp {} is outside the scenario's run",
+                got.get("Timestamp")
+            ));
+        }
+        match (want.latency_known, got.get("Latency")) {
+            (true, l) => match l.parse::<u64>() {
+                Ok(ns) if ns > 0 => {
+                    if ts + (ns / 1000) as i64 > ran.end_us + CLOCK_SLACK_US {
+                        problems.push(format!(
+                            "row {i}: Timestamp + Latency {ns} ns ends after the scenario"
+                        ));
+                    }
+                }
+                _ => problems.push(format!("row {i}: Latency {l:?} should be a number above 0")),
+            },
+            (false, "") => {}
+            (false, l) => problems.push(format!("row {i}: Latency {l:?} should be empty")),
+        }
+    }
+    if actual.len() > ran.expected.len() {
+        for extra in &actual[ran.expected.len()..] {
+            problems.push(format!("extra row: {}", extra.fields.join(",")));
+        }
+    }
+    problems
+}
+
+fn rows_under(dir: &std::path::Path) -> Vec<Row> {
+    csv_files(dir).iter().flat_map(|f| read_rows(f)).collect()
+}
+
+fn main() -> ExitCode {
+    if skip_without_root("rows") {
+        println!("0 passed, 0 failed, 1 skipped");
+        return ExitCode::SUCCESS;
+    }
+    let pid = std::process::id().to_string();
+    let out_all = scratch_dir("all");
+    let out_comm = scratch_dir("comm");
+    let common_args = ["--machine-id", "nwtrace-test", "--timestamp", "rows"];
+    let mut all = Tracer::start(&out_all, &[&["--pid", &pid][..], &common_args].concat());
+    let mut filtered = Tracer::start(
+        &out_comm,
+        &[&["--comm", FILTERED_THREAD][..], &common_args].concat(),
+    );
+
+    let mut passed = 0;
+    let mut failed = 0;
+    let mut ran = Vec::new();
+    for s in SCENARIOS {
+        match run_scenario(s) {
+            Ok(r) => ran.push(r),
+            Err(e) => {
+                println!("FAIL {}: {e}", s.thread);
+                failed += 1;
+            }
+        }
+    }
+    // Rows reach the files at least once a second; stopping flushes them all.
+    let code_all = all.stop();
+    let code_filtered = filtered.stop();
+
+    let mut outcome = |name: &str, problems: Vec<String>| {
+        if problems.is_empty() {
+            println!("ok   {name}");
+            passed += 1;
+        } else {
+            println!("FAIL {name}");
+            for p in problems {
+                println!("     {p}");
+            }
+            failed += 1;
+        }
+    };
+
+    // The run itself: clean exit, nothing lost, the contract's layout.
+    let mut problems = Vec::new();
+    for (name, code, tracer) in [("all", code_all, &all), ("comm", code_filtered, &filtered)] {
+        if code != 0 {
+            problems.push(format!(
+                "tracer {name} exited {code}: {}",
+                tracer.stderr.join(" | ")
+            ));
+        }
+        if tracer.events_lost() != Some(0) {
+            problems.push(format!(
+                "tracer {name} lost events: {}",
+                tracer.stderr.join(" | ")
+            ));
+        }
+    }
+    let first_file = out_all.join("nwtrace-test/rows/nw/nw_0001.csv");
+    if !first_file.is_file() {
+        problems.push(format!("{} is missing", first_file.display()));
+    }
+    outcome(
+        "tracer runs and exits cleanly into <dir>/<machine-id>/<timestamp>/nw",
+        problems,
+    );
+
+    let rows = rows_under(&out_all);
+    let ours: Vec<Row> = rows.into_iter().filter(|r| r.get("PID") == pid).collect();
+    for r in &ran {
+        outcome(r.thread, check(r, &ours, &pid));
+    }
+
+    let known: Vec<&str> = SCENARIOS.iter().map(|s| s.thread).collect();
+    let strays: Vec<String> = ours
+        .iter()
+        .filter(|r| !known.contains(&r.get("Command")))
+        .map(|r| format!("stray row: {}", r.fields.join(",")))
+        .collect();
+    outcome("no rows from outside the scenarios", strays);
+
+    // The second tracer, filtered by comm in the kernel, saw exactly that
+    // thread's rows, the same ones.
+    let filtered_rows = rows_under(&out_comm);
+    let mut problems = Vec::new();
+    let key = |r: &Row| {
+        let mut k = exact_fields_of(r);
+        k.push(r.get("Command").to_string());
+        k.push(r.get("PID").to_string());
+        k
+    };
+    let mut want: Vec<_> = ours
+        .iter()
+        .filter(|r| r.get("Command") == FILTERED_THREAD)
+        .map(key)
+        .collect();
+    let mut got: Vec<_> = filtered_rows.iter().map(key).collect();
+    want.sort();
+    got.sort();
+    if want.is_empty() || want != got {
+        problems.push(format!(
+            "--comm {FILTERED_THREAD} saw {:?}\n     the --pid tracer saw {:?}",
+            got, want
+        ));
+    }
+    outcome("--comm filter and a second concurrent tracer", problems);
+
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
