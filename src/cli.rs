@@ -72,6 +72,17 @@ pub struct RecordArgs {
     #[arg(long, value_name = "SIZE", default_value = "100M", value_parser = parse_size)]
     pub rotate_size: u64,
 
+    /// Keep at most this many CSV files of this run: past it, the oldest
+    /// are deleted at each rotation.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_files: Option<u64>,
+
+    /// Keep at most this many bytes of CSV files of this run (K, M, G):
+    /// past it, the oldest are deleted at each rotation. The file being
+    /// written is never deleted.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+
     /// Size of the BPF ring buffer (a power of two, at least 4K).
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_ring_size)]
     pub ring_size: u64,

@@ -329,6 +329,45 @@ pub mod tests {
         assert_eq!(ev.peer.unwrap().addr.to_string(), "10.1.2.3");
     }
 
+    /// xorshift64*: deterministic, so a failure reproduces.
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    #[test]
+    fn no_bytes_make_the_decoder_panic() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let valid = bytes(&raw_event());
+        for round in 0..200_000 {
+            let data: Vec<u8> = if round % 2 == 0 {
+                let len = (rng.next() % 130) as usize;
+                (0..len).map(|_| rng.next() as u8).collect()
+            } else {
+                // A real record with a few bytes damaged: reaches deeper.
+                let mut d = valid.clone();
+                for _ in 0..1 + rng.next() % 4 {
+                    let i = (rng.next() % d.len() as u64) as usize;
+                    d[i] = rng.next() as u8;
+                }
+                d
+            };
+            if let Ok(ev) = NetEvent::try_from(data.as_slice()) {
+                // Whatever decodes must also format.
+                let mut out = Vec::new();
+                crate::row::RowFormatter::new(crate::timefmt::WallClock::with_offset(0))
+                    .write_row(&mut out, &ev);
+                assert!(out.ends_with(b"\n"));
+            }
+        }
+    }
+
     #[test]
     fn malformed_records_are_errors_not_panics() {
         let good = bytes(&raw_event());

@@ -9,6 +9,7 @@ mod cli;
 mod event;
 mod layout;
 mod loader;
+mod manifest;
 mod names;
 mod probe;
 mod record;
@@ -46,8 +47,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Parses the command line; a usage mistake is one line on stderr and
+/// exit 2 (clap's own report is several lines of usage and tips).
+fn parse_cli() -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if e.use_stderr() => {
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("nwtrace: error: {first} (see nwtrace --help)");
+            Err(ExitCode::from(EXIT_USAGE))
+        }
+        // --help and --version
+        Err(e) => e.exit(),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     match run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -2,10 +2,10 @@
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -16,16 +16,18 @@ use crate::cli::{BackendChoice, RecordArgs};
 use crate::event::NetEvent;
 use crate::layout::{create_run_dir, default_machine_id, validate_component};
 use crate::loader::{self, Backend, LoadOptions};
+use crate::manifest::{Manifest, ManifestFile};
 use crate::probe;
 use crate::row::RowFormatter;
-use crate::sink::{CsvSink, SinkError};
-use crate::timefmt::{WallClock, now_epoch_secs, run_folder_name};
+use crate::sink::{CsvSink, Retention, SinkError};
+use crate::timefmt::{WallClock, iso8601, now_epoch_secs, run_folder_name};
 
 /// How long the consumer sleeps between drains when no wakeup comes. The
 /// BPF side only wakes it when the ring is a quarter full, so this bounds
 /// how stale the files can be.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
-/// Rows reach the files at least this often.
+/// Rows reach the files at least this often, so a SIGKILL loses at most
+/// about this much.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the ring buffer callback needs, behind one RefCell.
@@ -39,6 +41,7 @@ struct Consumer {
 impl Consumer {
     fn on_record(&mut self, data: &[u8]) -> i32 {
         if self.failure.is_some() {
+            // The sink is broken: every later record is a lost row.
             self.sink.count_lost(1);
             return 0;
         }
@@ -63,28 +66,40 @@ impl Consumer {
     }
 }
 
-fn install_signal_handlers() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    // Registered first, so it sees the flag before the first signal sets
-    // it: a second Ctrl-C exits at once (every write so far was whole rows).
-    signal_hook::flag::register_conditional_shutdown(
-        signal_hook::consts::SIGINT,
-        130,
-        Arc::clone(&stop),
-    )
-    .context("installing the SIGINT handler")?;
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
+/// The signal that asked the run to stop, 0 for none yet.
+struct StopSignal(Arc<AtomicUsize>);
+
+impl StopSignal {
+    fn install() -> Result<Self> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let seen = Arc::new(AtomicUsize::new(0));
+        let interrupted = Arc::new(AtomicBool::new(false));
+        // Registered before the flag setter, so it sees the flag as the
+        // previous SIGINT left it: the second Ctrl-C exits at once. Every
+        // write so far was whole rows, so no file ends in part of one.
+        signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&interrupted))
+            .context("installing the SIGINT handler")?;
+        signal_hook::flag::register(SIGINT, interrupted)
+            .context("installing the SIGINT handler")?;
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal_hook::flag::register_usize(sig, Arc::clone(&seen), sig as usize)
+                .context("installing signal handlers")?;
+        }
+        Ok(StopSignal(seen))
     }
-    Ok(stop)
+
+    fn received(&self) -> Option<&'static str> {
+        match self.0.load(Ordering::Relaxed) as i32 {
+            0 => None,
+            libc::SIGINT => Some("SIGINT"),
+            libc::SIGTERM => Some("SIGTERM"),
+            libc::SIGHUP => Some("SIGHUP"),
+            _ => Some("signal"),
+        }
+    }
 }
 
-fn choose_backend(choice: BackendChoice, tracefs: &std::path::Path) -> Result<Backend> {
+fn choose_backend(choice: BackendChoice, tracefs: &Path) -> Result<Backend> {
     let has_sock_tp = probe::has_tracepoint(tracefs, "sock", "sock_send_length")
         && probe::has_tracepoint(tracefs, "sock", "sock_recv_length");
     match choice {
@@ -96,19 +111,23 @@ fn choose_backend(choice: BackendChoice, tracefs: &std::path::Path) -> Result<Ba
     }
 }
 
-pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
-    // Usage checks first: nothing is attached or written on bad input.
+/// Checks everything the user typed before anything is touched.
+struct Validated {
+    machine_id: String,
+    timestamp: String,
+}
+
+fn validate(args: &RecordArgs, start_secs: i64) -> Result<Validated, UsageError> {
     let machine_id = match &args.machine_id {
         Some(id) => {
-            validate_component("--machine-id", id).map_err(UsageError::from)?;
+            validate_component("--machine-id", id)?;
             id.clone()
         }
-        None => default_machine_id().map_err(UsageError::from)?,
+        None => default_machine_id()?,
     };
-    let start_secs = now_epoch_secs();
     let timestamp = match &args.timestamp {
         Some(ts) => {
-            validate_component("--timestamp", ts).map_err(UsageError::from)?;
+            validate_component("--timestamp", ts)?;
             ts.clone()
         }
         None => run_folder_name(start_secs),
@@ -117,10 +136,27 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
         if !PathBuf::from(format!("/proc/{pid}")).exists() {
             return Err(UsageError::Message(format!(
                 "no process has pid {pid}; start it first, or leave out --pid to trace everything"
-            ))
-            .into());
+            )));
         }
     }
+    if args.output_dir.exists() && !args.output_dir.is_dir() {
+        return Err(UsageError::Message(format!(
+            "--output-dir {} is not a folder; pick a folder",
+            args.output_dir.display()
+        )));
+    }
+    Ok(Validated {
+        machine_id,
+        timestamp,
+    })
+}
+
+pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
+    let start_secs = now_epoch_secs();
+    let Validated {
+        machine_id,
+        timestamp,
+    } = validate(&args, start_secs)?;
 
     probe::check_privileges()?;
     probe::check_btf()?;
@@ -140,8 +176,35 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
     )?;
 
     let run_dir = create_run_dir(&args.output_dir, &machine_id, &timestamp)?;
-    let sink = CsvSink::create(run_dir, args.rotate_size)?;
+    let manifest_dir = run_dir
+        .fd
+        .try_clone()
+        .context("duplicating the run folder's fd")?;
+    let retention = Retention {
+        max_files: args.max_files.map(|n| n as usize),
+        max_bytes: args.max_size,
+    };
+    let sink = CsvSink::create(run_dir, args.rotate_size, retention)?;
     let out_dir = sink.dir().to_path_buf();
+    let mut manifest = Manifest {
+        nwtrace_version: env!("CARGO_PKG_VERSION"),
+        command_line: std::env::args().collect(),
+        pid: std::process::id(),
+        kernel: probe::kernel_release(),
+        backend: backend.name().to_string(),
+        machine_id,
+        started_at: iso8601(start_secs),
+        stopped_at: None,
+        finalized: false,
+        exit_reason: None,
+        files: sink.files().to_vec(),
+        rows_written: 0,
+        events_lost: 0,
+        rows_lost: 0,
+        malformed_records: 0,
+    };
+    let manifest_file = ManifestFile::create(manifest_dir, &out_dir, &manifest)?;
+
     let consumer = RefCell::new(Consumer {
         sink,
         formatter: RowFormatter::new(WallClock::sample()),
@@ -149,7 +212,7 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
         failure: None,
     });
 
-    let stop = install_signal_handlers()?;
+    let stop = StopSignal::install()?;
     let mut builder = RingBufferBuilder::new();
     builder
         .add(&skel.maps.events, |data: &[u8]| {
@@ -170,15 +233,15 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + d);
     let mut last_flush = Instant::now();
-    loop {
-        if let Err(e) = ring.poll(POLL_INTERVAL) {
-            // EINTR: a signal arrived; the loop condition handles it.
-            if e.kind() != libbpf_rs::ErrorKind::Interrupted {
-                return Err(e).context("reading the ring buffer");
-            }
+    let reason = loop {
+        if let Err(e) = ring.poll(POLL_INTERVAL)
+            && e.kind() != libbpf_rs::ErrorKind::Interrupted
+        {
+            // EINTR is a signal arriving; anything else is a real failure.
+            break format!("ring buffer error: {e}");
         }
-        if consumer.borrow().failure.is_some() {
-            break;
+        if let Some(failure) = &consumer.borrow().failure {
+            break format!("write error: {failure}");
         }
         if last_flush.elapsed() >= FLUSH_INTERVAL {
             let mut c = consumer.borrow_mut();
@@ -186,10 +249,13 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
             c.formatter.set_clock(WallClock::sample());
             last_flush = Instant::now();
         }
-        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
+        if let Some(sig) = stop.received() {
+            break sig.to_string();
         }
-    }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break "duration elapsed".to_string();
+        }
+    };
 
     // Detach first, then drain: every event produced is in the ring now.
     loader::detach(&mut skel);
@@ -198,9 +264,29 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
     let lost = loader::lost_events(&skel)?;
     let mut consumer = consumer.into_inner();
     consumer.flush();
+    let failed = consumer.failure.is_some() || reason.starts_with("ring buffer error");
+    let reason = match &consumer.failure {
+        Some(failure) if !reason.starts_with("write error") => format!("write error: {failure}"),
+        _ => reason,
+    };
 
     let sink = &consumer.sink;
-    let files: Vec<&str> = sink.files().iter().map(|f| f.name.as_str()).collect();
+    manifest.stopped_at = Some(iso8601(now_epoch_secs()));
+    manifest.finalized = true;
+    manifest.exit_reason = Some(reason.clone());
+    manifest.files = sink.files().to_vec();
+    manifest.rows_written = sink.rows();
+    manifest.events_lost = lost;
+    manifest.rows_lost = sink.rows_lost();
+    manifest.malformed_records = consumer.malformed;
+    let manifest_error = manifest_file.update(&manifest).err();
+
+    let files: Vec<&str> = sink
+        .files()
+        .iter()
+        .filter(|f| !f.deleted)
+        .map(|f| f.name.as_str())
+        .collect();
     eprintln!(
         "nwtrace: {} rows in {} file{} ({}) under {}; {} events lost{}",
         sink.rows(),
@@ -218,9 +304,15 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
     if consumer.malformed > 0 {
         eprintln!("nwtrace: skipped {} malformed records", consumer.malformed);
     }
-    if let Some(failure) = consumer.failure {
+    if let Some(e) = manifest_error {
         eprintln!(
-            "nwtrace: stopped: {failure}; {} rows could not be written",
+            "nwtrace: could not finalise {}: {e}",
+            manifest_file.path().display()
+        );
+    }
+    if failed {
+        eprintln!(
+            "nwtrace: stopped on {reason}; {} captured rows could not be written (every row written is whole)",
             sink.rows_lost()
         );
         return Ok(ExitCode::FAILURE);

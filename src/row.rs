@@ -216,6 +216,47 @@ mod tests {
         assert!(row(&raw).contains(",1234,żółw,TCP,"));
     }
 
+    /// Undoes the comm escaping: `\xNN` back to the byte.
+    fn unescape(text: &str) -> Vec<u8> {
+        let b = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') && i + 3 < b.len() {
+                out.push(u8::from_str_radix(&text[i + 2..i + 4], 16).unwrap());
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn any_comm_bytes_give_a_valid_row_that_reads_back() {
+        let mut rng = crate::event::tests::Rng(0x1234_5678_9abc_def1);
+        // Bytes that stress quoting and escaping, and some plain ones.
+        let alphabet = b",\"\r\n a\x80\xc3\xa9\xe2\x82\xac\xff\x01|;'";
+        for _ in 0..20_000 {
+            let len = 1 + (rng.next() % 15) as usize;
+            let comm: Vec<u8> = (0..len)
+                .map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize])
+                .collect();
+            let mut raw = raw_event();
+            set_comm(&mut raw, &comm);
+            let line = row(&raw);
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(line.as_bytes());
+            let rec = reader.records().next().unwrap().unwrap();
+            assert_eq!(rec.len(), 14, "{line:?}");
+            assert_eq!(unescape(&rec[2]), comm, "{line:?}");
+            assert_eq!(&rec[1], "1234");
+            assert!(reader.records().next().is_none(), "one row only: {line:?}");
+        }
+    }
+
     #[test]
     fn csv_quoting() {
         let q = |s: &[u8]| {

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::layout::{LayoutError, RunDir, create_file_exclusive};
@@ -13,11 +13,21 @@ use crate::row::HEADER;
 /// Buffered bytes past which rows are written out.
 const FLUSH_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FileStats {
     pub name: String,
     pub rows: u64,
     pub bytes: u64,
+    /// Removed by the retention limits.
+    pub deleted: bool,
+}
+
+/// Optional limits on what one run keeps on disk. When a rotation takes the
+/// run past one, its oldest files are deleted; the current file never is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention {
+    pub max_files: Option<usize>,
+    pub max_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +42,7 @@ pub struct CsvSink {
     dir_fd: OwnedFd,
     dir_path: PathBuf,
     rotate_bytes: u64,
+    retention: Retention,
     next_seq: u32,
     file: File,
     /// Stats of every file this run created, the current one last.
@@ -48,19 +59,21 @@ impl CsvSink {
     /// Opens the first free `nw_NNNN.csv` in `run`. A file is rotated when
     /// the next row would take it past `rotate_bytes` (a file always holds
     /// at least one row, whatever the limit).
-    pub fn create(run: RunDir, rotate_bytes: u64) -> Result<Self, SinkError> {
+    pub fn create(run: RunDir, rotate_bytes: u64, retention: Retention) -> Result<Self, SinkError> {
         let mut next_seq = 1;
         let (file, name) = open_next(&run.fd, &run.path, &mut next_seq)?;
         let mut sink = CsvSink {
             dir_fd: run.fd,
             dir_path: run.path,
             rotate_bytes,
+            retention,
             next_seq,
             file,
             files: vec![FileStats {
                 name,
                 rows: 0,
                 bytes: 0,
+                deleted: false,
             }],
             buf: Vec::with_capacity(FLUSH_BYTES + 4096),
             buf_rows: 0,
@@ -124,38 +137,95 @@ impl CsvSink {
             name,
             rows: 0,
             bytes: 0,
+            deleted: false,
         });
         self.written = 0;
-        self.write_header()
+        self.write_header()?;
+        self.enforce_retention()
     }
 
-    /// Writes out the buffered rows. On a write error the file is cut back
-    /// to its last whole row and the buffered rows are counted as lost.
+    fn enforce_retention(&mut self) -> Result<(), SinkError> {
+        let Retention {
+            max_files,
+            max_bytes,
+        } = self.retention;
+        loop {
+            let live = self.files.iter().filter(|f| !f.deleted);
+            let (count, bytes) = live.fold((0usize, 0u64), |(n, b), f| (n + 1, b + f.bytes));
+            let over = max_files.is_some_and(|m| count > m) || max_bytes.is_some_and(|m| bytes > m);
+            // The last file is the one being written: never deleted.
+            let current = self.files.len() - 1;
+            let oldest = self.files[..current].iter_mut().find(|f| !f.deleted);
+            let (true, Some(oldest)) = (over, oldest) else {
+                return Ok(());
+            };
+            let c_name = std::ffi::CString::new(oldest.name.as_str()).expect("no NUL");
+            // SAFETY: valid directory fd and C string; the name is one this
+            // run created exclusively.
+            let rc = unsafe { libc::unlinkat(self.dir_fd.as_raw_fd(), c_name.as_ptr(), 0) };
+            if rc != 0 {
+                return Err(SinkError::Write {
+                    path: self.dir_path.join(&oldest.name),
+                    source: io::Error::last_os_error(),
+                });
+            }
+            oldest.deleted = true;
+        }
+    }
+
+    /// Writes out the buffered rows. On a write error (a full disk), the
+    /// rows that reached the file whole are kept, the file is cut back to
+    /// the end of the last of them, and the rest are counted as lost.
     pub fn flush(&mut self) -> Result<(), SinkError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let result = self.file.write_all(&self.buf);
-        if let Err(source) = result {
-            // write_all may have written part of the buffer; a file must
-            // never end in part of a row.
-            let _ = self.file.set_len(self.written);
-            self.rows_lost += self.buf_rows;
-            self.buf_rows = 0;
-            self.buf.clear();
-            let name = &self.files.last().expect("a sink always has a file").name;
-            let path = self.dir_path.join(name);
-            return Err(SinkError::Write { path, source });
+        let mut done = 0;
+        let mut failure = None;
+        while done < self.buf.len() {
+            match self.file.write(&self.buf[done..]) {
+                Ok(0) => {
+                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
         }
-        let len = self.buf.len() as u64;
-        let rows = self.buf_rows;
-        self.written += len;
-        let current = self.current();
-        current.bytes += len;
-        current.rows += rows;
+        let kept = match failure {
+            None => done,
+            Some(_) => self.buf[..done]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1),
+        };
+        let kept_rows = if failure.is_none() {
+            self.buf_rows
+        } else {
+            // The header (if it is in this buffer) ends in a newline too.
+            let newlines = self.buf[..kept].iter().filter(|&&b| b == b'\n').count() as u64;
+            newlines.saturating_sub(u64::from(self.written == 0 && kept > 0))
+        };
+        self.written += kept as u64;
+        let current = self.files.last_mut().expect("a sink always has a file");
+        current.bytes += kept as u64;
+        current.rows += kept_rows;
+        self.rows_lost += self.buf_rows - kept_rows;
         self.buf_rows = 0;
         self.buf.clear();
-        Ok(())
+        match failure {
+            None => Ok(()),
+            Some(source) => {
+                // Never leave part of a row at the end of a file.
+                let _ = self.file.set_len(self.written);
+                let path = self.dir_path.join(&current.name);
+                Err(SinkError::Write { path, source })
+            }
+        }
     }
 
     /// Counts rows that could not even be buffered (the sink had failed).
@@ -194,7 +264,7 @@ mod tests {
     #[test]
     fn header_first_and_rows_after() {
         let run = run_dir("basic");
-        let mut sink = CsvSink::create(run, 1 << 20).unwrap();
+        let mut sink = CsvSink::create(run, 1 << 20, Retention::default()).unwrap();
         sink.append_row(|b| b.extend_from_slice(b"row1\n")).unwrap();
         sink.append_row(|b| b.extend_from_slice(b"row2\n")).unwrap();
         sink.flush().unwrap();
@@ -210,7 +280,7 @@ mod tests {
     fn rotation_never_splits_a_row() {
         let run = run_dir("rotate");
         let limit = HEADER.len() as u64 + 25;
-        let mut sink = CsvSink::create(run, limit).unwrap();
+        let mut sink = CsvSink::create(run, limit, Retention::default()).unwrap();
         for i in 0..7 {
             sink.append_row(|b| b.extend_from_slice(format!("row-{i:05}\n").as_bytes()))
                 .unwrap(); // 10 bytes each: two fit under the limit
@@ -243,7 +313,7 @@ mod tests {
     #[test]
     fn a_row_larger_than_the_limit_still_gets_a_file() {
         let run = run_dir("huge");
-        let mut sink = CsvSink::create(run, 10).unwrap();
+        let mut sink = CsvSink::create(run, 10, Retention::default()).unwrap();
         sink.append_row(|b| b.extend_from_slice(b"a-row-longer-than-ten\n"))
             .unwrap();
         sink.append_row(|b| b.extend_from_slice(b"another-long-row\n"))
@@ -253,13 +323,72 @@ mod tests {
         assert_eq!(sink.rows(), 2);
     }
 
+    fn live_files(sink: &CsvSink) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(sink.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn retention_by_count_deletes_the_oldest() {
+        let run = run_dir("keep-count");
+        let retention = Retention {
+            max_files: Some(2),
+            max_bytes: None,
+        };
+        let mut sink = CsvSink::create(run, HEADER.len() as u64 + 3, retention).unwrap();
+        for i in 0..5 {
+            sink.append_row(|b| b.extend_from_slice(format!("{i}\n").as_bytes()))
+                .unwrap();
+        }
+        sink.flush().unwrap();
+        assert_eq!(live_files(&sink), ["nw_0004.csv", "nw_0005.csv"]);
+        let deleted: Vec<_> = sink.files().iter().map(|f| f.deleted).collect();
+        assert_eq!(deleted, [true, true, true, false, false]);
+        assert_eq!(read(sink.dir(), "nw_0005.csv"), format!("{HEADER}4\n"));
+    }
+
+    #[test]
+    fn retention_by_size_keeps_the_current_file() {
+        let run = run_dir("keep-size");
+        let one_file = HEADER.len() as u64 + 2;
+        let retention = Retention {
+            max_files: None,
+            max_bytes: Some(2 * one_file),
+        };
+        let mut sink = CsvSink::create(run, one_file, retention).unwrap();
+        for i in 0..4 {
+            sink.append_row(|b| b.extend_from_slice(format!("{i}\n").as_bytes()))
+                .unwrap();
+        }
+        sink.flush().unwrap();
+        // The current file is still being filled when the limit is checked.
+        assert_eq!(live_files(&sink), ["nw_0003.csv", "nw_0004.csv"]);
+        // Even a limit below one file never deletes the file being written.
+        let run = run_dir("keep-tiny");
+        let retention = Retention {
+            max_files: None,
+            max_bytes: Some(1),
+        };
+        let mut sink = CsvSink::create(run, one_file, retention).unwrap();
+        for i in 0..3 {
+            sink.append_row(|b| b.extend_from_slice(format!("{i}\n").as_bytes()))
+                .unwrap();
+        }
+        sink.flush().unwrap();
+        assert_eq!(live_files(&sink), ["nw_0003.csv"]);
+    }
+
     #[test]
     fn existing_files_are_skipped_never_overwritten() {
         let run = run_dir("clash");
         let dir = run.path.clone();
         std::fs::write(dir.join("nw_0001.csv"), "someone else's\n").unwrap();
         std::fs::write(dir.join("nw_0003.csv"), "and this\n").unwrap();
-        let mut sink = CsvSink::create(run, HEADER.len() as u64 + 6).unwrap();
+        let mut sink = CsvSink::create(run, HEADER.len() as u64 + 6, Retention::default()).unwrap();
         sink.append_row(|b| b.extend_from_slice(b"r1\n")).unwrap();
         sink.append_row(|b| b.extend_from_slice(b"r2\n")).unwrap();
         sink.append_row(|b| b.extend_from_slice(b"r3\n")).unwrap();

@@ -49,6 +49,15 @@ pub fn run_folder_name(epoch_secs: i64) -> String {
     )
 }
 
+/// ISO 8601 in UTC with seconds, for the manifest.
+pub fn iso8601(epoch_secs: i64) -> String {
+    let c = civil(epoch_secs);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
 /// Formats row timestamps. Rows arrive in bursts within the same second, so
 /// the `YYYY-MM-DD HH:MM:SS.` prefix is kept and only the microseconds are
 /// formatted per row.
@@ -178,6 +187,7 @@ mod tests {
     #[test]
     fn run_folder_name_is_compact_utc() {
         assert_eq!(run_folder_name(1_795_669_694), "20261126T050814Z");
+        assert_eq!(iso8601(1_795_669_694), "2026-11-26T05:08:14Z");
     }
 
     #[test]

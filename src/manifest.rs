@@ -1,0 +1,219 @@
+//! The run manifest beside the CSV files: written when tracing starts,
+//! rewritten when it stops. A run whose manifest still says
+//! `"finalized": false` died without stopping cleanly.
+
+use std::ffi::CString;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::layout::{LayoutError, create_file_exclusive};
+use crate::sink::FileStats;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub nwtrace_version: &'static str,
+    pub command_line: Vec<String>,
+    pub pid: u32,
+    pub kernel: String,
+    pub backend: String,
+    pub machine_id: String,
+    pub started_at: String,
+    pub stopped_at: Option<String>,
+    pub finalized: bool,
+    pub exit_reason: Option<String>,
+    pub files: Vec<FileStats>,
+    pub rows_written: u64,
+    pub events_lost: u64,
+    /// Rows captured but not written (a write error stopped the run).
+    pub rows_lost: u64,
+    pub malformed_records: u64,
+}
+
+/// The manifest is written padded to this size, so that a final update on a
+/// full disk can still overwrite it in place (JSON allows trailing space).
+const RESERVED_BYTES: usize = 64 * 1024;
+
+/// Owns this run's manifest file in the `nw` folder.
+pub struct ManifestFile {
+    dir_fd: OwnedFd,
+    dir_path: PathBuf,
+    name: String,
+}
+
+impl ManifestFile {
+    /// Creates `manifest.json`, or `manifest_2.json`, ... when another run
+    /// sharing the folder has it: runs never touch each other's files.
+    pub fn create(dir_fd: OwnedFd, dir_path: &Path, first: &Manifest) -> Result<Self, LayoutError> {
+        for n in 1u32.. {
+            let name = if n == 1 {
+                "manifest.json".to_string()
+            } else {
+                format!("manifest_{n}.json")
+            };
+            if let Some(mut file) = create_file_exclusive(&dir_fd, dir_path, &name)? {
+                file.write_all(&padded_json(first))
+                    .map_err(|source| LayoutError::Io {
+                        path: dir_path.join(&name),
+                        source,
+                    })?;
+                return Ok(ManifestFile {
+                    dir_fd,
+                    dir_path: dir_path.to_path_buf(),
+                    name,
+                });
+            }
+        }
+        unreachable!("u32 names run out")
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir_path.join(&self.name)
+    }
+
+    /// Replaces the manifest atomically (a reader sees the old one or the
+    /// new one, never half of either); when the disk is full, overwrites it
+    /// in place within the space it already holds.
+    pub fn update(&self, manifest: &Manifest) -> io::Result<()> {
+        let json = padded_json(manifest);
+        match self.replace_atomically(&json) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) => {
+                self.overwrite_in_place(&json)
+            }
+            other => other,
+        }
+    }
+
+    fn overwrite_in_place(&self, json: &[u8]) -> io::Result<()> {
+        let c_name = CString::new(self.name.as_str()).expect("no NUL");
+        // SAFETY: valid dir fd and C string; the fd is checked before use.
+        let fd = unsafe {
+            libc::openat(
+                self.dir_fd.as_raw_fd(),
+                c_name.as_ptr(),
+                libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just opened and nothing else owns it.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        file.write_all_at(json, 0)?;
+        file.sync_data()
+    }
+
+    fn replace_atomically(&self, json: &[u8]) -> io::Result<()> {
+        let tmp = format!(".{}.{}.tmp", self.name, std::process::id());
+        let c_tmp = CString::new(tmp.as_str()).expect("no NUL");
+        // A leftover from a killed run with our pid: ours to remove.
+        // SAFETY: valid dir fd and C string.
+        unsafe { libc::unlinkat(self.dir_fd.as_raw_fd(), c_tmp.as_ptr(), 0) };
+        let mut file = create_file_exclusive(&self.dir_fd, &self.dir_path, &tmp)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists))?;
+        let written = file.write_all(json).and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // SAFETY: valid dir fd and C string.
+            unsafe { libc::unlinkat(self.dir_fd.as_raw_fd(), c_tmp.as_ptr(), 0) };
+            return Err(e);
+        }
+        let c_name = CString::new(self.name.as_str()).expect("no NUL");
+        // SAFETY: valid dir fd and C strings; renameat replaces the name
+        // itself and never follows a symlink there.
+        let rc = unsafe {
+            libc::renameat(
+                self.dir_fd.as_raw_fd(),
+                c_tmp.as_ptr(),
+                self.dir_fd.as_raw_fd(),
+                c_name.as_ptr(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+fn padded_json(m: &Manifest) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(m).expect("manifest serialises");
+    out.push(b'\n');
+    if out.len() < RESERVED_BYTES {
+        out.resize(RESERVED_BYTES, b' ');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::create_run_dir;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            nwtrace_version: "0.1.0",
+            command_line: vec![
+                "nwtrace".into(),
+                "record".into(),
+                "--comm".into(),
+                "a\"b".into(),
+            ],
+            pid: 42,
+            kernel: "6.18.0".into(),
+            backend: "tracepoint".into(),
+            machine_id: "m".into(),
+            started_at: "2026-11-26T05:08:14Z".into(),
+            stopped_at: None,
+            finalized: false,
+            exit_reason: None,
+            files: vec![],
+            rows_written: 0,
+            events_lost: 0,
+            rows_lost: 0,
+            malformed_records: 0,
+        }
+    }
+
+    #[test]
+    fn created_then_finalised_and_never_shared() {
+        let out = std::env::temp_dir().join(format!("nwtrace-manifest-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let run = create_run_dir(&out, "m", "t").unwrap();
+        let mut m = manifest();
+        let file = ManifestFile::create(run.fd.try_clone().unwrap(), &run.path, &m).unwrap();
+        assert_eq!(file.path(), run.path.join("manifest.json"));
+        let first: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file.path()).unwrap()).unwrap();
+        assert_eq!(first["finalized"], false);
+        assert_eq!(first["command_line"][3], "a\"b");
+
+        m.finalized = true;
+        m.exit_reason = Some("SIGINT".into());
+        m.files.push(FileStats {
+            name: "nw_0001.csv".into(),
+            rows: 3,
+            bytes: 300,
+            deleted: false,
+        });
+        file.update(&m).unwrap();
+        let last: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(file.path()).unwrap()).unwrap();
+        assert_eq!(last["finalized"], true);
+        assert_eq!(last["files"][0]["rows"], 3);
+        // No temp file is left behind.
+        let names: Vec<_> = std::fs::read_dir(&run.path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["manifest.json"]);
+
+        // A second run in the same folder gets its own manifest.
+        let other =
+            ManifestFile::create(run.fd.try_clone().unwrap(), &run.path, &manifest()).unwrap();
+        assert_eq!(other.path(), run.path.join("manifest_2.json"));
+    }
+}
