@@ -24,14 +24,23 @@ pub struct Cli {
 pub enum Command {
     /// Trace until Ctrl-C, SIGTERM or --duration, writing CSV rows.
     Record(RecordArgs),
+    /// Say what this kernel allows: BTF, lockdown, tracefs, and which
+    /// backends work (each one is loaded and attached for real, then
+    /// detached). Exits 1 when none works.
+    Doctor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
-    /// The best backend this kernel allows.
+    /// The cheapest backend that loads and attaches here: fentry, then
+    /// tracepoint, then kprobe.
     Auto,
-    /// Syscall tracepoints plus sock:sock_{send,recv}_length (kernel >= 6.3).
+    /// fexit on the TCP/UDP sendmsg/recvmsg functions (BPF trampolines).
+    Fentry,
+    /// sock:sock_{send,recv}_length tracepoints (kernel >= 6.3).
     Tracepoint,
+    /// kprobe + kretprobe on the TCP/UDP sendmsg/recvmsg functions.
+    Kprobe,
 }
 
 #[derive(Debug, Parser)]
@@ -193,7 +202,9 @@ mod tests {
             "1M",
         ])
         .unwrap();
-        let Command::Record(args) = cli.command;
+        let Command::Record(args) = cli.command else {
+            panic!("parsed as record");
+        };
         assert_eq!(args.pids, [1, 2]);
         assert_eq!(args.comms, ["nginx"]);
         assert_eq!(args.rotate_size, 1 << 20);

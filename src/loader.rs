@@ -1,30 +1,115 @@
-//! Opening, configuring, loading and attaching the BPF object.
+//! Choosing a backend, then opening, configuring, loading and attaching the
+//! one BPF object with only that backend's programs.
 
 use std::mem::MaybeUninit;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
+use libbpf_rs::btf::types::{Func, FuncProto};
+use libbpf_rs::btf::{Btf, ReferencesType};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, OpenObject};
+use libbpf_rs::{MapCore, MapFlags, MapType, OpenObject, ProgramType};
 
 use crate::bpf::{NwtraceLinks, NwtraceSkel, NwtraceSkelBuilder};
+use crate::cli::BackendChoice;
 
-/// The probe family that traces the operations.
+/// The probe family that sees the operations. Every backend also uses the
+/// syscall entry tracepoints, for flags, addresses and start times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// Syscall tracepoints plus sock:sock_{send,recv}_length (>= 6.3).
+    /// fexit on tcp_/udp_/udpv6_ sendmsg and recvmsg (BPF trampolines).
+    Fentry,
+    /// sock:sock_{send,recv}_length (kernel >= 6.3) as BTF tracepoints.
     Tracepoint,
+    /// kprobe + kretprobe on the same functions as fentry.
+    Kprobe,
 }
 
 impl Backend {
+    /// The order `--backend auto` tries them in: cheapest first. fentry
+    /// needs one program per operation and no sys_exit program; the
+    /// tracepoint backend adds sys_exit programs on recvfrom/recvmsg;
+    /// kprobes trap twice per operation (see README, "Backends").
+    pub const AUTO_ORDER: [Backend; 3] = [Backend::Fentry, Backend::Tracepoint, Backend::Kprobe];
+
     pub fn name(self) -> &'static str {
         match self {
+            Backend::Fentry => "fentry",
             Backend::Tracepoint => "tracepoint",
+            Backend::Kprobe => "kprobe",
         }
+    }
+
+    /// The backends to try for a --backend choice, in order.
+    pub fn candidates(choice: BackendChoice) -> Vec<Backend> {
+        match choice {
+            BackendChoice::Auto => Self::AUTO_ORDER.to_vec(),
+            BackendChoice::Fentry => vec![Backend::Fentry],
+            BackendChoice::Tracepoint => vec![Backend::Tracepoint],
+            BackendChoice::Kprobe => vec![Backend::Kprobe],
+        }
+    }
+
+    /// Whether the program named `prog` belongs to this backend's set.
+    fn wants(self, prog: &str, facts: &KernelFacts) -> bool {
+        if prog.contains("tcp_sendpage") && !facts.has_tcp_sendpage {
+            return false;
+        }
+        prog.starts_with("sys_enter_")
+            || match self {
+                Backend::Tracepoint => prog.starts_with("tp_"),
+                Backend::Fentry => prog.starts_with("fexit_"),
+                Backend::Kprobe => prog.starts_with("kp_") || prog.starts_with("krp_"),
+            }
     }
 }
 
+/// What the kernel's BTF and feature probes say, read once.
+#[derive(Clone, Debug)]
+pub struct KernelFacts {
+    /// Task storage usable from tracing programs (5.11).
+    pub task_storage: bool,
+    /// Arguments of tcp_recvmsg, udp_recvmsg, udpv6_recvmsg (6 before 5.19).
+    pub recvmsg_nargs: [i32; 3],
+    /// tcp_sendpage exists (before 6.5).
+    pub has_tcp_sendpage: bool,
+    /// sock:sock_send_length and sock:sock_recv_length exist (6.3).
+    pub sock_tracepoints: bool,
+}
+
+fn func_nargs(btf: &Btf<'_>, name: &str) -> Option<i32> {
+    let func: Func<'_> = btf.type_by_name(name)?;
+    let proto: FuncProto<'_> = func.referenced_type().try_into().ok()?;
+    Some(proto.len() as i32)
+}
+
+impl KernelFacts {
+    pub fn probe() -> Result<Self> {
+        let btf = Btf::from_vmlinux().context("reading the kernel's BTF")?;
+        let nargs = |name: &str| func_nargs(&btf, name).unwrap_or(5);
+        let task_storage = MapType::TaskStorage.is_supported().unwrap_or(false)
+            && ProgramType::Kprobe
+                .is_helper_supported(libbpf_rs::libbpf_sys::BPF_FUNC_task_storage_get)
+                .unwrap_or(false);
+        Ok(KernelFacts {
+            task_storage,
+            recvmsg_nargs: [
+                nargs("tcp_recvmsg"),
+                nargs("udp_recvmsg"),
+                nargs("udpv6_recvmsg"),
+            ],
+            has_tcp_sendpage: btf.type_by_name::<Func<'_>>("tcp_sendpage").is_some(),
+            // The BTF typedef every tp_btf target has.
+            sock_tracepoints: has_typedef(&btf, "btf_trace_sock_send_length"),
+        })
+    }
+}
+
+fn has_typedef(btf: &Btf<'_>, name: &str) -> bool {
+    btf.type_by_name::<libbpf_rs::btf::types::Typedef<'_>>(name)
+        .is_some()
+}
+
 pub struct LoadOptions<'a> {
-    pub backend: Backend,
     pub pids: &'a [u32],
     pub comms: &'a [String],
     pub ring_size: u64,
@@ -43,11 +128,25 @@ pub fn route_libbpf_log(verbose: u8) {
     }));
 }
 
-/// Loads the object with the filters in place, but attaches nothing.
-pub fn load<'obj>(
+/// Why a backend cannot run here, in a form a user can act on.
+fn precondition(backend: Backend, facts: &KernelFacts) -> Result<()> {
+    match backend {
+        Backend::Tracepoint if !facts.sock_tracepoints => Err(anyhow!(
+            "this kernel has no sock:sock_send_length tracepoint (it arrived in 6.3)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Loads the object with `backend`'s programs and the filters in place,
+/// and attaches it: a trial that is also the real thing.
+pub fn load_and_attach<'obj>(
     object: &'obj mut MaybeUninit<OpenObject>,
+    backend: Backend,
+    facts: &KernelFacts,
     opts: &LoadOptions<'_>,
 ) -> Result<NwtraceSkel<'obj>> {
+    precondition(backend, facts)?;
     let mut open = NwtraceSkelBuilder::default()
         .open(object)
         .context("opening the BPF object")?;
@@ -63,19 +162,32 @@ pub fn load<'obj>(
     // Wake the consumer early only when a quarter of the ring is unread;
     // otherwise it drains on its own short timer (see record.rs).
     rodata.wakeup_bytes = opts.ring_size / 4;
+    rodata.use_task_storage = facts.task_storage;
+    [
+        rodata.tcp_recvmsg_nargs,
+        rodata.udp_recvmsg_nargs,
+        rodata.udpv6_recvmsg_nargs,
+    ] = facts.recvmsg_nargs;
 
     open.maps
         .events
         .set_max_entries(opts.ring_size as u32)
         .context("sizing the ring buffer")?;
-
-    match opts.backend {
-        Backend::Tracepoint => {}
+    open.maps.task_states.set_autocreate(facts.task_storage)?;
+    open.maps
+        .task_states_by_tid
+        .set_autocreate(!facts.task_storage)?;
+    for mut prog in open.open_object_mut().progs_mut() {
+        let wanted = backend.wants(&prog.name().to_string_lossy(), facts);
+        prog.set_autoload(wanted);
     }
 
-    let skel = open.load().context(
-        "loading the BPF programs into the kernel (run with -vv to see the verifier's log)",
-    )?;
+    let mut skel = open.load().with_context(|| {
+        format!(
+            "loading the {} programs (-vv shows the verifier's log)",
+            backend.name()
+        )
+    })?;
 
     for pid in opts.pids {
         skel.maps
@@ -91,11 +203,39 @@ pub fn load<'obj>(
             .update(&key, &[1u8], MapFlags::ANY)
             .context("filling the comm filter")?;
     }
+    skel.attach()
+        .with_context(|| format!("attaching the {} programs", backend.name()))?;
     Ok(skel)
 }
 
-pub fn attach(skel: &mut NwtraceSkel<'_>) -> Result<()> {
-    skel.attach().context("attaching the BPF programs")
+/// One slot of object storage per backend, so a failed trial's storage is
+/// never reused while a later trial's skeleton borrows its own.
+pub type ObjectSlots = [MaybeUninit<OpenObject>; 3];
+
+pub fn object_slots() -> ObjectSlots {
+    [
+        MaybeUninit::uninit(),
+        MaybeUninit::uninit(),
+        MaybeUninit::uninit(),
+    ]
+}
+
+/// Tries the candidates in order; returns the first that loads and
+/// attaches, or every failure, one per line.
+pub fn start_first_working<'obj>(
+    slots: &'obj mut ObjectSlots,
+    candidates: &[Backend],
+    facts: &KernelFacts,
+    opts: &LoadOptions<'_>,
+) -> Result<(Backend, NwtraceSkel<'obj>), Vec<(Backend, anyhow::Error)>> {
+    let mut failures = Vec::new();
+    for (slot, &backend) in slots.iter_mut().zip(candidates) {
+        match load_and_attach(slot, backend, facts, opts) {
+            Ok(skel) => return Ok((backend, skel)),
+            Err(e) => failures.push((backend, e)),
+        }
+    }
+    Err(failures)
 }
 
 /// Detaches every program: no event is produced after this returns.
@@ -116,4 +256,12 @@ pub fn lost_events(skel: &NwtraceSkel<'_>) -> Result<u64> {
         .filter_map(|v| v.get(..8))
         .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
         .sum())
+}
+
+/// A failure chain as one line.
+pub fn one_line(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

@@ -6,6 +6,7 @@
 //! control).
 
 mod cli;
+mod doctor;
 mod event;
 mod layout;
 mod loader;
@@ -44,6 +45,7 @@ const EXIT_USAGE: u8 = 2;
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => record::record(args, cli.verbose),
+        Command::Doctor => doctor::doctor(cli.verbose),
     }
 }
 

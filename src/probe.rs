@@ -95,11 +95,6 @@ pub fn ensure_tracefs() -> Result<PathBuf, ProbeError> {
     tracefs_root().ok_or_else(|| ProbeError::TracefsMount(io::Error::from(io::ErrorKind::NotFound)))
 }
 
-/// True when the kernel has the `category:name` tracepoint (tracefs needed).
-pub fn has_tracepoint(tracefs: &Path, category: &str, name: &str) -> bool {
-    tracefs.join("events").join(category).join(name).is_dir()
-}
-
 /// The running kernel's release, as `uname -r` prints it.
 pub fn kernel_release() -> String {
     // SAFETY: zeroed utsname is a valid out-parameter for uname.

@@ -1,8 +1,7 @@
 //! `nwtrace record`: run control from start to summary.
 
 use std::cell::RefCell;
-use std::mem::MaybeUninit;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,10 +11,10 @@ use anyhow::{Context, Result};
 use libbpf_rs::RingBufferBuilder;
 
 use crate::UsageError;
-use crate::cli::{BackendChoice, RecordArgs};
+use crate::cli::RecordArgs;
 use crate::event::NetEvent;
 use crate::layout::{create_run_dir, default_machine_id, validate_component};
-use crate::loader::{self, Backend, LoadOptions};
+use crate::loader::{self, Backend, KernelFacts, LoadOptions};
 use crate::manifest::{Manifest, ManifestFile};
 use crate::probe;
 use crate::row::RowFormatter;
@@ -99,18 +98,6 @@ impl StopSignal {
     }
 }
 
-fn choose_backend(choice: BackendChoice, tracefs: &Path) -> Result<Backend> {
-    let has_sock_tp = probe::has_tracepoint(tracefs, "sock", "sock_send_length")
-        && probe::has_tracepoint(tracefs, "sock", "sock_recv_length");
-    match choice {
-        BackendChoice::Auto | BackendChoice::Tracepoint if has_sock_tp => Ok(Backend::Tracepoint),
-        _ => anyhow::bail!(
-            "the tracepoint backend needs sock:sock_send_length and sock:sock_recv_length (kernel 6.3 or later), and kernel {} has none",
-            probe::kernel_release()
-        ),
-    }
-}
-
 /// Checks everything the user typed before anything is touched.
 struct Validated {
     machine_id: String,
@@ -160,20 +147,35 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
 
     probe::check_privileges()?;
     probe::check_btf()?;
-    let tracefs = probe::ensure_tracefs()?;
-    let backend = choose_backend(args.backend, &tracefs)?;
+    probe::ensure_tracefs()?;
+    let facts = KernelFacts::probe()?;
 
     loader::route_libbpf_log(verbose);
-    let mut object = MaybeUninit::uninit();
-    let mut skel = loader::load(
-        &mut object,
-        &LoadOptions {
-            backend,
-            pids: &args.pids,
-            comms: &args.comms,
-            ring_size: args.ring_size,
-        },
-    )?;
+    let mut slots = loader::object_slots();
+    let candidates = Backend::candidates(args.backend);
+    let opts = LoadOptions {
+        pids: &args.pids,
+        comms: &args.comms,
+        ring_size: args.ring_size,
+    };
+    let (backend, mut skel) =
+        match loader::start_first_working(&mut slots, &candidates, &facts, &opts) {
+            Ok(started) => started,
+            Err(failures) => {
+                let why = failures
+                    .iter()
+                    .map(|(b, e)| format!("{}: {}", b.name(), loader::one_line(e)))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                anyhow::bail!(
+                    "no backend works on kernel {} ({why}); run nwtrace doctor for details",
+                    probe::kernel_release()
+                );
+            }
+        };
+    if verbose > 0 {
+        eprintln!("nwtrace: backend {} ({:?})", backend.name(), facts);
+    }
 
     let run_dir = create_run_dir(&args.output_dir, &machine_id, &timestamp)?;
     let manifest_dir = run_dir
@@ -223,7 +225,6 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
         .build()
         .context("setting up the ring buffer consumer")?;
 
-    loader::attach(&mut skel)?;
     eprintln!(
         "Tracing TCP/UDP sends and receives (backend: {}) into {} ... Hit Ctrl-C to end.",
         backend.name(),

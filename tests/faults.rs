@@ -340,13 +340,24 @@ fn a_second_sigint_exits_at_once() {
     }
     let dir = scratch_dir("sigint2");
     let pid = std::process::id().to_string();
-    let mut tracer = Tracer::start(&dir, &["--pid", &pid]);
-    udp_traffic(Duration::from_millis(300), || false);
-    // SAFETY: signals to our own child.
-    unsafe {
-        libc::kill(tracer.pid(), libc::SIGINT);
-        libc::kill(tracer.pid(), libc::SIGINT);
-    }
+    let mut tracer = Tracer::start(&dir, &["--pid", &pid, "--ring-size", "64M"]);
+    let signal = |sig| {
+        // SAFETY: signals to our own child.
+        unsafe { libc::kill(tracer.pid(), sig) };
+    };
+    // A stopped tracer lets a backlog build up in its ring, so that the
+    // drain after the first SIGINT is still running when the second comes
+    // (two SIGINTs pending at once would merge into one).
+    signal(libc::SIGSTOP);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| udp_traffic(Duration::from_millis(1000), || false));
+        }
+    });
+    signal(libc::SIGCONT);
+    signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(libc::SIGINT);
     assert_eq!(tracer.wait(), 130, "{}", tracer.stderr.join("\n"));
     assert_whole_rows(&dir);
     // It died on purpose: the manifest says it never finished.

@@ -15,6 +15,17 @@
  *
  * There are no sys_exit programs for the other syscalls: a stale armed state
  * is recognised because its syscall number is not the one the thread is in.
+ *
+ * The fentry and kprobe backends (any kernel with BTF) keep the same
+ * syscall entry programs and replace the sock tracepoints with the protocol
+ * functions: fexit, or kprobe + kretprobe, on tcp_sendmsg, tcp_recvmsg,
+ * udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg and (before 6.5)
+ * tcp_sendpage. They read the peer of an unconnected UDP socket from the
+ * kernel's msghdr, so they need no sys_exit program at all.
+ *
+ * Program names say their family, and userspace picks by prefix:
+ * sys_enter_* (every backend), tp_* (tracepoint), fexit_* (fentry),
+ * kp_* and krp_* (kprobe).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -42,6 +53,17 @@ const volatile bool filter_comms = false;
 /* Unread bytes past which a submit wakes the consumer; below it, the
  * consumer drains on its own timer (batched wakeups). */
 const volatile __u64 wakeup_bytes = 0;
+
+/* Task storage from tracing programs needs 5.11; before, per-thread state
+ * lives in an LRU hash keyed by thread id. */
+const volatile bool use_task_storage = true;
+/* Index of the return value in an fexit context: after the arguments.
+ * tcp_recvmsg, udp_recvmsg and udpv6_recvmsg had 6 arguments until their
+ * `nonblock` went in 5.19 (commit ec095263a965), then 5 until `addr_len`
+ * went too (6.18 has 4). Userspace counts them in the kernel's BTF. */
+const volatile int tcp_recvmsg_nargs = 5;
+const volatile int udp_recvmsg_nargs = 5;
+const volatile int udpv6_recvmsg_nargs = 5;
 
 /* Keeps struct nw_event in the object's BTF so the skeleton emits its type. */
 struct nw_event nw_event_type = {};
@@ -100,6 +122,8 @@ struct task_state {
 	__u8 op;          /* enum nw_op */
 	__u8 pending;     /* pending_event waits for its peer address */
 	__u8 _pad[6];
+	__u64 fn_sk;      /* kprobe backend: arguments saved at function entry */
+	__u64 fn_msg;
 	__u64 pending_name;    /* user struct sockaddr * of the pending receive */
 	__u64 pending_namelen; /* user int * holding its length */
 	struct nw_event pending_event;
@@ -111,6 +135,33 @@ struct {
 	__type(key, int);
 	__type(value, struct task_state);
 } task_states SEC(".maps");
+
+/* Before 5.11: the same state keyed by thread id. LRU, since threads can
+ * exit without telling us. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, struct task_state);
+} task_states_by_tid SEC(".maps");
+
+static const struct task_state empty_state = {};
+
+static __always_inline struct task_state *state_lookup(bool create)
+{
+	struct task_state *st;
+	__u32 tid;
+
+	if (use_task_storage)
+		return bpf_task_storage_get(&task_states, bpf_get_current_task_btf(), 0,
+					    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	tid = (__u32)bpf_get_current_pid_tgid();
+	st = bpf_map_lookup_elem(&task_states_by_tid, &tid);
+	if (st || !create)
+		return st;
+	bpf_map_update_elem(&task_states_by_tid, &tid, &empty_state, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&task_states_by_tid, &tid);
+}
 
 static __always_inline bool tgid_wanted(__u32 tgid)
 {
@@ -129,13 +180,22 @@ static __always_inline bool comm_wanted(struct comm_key *key)
 /* The syscall the current thread is in, or -1 outside a syscall. */
 static __always_inline long current_syscall_nr(void)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	struct pt_regs *regs;
 
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs)) {
+		regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	} else {
+		/* bpf_task_pt_regs() arrived in 5.15 (commit dd6e10fbd9fb).
+		 * Before it, task_pt_regs() is the top of the task's kernel
+		 * stack: x86_64 THREAD_SIZE is 16 KiB (no KASAN in distro
+		 * kernels) with no padding above the registers. */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		void *stack = BPF_CORE_READ(task, stack);
+
+		regs = (struct pt_regs *)(stack + 16384 - bpf_core_type_size(struct pt_regs));
+	}
 #if defined(__TARGET_ARCH_x86)
 	return BPF_CORE_READ(regs, orig_ax);
-#elif defined(__TARGET_ARCH_arm64)
-	return BPF_CORE_READ(regs, syscallno);
 #else
 #error "nwtrace: current_syscall_nr() needs this architecture's pt_regs field"
 #endif
@@ -174,8 +234,7 @@ static __always_inline void arm(long syscall_nr, enum nw_op op, __u64 name,
 		if (!comm_wanted(&key))
 			return;
 	}
-	st = bpf_task_storage_get(&task_states, bpf_get_current_task_btf(), 0,
-				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	st = state_lookup(true);
 	if (!st)
 		return;
 	st->start_ns = bpf_ktime_get_ns();
@@ -210,7 +269,7 @@ struct nw_sys_exit {
 #define SYS_ARG(ctx, n) ((ctx)->args[n])
 
 SEC("tracepoint/syscalls/sys_enter_sendto")
-int tp_enter_sendto(struct nw_sys_enter *ctx)
+int sys_enter_sendto(struct nw_sys_enter *ctx)
 {
 	/* sendto(fd, buf, len, flags, dest_addr, addrlen) */
 	arm(ctx->syscall_nr, NW_OP_SENDTO, SYS_ARG(ctx, 4), 0, SYS_ARG(ctx, 3));
@@ -218,7 +277,7 @@ int tp_enter_sendto(struct nw_sys_enter *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int tp_enter_sendmsg(struct nw_sys_enter *ctx)
+int sys_enter_sendmsg(struct nw_sys_enter *ctx)
 {
 	/* sendmsg(fd, msg, flags) */
 	arm(ctx->syscall_nr, NW_OP_SENDMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 2));
@@ -226,7 +285,7 @@ int tp_enter_sendmsg(struct nw_sys_enter *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int tp_enter_sendmmsg(struct nw_sys_enter *ctx)
+int sys_enter_sendmmsg(struct nw_sys_enter *ctx)
 {
 	/* sendmmsg(fd, msgvec, vlen, flags) */
 	arm(ctx->syscall_nr, NW_OP_SENDMMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 3));
@@ -234,7 +293,7 @@ int tp_enter_sendmmsg(struct nw_sys_enter *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int tp_enter_recvfrom(struct nw_sys_enter *ctx)
+int sys_enter_recvfrom(struct nw_sys_enter *ctx)
 {
 	/* recvfrom(fd, buf, len, flags, src_addr, addrlen) */
 	arm(ctx->syscall_nr, NW_OP_RECVFROM, SYS_ARG(ctx, 4), SYS_ARG(ctx, 5), SYS_ARG(ctx, 3));
@@ -242,7 +301,7 @@ int tp_enter_recvfrom(struct nw_sys_enter *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int tp_enter_recvmsg(struct nw_sys_enter *ctx)
+int sys_enter_recvmsg(struct nw_sys_enter *ctx)
 {
 	/* recvmsg(fd, msg, flags) */
 	arm(ctx->syscall_nr, NW_OP_RECVMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 2));
@@ -250,7 +309,7 @@ int tp_enter_recvmsg(struct nw_sys_enter *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int tp_enter_recvmmsg(struct nw_sys_enter *ctx)
+int sys_enter_recvmmsg(struct nw_sys_enter *ctx)
 {
 	/* recvmmsg(fd, msgvec, vlen, flags, timeout) */
 	arm(ctx->syscall_nr, NW_OP_RECVMMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 3));
@@ -258,42 +317,42 @@ int tp_enter_recvmmsg(struct nw_sys_enter *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_enter_write")
-int tp_enter_write(struct nw_sys_enter *ctx)
+int sys_enter_write(struct nw_sys_enter *ctx)
 {
 	arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_writev")
-int tp_enter_writev(struct nw_sys_enter *ctx)
+int sys_enter_writev(struct nw_sys_enter *ctx)
 {
 	arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int tp_enter_sendfile64(struct nw_sys_enter *ctx)
+int sys_enter_sendfile64(struct nw_sys_enter *ctx)
 {
 	arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_splice")
-int tp_enter_splice(struct nw_sys_enter *ctx)
+int sys_enter_splice(struct nw_sys_enter *ctx)
 {
 	arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_read")
-int tp_enter_read(struct nw_sys_enter *ctx)
+int sys_enter_read(struct nw_sys_enter *ctx)
 {
 	arm(ctx->syscall_nr, NW_OP_READ, 0, 0, 0);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_readv")
-int tp_enter_readv(struct nw_sys_enter *ctx)
+int sys_enter_readv(struct nw_sys_enter *ctx)
 {
 	arm(ctx->syscall_nr, NW_OP_READ, 0, 0, 0);
 	return 0;
@@ -301,18 +360,24 @@ int tp_enter_readv(struct nw_sys_enter *ctx)
 
 /* ---- addresses ---------------------------------------------------------- */
 
-/* Copies a user sockaddr into the event's peer. False when it is not
- * AF_INET/AF_INET6 or cannot be read: then the peer stays unknown. */
-static __always_inline bool read_user_peer(struct nw_event *e, __u64 uaddr)
+static __always_inline long read_mem(void *dst, __u32 size, const void *src, bool user)
+{
+	return user ? bpf_probe_read_user(dst, size, src) : bpf_probe_read_kernel(dst, size, src);
+}
+
+/* Copies a sockaddr (from user or kernel memory) into the event's peer.
+ * False when it is not AF_INET/AF_INET6 or cannot be read: then the peer
+ * stays as it was. */
+static __always_inline bool read_peer(struct nw_event *e, __u64 addr, bool user)
 {
 	__u16 family = 0;
 
-	if (!uaddr || bpf_probe_read_user(&family, sizeof(family), (void *)uaddr))
+	if (!addr || read_mem(&family, sizeof(family), (void *)addr, user))
 		return false;
 	if (family == AF_INET) {
 		struct sockaddr_in sin = {};
 
-		if (bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr))
+		if (read_mem(&sin, sizeof(sin), (void *)addr, user))
 			return false;
 		e->peer_port = bpf_ntohs(sin.sin_port);
 		__builtin_memcpy(e->peer_addr, &sin.sin_addr, 4);
@@ -320,8 +385,7 @@ static __always_inline bool read_user_peer(struct nw_event *e, __u64 uaddr)
 		struct sockaddr_in6 sin6 = {};
 
 		/* Without sin6_scope_id, which some callers leave out. */
-		if (bpf_probe_read_user(&sin6, offsetof(struct sockaddr_in6, sin6_scope_id),
-					(void *)uaddr))
+		if (read_mem(&sin6, offsetof(struct sockaddr_in6, sin6_scope_id), (void *)addr, user))
 			return false;
 		e->peer_port = bpf_ntohs(sin6.sin6_port);
 		__builtin_memcpy(e->peer_addr, &sin6.sin6_addr, 16);
@@ -331,6 +395,11 @@ static __always_inline bool read_user_peer(struct nw_event *e, __u64 uaddr)
 	e->peer_family = family;
 	e->info |= NW_INFO_PEER_KNOWN;
 	return true;
+}
+
+static __always_inline bool read_user_peer(struct nw_event *e, __u64 uaddr)
+{
+	return read_peer(e, uaddr, true);
 }
 
 static __always_inline void read_sock_peer(struct nw_event *e, struct sock *sk, __u16 family)
@@ -456,29 +525,43 @@ static __always_inline void fill_event(struct nw_event *e, struct sock *sk, __u1
 	read_sock_local(e, sk, family);
 }
 
+/* Socket family and protocol, or false when the socket is not TCP or UDP
+ * over IPv4/IPv6. */
+static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 *protocol)
+{
+	__u16 type;
+
+	if (!sk)
+		return false;
+	*family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (*family != AF_INET && *family != AF_INET6)
+		return false;
+	type = BPF_CORE_READ(sk, sk_type);
+	*protocol = BPF_CORE_READ(sk, sk_protocol);
+	/* sk_type too: a SOCK_RAW socket may carry IPPROTO_TCP. */
+	return (*protocol == IPPROTO_TCP && type == SOCK_STREAM) ||
+	       (*protocol == IPPROTO_UDP && type == SOCK_DGRAM);
+}
+
 /*
  * The shared handler: one send or receive on a socket has completed with
  * result ret. Every backend ends here.
+ *
+ * kmsg is the kernel's msghdr when the backend sees it (fentry, kprobe):
+ * the UDP peer is then read from it. The tracepoint backend passes NULL and
+ * reads the addresses the application gave, in user memory.
  */
-static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direction)
+static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direction,
+					   struct msghdr *kmsg)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_state *st, *armed = NULL;
-	__u16 family, type, protocol;
+	__u16 family = 0, protocol = 0;
 	__u64 name = 0, namelen_ptr = 0;
 	struct nw_event *e;
 
-	if (!sk || !tgid_wanted(tgid))
-		return;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return;
-	type = BPF_CORE_READ(sk, sk_type);
-	protocol = BPF_CORE_READ(sk, sk_protocol);
-	/* sk_type too: a SOCK_RAW socket may carry IPPROTO_TCP. */
-	if (!((protocol == IPPROTO_TCP && type == SOCK_STREAM) ||
-	      (protocol == IPPROTO_UDP && type == SOCK_DGRAM)))
+	if (!tgid_wanted(tgid) || !traced_socket(sk, &family, &protocol))
 		return;
 	if (filter_comms) {
 		struct comm_key key = {};
@@ -488,7 +571,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 			return;
 	}
 
-	st = bpf_task_storage_get(&task_states, bpf_get_current_task_btf(), 0, 0);
+	st = state_lookup(false);
 	if (st) {
 		/* The previous message of a recvmmsg (or, if a sys_exit was
 		 * missed, an older receive) waits for its address: its turn
@@ -500,7 +583,8 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 			armed = st;
 	}
 
-	if (armed && protocol == IPPROTO_UDP && armed->op != NW_OP_WRITE && armed->op != NW_OP_READ)
+	if (!kmsg && armed && protocol == IPPROTO_UDP && armed->op != NW_OP_WRITE &&
+	    armed->op != NW_OP_READ)
 		name = user_name_of(armed, &namelen_ptr);
 
 	if (armed && direction == NW_DIR_RECV && name && ret >= 0) {
@@ -518,10 +602,19 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		if (!e) {
 			count_lost();
 		} else {
+			bool peer_done = false;
+
 			fill_event(e, sk, family, protocol, direction, ret, tgid, now, armed);
-			/* For a UDP send the name, when given, is where the
-			 * datagram went, even on a connected socket. */
-			if (!(direction == NW_DIR_SEND && read_user_peer(e, name)))
+			if (protocol == IPPROTO_UDP && kmsg &&
+			    (direction == NW_DIR_SEND || ret >= 0)) {
+				/* A send's msg_name is where the datagram
+				 * went, even on a connected socket; a
+				 * receive's was filled in by the protocol. */
+				peer_done = read_peer(e, (__u64)BPF_CORE_READ(kmsg, msg_name), false);
+			} else if (direction == NW_DIR_SEND) {
+				peer_done = read_user_peer(e, name);
+			}
+			if (!peer_done)
 				read_sock_peer(e, sk, family);
 			bpf_ringbuf_submit(e, submit_flags());
 		}
@@ -538,14 +631,14 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND);
+	handle_sock_op(sk, ret, NW_DIR_SEND, NULL);
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
-	handle_sock_op(sk, ret, NW_DIR_RECV);
+	handle_sock_op(sk, ret, NW_DIR_RECV, NULL);
 	return 0;
 }
 
@@ -555,7 +648,7 @@ static __always_inline void finish_pending_receive(void)
 {
 	struct task_state *st;
 
-	st = bpf_task_storage_get(&task_states, bpf_get_current_task_btf(), 0, 0);
+	st = state_lookup(false);
 	if (st && st->pending)
 		flush_pending(st);
 }
@@ -578,5 +671,212 @@ SEC("tracepoint/syscalls/sys_exit_recvmmsg")
 int tp_exit_recvmmsg(struct nw_sys_exit *ctx)
 {
 	finish_pending_receive();
+	return 0;
+}
+
+/* ---- fentry backend: fexit on the protocol functions --------------------- */
+
+/* udpv6_sendmsg hands IPv4 destinations to udp_sendmsg: an AF_INET6 socket
+ * in udp_sendmsg is that nested call, and the outer one makes the row. */
+static __always_inline bool nested_udp_sendmsg(struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6;
+}
+
+SEC("fexit/tcp_sendmsg")
+int BPF_PROG(fexit_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t size, int ret)
+{
+	handle_sock_op(sk, ret, NW_DIR_SEND, msg);
+	return 0;
+}
+
+SEC("fexit/udp_sendmsg")
+int BPF_PROG(fexit_udp_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	if (!nested_udp_sendmsg(sk))
+		handle_sock_op(sk, ret, NW_DIR_SEND, msg);
+	return 0;
+}
+
+SEC("fexit/udpv6_sendmsg")
+int BPF_PROG(fexit_udpv6_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	handle_sock_op(sk, ret, NW_DIR_SEND, msg);
+	return 0;
+}
+
+/* Before 6.5 (commit c5c37af6ecad), sendfile and splice into TCP went
+ * through tcp_sendpage instead of tcp_sendmsg. Loaded only where it exists. */
+SEC("fexit/tcp_sendpage")
+int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset, size_t size,
+	     int flags, int ret)
+{
+	handle_sock_op(sk, ret, NW_DIR_SEND, NULL);
+	return 0;
+}
+
+/* The return value sits after the arguments, whose number changed in 5.19
+ * (see tcp_recvmsg_nargs). Both branches are written out with constant
+ * indexes: the verifier only accepts constant context offsets, and it drops
+ * the branch that the read-only setting rules out. */
+static __always_inline int fexit_ret(__u64 *ctx, int nargs)
+{
+	if (nargs == 4)
+		return (int)ctx[4];
+	if (nargs == 6)
+		return (int)ctx[6];
+	return (int)ctx[5];
+}
+
+SEC("fexit/tcp_recvmsg")
+int fexit_tcp_recvmsg(__u64 *ctx)
+{
+	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, tcp_recvmsg_nargs), NW_DIR_RECV,
+		       (struct msghdr *)ctx[1]);
+	return 0;
+}
+
+SEC("fexit/udp_recvmsg")
+int fexit_udp_recvmsg(__u64 *ctx)
+{
+	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udp_recvmsg_nargs), NW_DIR_RECV,
+		       (struct msghdr *)ctx[1]);
+	return 0;
+}
+
+SEC("fexit/udpv6_recvmsg")
+int fexit_udpv6_recvmsg(__u64 *ctx)
+{
+	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udpv6_recvmsg_nargs), NW_DIR_RECV,
+		       (struct msghdr *)ctx[1]);
+	return 0;
+}
+
+/* ---- kprobe backend: kprobe saves the arguments, kretprobe reports -------- */
+
+static __always_inline void kprobe_enter(struct sock *sk, struct msghdr *msg)
+{
+	struct task_state *st = state_lookup(true);
+
+	if (st) {
+		st->fn_sk = (__u64)sk;
+		st->fn_msg = (__u64)msg;
+	}
+}
+
+static __always_inline void kprobe_return(int ret, __u8 direction)
+{
+	struct task_state *st = state_lookup(false);
+	struct sock *sk;
+
+	if (!st || !st->fn_sk)
+		return;
+	sk = (struct sock *)st->fn_sk;
+	st->fn_sk = 0;
+	handle_sock_op(sk, ret, direction, (struct msghdr *)st->fn_msg);
+}
+
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(kp_tcp_sendmsg, struct sock *sk, struct msghdr *msg)
+{
+	kprobe_enter(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/tcp_sendmsg")
+int BPF_KRETPROBE(krp_tcp_sendmsg, int ret)
+{
+	kprobe_return(ret, NW_DIR_SEND);
+	return 0;
+}
+
+SEC("kprobe/udp_sendmsg")
+int BPF_KPROBE(kp_udp_sendmsg, struct sock *sk, struct msghdr *msg)
+{
+	/* Nested in udpv6_sendmsg: keep the outer call's arguments. */
+	if (!nested_udp_sendmsg(sk))
+		kprobe_enter(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/udp_sendmsg")
+int BPF_KRETPROBE(krp_udp_sendmsg, int ret)
+{
+	struct task_state *st = state_lookup(false);
+
+	if (st && st->fn_sk && !nested_udp_sendmsg((struct sock *)st->fn_sk))
+		kprobe_return(ret, NW_DIR_SEND);
+	return 0;
+}
+
+SEC("kprobe/udpv6_sendmsg")
+int BPF_KPROBE(kp_udpv6_sendmsg, struct sock *sk, struct msghdr *msg)
+{
+	kprobe_enter(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/udpv6_sendmsg")
+int BPF_KRETPROBE(krp_udpv6_sendmsg, int ret)
+{
+	kprobe_return(ret, NW_DIR_SEND);
+	return 0;
+}
+
+/* Before 6.5 only, as for fexit_tcp_sendpage. */
+SEC("kprobe/tcp_sendpage")
+int BPF_KPROBE(kp_tcp_sendpage, struct sock *sk)
+{
+	kprobe_enter(sk, NULL);
+	return 0;
+}
+
+SEC("kretprobe/tcp_sendpage")
+int BPF_KRETPROBE(krp_tcp_sendpage, int ret)
+{
+	kprobe_return(ret, NW_DIR_SEND);
+	return 0;
+}
+
+/* sk and msg are the first two arguments before and after the 5.19 change. */
+SEC("kprobe/tcp_recvmsg")
+int BPF_KPROBE(kp_tcp_recvmsg, struct sock *sk, struct msghdr *msg)
+{
+	kprobe_enter(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/tcp_recvmsg")
+int BPF_KRETPROBE(krp_tcp_recvmsg, int ret)
+{
+	kprobe_return(ret, NW_DIR_RECV);
+	return 0;
+}
+
+SEC("kprobe/udp_recvmsg")
+int BPF_KPROBE(kp_udp_recvmsg, struct sock *sk, struct msghdr *msg)
+{
+	kprobe_enter(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/udp_recvmsg")
+int BPF_KRETPROBE(krp_udp_recvmsg, int ret)
+{
+	kprobe_return(ret, NW_DIR_RECV);
+	return 0;
+}
+
+SEC("kprobe/udpv6_recvmsg")
+int BPF_KPROBE(kp_udpv6_recvmsg, struct sock *sk, struct msghdr *msg)
+{
+	kprobe_enter(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/udpv6_recvmsg")
+int BPF_KRETPROBE(krp_udpv6_recvmsg, int ret)
+{
+	kprobe_return(ret, NW_DIR_RECV);
 	return 0;
 }
