@@ -715,17 +715,27 @@ int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset,
 	return 0;
 }
 
-/* The return value sits after the arguments, whose number changed in 5.19
- * (see tcp_recvmsg_nargs). Both branches are written out with constant
- * indexes: the verifier only accepts constant context offsets, and it drops
- * the branch that the read-only setting rules out. */
+/* Loads the u64 at a constant byte offset of an fexit context. Inline asm,
+ * because clang otherwise merges the loads of fexit_ret()'s branches into
+ * one load at a computed offset, and the verifier only accepts constant
+ * context offsets. */
+#define CTX_LOAD(ctx, off)                                                      \
+	({                                                                      \
+		__u64 __v;                                                      \
+		asm volatile("%0 = *(u64 *)(%1 + " #off ")" : "=r"(__v) : "r"(ctx)); \
+		__v;                                                            \
+	})
+
+/* The return value sits after the arguments, whose number changed (see
+ * tcp_recvmsg_nargs). The verifier drops the branches that the read-only
+ * setting rules out. */
 static __always_inline int fexit_ret(__u64 *ctx, int nargs)
 {
 	if (nargs == 4)
-		return (int)ctx[4];
+		return (int)CTX_LOAD(ctx, 32);
 	if (nargs == 6)
-		return (int)ctx[6];
-	return (int)ctx[5];
+		return (int)CTX_LOAD(ctx, 48);
+	return (int)CTX_LOAD(ctx, 40);
 }
 
 SEC("fexit/tcp_recvmsg")
