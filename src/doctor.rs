@@ -122,7 +122,9 @@ pub fn doctor(verbose: u8) -> Result<ExitCode> {
 
     loader::route_libbpf_log(verbose);
     println!("\n{:<18}result", "backend");
+    let tracefs = probe::tracefs_root().unwrap_or_default();
     let opts = LoadOptions {
+        tracefs: &tracefs,
         pids: &[],
         comms: &[],
         ring_size: 4096,
@@ -131,8 +133,8 @@ pub fn doctor(verbose: u8) -> Result<ExitCode> {
     for backend in Backend::AUTO_ORDER {
         let mut slots = loader::object_slots();
         match loader::load_and_attach(&mut slots[0], backend, &facts, &opts) {
-            Ok(skel) => {
-                drop(skel);
+            Ok(started) => {
+                drop(started);
                 line(backend.name(), "works (loaded, attached, detached)");
                 first_working.get_or_insert(backend);
             }

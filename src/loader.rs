@@ -11,6 +11,7 @@ use libbpf_rs::{MapCore, MapFlags, MapType, OpenObject, ProgramType};
 
 use crate::bpf::{NwtraceLinks, NwtraceSkel, NwtraceSkelBuilder};
 use crate::cli::BackendChoice;
+use crate::kretprobe::Kretprobes;
 
 /// The probe family that sees the operations. Every backend also uses the
 /// syscall entry tracepoints, for flags, addresses and start times.
@@ -110,6 +111,7 @@ fn has_typedef(btf: &Btf<'_>, name: &str) -> bool {
 }
 
 pub struct LoadOptions<'a> {
+    pub tracefs: &'a std::path::Path,
     pub pids: &'a [u32],
     pub comms: &'a [String],
     pub ring_size: u64,
@@ -145,7 +147,7 @@ pub fn load_and_attach<'obj>(
     backend: Backend,
     facts: &KernelFacts,
     opts: &LoadOptions<'_>,
-) -> Result<NwtraceSkel<'obj>> {
+) -> Result<Started<'obj>> {
     precondition(backend, facts)?;
     let mut open = NwtraceSkelBuilder::default()
         .open(object)
@@ -178,8 +180,10 @@ pub fn load_and_attach<'obj>(
         .task_states_by_tid
         .set_autocreate(!facts.task_storage)?;
     for mut prog in open.open_object_mut().progs_mut() {
-        let wanted = backend.wants(&prog.name().to_string_lossy(), facts);
-        prog.set_autoload(wanted);
+        let name = prog.name().to_string_lossy().into_owned();
+        prog.set_autoload(backend.wants(&name, facts));
+        // Return probes are made with a large maxactive in kretprobe.rs.
+        prog.set_autoattach(!name.starts_with("krp_"));
     }
 
     let mut skel = open.load().with_context(|| {
@@ -205,7 +209,33 @@ pub fn load_and_attach<'obj>(
     }
     skel.attach()
         .with_context(|| format!("attaching the {} programs", backend.name()))?;
-    Ok(skel)
+    let mut kretprobes = Kretprobes::new(opts.tracefs);
+    if backend == Backend::Kprobe {
+        for prog in skel.object().progs_mut() {
+            let name = prog.name().to_string_lossy().into_owned();
+            if let Some(func) = name.strip_prefix("krp_")
+                && prog.autoload()
+            {
+                kretprobes.attach(&prog, func)?;
+            }
+        }
+    }
+    Ok(Started { skel, kretprobes })
+}
+
+/// A loaded and attached object, with the return probes made outside
+/// libbpf.
+pub struct Started<'obj> {
+    pub skel: NwtraceSkel<'obj>,
+    pub kretprobes: Kretprobes,
+}
+
+impl Started<'_> {
+    /// Detaches every program: no event is produced after this returns.
+    pub fn detach(&mut self) {
+        self.skel.links = NwtraceLinks::default();
+        self.kretprobes.detach();
+    }
 }
 
 /// One slot of object storage per backend, so a failed trial's storage is
@@ -227,20 +257,15 @@ pub fn start_first_working<'obj>(
     candidates: &[Backend],
     facts: &KernelFacts,
     opts: &LoadOptions<'_>,
-) -> Result<(Backend, NwtraceSkel<'obj>), Vec<(Backend, anyhow::Error)>> {
+) -> Result<(Backend, Started<'obj>), Vec<(Backend, anyhow::Error)>> {
     let mut failures = Vec::new();
     for (slot, &backend) in slots.iter_mut().zip(candidates) {
         match load_and_attach(slot, backend, facts, opts) {
-            Ok(skel) => return Ok((backend, skel)),
+            Ok(started) => return Ok((backend, started)),
             Err(e) => failures.push((backend, e)),
         }
     }
     Err(failures)
-}
-
-/// Detaches every program: no event is produced after this returns.
-pub fn detach(skel: &mut NwtraceSkel<'_>) {
-    skel.links = NwtraceLinks::default();
 }
 
 /// Ring buffer reservations that failed, summed over CPUs.

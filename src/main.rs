@@ -8,6 +8,7 @@
 mod cli;
 mod doctor;
 mod event;
+mod kretprobe;
 mod layout;
 mod loader;
 mod manifest;

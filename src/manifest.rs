@@ -28,6 +28,8 @@ pub struct Manifest {
     pub files: Vec<FileStats>,
     pub rows_written: u64,
     pub events_lost: u64,
+    /// Kretprobe returns the kernel missed (kprobe backend only).
+    pub probes_missed: u64,
     /// Rows captured but not written (a write error stopped the run).
     pub rows_lost: u64,
     pub malformed_records: u64,
@@ -173,6 +175,7 @@ mod tests {
             files: vec![],
             rows_written: 0,
             events_lost: 0,
+            probes_missed: 0,
             rows_lost: 0,
             malformed_records: 0,
         }

@@ -147,18 +147,19 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
 
     probe::check_privileges()?;
     probe::check_btf()?;
-    probe::ensure_tracefs()?;
+    let tracefs = probe::ensure_tracefs()?;
     let facts = KernelFacts::probe()?;
 
     loader::route_libbpf_log(verbose);
     let mut slots = loader::object_slots();
     let candidates = Backend::candidates(args.backend);
     let opts = LoadOptions {
+        tracefs: &tracefs,
         pids: &args.pids,
         comms: &args.comms,
         ring_size: args.ring_size,
     };
-    let (backend, mut skel) =
+    let (backend, mut tracer) =
         match loader::start_first_working(&mut slots, &candidates, &facts, &opts) {
             Ok(started) => started,
             Err(failures) => {
@@ -202,6 +203,7 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
         files: sink.files().to_vec(),
         rows_written: 0,
         events_lost: 0,
+        probes_missed: 0,
         rows_lost: 0,
         malformed_records: 0,
     };
@@ -217,7 +219,7 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
     let stop = StopSignal::install()?;
     let mut builder = RingBufferBuilder::new();
     builder
-        .add(&skel.maps.events, |data: &[u8]| {
+        .add(&tracer.skel.maps.events, |data: &[u8]| {
             consumer.borrow_mut().on_record(data)
         })
         .context("setting up the ring buffer consumer")?;
@@ -231,8 +233,8 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
         out_dir.display()
     );
 
-    let started = Instant::now();
-    let deadline = args.duration.map(|d| started + d);
+    let began = Instant::now();
+    let deadline = args.duration.map(|d| began + d);
     let mut last_flush = Instant::now();
     let reason = loop {
         if let Err(e) = ring.poll(POLL_INTERVAL)
@@ -259,10 +261,11 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
     };
 
     // Detach first, then drain: every event produced is in the ring now.
-    loader::detach(&mut skel);
+    let probes_missed = tracer.kretprobes.missed();
+    tracer.detach();
     let _ = ring.consume();
     drop(ring);
-    let lost = loader::lost_events(&skel)?;
+    let lost = loader::lost_events(&tracer.skel)?;
     let mut consumer = consumer.into_inner();
     consumer.flush();
     let failed = consumer.failure.is_some() || reason.starts_with("ring buffer error");
@@ -278,6 +281,7 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
     manifest.files = sink.files().to_vec();
     manifest.rows_written = sink.rows();
     manifest.events_lost = lost;
+    manifest.probes_missed = probes_missed;
     manifest.rows_lost = sink.rows_lost();
     manifest.malformed_records = consumer.malformed;
     let manifest_error = manifest_file.update(&manifest).err();
@@ -302,6 +306,11 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
             ""
         }
     );
+    if probes_missed > 0 {
+        eprintln!(
+            "nwtrace: the kernel missed {probes_missed} kretprobe returns (more calls in flight than maxactive)"
+        );
+    }
     if consumer.malformed > 0 {
         eprintln!("nwtrace: skipped {} malformed records", consumer.malformed);
     }

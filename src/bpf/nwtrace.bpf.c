@@ -177,13 +177,25 @@ static __always_inline bool comm_wanted(struct comm_key *key)
 	return !filter_comms || bpf_map_lookup_elem(&comm_filter, key);
 }
 
+/*
+ * Reads a field of a kernel struct. `direct` is a compile-time constant:
+ * true where the pointer came from BTF (tp_btf and fexit arguments), which
+ * the verifier lets us load from directly at no helper call; false where it
+ * did not (kprobe arguments), which needs bpf_probe_read_kernel. Both
+ * relocate with CO-RE (vmlinux.h applies preserve_access_index).
+ */
+#define KREAD(direct, ptr, field) ((direct) ? (ptr)->field : BPF_CORE_READ(ptr, field))
+
 /* The syscall the current thread is in, or -1 outside a syscall. */
-static __always_inline long current_syscall_nr(void)
+static __always_inline long current_syscall_nr(bool direct)
 {
 	struct pt_regs *regs;
 
 	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs)) {
 		regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+#if defined(__TARGET_ARCH_x86)
+		return KREAD(direct, regs, orig_ax);
+#endif
 	} else {
 		/* bpf_task_pt_regs() arrived in 5.15 (commit dd6e10fbd9fb).
 		 * Before it, task_pt_regs() is the top of the task's kernel
@@ -402,32 +414,47 @@ static __always_inline bool read_user_peer(struct nw_event *e, __u64 uaddr)
 	return read_peer(e, uaddr, true);
 }
 
-static __always_inline void read_sock_peer(struct nw_event *e, struct sock *sk, __u16 family)
+static __always_inline void read_sock_peer(struct nw_event *e, struct sock *sk, __u16 family,
+					  bool direct)
 {
-	__u16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	__u16 dport = KREAD(direct, sk, __sk_common.skc_dport);
 
 	/* A zero port means not connected: the peer is unknown, not 0.0.0.0. */
 	if (!dport)
 		return;
 	e->peer_port = bpf_ntohs(dport);
 	e->peer_family = family;
-	if (family == AF_INET)
-		bpf_core_read(e->peer_addr, 4, &sk->__sk_common.skc_daddr);
-	else
+	if (family == AF_INET) {
+		__u32 daddr = KREAD(direct, sk, __sk_common.skc_daddr);
+
+		__builtin_memcpy(e->peer_addr, &daddr, 4);
+	} else if (direct) {
+		__builtin_memcpy(e->peer_addr, &sk->__sk_common.skc_v6_daddr, 16);
+	} else {
 		bpf_core_read(e->peer_addr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
 	e->info |= NW_INFO_PEER_KNOWN;
 }
 
-static __always_inline void read_sock_local(struct nw_event *e, struct sock *sk, __u16 family)
+static __always_inline void read_sock_local(struct nw_event *e, struct sock *sk, __u16 family,
+					   bool direct)
 {
-	/* inet_sport, not skc_num: tcp_set_state(TCP_CLOSE) zeroes inet_num
-	 * when it releases an unlocked port, so after a reset skc_num would
-	 * say 0 for a connection that did use a port. */
-	e->local_port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	if (family == AF_INET)
-		bpf_core_read(e->local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
-	else
+	e->local_port = KREAD(direct, sk, __sk_common.skc_num);
+	/* tcp_set_state(TCP_CLOSE) zeroes skc_num when it releases an
+	 * unlocked port (after a reset, say); inet_sport still holds the port
+	 * the connection used. It sits in struct inet_sock, past struct sock,
+	 * where a BTF-typed load may not reach: probe-read it. */
+	if (!e->local_port)
+		e->local_port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	if (family == AF_INET) {
+		__u32 saddr = KREAD(direct, sk, __sk_common.skc_rcv_saddr);
+
+		__builtin_memcpy(e->local_addr, &saddr, 4);
+	} else if (direct) {
+		__builtin_memcpy(e->local_addr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+	} else {
 		bpf_core_read(e->local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+	}
 }
 
 /* User pointer to the msghdr of the current message of a msg/mmsg op. */
@@ -496,7 +523,7 @@ static __always_inline void flush_pending(struct task_state *st)
 
 static __always_inline void fill_event(struct nw_event *e, struct sock *sk, __u16 family,
 				       __u8 protocol, __u8 direction, int ret, __u32 tgid,
-				       __u64 now, struct task_state *armed)
+				       __u64 now, struct task_state *armed, bool direct)
 {
 	e->record = NW_RECORD_EVENT;
 	e->direction = direction;
@@ -522,22 +549,23 @@ static __always_inline void fill_event(struct nw_event *e, struct sock *sk, __u1
 			e->info |= NW_INFO_HAS_FLAGS;
 		}
 	}
-	read_sock_local(e, sk, family);
+	read_sock_local(e, sk, family, direct);
 }
 
 /* Socket family and protocol, or false when the socket is not TCP or UDP
  * over IPv4/IPv6. */
-static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 *protocol)
+static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 *protocol,
+					  bool direct)
 {
 	__u16 type;
 
 	if (!sk)
 		return false;
-	*family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	*family = KREAD(direct, sk, __sk_common.skc_family);
 	if (*family != AF_INET && *family != AF_INET6)
 		return false;
-	type = BPF_CORE_READ(sk, sk_type);
-	*protocol = BPF_CORE_READ(sk, sk_protocol);
+	type = KREAD(direct, sk, sk_type);
+	*protocol = KREAD(direct, sk, sk_protocol);
 	/* sk_type too: a SOCK_RAW socket may carry IPPROTO_TCP. */
 	return (*protocol == IPPROTO_TCP && type == SOCK_STREAM) ||
 	       (*protocol == IPPROTO_UDP && type == SOCK_DGRAM);
@@ -552,7 +580,7 @@ static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 
  * reads the addresses the application gave, in user memory.
  */
 static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direction,
-					   struct msghdr *kmsg)
+					   struct msghdr *kmsg, bool direct)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -561,7 +589,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 	__u64 name = 0, namelen_ptr = 0;
 	struct nw_event *e;
 
-	if (!tgid_wanted(tgid) || !traced_socket(sk, &family, &protocol))
+	if (!tgid_wanted(tgid) || !traced_socket(sk, &family, &protocol, direct))
 		return;
 	if (filter_comms) {
 		struct comm_key key = {};
@@ -578,7 +606,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		 * comes first, so rows keep their order. */
 		if (st->pending)
 			flush_pending(st);
-		if (st->op != NW_OP_NONE && st->syscall_nr == current_syscall_nr() &&
+		if (st->op != NW_OP_NONE && st->syscall_nr == current_syscall_nr(direct) &&
 		    op_is_send(st->op) == (direction == NW_DIR_SEND))
 			armed = st;
 	}
@@ -592,8 +620,8 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		 * address is copied out after this tracepoint. Finish it at
 		 * sys_exit, or at the next message of a recvmmsg. */
 		fill_event(&armed->pending_event, sk, family, protocol, direction, ret, tgid,
-			   now, armed);
-		read_sock_peer(&armed->pending_event, sk, family);
+			   now, armed, direct);
+		read_sock_peer(&armed->pending_event, sk, family, direct);
 		armed->pending_name = name;
 		armed->pending_namelen = namelen_ptr;
 		armed->pending = 1;
@@ -604,18 +632,19 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		} else {
 			bool peer_done = false;
 
-			fill_event(e, sk, family, protocol, direction, ret, tgid, now, armed);
+			fill_event(e, sk, family, protocol, direction, ret, tgid, now, armed,
+				   direct);
 			if (protocol == IPPROTO_UDP && kmsg &&
 			    (direction == NW_DIR_SEND || ret >= 0)) {
 				/* A send's msg_name is where the datagram
 				 * went, even on a connected socket; a
 				 * receive's was filled in by the protocol. */
-				peer_done = read_peer(e, (__u64)BPF_CORE_READ(kmsg, msg_name), false);
+				peer_done = read_peer(e, (__u64)KREAD(direct, kmsg, msg_name), false);
 			} else if (direction == NW_DIR_SEND) {
 				peer_done = read_user_peer(e, name);
 			}
 			if (!peer_done)
-				read_sock_peer(e, sk, family);
+				read_sock_peer(e, sk, family, direct);
 			bpf_ringbuf_submit(e, submit_flags());
 		}
 	}
@@ -631,14 +660,14 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, NULL);
+	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, true);
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
-	handle_sock_op(sk, ret, NW_DIR_RECV, NULL);
+	handle_sock_op(sk, ret, NW_DIR_RECV, NULL, true);
 	return 0;
 }
 
@@ -678,30 +707,30 @@ int tp_exit_recvmmsg(struct nw_sys_exit *ctx)
 
 /* udpv6_sendmsg hands IPv4 destinations to udp_sendmsg: an AF_INET6 socket
  * in udp_sendmsg is that nested call, and the outer one makes the row. */
-static __always_inline bool nested_udp_sendmsg(struct sock *sk)
+static __always_inline bool nested_udp_sendmsg(struct sock *sk, bool direct)
 {
-	return BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET6;
+	return KREAD(direct, sk, __sk_common.skc_family) == AF_INET6;
 }
 
 SEC("fexit/tcp_sendmsg")
 int BPF_PROG(fexit_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t size, int ret)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, msg);
+	handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
 	return 0;
 }
 
 SEC("fexit/udp_sendmsg")
 int BPF_PROG(fexit_udp_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
 {
-	if (!nested_udp_sendmsg(sk))
-		handle_sock_op(sk, ret, NW_DIR_SEND, msg);
+	if (!nested_udp_sendmsg(sk, true))
+		handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
 	return 0;
 }
 
 SEC("fexit/udpv6_sendmsg")
 int BPF_PROG(fexit_udpv6_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, msg);
+	handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
 	return 0;
 }
 
@@ -711,7 +740,7 @@ SEC("fexit/tcp_sendpage")
 int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset, size_t size,
 	     int flags, int ret)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, NULL);
+	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, true);
 	return 0;
 }
 
@@ -742,7 +771,7 @@ SEC("fexit/tcp_recvmsg")
 int fexit_tcp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, tcp_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1]);
+		       (struct msghdr *)ctx[1], true);
 	return 0;
 }
 
@@ -750,7 +779,7 @@ SEC("fexit/udp_recvmsg")
 int fexit_udp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udp_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1]);
+		       (struct msghdr *)ctx[1], true);
 	return 0;
 }
 
@@ -758,7 +787,7 @@ SEC("fexit/udpv6_recvmsg")
 int fexit_udpv6_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udpv6_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1]);
+		       (struct msghdr *)ctx[1], true);
 	return 0;
 }
 
@@ -783,7 +812,7 @@ static __always_inline void kprobe_return(int ret, __u8 direction)
 		return;
 	sk = (struct sock *)st->fn_sk;
 	st->fn_sk = 0;
-	handle_sock_op(sk, ret, direction, (struct msghdr *)st->fn_msg);
+	handle_sock_op(sk, ret, direction, (struct msghdr *)st->fn_msg, false);
 }
 
 SEC("kprobe/tcp_sendmsg")
@@ -804,7 +833,7 @@ SEC("kprobe/udp_sendmsg")
 int BPF_KPROBE(kp_udp_sendmsg, struct sock *sk, struct msghdr *msg)
 {
 	/* Nested in udpv6_sendmsg: keep the outer call's arguments. */
-	if (!nested_udp_sendmsg(sk))
+	if (!nested_udp_sendmsg(sk, false))
 		kprobe_enter(sk, msg);
 	return 0;
 }
@@ -814,7 +843,7 @@ int BPF_KRETPROBE(krp_udp_sendmsg, int ret)
 {
 	struct task_state *st = state_lookup(false);
 
-	if (st && st->fn_sk && !nested_udp_sendmsg((struct sock *)st->fn_sk))
+	if (st && st->fn_sk && !nested_udp_sendmsg((struct sock *)st->fn_sk, false))
 		kprobe_return(ret, NW_DIR_SEND);
 	return 0;
 }
