@@ -288,14 +288,29 @@ fn unwritable_output_is_a_clear_error() {
     );
 }
 
-fn our_programs() -> usize {
-    libbpf_rs::query::ProgInfoIter::default()
-        .filter(|p| {
-            p.name
-                .to_str()
-                .is_some_and(|n| n.starts_with("tp_sock_send_l"))
+/// IDs of the BPF programs a process holds (its fdinfo lists each one).
+fn prog_ids_held_by(pid: i32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
         })
-        .count()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn loaded_prog_ids() -> Vec<u32> {
+    libbpf_rs::query::ProgInfoIter::default()
+        .map(|p| p.id)
+        .collect()
 }
 
 #[test]
@@ -309,9 +324,7 @@ fn signals_stop_cleanly_and_finalise_the_manifest() {
         (libc::SIGTERM, "SIGTERM"),
         (libc::SIGHUP, "SIGHUP"),
     ] {
-        let dir = scratch_dir(&format!("sig{signal}"));
-        let pid = std::process::id().to_string();
-        let mut tracer = Tracer::start(&dir, &["--pid", &pid]);
+        let (dir, mut tracer) = trace_self(&format!("sig{signal}"), &[]);
         udp_traffic(Duration::from_millis(300), || false);
         let code = tracer.stop_with(signal);
         assert_eq!(code, 0, "{name}: {}", tracer.stderr.join("\n"));
@@ -338,9 +351,7 @@ fn a_second_sigint_exits_at_once() {
     if skip_without_root("a_second_sigint_exits_at_once") {
         return;
     }
-    let dir = scratch_dir("sigint2");
-    let pid = std::process::id().to_string();
-    let mut tracer = Tracer::start(&dir, &["--pid", &pid, "--ring-size", "64M"]);
+    let (dir, mut tracer) = trace_self("sigint2", &["--ring-size", "64M"]);
     let signal = |sig| {
         // SAFETY: signals to our own child.
         unsafe { libc::kill(tracer.pid(), sig) };
@@ -370,11 +381,12 @@ fn sigkill_leaves_whole_rows_and_no_probes() {
     if skip_without_root("sigkill_leaves_whole_rows_and_no_probes") {
         return;
     }
-    let before = our_programs();
-    let dir = scratch_dir("sigkill");
-    let pid = std::process::id().to_string();
-    let mut tracer = Tracer::start(&dir, &["--pid", &pid]);
-    assert_eq!(our_programs(), before + 1);
+    let (dir, mut tracer) = trace_self("sigkill", &[]);
+    let held = prog_ids_held_by(tracer.pid());
+    assert!(
+        held.len() >= 3,
+        "the tracer should hold its programs: {held:?}"
+    );
     // Longer than the 1 s flush interval, so rows must be on disk.
     udp_traffic(Duration::from_millis(2500), || false);
     let code = tracer.stop_with(libc::SIGKILL);
@@ -382,14 +394,22 @@ fn sigkill_leaves_whole_rows_and_no_probes() {
     let rows = assert_whole_rows(&dir);
     assert!(rows > 0, "nothing reached the disk within 2.5 s");
     assert_eq!(manifest_under(&dir)["finalized"], false);
-    // BPF links are owned by the process's descriptors: nothing is left.
+    // BPF links and programs are owned by the process's descriptors (nothing
+    // is pinned): they go away with it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while our_programs() != before && Instant::now() < deadline {
+    let outliving = || -> Vec<u32> {
+        let loaded = loaded_prog_ids();
+        held.iter()
+            .copied()
+            .filter(|id| loaded.contains(id))
+            .collect()
+    };
+    while !outliving().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
-        our_programs(),
-        before,
+        outliving(),
+        Vec::<u32>::new(),
         "programs outlived the killed tracer"
     );
 }
@@ -400,9 +420,7 @@ fn ring_overflow_is_counted_and_tracing_goes_on() {
     if skip_without_root("ring_overflow_is_counted_and_tracing_goes_on") {
         return;
     }
-    let dir = scratch_dir("overflow");
-    let pid = std::process::id().to_string();
-    let mut tracer = Tracer::start(&dir, &["--pid", &pid, "--ring-size", "4K"]);
+    let (dir, mut tracer) = trace_self("overflow", &["--ring-size", "4K"]);
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| udp_traffic(Duration::from_millis(1500), || false));
@@ -426,12 +444,7 @@ fn retention_keeps_the_newest_files() {
     if skip_without_root("retention_keeps_the_newest_files") {
         return;
     }
-    let dir = scratch_dir("retention");
-    let pid = std::process::id().to_string();
-    let mut tracer = Tracer::start(
-        &dir,
-        &["--pid", &pid, "--rotate-size", "8K", "--max-files", "3"],
-    );
+    let (dir, mut tracer) = trace_self("retention", &["--rotate-size", "8K", "--max-files", "3"]);
     udp_traffic(Duration::from_millis(800), || false);
     assert_eq!(tracer.stop(), 0, "{}", tracer.stderr.join("\n"));
     let files = csv_files(&dir);
