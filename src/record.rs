@@ -237,7 +237,12 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
     let deadline = args.duration.map(|d| began + d);
     let mut last_flush = Instant::now();
     let reason = loop {
-        if let Err(e) = ring.poll(POLL_INTERVAL)
+        // poll() drains only after a wakeup, and submissions wake the
+        // reader only past a quarter of the ring: consume() after every
+        // timeout is what drains a trickle of events, or a ring so small
+        // that it fills before the BPF side looks at its fill level.
+        let drained = ring.poll(POLL_INTERVAL).and_then(|()| ring.consume());
+        if let Err(e) = drained
             && e.kind() != libbpf_rs::ErrorKind::Interrupted
         {
             // EINTR is a signal arriving; anything else is a real failure.

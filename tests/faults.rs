@@ -415,6 +415,36 @@ fn sigkill_leaves_whole_rows_and_no_probes() {
 }
 
 #[test]
+fn a_trickle_of_rows_reaches_the_files_within_seconds() {
+    let _guard = serial();
+    if skip_without_root("a_trickle_of_rows_reaches_the_files_within_seconds") {
+        return;
+    }
+    let (dir, mut tracer) = trace_self("trickle", &[]);
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for _ in 0..5 {
+        a.send_to(b"x", to).unwrap();
+    }
+    // Far below any wakeup threshold: only the reader's own timer and the
+    // once-a-second flush bring these rows to disk while it runs.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut rows = 0;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        rows = assert_whole_rows(&dir);
+        if rows >= 5 {
+            break;
+        }
+    }
+    assert_eq!(tracer.stop(), 0);
+    assert_eq!(rows, 5, "rows on disk while tracing");
+}
+
+#[test]
 fn ring_overflow_is_counted_and_tracing_goes_on() {
     let _guard = serial();
     if skip_without_root("ring_overflow_is_counted_and_tracing_goes_on") {
