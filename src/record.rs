@@ -65,6 +65,15 @@ impl Consumer {
     }
 }
 
+/// Why the tracing loop ended.
+enum Stop {
+    Signal(&'static str),
+    DurationElapsed,
+    RingError(String),
+    /// The sink failed; the error itself is in `Consumer::failure`.
+    WriteError,
+}
+
 /// The signal that asked the run to stop, 0 for none yet.
 struct StopSignal(Arc<AtomicUsize>);
 
@@ -236,7 +245,7 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
     let began = Instant::now();
     let deadline = args.duration.map(|d| began + d);
     let mut last_flush = Instant::now();
-    let reason = loop {
+    let stop_cause = loop {
         // poll() drains only after a wakeup, and submissions wake the
         // reader only past a quarter of the ring: consume() after every
         // timeout is what drains a trickle of events, or a ring so small
@@ -246,10 +255,10 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
             && e.kind() != libbpf_rs::ErrorKind::Interrupted
         {
             // EINTR is a signal arriving; anything else is a real failure.
-            break format!("ring buffer error: {e}");
+            break Stop::RingError(e.to_string());
         }
-        if let Some(failure) = &consumer.borrow().failure {
-            break format!("write error: {failure}");
+        if consumer.borrow().failure.is_some() {
+            break Stop::WriteError;
         }
         if last_flush.elapsed() >= FLUSH_INTERVAL {
             let mut c = consumer.borrow_mut();
@@ -258,10 +267,10 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
             last_flush = Instant::now();
         }
         if let Some(sig) = stop.received() {
-            break sig.to_string();
+            break Stop::Signal(sig);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            break "duration elapsed".to_string();
+            break Stop::DurationElapsed;
         }
     };
 
@@ -273,10 +282,19 @@ pub fn record(args: RecordArgs, verbose: u8) -> Result<ExitCode> {
     let lost = loader::lost_events(&tracer.skel)?;
     let mut consumer = consumer.into_inner();
     consumer.flush();
-    let failed = consumer.failure.is_some() || reason.starts_with("ring buffer error");
-    let reason = match &consumer.failure {
-        Some(failure) if !reason.starts_with("write error") => format!("write error: {failure}"),
-        _ => reason,
+    // A write that failed in the final flush still decides the outcome.
+    let stop_cause = if consumer.failure.is_some() {
+        Stop::WriteError
+    } else {
+        stop_cause
+    };
+    let failed = matches!(stop_cause, Stop::RingError(_) | Stop::WriteError);
+    let reason = match (&stop_cause, &consumer.failure) {
+        (Stop::Signal(sig), _) => sig.to_string(),
+        (Stop::DurationElapsed, _) => "duration elapsed".to_string(),
+        (Stop::RingError(e), _) => format!("ring buffer error: {e}"),
+        (Stop::WriteError, Some(failure)) => format!("write error: {failure}"),
+        (Stop::WriteError, None) => unreachable!("a write error has a failure"),
     };
 
     let sink = &consumer.sink;
