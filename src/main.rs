@@ -1,44 +1,15 @@
 //! nwtrace: every TCP and UDP send and receive on this machine, as CSV.
 //!
-//! Data path: `bpf/nwtrace.bpf.c` → ring buffer → `event` (decode) →
-//! `row` (format) → `sink` (rotating CSV files in the `layout`).
-//! Beside it: `probe` (what the kernel allows) → `loader` → `record` (run
-//! control).
-
-mod cli;
-mod doctor;
-mod event;
-mod kretprobe;
-mod layout;
-mod loader;
-mod manifest;
-mod names;
-mod probe;
-mod record;
-mod row;
-mod sink;
-mod timefmt;
-
-mod bpf {
-    // The generated skeleton carries lints we do not control.
-    #![allow(clippy::all, unused_imports, dead_code, non_camel_case_types)]
-    include!(concat!(env!("OUT_DIR"), "/nwtrace.skel.rs"));
-}
+//! The binary: parse the command line, run a subcommand, map the outcome
+//! to an exit status. Everything else is in the library (`lib.rs`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-
-/// A mistake in how nwtrace was called: exit status 2.
-#[derive(Debug, thiserror::Error)]
-pub enum UsageError {
-    #[error(transparent)]
-    Layout(#[from] layout::LayoutError),
-    #[error("{0}")]
-    Message(String),
-}
+use nwtrace::UsageError;
+use nwtrace::cli::{Cli, Command};
+use nwtrace::cmd::{doctor, record};
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::event::{Direction, NetEvent, Protocol};
+use crate::capture::event::{Direction, NetEvent, Protocol};
 use crate::names::{write_errno, write_msg_flags};
 use crate::timefmt::{RowTimeFormatter, WallClock};
 
@@ -178,7 +178,7 @@ impl RowFormatter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::tests::{bytes, raw_event};
+    use crate::capture::event::tests::{bytes, raw_event};
 
     fn row(raw: &crate::bpf::types::nw_event) -> String {
         let ev = NetEvent::try_from(bytes(raw).as_slice()).unwrap();
@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn any_comm_bytes_give_a_valid_row_that_reads_back() {
-        let mut rng = crate::event::tests::Rng(0x1234_5678_9abc_def1);
+        let mut rng = crate::capture::event::tests::Rng(0x1234_5678_9abc_def1);
         // Bytes that stress quoting and escaping, and some plain ones.
         let alphabet = b",\"\r\n a\x80\xc3\xa9\xe2\x82\xac\xff\x01|;'";
         for _ in 0..20_000 {

@@ -7,8 +7,8 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::layout::{LayoutError, RunDir, create_file_exclusive};
-use crate::row::HEADER;
+use crate::output::layout::{LayoutError, RunDir, create_file_exclusive};
+use crate::output::row::HEADER;
 
 /// Buffered bytes past which rows are written out.
 const FLUSH_BYTES: usize = 256 * 1024;
@@ -249,7 +249,7 @@ fn open_next(dir: &OwnedFd, dir_path: &Path, seq: &mut u32) -> Result<(File, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::create_run_dir;
+    use crate::output::layout::create_run_dir;
 
     fn run_dir(tag: &str) -> RunDir {
         let out = std::env::temp_dir().join(format!("nwtrace-sink-{tag}-{}", std::process::id()));

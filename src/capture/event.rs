@@ -361,7 +361,7 @@ pub mod tests {
             if let Ok(ev) = NetEvent::try_from(data.as_slice()) {
                 // Whatever decodes must also format.
                 let mut out = Vec::new();
-                crate::row::RowFormatter::new(crate::timefmt::WallClock::with_offset(0))
+                crate::output::row::RowFormatter::new(crate::timefmt::WallClock::with_offset(0))
                     .write_row(&mut out, &ev);
                 assert!(out.ends_with(b"\n"));
             }

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::layout::{LayoutError, create_file_exclusive};
-use crate::sink::FileStats;
+use crate::output::layout::{LayoutError, create_file_exclusive};
+use crate::output::sink::FileStats;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifest {
@@ -153,7 +153,7 @@ fn padded_json(m: &Manifest) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::create_run_dir;
+    use crate::output::layout::create_run_dir;
 
     fn manifest() -> Manifest {
         Manifest {

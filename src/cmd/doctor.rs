@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::loader::{self, Backend, KernelFacts, LoadOptions};
-use crate::probe;
+use crate::capture::loader::{self, Backend, KernelFacts, LoadOptions};
+use crate::capture::probe;
 
 /// A hint for the failures users meet, keyed on the OS error behind them.
 fn hint(backend: Backend, err: &anyhow::Error) -> &'static str {

@@ -10,8 +10,8 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, MapType, OpenObject, ProgramType};
 
 use crate::bpf::{NwtraceLinks, NwtraceSkel, NwtraceSkelBuilder};
+use crate::capture::kretprobe::Kretprobes;
 use crate::cli::BackendChoice;
-use crate::kretprobe::Kretprobes;
 
 /// The probe family that sees the operations. Every backend also uses the
 /// syscall entry tracepoints, for flags, addresses and start times.

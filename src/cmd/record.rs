@@ -11,14 +11,14 @@ use anyhow::{Context, Result};
 use libbpf_rs::RingBufferBuilder;
 
 use crate::UsageError;
+use crate::capture::event::NetEvent;
+use crate::capture::loader::{self, Backend, KernelFacts, LoadOptions};
+use crate::capture::probe;
 use crate::cli::RecordArgs;
-use crate::event::NetEvent;
-use crate::layout::{create_run_dir, default_machine_id, validate_component};
-use crate::loader::{self, Backend, KernelFacts, LoadOptions};
-use crate::manifest::{Manifest, ManifestFile};
-use crate::probe;
-use crate::row::RowFormatter;
-use crate::sink::{CsvSink, Retention, SinkError};
+use crate::output::layout::{create_run_dir, default_machine_id, validate_component};
+use crate::output::manifest::{Manifest, ManifestFile};
+use crate::output::row::RowFormatter;
+use crate::output::sink::{CsvSink, Retention, SinkError};
 use crate::timefmt::{WallClock, iso8601, now_epoch_secs, run_folder_name};
 
 /// How long the consumer sleeps between drains when no wakeup comes. The

@@ -1,0 +1,4 @@
+//! The subcommands: each one its arguments' checks plus wiring.
+
+pub mod doctor;
+pub mod record;
