@@ -333,7 +333,7 @@ pub mod tests {
     pub struct Rng(pub u64);
 
     impl Rng {
-        pub fn next(&mut self) -> u64 {
+        pub fn next_u64(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
@@ -347,14 +347,14 @@ pub mod tests {
         let valid = bytes(&raw_event());
         for round in 0..200_000 {
             let data: Vec<u8> = if round % 2 == 0 {
-                let len = (rng.next() % 130) as usize;
-                (0..len).map(|_| rng.next() as u8).collect()
+                let len = (rng.next_u64() % 130) as usize;
+                (0..len).map(|_| rng.next_u64() as u8).collect()
             } else {
                 // A real record with a few bytes damaged: reaches deeper.
                 let mut d = valid.clone();
-                for _ in 0..1 + rng.next() % 4 {
-                    let i = (rng.next() % d.len() as u64) as usize;
-                    d[i] = rng.next() as u8;
+                for _ in 0..1 + rng.next_u64() % 4 {
+                    let i = (rng.next_u64() % d.len() as u64) as usize;
+                    d[i] = rng.next_u64() as u8;
                 }
                 d
             };

@@ -283,9 +283,9 @@ mod tests {
         // Bytes that stress quoting and escaping, and some plain ones.
         let alphabet = b",\"\r\n a\x80\xc3\xa9\xe2\x82\xac\xff\x01|;'";
         for _ in 0..20_000 {
-            let len = 1 + (rng.next() % 15) as usize;
+            let len = 1 + (rng.next_u64() % 15) as usize;
             let comm: Vec<u8> = (0..len)
-                .map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize])
+                .map(|_| alphabet[(rng.next_u64() % alphabet.len() as u64) as usize])
                 .collect();
             let mut raw = raw_event();
             set_comm(&mut raw, &comm);
