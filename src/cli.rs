@@ -3,7 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::capture::backends::BACKENDS;
+use crate::capture::load::Filters;
+use crate::capture::session::CaptureOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,36 +28,45 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Trace until Ctrl-C, SIGTERM or --duration, writing CSV rows.
-    Record(RecordArgs),
+    Record(Box<RecordArgs>),
     /// Say what this kernel allows: BTF, lockdown, tracefs, and which
     /// backends work (each one is loaded and attached for real, then
     /// detached). Exits 1 when none works.
-    Doctor,
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// The cheapest backend that loads and attaches here: fentry, then
-    /// tracepoint, then kprobe.
-    Auto,
-    /// fexit on the TCP/UDP sendmsg/recvmsg functions (BPF trampolines).
-    Fentry,
-    /// sock:sock_{send,recv}_length tracepoints (kernel >= 6.3).
-    Tracepoint,
-    /// kprobe + kretprobe on the TCP/UDP sendmsg/recvmsg functions.
-    Kprobe,
+pub enum DoctorFormat {
+    /// Aligned lines for a person.
+    Text,
+    /// One JSON object (schema_version 1) for scripts.
+    Json,
 }
 
 #[derive(Debug, Parser)]
-pub struct RecordArgs {
-    /// Folder that receives <MACHINE_ID>/<TIMESTAMP>/nw/nw_NNNN.csv.
-    #[arg(short, long, default_value = "./linux_trace_v3_test")]
-    pub output_dir: PathBuf,
+pub struct DoctorArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+    pub format: DoctorFormat,
+}
 
-    /// Stop after this long, e.g. 30s, 5m, 1h30m. Default: until Ctrl-C.
-    #[arg(short, long, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
+/// `--backend`'s values: `auto`, then every backend of the table.
+fn backend_values() -> PossibleValuesParser {
+    let auto = PossibleValue::new("auto")
+        .help("the cheapest backend that loads and attaches here, in the order below");
+    PossibleValuesParser::new(
+        std::iter::once(auto).chain(
+            BACKENDS
+                .iter()
+                .map(|b| PossibleValue::new(b.name).help(b.sees)),
+        ),
+    )
+}
 
+/// What every tracing command (record, and later top and watch) takes:
+/// the in-kernel filters, the backend and the ring buffer.
+#[derive(Debug, Clone, Args)]
+pub struct CaptureArgs {
     /// Only trace this process (its tgid). Repeat for several.
     #[arg(short, long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pids: Vec<u32>,
@@ -63,8 +77,33 @@ pub struct RecordArgs {
     pub comms: Vec<String>,
 
     /// Which family of probes to use.
-    #[arg(short, long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
+    #[arg(short, long, default_value = "auto", value_parser = backend_values())]
+    pub backend: String,
+
+    /// Size of the BPF ring buffer (a power of two, at least 4K).
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_ring_size)]
+    pub ring_size: u64,
+}
+
+impl CaptureArgs {
+    pub fn options(&self) -> CaptureOptions {
+        CaptureOptions {
+            backend: self.backend.clone(),
+            filters: Filters {
+                pids: self.pids.clone(),
+                comms: self.comms.clone(),
+            },
+            ring_size: self.ring_size,
+        }
+    }
+}
+
+/// Where and how the CSV files are written.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Folder that receives <MACHINE_ID>/<TIMESTAMP>/nw/nw_NNNN.csv.
+    #[arg(short, long, default_value = "./linux_trace_v3_test")]
+    pub output_dir: PathBuf,
 
     /// Machine id folder name. Default: /etc/machine-id, else
     /// /var/lib/dbus/machine-id, else the hostname.
@@ -91,10 +130,24 @@ pub struct RecordArgs {
     /// written is never deleted.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
+}
 
-    /// Size of the BPF ring buffer (a power of two, at least 4K).
-    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_ring_size)]
-    pub ring_size: u64,
+#[derive(Debug, Parser)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Stop after this long, e.g. 30s, 5m, 1h30m. Default: until Ctrl-C.
+    #[arg(short, long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    /// Capture, but write no rows: what the capture alone costs (for
+    /// bench/). The manifest still counts the events.
+    #[arg(long, hide = true)]
+    pub discard_rows: bool,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -205,10 +258,12 @@ mod tests {
         let Command::Record(args) = cli.command else {
             panic!("parsed as record");
         };
-        assert_eq!(args.pids, [1, 2]);
-        assert_eq!(args.comms, ["nginx"]);
-        assert_eq!(args.rotate_size, 1 << 20);
-        assert_eq!(args.backend, BackendChoice::Auto);
+        assert_eq!(args.capture.pids, [1, 2]);
+        assert_eq!(args.capture.comms, ["nginx"]);
+        assert_eq!(args.output.rotate_size, 1 << 20);
+        assert_eq!(args.capture.backend, "auto");
+        assert!(Cli::try_parse_from(["nwtrace", "record", "--backend", "kprobe"]).is_ok());
+        assert!(Cli::try_parse_from(["nwtrace", "record", "--backend", "uprobe"]).is_err());
         assert!(Cli::try_parse_from(["nwtrace", "record", "--pid", "0"]).is_err());
         assert!(Cli::try_parse_from(["nwtrace", "record", "--comm", "0123456789abcdef"]).is_err());
         assert!(Cli::try_parse_from(["nwtrace", "record", "--bogus"]).is_err());

@@ -3,6 +3,7 @@
 //! The binary: parse the command line, run a subcommand, map the outcome
 //! to an exit status. Everything else is in the library (`lib.rs`).
 
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,8 +17,8 @@ const EXIT_USAGE: u8 = 2;
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Record(args) => record::record(args, cli.verbose),
-        Command::Doctor => doctor::doctor(cli.verbose),
+        Command::Record(args) => record::record(*args),
+        Command::Doctor(args) => doctor::doctor(args),
     }
 }
 
@@ -30,7 +31,7 @@ fn parse_cli() -> Result<Cli, ExitCode> {
             let rendered = e.to_string();
             let first = rendered.lines().next().unwrap_or_default();
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("nwtrace: error: {first} (see nwtrace --help)");
+            let _ = writeln!(io::stderr(), "nwtrace: error: {first} (see nwtrace --help)");
             Err(ExitCode::from(EXIT_USAGE))
         }
         // --help and --version
@@ -38,13 +39,24 @@ fn parse_cli() -> Result<Cli, ExitCode> {
     }
 }
 
+/// True when the error is stdout (or stderr) having been closed by its
+/// reader, as in `nwtrace doctor | head -1`: that ends nwtrace quietly.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = match parse_cli() {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    nwtrace::logging::init(cli.verbose);
     match run(cli) {
         Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // One line: the cause chain joined, most general first.
             let msg = err
@@ -52,7 +64,7 @@ fn main() -> ExitCode {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(": ");
-            eprintln!("nwtrace: error: {msg}");
+            let _ = writeln!(io::stderr(), "nwtrace: error: {msg}");
             if err.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(EXIT_USAGE)
             } else {

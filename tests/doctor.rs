@@ -11,48 +11,68 @@ fn doctor_explains_every_backend_and_record_agrees() {
     if skip_without_root("doctor_explains_every_backend_and_record_agrees") {
         return;
     }
+    // Scripts read the JSON; the text says the same for a person.
     let out = Command::new(nwtrace_bin())
+        .args(["doctor", "--format", "json"])
+        .output()
+        .expect("running doctor");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    assert_eq!(report["schema_version"], 1);
+    for field in ["kernel", "lockdown", "tracefs"] {
+        assert!(report[field].is_string(), "{field}: {report}");
+    }
+    assert_eq!(report["btf"], true);
+    assert_eq!(report["privileged"], true);
+    assert!(report["facts"]["task_storage"].is_boolean(), "{report}");
+
+    // One verdict per backend, and a reason for each that does not work.
+    let verdicts = report["backends"].as_array().expect("backends");
+    let names: Vec<&str> = verdicts
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fentry", "tracepoint", "kprobe"]);
+    let works = |backend: &str| {
+        let v = verdicts.iter().find(|v| v["name"] == backend).unwrap();
+        let works = v["works"].as_bool().unwrap();
+        assert_eq!(works, v["error"].is_null(), "{v}");
+        works
+    };
+    let chosen = report["record_would_use"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no choice: {report}"))
+        .to_string();
+    assert!(
+        works(&chosen),
+        "doctor chose {chosen}, which it says does not work"
+    );
+    let first_working = names.iter().find(|b| works(b)).unwrap();
+    assert_eq!(&chosen, first_working, "auto takes the first that works");
+
+    let text_out = Command::new(nwtrace_bin())
         .arg("doctor")
         .output()
         .expect("running doctor");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    for field in [
-        "kernel",
-        "btf",
-        "lockdown",
-        "tracefs",
-        "per-thread state",
-        "sock tracepoints",
-    ] {
-        assert!(
-            text.lines().any(|l| l.starts_with(field)),
-            "no {field:?} line:\n{text}"
-        );
-    }
-    // One verdict per backend, and a reason for each that does not work.
-    let verdict = |backend: &str| {
-        text.lines()
+    let text = String::from_utf8_lossy(&text_out.stdout).into_owned();
+    assert_eq!(text_out.status.code(), Some(0), "{text}");
+    for backend in names.iter() {
+        let line = text
+            .lines()
             .find(|l| l.split_whitespace().next() == Some(backend))
-            .unwrap_or_else(|| panic!("no line for {backend}:\n{text}"))
-            .to_string()
-    };
-    for backend in ["fentry", "tracepoint", "kprobe"] {
-        let line = verdict(backend);
-        assert!(
-            line.contains("works (loaded, attached, detached)") || line.contains("does not work: "),
-            "{line}"
-        );
+            .unwrap_or_else(|| panic!("no line for {backend}:\n{text}"));
+        let says_works = line.contains("works (loaded, attached, detached)");
+        assert_eq!(says_works, works(backend), "{line}");
     }
-    let chosen = text
-        .lines()
-        .find_map(|l| l.strip_prefix("record would use"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no choice:\n{text}"))
-        .to_string();
     assert!(
-        verdict(&chosen).contains("works"),
-        "doctor chose {chosen}, which it says does not work"
+        text.lines()
+            .any(|l| l.starts_with("record would use") && l.contains(&chosen)),
+        "{text}"
     );
 
     // record with auto picks the same backend.
@@ -70,8 +90,8 @@ fn doctor_explains_every_backend_and_record_agrees() {
     );
 
     // Forcing a backend doctor says does not work fails with its reason.
-    for backend in ["fentry", "tracepoint", "kprobe"] {
-        if verdict(backend).contains("does not work") {
+    for backend in names.iter().copied() {
+        if !works(backend) {
             let out = Command::new(nwtrace_bin())
                 .args(["record", "--backend", backend, "-o"])
                 .arg(dir.join("forced"))
@@ -86,4 +106,27 @@ fn doctor_explains_every_backend_and_record_agrees() {
             );
         }
     }
+}
+
+/// `nwtrace doctor | head -1`: the reader goes away after one line, and
+/// doctor must end quietly, not panic on the closed pipe.
+#[test]
+fn doctor_into_a_closed_pipe_ends_quietly() {
+    if skip_without_root("doctor_into_a_closed_pipe_ends_quietly") {
+        return;
+    }
+    use std::process::Stdio;
+    let mut child = Command::new(nwtrace_bin())
+        .arg("doctor")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end at once: every write doctor makes hits EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "quiet: {err}");
 }

@@ -663,10 +663,10 @@ fn main() -> ExitCode {
                 tracer.stderr.join(" | ")
             ));
         }
-        if tracer.events_lost() != Some(0) {
+        let manifest = tracer.manifest();
+        if manifest["events_lost"] != 0 || manifest["finalized"] != true {
             problems.push(format!(
-                "tracer {name} lost events: {}",
-                tracer.stderr.join(" | ")
+                "tracer {name} lost events or did not finalise: {manifest}"
             ));
         }
     }

@@ -74,6 +74,15 @@ impl NetEvent {
         &self.comm[..usize::from(self.comm_len)]
     }
 
+    /// Replaces the comm (at most 16 bytes are kept, as the kernel keeps
+    /// them); for tests and replays.
+    pub fn set_comm(&mut self, comm: &[u8]) {
+        let len = comm.len().min(self.comm.len());
+        self.comm = [0; 16];
+        self.comm[..len].copy_from_slice(&comm[..len]);
+        self.comm_len = len as u8;
+    }
+
     /// Where the bytes come from: the local end for a send, the peer for a
     /// receive.
     pub fn source(&self) -> Option<Endpoint> {
@@ -237,6 +246,12 @@ pub mod tests {
         raw
     }
 
+    /// A decoded TCP send of 64 bytes by `curl`, 127.0.0.1:40000 to
+    /// 10.1.2.3:8080, with MSG_NOSIGNAL and a 2,500 ns latency.
+    pub fn sample_event() -> NetEvent {
+        NetEvent::try_from(bytes(&raw_event()).as_slice()).expect("a valid record")
+    }
+
     pub fn bytes(raw: &RawEvent) -> Vec<u8> {
         // SAFETY: RawEvent is Plain (see above): viewing it as bytes is sound.
         unsafe { plain::as_bytes(raw) }.to_vec()
@@ -361,8 +376,11 @@ pub mod tests {
             if let Ok(ev) = NetEvent::try_from(data.as_slice()) {
                 // Whatever decodes must also format.
                 let mut out = Vec::new();
-                crate::output::row::RowFormatter::new(crate::timefmt::WallClock::with_offset(0))
-                    .write_row(&mut out, &ev);
+                crate::output::row::RowFormatter::new().write_row(
+                    &mut out,
+                    &ev,
+                    &crate::timefmt::WallClock::with_offset(0),
+                );
                 assert!(out.ends_with(b"\n"));
             }
         }

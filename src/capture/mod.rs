@@ -1,7 +1,10 @@
-//! Capture: what the kernel allows, the backends, loading and attaching
-//! the BPF object, and decoding what it sends.
+//! Capture: what the kernel allows (facts), the backends table, loading
+//! and attaching the BPF object, the session that runs it, and decoding
+//! what it sends.
 
+pub mod backends;
 pub mod event;
+pub mod facts;
 pub mod kretprobe;
-pub mod loader;
-pub mod probe;
+pub mod load;
+pub mod session;

@@ -1,93 +1,165 @@
 //! `nwtrace doctor`: what this kernel allows, and which backend `record`
 //! would use. Every backend is tried for real (load and attach, then
 //! detach), since BTF alone does not prove that a program attaches.
+//!
+//! The findings are one [`DoctorReport`], printed as aligned text for a
+//! person or as JSON (`--format json`, schema_version 1) for scripts.
 
-use std::path::Path;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use serde::Serialize;
 
-use crate::capture::loader::{self, Backend, KernelFacts, LoadOptions};
-use crate::capture::probe;
+use crate::capture::backends::{BACKENDS, Backend, BackendDef};
+use crate::capture::facts::{self, KernelFacts};
+use crate::capture::load::{self, Filters, LoadOptions};
+use crate::cli::{DoctorArgs, DoctorFormat};
+
+#[derive(Debug, Serialize)]
+pub struct DoctorReport {
+    pub schema_version: u32,
+    pub kernel: String,
+    pub btf: bool,
+    pub lockdown: String,
+    pub privileged: bool,
+    /// Where tracefs is mounted, if it is (nwtrace mounts it when it may).
+    pub tracefs: Option<String>,
+    pub tracefs_note: String,
+    /// Absent without BTF or privileges: nothing can be probed then.
+    pub facts: Option<KernelFacts>,
+    pub backends: Vec<BackendVerdict>,
+    /// The backend `record --backend auto` would use; None when none works.
+    pub record_would_use: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackendVerdict {
+    pub name: &'static str,
+    pub works: bool,
+    /// Why not, in one line, when it does not work.
+    pub error: Option<String>,
+    /// What the error means for the user (a refusal by policy is not the
+    /// same as unsupported).
+    pub hint: Option<&'static str>,
+    pub sees: &'static str,
+    pub needs: &'static str,
+}
 
 /// A hint for the failures users meet, keyed on the OS error behind them.
-fn hint(backend: Backend, err: &anyhow::Error) -> &'static str {
+fn hint(backend: Backend, err: &anyhow::Error) -> Option<&'static str> {
     let kind = err
         .chain()
         .find_map(|c| c.downcast_ref::<libbpf_rs::Error>())
         .map(libbpf_rs::Error::kind);
     match (backend, kind) {
-        (_, Some(libbpf_rs::ErrorKind::PermissionDenied)) => {
-            " [EPERM with BPF privileges: a security policy (lockdown, an LSM) refuses this program type; this is not the same as unsupported]"
-        }
+        (_, Some(libbpf_rs::ErrorKind::PermissionDenied)) => Some(
+            "EPERM with BPF privileges: a security policy (lockdown, an LSM) refuses this program type; this is not the same as unsupported",
+        ),
         (Backend::Kprobe, Some(libbpf_rs::ErrorKind::NotFound)) => {
-            " [this kernel has no kprobes (CONFIG_KPROBES), or the function is not probeable]"
+            Some("this kernel has no kprobes (CONFIG_KPROBES), or the function is not probeable")
         }
         (Backend::Fentry, Some(libbpf_rs::ErrorKind::NotFound)) => {
-            " [the kernel lacks the function or BPF trampolines]"
+            Some("the kernel lacks the function or BPF trampolines")
         }
-        _ => "",
+        _ => None,
     }
 }
 
-fn lockdown(privileged: bool) -> String {
-    let path = Path::new("/sys/kernel/security/lockdown");
-    if !path.exists() && privileged {
-        // securityfs is often unmounted on minimal systems; mount it (as
-        // nwtrace does tracefs) so the answer is known.
-        let _ = std::process::Command::new("mount")
-            .args(["-t", "securityfs", "securityfs", "/sys/kernel/security"])
-            .status();
-    }
-    // "none [integrity] confidentiality": the bracketed word is in force.
-    match std::fs::read_to_string("/sys/kernel/security/lockdown") {
-        Ok(text) => text
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix('[').and_then(|w| w.strip_suffix(']')))
-            .unwrap_or("unknown")
-            .to_string(),
-        Err(_) => "unknown (securityfs not mounted)".to_string(),
+fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict {
+    let tracefs = facts::tracefs_root().unwrap_or_default();
+    let filters = Filters::default();
+    let opts = LoadOptions {
+        tracefs: &tracefs,
+        filters: &filters,
+        ring_size: 4096,
+    };
+    let (works, error, hint) = match load::load_and_attach(def, facts, &opts) {
+        // Dropping it detaches and unloads.
+        Ok(loaded) => {
+            drop(loaded);
+            (true, None, None)
+        }
+        Err(e) => (false, Some(load::one_line(&e)), hint(def.backend, &e)),
+    };
+    BackendVerdict {
+        name: def.name,
+        works,
+        error,
+        hint,
+        sees: def.sees,
+        needs: def.needs,
     }
 }
 
-pub fn doctor(verbose: u8) -> Result<ExitCode> {
-    let line = |what: &str, value: &str| println!("{what:<18}{value}");
-    line("kernel", &probe::kernel_release());
-    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+pub fn examine() -> Result<DoctorReport> {
+    let btf = facts::check_btf().is_ok();
+    let privileged = facts::has_bpf_privileges();
+    let was_mounted = facts::tracefs_root();
+    let (tracefs, tracefs_note) = match (&was_mounted, privileged) {
+        (Some(root), _) => (Some(root.display().to_string()), "mounted".to_string()),
+        (None, true) => match facts::ensure_tracefs() {
+            Ok(root) => (
+                Some(root.display().to_string()),
+                "was not mounted; nwtrace mounted it".to_string(),
+            ),
+            Err(e) => (None, format!("NOT MOUNTED: {e}")),
+        },
+        (None, false) => (
+            None,
+            "not mounted (nwtrace mounts it when run as root)".to_string(),
+        ),
+    };
+    let mut report = DoctorReport {
+        schema_version: 1,
+        kernel: facts::kernel_release(),
+        btf,
+        lockdown: facts::lockdown_mode(privileged),
+        privileged,
+        tracefs,
+        tracefs_note,
+        facts: None,
+        backends: Vec::new(),
+        record_would_use: None,
+    };
+    if !btf || !privileged {
+        return Ok(report);
+    }
+    let facts = KernelFacts::probe()?;
+    report.backends = BACKENDS.iter().map(|b| try_backend(b, &facts)).collect();
+    report.record_would_use = report.backends.iter().find(|v| v.works).map(|v| v.name);
+    report.facts = Some(facts);
+    Ok(report)
+}
+
+fn write_text(out: &mut impl Write, r: &DoctorReport) -> io::Result<()> {
+    let mut line = |what: &str, value: &str| writeln!(out, "{what:<18}{value}");
+    line("kernel", &r.kernel)?;
     line(
         "btf",
-        if btf {
+        if r.btf {
             "present (/sys/kernel/btf/vmlinux)"
         } else {
             "MISSING: nwtrace needs CONFIG_DEBUG_INFO_BTF=y"
         },
-    );
-    let privileged = probe::has_bpf_privileges();
-    line("lockdown", &lockdown(privileged));
+    )?;
+    line("lockdown", &r.lockdown)?;
     line(
         "privileges",
-        if privileged {
+        if r.privileged {
             "yes (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)"
         } else {
             "NO: run as root"
         },
-    );
-    let was_mounted = probe::tracefs_root();
-    let tracefs = match (&was_mounted, privileged) {
-        (Some(root), _) => format!("mounted at {}", root.display()),
-        (None, true) => match probe::ensure_tracefs() {
-            Ok(root) => format!("was not mounted; nwtrace mounted it at {}", root.display()),
-            Err(e) => format!("NOT MOUNTED: {e}"),
-        },
-        (None, false) => "not mounted (nwtrace mounts it when run as root)".to_string(),
+    )?;
+    let tracefs = match &r.tracefs {
+        Some(root) => format!("{} at {root}", r.tracefs_note),
+        None => r.tracefs_note.clone(),
     };
-    line("tracefs", &tracefs);
-    if !btf || !privileged {
-        println!("\nno backend can be tried without BTF and privileges");
-        return Ok(ExitCode::FAILURE);
-    }
-
-    let facts = KernelFacts::probe()?;
+    line("tracefs", &tracefs)?;
+    let Some(facts) = &r.facts else {
+        return writeln!(out, "\nno backend can be tried without BTF and privileges");
+    };
     line(
         "per-thread state",
         if facts.task_storage {
@@ -95,14 +167,14 @@ pub fn doctor(verbose: u8) -> Result<ExitCode> {
         } else {
             "LRU hash by thread id (no task storage for tracing programs before 5.11)"
         },
-    );
+    )?;
     line(
         "recvmsg arguments",
         &format!(
             "tcp_recvmsg {}, udp_recvmsg {}, udpv6_recvmsg {} (6 before 5.19, then 5, 4 from 6.18)",
             facts.recvmsg_nargs[0], facts.recvmsg_nargs[1], facts.recvmsg_nargs[2]
         ),
-    );
+    )?;
     line(
         "tcp_sendpage",
         if facts.has_tcp_sendpage {
@@ -110,7 +182,7 @@ pub fn doctor(verbose: u8) -> Result<ExitCode> {
         } else {
             "absent: sendfile/splice go through tcp_sendmsg (6.5 and later)"
         },
-    );
+    )?;
     line(
         "sock tracepoints",
         if facts.sock_tracepoints {
@@ -118,51 +190,47 @@ pub fn doctor(verbose: u8) -> Result<ExitCode> {
         } else {
             "absent (they arrived in 6.3)"
         },
-    );
+    )?;
+    writeln!(out, "\n{:<18}result", "backend")?;
+    for v in &r.backends {
+        let text = match (&v.error, v.hint) {
+            (None, _) => "works (loaded, attached, detached)".to_string(),
+            (Some(e), Some(h)) => format!("does not work: {e} [{h}]"),
+            (Some(e), None) => format!("does not work: {e}"),
+        };
+        writeln!(out, "{:<18}{text}", v.name)?;
+    }
+    writeln!(out)?;
+    let order: Vec<_> = BACKENDS.iter().map(|b| b.name).collect();
+    match r.record_would_use {
+        Some(b) => writeln!(
+            out,
+            "{:<18}{b} (auto order: {})",
+            "record would use",
+            order.join(", ")
+        ),
+        None => writeln!(
+            out,
+            "{:<18}NOTHING: no backend works on this kernel",
+            "record would use"
+        ),
+    }
+}
 
-    loader::route_libbpf_log(verbose);
-    println!("\n{:<18}result", "backend");
-    let tracefs = probe::tracefs_root().unwrap_or_default();
-    let opts = LoadOptions {
-        tracefs: &tracefs,
-        pids: &[],
-        comms: &[],
-        ring_size: 4096,
-    };
-    let mut first_working = None;
-    for backend in Backend::AUTO_ORDER {
-        let mut slots = loader::object_slots();
-        match loader::load_and_attach(&mut slots[0], backend, &facts, &opts) {
-            Ok(started) => {
-                drop(started);
-                line(backend.name(), "works (loaded, attached, detached)");
-                first_working.get_or_insert(backend);
-            }
-            Err(e) => line(
-                backend.name(),
-                &format!(
-                    "does not work: {}{}",
-                    loader::one_line(&e),
-                    hint(backend, &e)
-                ),
-            ),
+pub fn doctor(args: DoctorArgs) -> Result<ExitCode> {
+    let report = examine()?;
+    let mut out = io::stdout().lock();
+    match args.format {
+        DoctorFormat::Text => write_text(&mut out, &report)?,
+        DoctorFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
         }
     }
-    println!();
-    match first_working {
-        Some(b) => {
-            line(
-                "record would use",
-                &format!("{} (auto order: fentry, tracepoint, kprobe)", b.name()),
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        None => {
-            line(
-                "record would use",
-                "NOTHING: no backend works on this kernel",
-            );
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    out.flush()?;
+    Ok(if report.record_would_use.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -1,19 +1,14 @@
 //! The folder layout `<output-dir>/<MACHINE_ID>/<TIMESTAMP>/nw/`, created
 //! so that nobody else on the host can redirect a root-owned write: every
-//! folder below the output dir is made with `mkdirat` and opened with
-//! `O_NOFOLLOW | O_DIRECTORY`, relative to its parent's descriptor.
+//! folder below the output dir is made and opened through [`SafeDir`],
+//! relative to its parent's descriptor and never through a symlink.
 
-use std::ffi::CString;
-use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub const DIR_MODE: libc::mode_t = 0o750;
-pub const FILE_MODE: libc::mode_t = 0o640;
+use crate::output::dir::SafeDir;
 
 #[derive(Debug, Error)]
 pub enum LayoutError {
@@ -86,123 +81,8 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..len]).into_owned()
 }
 
-fn cstring(name: &str) -> CString {
-    // Components are validated to [A-Za-z0-9._-], so they hold no NUL.
-    CString::new(name).expect("validated path component has no NUL")
-}
-
-/// Opens `name` under `parent` as a folder, creating it (0750) first if it
-/// is missing, without following a symlink at any point.
-pub fn open_or_create_dir(
-    parent: &OwnedFd,
-    parent_path: &Path,
-    name: &str,
-) -> Result<OwnedFd, LayoutError> {
-    let path = parent_path.join(name);
-    let c_name = cstring(name);
-    // SAFETY: parent is an open directory fd and c_name a valid C string.
-    let created = unsafe { libc::mkdirat(parent.as_raw_fd(), c_name.as_ptr(), DIR_MODE) } == 0;
-    if !created {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EEXIST) {
-            return Err(LayoutError::Io { path, source: err });
-        }
-    }
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: as above; the returned fd is checked before use.
-    let fd = unsafe { libc::openat(parent.as_raw_fd(), c_name.as_ptr(), flags) };
-    if fd < 0 {
-        let err = io::Error::last_os_error();
-        return Err(match err.raw_os_error() {
-            Some(libc::ELOOP) => LayoutError::SymlinkDir(path),
-            Some(libc::ENOTDIR) => {
-                if is_symlink_at(parent, &c_name) {
-                    LayoutError::SymlinkDir(path)
-                } else {
-                    LayoutError::NotADir(path)
-                }
-            }
-            _ => LayoutError::Io { path, source: err },
-        });
-    }
-    // SAFETY: fd is a freshly opened descriptor that nothing else owns.
-    let dir = unsafe { OwnedFd::from_raw_fd(fd) };
-    if created {
-        // The umask may have narrowed the mode; the contract says 0750.
-        // SAFETY: dir is an open fd.
-        if unsafe { libc::fchmod(dir.as_raw_fd(), DIR_MODE) } != 0 {
-            return Err(LayoutError::Io {
-                path,
-                source: io::Error::last_os_error(),
-            });
-        }
-    }
-    Ok(dir)
-}
-
-fn is_symlink_at(parent: &OwnedFd, name: &CString) -> bool {
-    // SAFETY: zeroed stat is a valid out-parameter; fd and name are valid.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::fstatat(
-            parent.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    rc == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFLNK
-}
-
-/// Creates `name` under `dir` with `O_CREAT | O_EXCL | O_NOFOLLOW`, mode
-/// 0640. `Ok(None)` when the name is taken, so the caller can try the next.
-pub fn create_file_exclusive(
-    dir: &OwnedFd,
-    dir_path: &Path,
-    name: &str,
-) -> Result<Option<File>, LayoutError> {
-    let path = dir_path.join(name);
-    let c_name = cstring(name);
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: dir is an open directory fd and c_name a valid C string.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c_name.as_ptr(),
-            flags,
-            FILE_MODE as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::EEXIST) if is_symlink_at(dir, &c_name) => {
-                Err(LayoutError::SymlinkFile(path))
-            }
-            Some(libc::EEXIST) => Ok(None),
-            Some(libc::ELOOP) => Err(LayoutError::SymlinkFile(path)),
-            _ => Err(LayoutError::Io { path, source: err }),
-        };
-    }
-    // SAFETY: fd is a freshly opened descriptor that nothing else owns.
-    let file = unsafe { File::from_raw_fd(fd) };
-    // SAFETY: file holds an open fd.
-    if unsafe { libc::fchmod(file.as_raw_fd(), FILE_MODE) } != 0 {
-        return Err(LayoutError::Io {
-            path,
-            source: io::Error::last_os_error(),
-        });
-    }
-    Ok(Some(file))
-}
-
-/// The run's `nw` folder, open.
-pub struct RunDir {
-    pub path: PathBuf,
-    pub fd: OwnedFd,
-}
-
-/// Creates (or opens) `<output_dir>/<machine_id>/<timestamp>/nw`.
+/// Creates (or opens) `<output_dir>/<machine_id>/<timestamp>/nw`: the
+/// run's folder.
 ///
 /// The output dir itself is the user's choice and may be a symlink; it is
 /// created with its parents if missing. Everything below it is ours.
@@ -210,49 +90,13 @@ pub fn create_run_dir(
     output_dir: &Path,
     machine_id: &str,
     timestamp: &str,
-) -> Result<RunDir, LayoutError> {
+) -> Result<SafeDir, LayoutError> {
     validate_component("machine id", machine_id)?;
     validate_component("timestamp", timestamp)?;
-    if !output_dir.exists() {
-        std::fs::create_dir_all(output_dir).map_err(|source| LayoutError::Io {
-            path: output_dir.to_path_buf(),
-            source,
-        })?;
-    }
-    let c_out = CString::new(output_dir.as_os_str().as_bytes()).map_err(|_| LayoutError::Io {
-        path: output_dir.to_path_buf(),
-        source: io::Error::from(io::ErrorKind::InvalidInput),
-    })?;
-    // SAFETY: c_out is a valid C string; the fd is checked before use.
-    let fd = unsafe {
-        libc::open(
-            c_out.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        let err = io::Error::last_os_error();
-        return Err(if err.raw_os_error() == Some(libc::ENOTDIR) {
-            LayoutError::NotADir(output_dir.to_path_buf())
-        } else {
-            LayoutError::Io {
-                path: output_dir.to_path_buf(),
-                source: err,
-            }
-        });
-    }
-    // SAFETY: fd is a freshly opened descriptor that nothing else owns.
-    let out_fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let machine_path = output_dir.join(machine_id);
-    let machine_fd = open_or_create_dir(&out_fd, output_dir, machine_id)?;
-    let run_path = machine_path.join(timestamp);
-    let run_fd = open_or_create_dir(&machine_fd, &machine_path, timestamp)?;
-    let nw_path = run_path.join("nw");
-    let nw_fd = open_or_create_dir(&run_fd, &run_path, "nw")?;
-    Ok(RunDir {
-        path: nw_path,
-        fd: nw_fd,
-    })
+    SafeDir::open_user_path(output_dir)?
+        .open_or_create_dir(machine_id)?
+        .open_or_create_dir(timestamp)?
+        .open_or_create_dir("nw")
 }
 
 #[cfg(test)]
@@ -299,21 +143,15 @@ mod tests {
         let dir = tempdir("create");
         let out = dir.join("out");
         let run = create_run_dir(&out, "m1", "20261126T050814Z").unwrap();
-        assert_eq!(run.path, out.join("m1/20261126T050814Z/nw"));
+        assert_eq!(run.path(), out.join("m1/20261126T050814Z/nw"));
         for p in ["m1", "m1/20261126T050814Z", "m1/20261126T050814Z/nw"] {
             let mode = std::fs::metadata(out.join(p)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o750, "{p}");
         }
-        let f = create_file_exclusive(&run.fd, &run.path, "nw_0001.csv")
-            .unwrap()
-            .unwrap();
+        let f = run.create_file_exclusive("nw_0001.csv").unwrap().unwrap();
         assert_eq!(f.metadata().unwrap().mode() & 0o777, 0o640);
         // Taken: the caller moves on.
-        assert!(
-            create_file_exclusive(&run.fd, &run.path, "nw_0001.csv")
-                .unwrap()
-                .is_none()
-        );
+        assert!(run.create_file_exclusive("nw_0001.csv").unwrap().is_none());
         // A second run in the same folder opens it again.
         create_run_dir(&out, "m1", "20261126T050814Z").unwrap();
     }
@@ -334,10 +172,8 @@ mod tests {
         assert!(err.to_string().contains("out/m1"));
 
         let run = create_run_dir(&out, "m2", "t").unwrap();
-        std::os::unix::fs::symlink(dir.join("target"), run.path.join("nw_0001.csv")).unwrap();
-        let err = create_file_exclusive(&run.fd, &run.path, "nw_0001.csv")
-            .err()
-            .unwrap();
+        std::os::unix::fs::symlink(dir.join("target"), run.path().join("nw_0001.csv")).unwrap();
+        let err = run.create_file_exclusive("nw_0001.csv").err().unwrap();
         assert!(matches!(err, LayoutError::SymlinkFile(_)), "{err}");
         assert!(!dir.join("target").exists());
     }

@@ -2,20 +2,21 @@
 //! rewritten when it stops. A run whose manifest still says
 //! `"finalized": false` died without stopping cleanly.
 
-use std::ffi::CString;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::output::layout::{LayoutError, create_file_exclusive};
+use crate::output::dir::SafeDir;
+use crate::output::layout::LayoutError;
 use crate::output::sink::FileStats;
 
-#[derive(Debug, Clone, Serialize)]
+/// The manifest's fields. Also read back by `report` and the tests, so it
+/// is the machine interface for a run's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
-    pub nwtrace_version: &'static str,
+    pub nwtrace_version: String,
     pub command_line: Vec<String>,
     pub pid: u32,
     pub kernel: String,
@@ -27,12 +28,28 @@ pub struct Manifest {
     pub exit_reason: Option<String>,
     pub files: Vec<FileStats>,
     pub rows_written: u64,
+    /// Events the capture delivered (equal to rows_written + rows_lost
+    /// unless rows were discarded on purpose).
+    #[serde(default)]
+    pub events_captured: u64,
     pub events_lost: u64,
     /// Kretprobe returns the kernel missed (kprobe backend only).
     pub probes_missed: u64,
     /// Rows captured but not written (a write error stopped the run).
     pub rows_lost: u64,
     pub malformed_records: u64,
+    /// Each BPF program's run count and run time, when the kernel's BPF
+    /// statistics were on (`kernel.bpf_stats_enabled=1`) during the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<ProgramStats>,
+}
+
+/// One BPF program's totals over a run, from the kernel's own statistics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_count: u64,
+    pub run_time_ns: u64,
 }
 
 /// The manifest is written padded to this size, so that a final update on a
@@ -41,39 +58,34 @@ const RESERVED_BYTES: usize = 64 * 1024;
 
 /// Owns this run's manifest file in the `nw` folder.
 pub struct ManifestFile {
-    dir_fd: OwnedFd,
-    dir_path: PathBuf,
+    dir: SafeDir,
     name: String,
 }
 
 impl ManifestFile {
     /// Creates `manifest.json`, or `manifest_2.json`, ... when another run
     /// sharing the folder has it: runs never touch each other's files.
-    pub fn create(dir_fd: OwnedFd, dir_path: &Path, first: &Manifest) -> Result<Self, LayoutError> {
+    pub fn create(dir: SafeDir, first: &Manifest) -> Result<Self, LayoutError> {
         for n in 1u32.. {
             let name = if n == 1 {
                 "manifest.json".to_string()
             } else {
                 format!("manifest_{n}.json")
             };
-            if let Some(mut file) = create_file_exclusive(&dir_fd, dir_path, &name)? {
+            if let Some(mut file) = dir.create_file_exclusive(&name)? {
                 file.write_all(&padded_json(first))
                     .map_err(|source| LayoutError::Io {
-                        path: dir_path.join(&name),
+                        path: dir.path().join(&name),
                         source,
                     })?;
-                return Ok(ManifestFile {
-                    dir_fd,
-                    dir_path: dir_path.to_path_buf(),
-                    name,
-                });
+                return Ok(ManifestFile { dir, name });
             }
         }
         unreachable!("u32 names run out")
     }
 
     pub fn path(&self) -> PathBuf {
-        self.dir_path.join(&self.name)
+        self.dir.path().join(&self.name)
     }
 
     /// Replaces the manifest atomically (a reader sees the old one or the
@@ -90,54 +102,26 @@ impl ManifestFile {
     }
 
     fn overwrite_in_place(&self, json: &[u8]) -> io::Result<()> {
-        let c_name = CString::new(self.name.as_str()).expect("no NUL");
-        // SAFETY: valid dir fd and C string; the fd is checked before use.
-        let fd = unsafe {
-            libc::openat(
-                self.dir_fd.as_raw_fd(),
-                c_name.as_ptr(),
-                libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just opened and nothing else owns it.
-        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        let file = self.dir.open_file_for_write(&self.name)?;
         file.write_all_at(json, 0)?;
         file.sync_data()
     }
 
     fn replace_atomically(&self, json: &[u8]) -> io::Result<()> {
         let tmp = format!(".{}.{}.tmp", self.name, std::process::id());
-        let c_tmp = CString::new(tmp.as_str()).expect("no NUL");
         // A leftover from a killed run with our pid: ours to remove.
-        // SAFETY: valid dir fd and C string.
-        unsafe { libc::unlinkat(self.dir_fd.as_raw_fd(), c_tmp.as_ptr(), 0) };
-        let mut file = create_file_exclusive(&self.dir_fd, &self.dir_path, &tmp)
+        let _ = self.dir.unlink(&tmp);
+        let mut file = self
+            .dir
+            .create_file_exclusive(&tmp)
             .map_err(io::Error::other)?
             .ok_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists))?;
         let written = file.write_all(json).and_then(|()| file.sync_data());
         if let Err(e) = written {
-            // SAFETY: valid dir fd and C string.
-            unsafe { libc::unlinkat(self.dir_fd.as_raw_fd(), c_tmp.as_ptr(), 0) };
+            let _ = self.dir.unlink(&tmp);
             return Err(e);
         }
-        let c_name = CString::new(self.name.as_str()).expect("no NUL");
-        // SAFETY: valid dir fd and C strings; renameat replaces the name
-        // itself and never follows a symlink there.
-        let rc = unsafe {
-            libc::renameat(
-                self.dir_fd.as_raw_fd(),
-                c_tmp.as_ptr(),
-                self.dir_fd.as_raw_fd(),
-                c_name.as_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        self.dir.rename(&tmp, &self.name)
     }
 }
 
@@ -157,7 +141,7 @@ mod tests {
 
     fn manifest() -> Manifest {
         Manifest {
-            nwtrace_version: "0.1.0",
+            nwtrace_version: "0.1.0".into(),
             command_line: vec![
                 "nwtrace".into(),
                 "record".into(),
@@ -174,10 +158,12 @@ mod tests {
             exit_reason: None,
             files: vec![],
             rows_written: 0,
+            events_captured: 0,
             events_lost: 0,
             probes_missed: 0,
             rows_lost: 0,
             malformed_records: 0,
+            programs: vec![],
         }
     }
 
@@ -187,8 +173,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&out);
         let run = create_run_dir(&out, "m", "t").unwrap();
         let mut m = manifest();
-        let file = ManifestFile::create(run.fd.try_clone().unwrap(), &run.path, &m).unwrap();
-        assert_eq!(file.path(), run.path.join("manifest.json"));
+        let file = ManifestFile::create(run.try_clone().unwrap(), &m).unwrap();
+        assert_eq!(file.path(), run.path().join("manifest.json"));
         let first: serde_json::Value =
             serde_json::from_slice(&std::fs::read(file.path()).unwrap()).unwrap();
         assert_eq!(first["finalized"], false);
@@ -208,15 +194,14 @@ mod tests {
         assert_eq!(last["finalized"], true);
         assert_eq!(last["files"][0]["rows"], 3);
         // No temp file is left behind.
-        let names: Vec<_> = std::fs::read_dir(&run.path)
+        let names: Vec<_> = std::fs::read_dir(run.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, ["manifest.json"]);
 
         // A second run in the same folder gets its own manifest.
-        let other =
-            ManifestFile::create(run.fd.try_clone().unwrap(), &run.path, &manifest()).unwrap();
-        assert_eq!(other.path(), run.path.join("manifest_2.json"));
+        let other = ManifestFile::create(run.try_clone().unwrap(), &manifest()).unwrap();
+        assert_eq!(other.path(), run.path().join("manifest_2.json"));
     }
 }

@@ -1,6 +1,10 @@
-//! Output: CSV rows, the rotating files they go to, the run folder layout
-//! and the manifest.
+//! Output: the consumer seam the capture session feeds, the CSV writer (rows
+//! in rotating files), the run folder layout, the safe folder type and the
+//! manifest.
 
+pub mod consumer;
+pub mod csv;
+pub mod dir;
 pub mod layout;
 pub mod manifest;
 pub mod row;

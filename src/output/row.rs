@@ -93,26 +93,24 @@ impl Ipv6Cache {
 
 /// Formats rows; holds the per-run caches.
 pub struct RowFormatter {
-    clock: WallClock,
     time: RowTimeFormatter,
     scratch: Vec<u8>,
     v6: Ipv6Cache,
 }
 
+impl Default for RowFormatter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RowFormatter {
-    pub fn new(clock: WallClock) -> Self {
+    pub fn new() -> Self {
         RowFormatter {
-            clock,
             time: RowTimeFormatter::default(),
             scratch: Vec::with_capacity(64),
             v6: Ipv6Cache::default(),
         }
-    }
-
-    /// Re-samples the wall clock offset, so that a clock step during a long
-    /// run shows in the rows that follow it.
-    pub fn set_clock(&mut self, clock: WallClock) {
-        self.clock = clock;
     }
 
     fn write_addr(&mut self, out: &mut Vec<u8>, addr: IpAddr) {
@@ -123,10 +121,11 @@ impl RowFormatter {
     }
 
     /// Appends one row, newline included.
-    pub fn write_row(&mut self, out: &mut Vec<u8>, ev: &NetEvent) {
+    /// `clock` turns the event's monotonic times into wall time.
+    pub fn write_row(&mut self, out: &mut Vec<u8>, ev: &NetEvent, clock: &WallClock) {
         // Timestamp: the start; the finish when the start is unknown.
         let start = ev.start_ns.unwrap_or(ev.end_ns);
-        self.time.write(out, self.clock.to_epoch_ns(start));
+        self.time.write(out, clock.to_epoch_ns(start));
         out.push(b',');
         write_u64(out, u64::from(ev.pid));
         out.push(b',');
@@ -182,9 +181,13 @@ mod tests {
 
     fn row(raw: &crate::bpf::types::nw_event) -> String {
         let ev = NetEvent::try_from(bytes(raw).as_slice()).unwrap();
-        let mut f = RowFormatter::new(WallClock::with_offset(1_795_669_694_000_000_000));
+        let mut f = RowFormatter::new();
         let mut out = Vec::new();
-        f.write_row(&mut out, &ev);
+        f.write_row(
+            &mut out,
+            &ev,
+            &WallClock::with_offset(1_795_669_694_000_000_000),
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -303,7 +306,7 @@ mod tests {
 
     #[test]
     fn addresses_match_std_formatting() {
-        let mut f = RowFormatter::new(WallClock::with_offset(0));
+        let mut f = RowFormatter::new();
         for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
             let v4 = Ipv4Addr::new(a, 255 - a, a / 2, 7);
             let mut out = Vec::new();

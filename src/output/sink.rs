@@ -4,16 +4,16 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::output::layout::{LayoutError, RunDir, create_file_exclusive};
+use crate::output::dir::SafeDir;
+use crate::output::layout::LayoutError;
 use crate::output::row::HEADER;
 
 /// Buffered bytes past which rows are written out.
 const FLUSH_BYTES: usize = 256 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStats {
     pub name: String,
     pub rows: u64,
@@ -39,8 +39,7 @@ pub enum SinkError {
 }
 
 pub struct CsvSink {
-    dir_fd: OwnedFd,
-    dir_path: PathBuf,
+    dir: SafeDir,
     rotate_bytes: u64,
     retention: Retention,
     next_seq: u32,
@@ -59,12 +58,15 @@ impl CsvSink {
     /// Opens the first free `nw_NNNN.csv` in `run`. A file is rotated when
     /// the next row would take it past `rotate_bytes` (a file always holds
     /// at least one row, whatever the limit).
-    pub fn create(run: RunDir, rotate_bytes: u64, retention: Retention) -> Result<Self, SinkError> {
+    pub fn create(
+        run: SafeDir,
+        rotate_bytes: u64,
+        retention: Retention,
+    ) -> Result<Self, SinkError> {
         let mut next_seq = 1;
-        let (file, name) = open_next(&run.fd, &run.path, &mut next_seq)?;
+        let (file, name) = open_next(&run, &mut next_seq)?;
         let mut sink = CsvSink {
-            dir_fd: run.fd,
-            dir_path: run.path,
+            dir: run,
             rotate_bytes,
             retention,
             next_seq,
@@ -85,7 +87,7 @@ impl CsvSink {
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir_path
+        self.dir.path()
     }
 
     pub fn files(&self) -> &[FileStats] {
@@ -131,7 +133,7 @@ impl CsvSink {
 
     fn rotate(&mut self) -> Result<(), SinkError> {
         self.flush()?;
-        let (file, name) = open_next(&self.dir_fd, &self.dir_path, &mut self.next_seq)?;
+        let (file, name) = open_next(&self.dir, &mut self.next_seq)?;
         self.file = file;
         self.files.push(FileStats {
             name,
@@ -159,16 +161,13 @@ impl CsvSink {
             let (true, Some(oldest)) = (over, oldest) else {
                 return Ok(());
             };
-            let c_name = std::ffi::CString::new(oldest.name.as_str()).expect("no NUL");
-            // SAFETY: valid directory fd and C string; the name is one this
-            // run created exclusively.
-            let rc = unsafe { libc::unlinkat(self.dir_fd.as_raw_fd(), c_name.as_ptr(), 0) };
-            if rc != 0 {
-                return Err(SinkError::Write {
-                    path: self.dir_path.join(&oldest.name),
-                    source: io::Error::last_os_error(),
-                });
-            }
+            // A name this run created exclusively.
+            self.dir
+                .unlink(&oldest.name)
+                .map_err(|source| SinkError::Write {
+                    path: self.dir.path().join(&oldest.name),
+                    source,
+                })?;
             oldest.deleted = true;
         }
     }
@@ -222,7 +221,7 @@ impl CsvSink {
             Some(source) => {
                 // Never leave part of a row at the end of a file.
                 let _ = self.file.set_len(self.written);
-                let path = self.dir_path.join(&current.name);
+                let path = self.dir.path().join(&current.name);
                 Err(SinkError::Write { path, source })
             }
         }
@@ -236,11 +235,11 @@ impl CsvSink {
 
 /// Creates the first free `nw_NNNN.csv` from `*seq` on, exclusively, and
 /// leaves `*seq` at the number after it.
-fn open_next(dir: &OwnedFd, dir_path: &Path, seq: &mut u32) -> Result<(File, String), SinkError> {
+fn open_next(dir: &SafeDir, seq: &mut u32) -> Result<(File, String), SinkError> {
     loop {
         let name = format!("nw_{:04}.csv", *seq);
         *seq += 1;
-        if let Some(file) = create_file_exclusive(dir, dir_path, &name)? {
+        if let Some(file) = dir.create_file_exclusive(&name)? {
             return Ok((file, name));
         }
     }
@@ -251,7 +250,7 @@ mod tests {
     use super::*;
     use crate::output::layout::create_run_dir;
 
-    fn run_dir(tag: &str) -> RunDir {
+    fn run_dir(tag: &str) -> SafeDir {
         let out = std::env::temp_dir().join(format!("nwtrace-sink-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
         create_run_dir(&out, "m", "t").unwrap()
@@ -385,7 +384,7 @@ mod tests {
     #[test]
     fn existing_files_are_skipped_never_overwritten() {
         let run = run_dir("clash");
-        let dir = run.path.clone();
+        let dir = run.path().to_path_buf();
         std::fs::write(dir.join("nw_0001.csv"), "someone else's\n").unwrap();
         std::fs::write(dir.join("nw_0003.csv"), "and this\n").unwrap();
         let mut sink = CsvSink::create(run, HEADER.len() as u64 + 6, Retention::default()).unwrap();

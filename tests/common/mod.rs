@@ -185,15 +185,29 @@ impl Tracer {
         status.code().unwrap_or(-1)
     }
 
-    /// The summary line's "N events lost", if printed.
-    pub fn events_lost(&self) -> Option<u64> {
-        self.stderr.iter().find_map(|l| {
-            let before = l
-                .strip_suffix(" events lost")
-                .or_else(|| l.find(" events lost").map(|i| &l[..i]))?;
-            before.rsplit(' ').next()?.parse().ok()
-        })
+    /// The run's manifest (the first one under the output folder), as
+    /// JSON: scripts and tests read figures there, not on stderr.
+    pub fn manifest(&self) -> serde_json::Value {
+        let path = find_file(&self.output_dir, "manifest.json")
+            .unwrap_or_else(|| panic!("no manifest under {}", self.output_dir.display()));
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).expect("manifest JSON")
     }
+}
+
+/// The first file called `name` below `dir`.
+pub fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == name) {
+                return Some(p);
+            }
+        }
+    }
+    None
 }
 
 /// One CSV row, by header name.

@@ -1,10 +1,16 @@
-//! What this kernel and this process allow: privileges, BTF, tracefs, and
-//! the tracepoints each backend needs.
+//! What this kernel and this process allow, probed in one place:
+//! privileges, BTF, tracefs, lockdown, and the kernel facts the BPF
+//! programs adapt to. `doctor` prints these; the session acts on them.
 
 use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use anyhow::{Context, Result};
+use libbpf_rs::btf::types::{Func, FuncProto, Typedef};
+use libbpf_rs::btf::{Btf, ReferencesType};
+use libbpf_rs::{MapType, ProgramType};
+use serde::Serialize;
 use thiserror::Error;
 
 const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
@@ -17,7 +23,7 @@ const CAP_BPF: u32 = 39;
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
-    #[error("nwtrace needs root, or CAP_BPF and CAP_PERFMON: run it with sudo")]
+    #[error("nwtrace needs root, or CAP_BPF and CAP_PERFMON: run it as root")]
     NotPrivileged,
     #[error(
         "this kernel has no BTF ({BTF_VMLINUX} is missing); nwtrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
@@ -110,4 +116,73 @@ pub fn kernel_release() -> String {
         .map(|&c| c as u8)
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The kernel lockdown mode in force ("none", "integrity",
+/// "confidentiality"), mounting securityfs first if it is not mounted and
+/// we may (minimal systems often leave it unmounted).
+pub fn lockdown_mode(may_mount: bool) -> String {
+    let path = Path::new("/sys/kernel/security/lockdown");
+    if !path.exists() && may_mount {
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "securityfs", "securityfs", "/sys/kernel/security"])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    // "none [integrity] confidentiality": the bracketed word is in force.
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix('[').and_then(|w| w.strip_suffix(']')))
+            .unwrap_or("unknown")
+            .to_string(),
+        Err(_) => "unknown (securityfs not mounted)".to_string(),
+    }
+}
+
+/// What the kernel's BTF and feature probes say, read once. The BPF
+/// programs adapt to these through read-only settings; the backends table
+/// uses them to decide what can load.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelFacts {
+    /// Task storage usable from tracing programs (5.11).
+    pub task_storage: bool,
+    /// Arguments of tcp_recvmsg, udp_recvmsg, udpv6_recvmsg (6 before 5.19).
+    pub recvmsg_nargs: [i32; 3],
+    /// tcp_sendpage exists (before 6.5).
+    pub has_tcp_sendpage: bool,
+    /// sock:sock_send_length and sock:sock_recv_length exist (6.3).
+    pub sock_tracepoints: bool,
+}
+
+fn func_nargs(btf: &Btf<'_>, name: &str) -> Option<i32> {
+    let func: Func<'_> = btf.type_by_name(name)?;
+    let proto: FuncProto<'_> = func.referenced_type().try_into().ok()?;
+    Some(proto.len() as i32)
+}
+
+fn has_typedef(btf: &Btf<'_>, name: &str) -> bool {
+    btf.type_by_name::<Typedef<'_>>(name).is_some()
+}
+
+impl KernelFacts {
+    pub fn probe() -> Result<Self> {
+        let btf = Btf::from_vmlinux().context("reading the kernel's BTF")?;
+        let nargs = |name: &str| func_nargs(&btf, name).unwrap_or(5);
+        let task_storage = MapType::TaskStorage.is_supported().unwrap_or(false)
+            && ProgramType::Kprobe
+                .is_helper_supported(libbpf_rs::libbpf_sys::BPF_FUNC_task_storage_get)
+                .unwrap_or(false);
+        Ok(KernelFacts {
+            task_storage,
+            recvmsg_nargs: [
+                nargs("tcp_recvmsg"),
+                nargs("udp_recvmsg"),
+                nargs("udpv6_recvmsg"),
+            ],
+            has_tcp_sendpage: btf.type_by_name::<Func<'_>>("tcp_sendpage").is_some(),
+            // The BTF typedef every tp_btf target has.
+            sock_tracepoints: has_typedef(&btf, "btf_trace_sock_send_length"),
+        })
+    }
 }

@@ -1,0 +1,265 @@
+//! The backends, as one table. A backend is a thin set of entry points
+//! over the shared BPF handlers: the programs that see a completed send or
+//! receive. Every backend also loads [`SHARED_PROGRAMS`].
+//!
+//! Adding a backend is one entry in [`BACKENDS`]: `--backend auto` tries
+//! them in the table's order, `doctor` describes them from it, and the
+//! loader enables exactly the programs an entry lists.
+
+use serde::Serialize;
+
+use crate::capture::facts::KernelFacts;
+
+/// How libbpf attaches a program, or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// libbpf attaches it from its section name.
+    Libbpf,
+    /// A kretprobe on this kernel function, made through tracefs with a
+    /// large maxactive (libbpf cannot set it; see `kretprobe.rs`).
+    ReturnProbe(&'static str),
+}
+
+/// One BPF program of the object, by its name there.
+#[derive(Clone, Copy, Debug)]
+pub struct Prog {
+    pub name: &'static str,
+    /// Whether this kernel has what the program hooks.
+    pub when: fn(&KernelFacts) -> bool,
+    pub attach: Attach,
+}
+
+fn always(_: &KernelFacts) -> bool {
+    true
+}
+
+/// Before 6.5 (commit c5c37af6ecad), sendfile and splice into TCP went
+/// through tcp_sendpage instead of tcp_sendmsg.
+fn has_tcp_sendpage(facts: &KernelFacts) -> bool {
+    facts.has_tcp_sendpage
+}
+
+const fn prog(name: &'static str) -> Prog {
+    Prog {
+        name,
+        when: always,
+        attach: Attach::Libbpf,
+    }
+}
+
+const fn prog_if(name: &'static str, when: fn(&KernelFacts) -> bool) -> Prog {
+    Prog {
+        name,
+        when,
+        attach: Attach::Libbpf,
+    }
+}
+
+const fn return_probe(name: &'static str, func: &'static str) -> Prog {
+    Prog {
+        name,
+        when: always,
+        attach: Attach::ReturnProbe(func),
+    }
+}
+
+/// The syscall entry tracepoints every backend uses, for the flags, the
+/// address arguments and the start time.
+pub const SHARED_PROGRAMS: &[Prog] = &[
+    prog("sys_enter_sendto"),
+    prog("sys_enter_sendmsg"),
+    prog("sys_enter_sendmmsg"),
+    prog("sys_enter_recvfrom"),
+    prog("sys_enter_recvmsg"),
+    prog("sys_enter_recvmmsg"),
+    prog("sys_enter_write"),
+    prog("sys_enter_writev"),
+    prog("sys_enter_sendfile64"),
+    prog("sys_enter_splice"),
+    prog("sys_enter_read"),
+    prog("sys_enter_readv"),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Fentry,
+    Tracepoint,
+    Kprobe,
+}
+
+/// A backend: what it is called, what it needs, and its programs.
+#[derive(Debug)]
+pub struct BackendDef {
+    pub backend: Backend,
+    /// The name `--backend` takes and the manifest records.
+    pub name: &'static str,
+    /// What it sees an operation with (for doctor and the README).
+    pub sees: &'static str,
+    /// What the kernel must allow.
+    pub needs: &'static str,
+    /// Why it cannot run here, when that is known before trying.
+    pub precondition: fn(&KernelFacts) -> Result<(), &'static str>,
+    pub programs: &'static [Prog],
+}
+
+fn no_precondition(_: &KernelFacts) -> Result<(), &'static str> {
+    Ok(())
+}
+
+fn needs_sock_tracepoints(facts: &KernelFacts) -> Result<(), &'static str> {
+    if facts.sock_tracepoints {
+        Ok(())
+    } else {
+        Err("this kernel has no sock:sock_send_length tracepoint (it arrived in 6.3)")
+    }
+}
+
+/// Every backend, in the order `--backend auto` tries them: cheapest per
+/// operation first. fentry runs one program per operation and no sys_exit
+/// program; the tracepoint backend adds a sys_exit program on
+/// recvfrom/recvmsg; kprobes trap at entry and at return (README,
+/// "Backends").
+pub const BACKENDS: &[BackendDef] = &[
+    BackendDef {
+        backend: Backend::Fentry,
+        name: "fentry",
+        sees: "fexit on tcp_sendmsg, tcp_recvmsg, udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg (and tcp_sendpage before 6.5)",
+        needs: "BPF trampolines (5.5+) and a kernel that allows them",
+        precondition: no_precondition,
+        programs: &[
+            prog("fexit_tcp_sendmsg"),
+            prog("fexit_udp_sendmsg"),
+            prog("fexit_udpv6_sendmsg"),
+            prog_if("fexit_tcp_sendpage", has_tcp_sendpage),
+            prog("fexit_tcp_recvmsg"),
+            prog("fexit_udp_recvmsg"),
+            prog("fexit_udpv6_recvmsg"),
+        ],
+    },
+    BackendDef {
+        backend: Backend::Tracepoint,
+        name: "tracepoint",
+        sees: "tp_btf/sock_send_length and sock_recv_length, plus sys_exit_{recvfrom,recvmsg,recvmmsg} for unconnected UDP peers",
+        needs: "kernel 6.3+",
+        precondition: needs_sock_tracepoints,
+        programs: &[
+            prog("tp_sock_send_length"),
+            prog("tp_sock_recv_length"),
+            prog("tp_exit_recvfrom"),
+            prog("tp_exit_recvmsg"),
+            prog("tp_exit_recvmmsg"),
+        ],
+    },
+    BackendDef {
+        backend: Backend::Kprobe,
+        name: "kprobe",
+        sees: "kprobe + kretprobe on the same functions as fentry",
+        needs: "CONFIG_KPROBES",
+        precondition: no_precondition,
+        programs: &[
+            prog("kp_tcp_sendmsg"),
+            return_probe("krp_tcp_sendmsg", "tcp_sendmsg"),
+            prog("kp_udp_sendmsg"),
+            return_probe("krp_udp_sendmsg", "udp_sendmsg"),
+            prog("kp_udpv6_sendmsg"),
+            return_probe("krp_udpv6_sendmsg", "udpv6_sendmsg"),
+            prog_if("kp_tcp_sendpage", has_tcp_sendpage),
+            Prog {
+                name: "krp_tcp_sendpage",
+                when: has_tcp_sendpage,
+                attach: Attach::ReturnProbe("tcp_sendpage"),
+            },
+            prog("kp_tcp_recvmsg"),
+            return_probe("krp_tcp_recvmsg", "tcp_recvmsg"),
+            prog("kp_udp_recvmsg"),
+            return_probe("krp_udp_recvmsg", "udp_recvmsg"),
+            prog("kp_udpv6_recvmsg"),
+            return_probe("krp_udpv6_recvmsg", "udpv6_recvmsg"),
+        ],
+    },
+];
+
+impl BackendDef {
+    pub fn by_name(name: &str) -> Option<&'static BackendDef> {
+        BACKENDS.iter().find(|b| b.name == name)
+    }
+
+    /// The names `--backend` accepts: `auto`, then the table's.
+    pub fn choices() -> Vec<&'static str> {
+        std::iter::once("auto")
+            .chain(BACKENDS.iter().map(|b| b.name))
+            .collect()
+    }
+
+    /// The programs to load on this kernel: the shared ones and this
+    /// backend's own, where the kernel has what they hook.
+    pub fn programs_for<'a>(&'a self, facts: &'a KernelFacts) -> impl Iterator<Item = &'a Prog> {
+        SHARED_PROGRAMS
+            .iter()
+            .chain(self.programs)
+            .filter(move |p| (p.when)(facts))
+    }
+}
+
+/// The backends to try for a `--backend` value, in order.
+pub fn candidates(choice: &str) -> Vec<&'static BackendDef> {
+    match choice {
+        "auto" => BACKENDS.iter().collect(),
+        name => BackendDef::by_name(name).into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::NwtraceSkelBuilder;
+    use libbpf_rs::skel::SkelBuilder;
+    use std::collections::BTreeSet;
+    use std::mem::MaybeUninit;
+
+    /// Opening the object parses the ELF and needs no privileges.
+    fn object_programs() -> BTreeSet<String> {
+        let mut storage = MaybeUninit::uninit();
+        let open = NwtraceSkelBuilder::default()
+            .open(&mut storage)
+            .expect("opening the BPF object");
+        use libbpf_rs::skel::OpenSkel;
+        open.open_object()
+            .progs()
+            .map(|p| p.name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_program_belongs_to_the_table_exactly_once() {
+        let in_object = object_programs();
+        let mut claimed = BTreeSet::new();
+        for p in SHARED_PROGRAMS
+            .iter()
+            .chain(BACKENDS.iter().flat_map(|b| b.programs))
+        {
+            assert!(
+                in_object.contains(p.name),
+                "{} is not in the object",
+                p.name
+            );
+            assert!(
+                claimed.insert(p.name.to_string()),
+                "{} listed twice",
+                p.name
+            );
+        }
+        assert_eq!(claimed, in_object, "programs no backend loads");
+    }
+
+    #[test]
+    fn names_are_unique_and_auto_tries_all_in_order() {
+        let names: Vec<_> = BACKENDS.iter().map(|b| b.name).collect();
+        assert_eq!(names, ["fentry", "tracepoint", "kprobe"]);
+        let auto: Vec<_> = candidates("auto").iter().map(|b| b.name).collect();
+        assert_eq!(auto, names);
+        assert_eq!(candidates("kprobe")[0].backend, Backend::Kprobe);
+        assert!(candidates("nope").is_empty());
+    }
+}

@@ -1,0 +1,166 @@
+//! Opening, configuring, loading and attaching the one BPF object with the
+//! programs of one backend.
+
+use std::mem::MaybeUninit;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, OpenObject};
+
+use crate::bpf::{NwtraceLinks, NwtraceSkel, NwtraceSkelBuilder};
+use crate::capture::backends::{Attach, BackendDef};
+use crate::capture::facts::KernelFacts;
+use crate::capture::kretprobe::Kretprobes;
+
+/// The in-kernel filters and the ring size.
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    pub pids: Vec<u32>,
+    pub comms: Vec<String>,
+}
+
+pub struct LoadOptions<'a> {
+    pub tracefs: &'a Path,
+    pub filters: &'a Filters,
+    pub ring_size: u64,
+}
+
+/// A loaded and attached object, with the return probes made outside
+/// libbpf. Dropping it detaches and unloads everything.
+pub struct Loaded {
+    pub skel: NwtraceSkel<'static>,
+    pub kretprobes: Kretprobes,
+}
+
+impl Loaded {
+    /// Detaches every program: no event is produced after this returns.
+    pub fn detach(&mut self) {
+        self.skel.links = NwtraceLinks::default();
+        self.kretprobes.detach();
+    }
+}
+
+/// Storage for one open object. The skeleton borrows it for as long as it
+/// lives, and a session owns its skeleton, so the storage is leaked: a few
+/// hundred bytes per load attempt (at most one per backend in a process),
+/// in exchange for a session type without a lifetime parameter. The BPF
+/// object itself is freed when the skeleton drops.
+fn object_storage() -> &'static mut MaybeUninit<OpenObject> {
+    Box::leak(Box::new(MaybeUninit::uninit()))
+}
+
+/// Loads the object with `backend`'s programs and the filters in place,
+/// and attaches it: a trial that is also the real thing.
+pub fn load_and_attach(
+    backend: &BackendDef,
+    facts: &KernelFacts,
+    opts: &LoadOptions<'_>,
+) -> Result<Loaded> {
+    (backend.precondition)(facts).map_err(|why| anyhow!(why))?;
+    let mut open = NwtraceSkelBuilder::default()
+        .open(object_storage())
+        .context("opening the BPF object")?;
+
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("the BPF object has no .rodata")?;
+    rodata.self_tgid = std::process::id();
+    rodata.filter_pids = !opts.filters.pids.is_empty();
+    rodata.filter_comms = !opts.filters.comms.is_empty();
+    // Wake the consumer early only when a quarter of the ring is unread;
+    // otherwise it drains on its own short timer (see session.rs).
+    rodata.wakeup_bytes = opts.ring_size / 4;
+    rodata.use_task_storage = facts.task_storage;
+    [
+        rodata.tcp_recvmsg_nargs,
+        rodata.udp_recvmsg_nargs,
+        rodata.udpv6_recvmsg_nargs,
+    ] = facts.recvmsg_nargs;
+
+    open.maps
+        .events
+        .set_max_entries(opts.ring_size as u32)
+        .context("sizing the ring buffer")?;
+    open.maps.task_states.set_autocreate(facts.task_storage)?;
+    open.maps
+        .task_states_by_tid
+        .set_autocreate(!facts.task_storage)?;
+
+    let wanted: Vec<_> = backend.programs_for(facts).collect();
+    let mut found = 0;
+    for mut prog in open.open_object_mut().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        let entry = wanted.iter().find(|p| p.name == name);
+        found += usize::from(entry.is_some());
+        prog.set_autoload(entry.is_some());
+        // Return probes are made with a large maxactive in kretprobe.rs.
+        prog.set_autoattach(entry.is_some_and(|p| p.attach == Attach::Libbpf));
+    }
+    if found != wanted.len() {
+        // The table names a program the object lacks: a build mismatch.
+        anyhow::bail!(
+            "the BPF object lacks some of the {} backend's programs",
+            backend.name
+        );
+    }
+
+    let mut skel = open.load().with_context(|| {
+        format!(
+            "loading the {} programs (-vv shows the verifier's log)",
+            backend.name
+        )
+    })?;
+
+    for pid in &opts.filters.pids {
+        skel.maps
+            .pid_filter
+            .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY)
+            .context("filling the pid filter")?;
+    }
+    for comm in &opts.filters.comms {
+        let mut key = [0u8; 16];
+        key[..comm.len()].copy_from_slice(comm.as_bytes());
+        skel.maps
+            .comm_filter
+            .update(&key, &[1u8], MapFlags::ANY)
+            .context("filling the comm filter")?;
+    }
+    skel.attach()
+        .with_context(|| format!("attaching the {} programs", backend.name))?;
+    let mut kretprobes = Kretprobes::new(opts.tracefs);
+    for prog in skel.object().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        if let Some(Attach::ReturnProbe(func)) =
+            wanted.iter().find(|p| p.name == name).map(|p| p.attach)
+        {
+            kretprobes.attach(&prog, func)?;
+        }
+    }
+    Ok(Loaded { skel, kretprobes })
+}
+
+/// Ring buffer reservations that failed, summed over CPUs.
+pub fn lost_events(skel: &NwtraceSkel<'_>) -> Result<u64> {
+    let per_cpu = skel
+        .maps
+        .lost_events
+        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .context("reading the lost-event counters")?
+        .unwrap_or_default();
+    Ok(per_cpu
+        .iter()
+        .filter_map(|v| v.get(..8))
+        .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+        .sum())
+}
+
+/// A failure chain as one line.
+pub fn one_line(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}

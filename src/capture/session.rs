@@ -1,0 +1,253 @@
+//! The capture session: every command that traces (`record`, `top`,
+//! `watch`) starts one, runs it into a [`Consumer`] until a stop
+//! condition, and reads its statistics. It owns the checks, the backend
+//! choice, the loaded programs, the ring buffer loop and the final drain.
+//!
+//! It installs no signal handler and writes nothing but log messages:
+//! each command owns its signal policy and its output.
+
+use std::cell::RefCell;
+use std::ops::ControlFlow;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use libbpf_rs::RingBufferBuilder;
+use libbpf_rs::skel::Skel;
+
+use crate::capture::backends::{self, BackendDef};
+use crate::capture::event::NetEvent;
+use crate::capture::facts::{self, KernelFacts};
+use crate::capture::load::{self, Filters, LoadOptions, Loaded};
+use crate::output::consumer::{CaptureHealth, Consumer, StopReason};
+use crate::output::manifest::ProgramStats;
+use crate::timefmt::WallClock;
+
+/// How long the loop sleeps between drains when no wakeup comes. The BPF
+/// side only wakes the reader when the ring is a quarter full, so this
+/// bounds how late a consumer sees a trickle of events.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the wall clock's offset to CLOCK_MONOTONIC is sampled again
+/// (NTP slews the wall clock).
+const CLOCK_RESAMPLE: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    /// `auto` or a backend's name from the table.
+    pub backend: String,
+    pub filters: Filters,
+    /// Bytes; a power of two.
+    pub ring_size: u64,
+}
+
+/// The capture's own figures, from which the manifest and the summaries
+/// are made.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Events delivered to the consumer.
+    pub events: u64,
+    /// Ring buffer reservations that failed: events the kernel side saw
+    /// and could not hand over.
+    pub events_lost: u64,
+    /// Kretprobe returns the kernel missed (kprobe backend).
+    pub probes_missed: u64,
+    /// Records that did not decode.
+    pub malformed_records: u64,
+    /// Each program's run count and time, when BPF statistics were on.
+    pub programs: Vec<ProgramStats>,
+}
+
+pub struct Outcome {
+    pub reason: StopReason,
+    pub stats: RunStats,
+}
+
+/// A started capture: checks passed, programs loaded and attached.
+pub struct Session {
+    backend: &'static BackendDef,
+    facts: KernelFacts,
+    loaded: Loaded,
+}
+
+impl Session {
+    /// Checks privileges, BTF and tracefs, then loads and attaches the
+    /// first backend of `opts.backend`'s candidates that works here.
+    pub fn start(opts: &CaptureOptions) -> Result<Session> {
+        facts::check_privileges()?;
+        facts::check_btf()?;
+        let tracefs = facts::ensure_tracefs()?;
+        let facts = KernelFacts::probe()?;
+        let load_opts = LoadOptions {
+            tracefs: &tracefs,
+            filters: &opts.filters,
+            ring_size: opts.ring_size,
+        };
+        let mut failures = Vec::new();
+        for backend in backends::candidates(&opts.backend) {
+            match load::load_and_attach(backend, &facts, &load_opts) {
+                Ok(loaded) => {
+                    log::debug!("nwtrace: backend {} ({facts:?})", backend.name);
+                    return Ok(Session {
+                        backend,
+                        facts,
+                        loaded,
+                    });
+                }
+                Err(e) => failures.push(format!("{}: {}", backend.name, load::one_line(&e))),
+            }
+        }
+        anyhow::bail!(
+            "no backend works on kernel {} ({}); run nwtrace doctor for details",
+            facts::kernel_release(),
+            failures.join("; ")
+        )
+    }
+
+    pub fn backend(&self) -> &'static BackendDef {
+        self.backend
+    }
+
+    pub fn facts(&self) -> &KernelFacts {
+        &self.facts
+    }
+
+    /// Feeds `consumer` until `should_stop` returns a reason (it is asked
+    /// after every drain) or the consumer stops the run. Then detaches,
+    /// delivers every event still in the ring, and finishes the consumer.
+    pub fn run(
+        mut self,
+        consumer: &mut dyn Consumer,
+        mut should_stop: impl FnMut() -> Option<StopReason>,
+    ) -> Result<Outcome> {
+        let delivery = RefCell::new(Delivery {
+            consumer,
+            clock: WallClock::sample(),
+            events: 0,
+            malformed: 0,
+            stop: None,
+        });
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&self.loaded.skel.maps.events, |data: &[u8]| {
+                delivery.borrow_mut().deliver(data);
+                0
+            })
+            .context("setting up the ring buffer consumer")?;
+        let ring = builder
+            .build()
+            .context("setting up the ring buffer consumer")?;
+
+        let mut last_clock = Instant::now();
+        let reason = loop {
+            // poll() drains only after a wakeup, and submissions wake the
+            // reader only past a quarter of the ring: consume() after every
+            // timeout is what drains a trickle of events, or a ring so small
+            // that it fills before the BPF side looks at its fill level.
+            let drained = ring.poll(POLL_INTERVAL).and_then(|()| ring.consume());
+            if let Err(e) = drained
+                && e.kind() != libbpf_rs::ErrorKind::Interrupted
+            {
+                // EINTR is a signal arriving; anything else is a real failure.
+                break StopReason::RingError(e.to_string());
+            }
+            let mut d = delivery.borrow_mut();
+            if let Some(reason) = d.stop.take() {
+                break reason;
+            }
+            let health = CaptureHealth {
+                events: d.events,
+                events_lost: load::lost_events(&self.loaded.skel).unwrap_or(0),
+                malformed_records: d.malformed,
+            };
+            if let ControlFlow::Break(reason) = d.consumer.on_tick(&health) {
+                break reason;
+            }
+            if last_clock.elapsed() >= CLOCK_RESAMPLE {
+                d.clock = WallClock::sample();
+                last_clock = Instant::now();
+            }
+            drop(d);
+            if let Some(reason) = should_stop() {
+                break reason;
+            }
+        };
+
+        // Detach first, then drain: every event produced is in the ring now.
+        let probes_missed = self.loaded.kretprobes.missed();
+        let programs = program_stats(&self.loaded);
+        self.loaded.detach();
+        let _ = ring.consume();
+        drop(ring);
+        let events_lost = load::lost_events(&self.loaded.skel)?;
+        let d = delivery.into_inner();
+        let reason = match d.consumer.finish() {
+            ControlFlow::Break(last) if !reason.is_failure() => last,
+            _ => reason,
+        };
+        Ok(Outcome {
+            reason,
+            stats: RunStats {
+                events: d.events,
+                events_lost,
+                probes_missed,
+                malformed_records: d.malformed,
+                programs,
+            },
+        })
+    }
+}
+
+/// What the ring buffer callback needs, behind one RefCell.
+struct Delivery<'c> {
+    consumer: &'c mut dyn Consumer,
+    clock: WallClock,
+    events: u64,
+    malformed: u64,
+    /// The first stop a consumer asked for; later events still reach it.
+    stop: Option<StopReason>,
+}
+
+impl Delivery<'_> {
+    fn deliver(&mut self, data: &[u8]) {
+        match NetEvent::try_from(data) {
+            Ok(ev) => {
+                self.events += 1;
+                if let ControlFlow::Break(reason) = self.consumer.on_event(&ev, &self.clock) {
+                    self.stop.get_or_insert(reason);
+                }
+            }
+            Err(_) => self.malformed += 1,
+        }
+    }
+}
+
+/// Each loaded program's run count and run time, when the kernel keeps
+/// them (`kernel.bpf_stats_enabled=1`); empty otherwise.
+fn program_stats(loaded: &Loaded) -> Vec<ProgramStats> {
+    let mut out = Vec::new();
+    for prog in loaded.skel.object().progs() {
+        if !prog.autoload() {
+            continue;
+        }
+        let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+        let mut len = std::mem::size_of_val(&info) as u32;
+        let fd = prog.as_fd();
+        // SAFETY: info is a writable bpf_prog_info of len bytes, and fd an
+        // open program descriptor borrowed for the call.
+        let rc = unsafe {
+            libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                (&mut info as *mut libbpf_rs::libbpf_sys::bpf_prog_info).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 && info.run_cnt > 0 {
+            out.push(ProgramStats {
+                name: prog.name().to_string_lossy().into_owned(),
+                run_count: info.run_cnt,
+                run_time_ns: info.run_time_ns,
+            });
+        }
+    }
+    out
+}
