@@ -86,21 +86,16 @@ def parse_sockperf(path):
     return out
 
 
-SUMMARY_RE = re.compile(
-    r"nwtrace: (\d+) rows? in (\d+) files? .*?under (\S+?);\s*(\d+) events? lost"
-)
-
-
-def parse_nwtrace_summary(path):
+def parse_nwtrace_manifest(path):
+    """The run's figures from nwtrace's manifest.json (the machine interface;
+    the stderr summary is for people)."""
     try:
-        text = open(path, errors="replace").read()
-    except OSError:
+        m = json.load(open(path))
+    except (OSError, ValueError):
         return None
-    found = SUMMARY_RE.findall(text)
-    if not found:
-        return None
-    rows, files, where, lost = found[-1]
-    return {"rows": int(rows), "files": int(files), "dir": where, "lost": int(lost)}
+    live = [f for f in m.get("files", []) if not f.get("deleted")]
+    return {"rows": m.get("rows_written"), "files": len(live), "lost": m.get("events_lost"),
+            "events": m.get("events_captured"), "finalized": m.get("finalized")}
 
 
 def parse_time(path):
@@ -359,7 +354,7 @@ def load_runs(work):
         r["dir"] = d
         r["client"] = parse_sockperf(os.path.join(d, "client.log"))
         r["server"] = parse_sockperf(os.path.join(d, "server.log"))
-        r["summary"] = parse_nwtrace_summary(os.path.join(d, "tracer.err"))
+        r["summary"] = parse_nwtrace_manifest(os.path.join(d, "manifest.json"))
         r["time"] = parse_time(os.path.join(d, "time.txt"))
         r["rows"] = read_kv(os.path.join(d, "rows"))
         try:
@@ -396,6 +391,8 @@ def load_runs(work):
 def tracer_label(t):
     if t.startswith("nwtrace:"):
         return f"nwtrace (backend {t.split(':', 1)[1]})"
+    if t.startswith("nwtrace-null:"):
+        return f"nwtrace capture alone, rows discarded (backend {t.split(':', 1)[1]})"
     return {
         "bpftrace": "bpftrace: syscall enter/exit + sock_*_length, printf per event",
         "perf-trace": "`perf trace -a -e sendto,recvfrom`",
@@ -616,7 +613,7 @@ def report(work):
         if r.get("kind") == "pp" and r["client"].get("rate") is None and not r.get("error"):
             notes.append(f"- {os.path.basename(r['dir'])}: no sockperf rate found in client.log")
         if (r.get("tracer", "").startswith("nwtrace:") or r.get("kind") == "flood") and r.get("mode") != "untraced" and r["summary"] is None:
-            notes.append(f"- {os.path.basename(r['dir'])}: no nwtrace summary line in tracer.err")
+            notes.append(f"- {os.path.basename(r['dir'])}: no nwtrace manifest.json")
     busy = [r for r in runs if r["foreign"] is not None and r["foreign"] > 0.1]
     if busy:
         notes.append(f"- {len(busy)} of {len(runs)} runs had other processes using more than 0.1 CPU "
