@@ -33,6 +33,45 @@ pub enum Command {
     /// backends work (each one is loaded and attached for real, then
     /// detached). Exits 1 when none works.
     Doctor(DoctorArgs),
+    /// Print one line per operation as it happens (text, CSV or JSON
+    /// Lines), until Ctrl-C, --count or --duration.
+    Watch(Box<WatchArgs>),
+}
+
+/// Where `record` writes when no --output-dir is given.
+pub const DEFAULT_OUTPUT_DIR: &str = "./linux_trace_v3_test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WatchFormat {
+    /// Aligned columns for a person; colour on a terminal unless NO_COLOR.
+    Text,
+    /// Exactly the rows record writes, header first.
+    Csv,
+    /// One JSON object per operation, keyed by the CSV column names.
+    Jsonl,
+}
+
+#[derive(Debug, Parser)]
+pub struct WatchArgs {
+    /// Line format.
+    #[arg(short, long, value_enum, default_value_t = WatchFormat::Text)]
+    pub format: WatchFormat,
+
+    /// Stop after this many operations.
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Stop after this long, e.g. 30s, 5m.
+    #[arg(short, long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Also record every row into this output folder, exactly as record
+    /// does (rows that could not be printed are never lost then).
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,9 +140,11 @@ impl CaptureArgs {
 /// Where and how the CSV files are written.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
-    /// Folder that receives <MACHINE_ID>/<TIMESTAMP>/nw/nw_NNNN.csv.
-    #[arg(short, long, default_value = "./linux_trace_v3_test")]
-    pub output_dir: PathBuf,
+    /// Folder that receives <MACHINE_ID>/<TIMESTAMP>/nw/nw_NNNN.csv
+    /// [record's default: ./linux_trace_v3_test; watch writes no files
+    /// without it].
+    #[arg(short, long)]
+    pub output_dir: Option<PathBuf>,
 
     /// Machine id folder name. Default: /etc/machine-id, else
     /// /var/lib/dbus/machine-id, else the hostname.

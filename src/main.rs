@@ -10,7 +10,7 @@ use clap::Parser;
 
 use nwtrace::UsageError;
 use nwtrace::cli::{Cli, Command};
-use nwtrace::cmd::{doctor, record};
+use nwtrace::cmd::{doctor, record, watch};
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -19,6 +19,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => record::record(*args),
         Command::Doctor(args) => doctor::doctor(args),
+        Command::Watch(args) => watch::watch(*args),
     }
 }
 

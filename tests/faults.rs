@@ -291,31 +291,6 @@ fn unwritable_output_is_a_clear_error() {
     );
 }
 
-/// IDs of the BPF programs a process holds (its fdinfo lists each one).
-fn prog_ids_held_by(pid: i32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return Vec::new();
-    };
-    let mut ids: Vec<u32> = entries
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("prog_id:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
-}
-
-fn loaded_prog_ids() -> Vec<u32> {
-    libbpf_rs::query::ProgInfoIter::default()
-        .map(|p| p.id)
-        .collect()
-}
-
 #[test]
 fn signals_stop_cleanly_and_finalise_the_manifest() {
     let _guard = serial();

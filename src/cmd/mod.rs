@@ -3,3 +3,4 @@
 pub mod doctor;
 pub mod record;
 pub mod signals;
+pub mod watch;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use crate::UsageError;
 use crate::capture::facts;
 use crate::capture::session::{Outcome, RunStats, Session};
-use crate::cli::{OutputArgs, RecordArgs};
+use crate::cli::{DEFAULT_OUTPUT_DIR, OutputArgs, RecordArgs};
 use crate::cmd::signals::{SecondInterrupt, StopSignals};
 use crate::output::consumer::{Consumer, NullConsumer, StopReason};
 use crate::output::csv::CsvConsumer;
@@ -43,16 +43,24 @@ pub fn validate_output(args: &OutputArgs, start_secs: i64) -> Result<RunNames, U
         }
         None => run_folder_name(start_secs),
     };
-    if args.output_dir.exists() && !args.output_dir.is_dir() {
+    let output_dir = output_dir(args);
+    if output_dir.exists() && !output_dir.is_dir() {
         return Err(UsageError::Message(format!(
             "--output-dir {} is not a folder; pick a folder",
-            args.output_dir.display()
+            output_dir.display()
         )));
     }
     Ok(RunNames {
         machine_id,
         timestamp,
     })
+}
+
+/// The output folder, or record's default.
+fn output_dir(args: &OutputArgs) -> &Path {
+    args.output_dir
+        .as_deref()
+        .unwrap_or(Path::new(DEFAULT_OUTPUT_DIR))
 }
 
 /// `--pid` must name a running process (README, "Decisions").
@@ -84,7 +92,7 @@ impl Recording {
         backend: &str,
         start_secs: i64,
     ) -> Result<Recording> {
-        let run_dir = create_run_dir(&args.output_dir, &names.machine_id, &names.timestamp)?;
+        let run_dir = create_run_dir(output_dir(args), &names.machine_id, &names.timestamp)?;
         let manifest_dir: SafeDir = run_dir
             .try_clone()
             .context("duplicating the run folder's descriptor")?;

@@ -78,6 +78,22 @@ pub trait Consumer {
     }
 }
 
+/// A consumer lent out, so that a command keeps its consumer after the run
+/// (to read its counts).
+impl<C: Consumer + ?Sized> Consumer for &mut C {
+    fn on_event(&mut self, event: &NetEvent, clock: &WallClock) -> ControlFlow<StopReason> {
+        (**self).on_event(event, clock)
+    }
+
+    fn on_tick(&mut self, health: &CaptureHealth) -> ControlFlow<StopReason> {
+        (**self).on_tick(health)
+    }
+
+    fn finish(&mut self) -> ControlFlow<StopReason> {
+        (**self).finish()
+    }
+}
+
 /// Takes every event and does nothing with it: what the capture alone
 /// costs, for the benchmark.
 #[derive(Debug, Default)]

@@ -34,7 +34,7 @@ pub fn write_csv_field(out: &mut Vec<u8>, field: &[u8]) {
 
 /// A comm as UTF-8 text: valid UTF-8 is kept, every other byte becomes
 /// `\xNN`. Returns the text in `scratch` (reused across rows).
-fn comm_text<'a>(comm: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+pub(crate) fn comm_text<'a>(comm: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
     if comm.is_ascii() {
         return comm;
     }

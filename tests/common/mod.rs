@@ -360,3 +360,29 @@ pub fn exact_fields_of(row: &Row) -> Vec<String> {
         .map(|c| row.get(c).to_string())
         .collect()
 }
+
+/// IDs of the BPF programs a process holds (its fdinfo lists each one).
+pub fn prog_ids_held_by(pid: i32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// IDs of every BPF program loaded on the machine.
+pub fn loaded_prog_ids() -> Vec<u32> {
+    libbpf_rs::query::ProgInfoIter::default()
+        .map(|p| p.id)
+        .collect()
+}
