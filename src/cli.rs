@@ -171,6 +171,13 @@ pub struct OutputArgs {
     /// written is never deleted.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
+
+    /// Run this shell command for each finished CSV file (rotated, or
+    /// closed at the stop), then for the manifest; the file's path is in
+    /// "$1" and $NWTRACE_FILE, e.g. 'aws s3 cp "$1" s3://bucket/'. One at
+    /// a time, in order, never slowing tracing.
+    #[arg(long, value_name = "CMD")]
+    pub on_close: Option<String>,
 }
 
 #[derive(Debug, Parser)]

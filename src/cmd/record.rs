@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -17,8 +17,14 @@ use crate::output::csv::CsvConsumer;
 use crate::output::dir::SafeDir;
 use crate::output::layout::{create_run_dir, default_machine_id, validate_component};
 use crate::output::manifest::{Manifest, ManifestFile};
+use crate::output::on_close::{FileKind, OnClose};
 use crate::output::sink::{CsvSink, Retention};
 use crate::timefmt::{iso8601, now_epoch_secs, run_folder_name};
+
+/// How long the end of a run waits for queued --on-close commands (the CSV
+/// files, then the manifest), before it stops the running one. A hung
+/// command must not keep a stopped tracer alive.
+const ON_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The run folder's names, checked before anything is touched.
 pub struct RunNames {
@@ -120,10 +126,15 @@ impl Recording {
             rows_lost: 0,
             malformed_records: 0,
             programs: Vec::new(),
+            on_close: None,
         };
         let manifest_file = ManifestFile::create(manifest_dir, &manifest)?;
+        let mut csv = CsvConsumer::new(sink);
+        if let Some(command) = &args.on_close {
+            csv = csv.with_on_close(OnClose::start(command));
+        }
         Ok(Recording {
-            csv: CsvConsumer::new(sink),
+            csv,
             manifest,
             manifest_file,
         })
@@ -149,11 +160,22 @@ impl Recording {
         m.rows_lost = sink.rows_lost();
         m.malformed_records = stats.malformed_records;
         m.programs = stats.programs.clone();
+        let grace_ends = Instant::now() + ON_CLOSE_GRACE;
+        if let Some(on_close) = self.csv.on_close() {
+            // The CSV files first: the manifest then says how that went.
+            on_close.wait(grace_ends);
+            m.on_close = Some(on_close.stats());
+        }
         if let Err(e) = self.manifest_file.update(m) {
             log::error!(
                 "nwtrace: could not finalise {}: {e}",
                 self.manifest_file.path().display()
             );
+        }
+        let manifest_path = self.manifest_file.path();
+        if let Some(on_close) = self.csv.on_close_mut() {
+            on_close.hand_over(manifest_path, FileKind::Manifest);
+            on_close.wait(grace_ends);
         }
         &self.manifest
     }

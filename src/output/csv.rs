@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::capture::event::NetEvent;
 use crate::output::consumer::{CaptureHealth, Consumer, StopReason};
+use crate::output::on_close::{FileKind, OnClose};
 use crate::output::row::RowFormatter;
 use crate::output::sink::{CsvSink, SinkError};
 use crate::timefmt::WallClock;
@@ -20,6 +21,8 @@ pub struct CsvConsumer {
     last_flush: Instant,
     /// The first write error; every later event is a lost row.
     failure: Option<SinkError>,
+    /// `--on-close`: finished files go to the operator's command.
+    on_close: Option<OnClose>,
 }
 
 impl CsvConsumer {
@@ -29,6 +32,30 @@ impl CsvConsumer {
             formatter: RowFormatter::new(),
             last_flush: Instant::now(),
             failure: None,
+            on_close: None,
+        }
+    }
+
+    /// Hands every finished file to `on_close` from now on.
+    pub fn with_on_close(mut self, on_close: OnClose) -> Self {
+        self.on_close = Some(on_close);
+        self
+    }
+
+    pub fn on_close(&self) -> Option<&OnClose> {
+        self.on_close.as_ref()
+    }
+
+    pub fn on_close_mut(&mut self) -> Option<&mut OnClose> {
+        self.on_close.as_mut()
+    }
+
+    /// Queues the files finished since the last call.
+    fn hand_over_closed(&mut self) {
+        if let Some(on_close) = self.on_close.as_mut() {
+            for path in self.sink.take_closed() {
+                on_close.hand_over(path, FileKind::Csv);
+            }
         }
     }
 
@@ -72,6 +99,7 @@ impl Consumer for CsvConsumer {
     }
 
     fn on_tick(&mut self, _health: &CaptureHealth) -> ControlFlow<StopReason> {
+        self.hand_over_closed();
         if self.last_flush.elapsed() >= FLUSH_INTERVAL {
             return self.flush();
         }
@@ -79,6 +107,14 @@ impl Consumer for CsvConsumer {
     }
 
     fn finish(&mut self) -> ControlFlow<StopReason> {
-        self.flush()
+        let flushed = self.flush();
+        self.hand_over_closed();
+        // The current file is complete now too (whole rows only, even
+        // after a write error).
+        let last = self.sink.current_path();
+        if let Some(on_close) = self.on_close.as_mut() {
+            on_close.hand_over(last, FileKind::Csv);
+        }
+        flushed
     }
 }

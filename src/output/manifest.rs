@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::output::dir::SafeDir;
 use crate::output::layout::LayoutError;
+use crate::output::on_close::OnCloseStats;
 use crate::output::sink::FileStats;
 
 /// The manifest's fields. Also read back by `report` and the tests, so it
@@ -42,6 +43,9 @@ pub struct Manifest {
     /// statistics were on (`kernel.bpf_stats_enabled=1`) during the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub programs: Vec<ProgramStats>,
+    /// The `--on-close` hand-overs of the CSV files, when it was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_close: Option<OnCloseStats>,
 }
 
 /// One BPF program's totals over a run, from the kernel's own statistics.
@@ -164,6 +168,7 @@ mod tests {
             rows_lost: 0,
             malformed_records: 0,
             programs: vec![],
+            on_close: None,
         }
     }
 

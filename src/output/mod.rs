@@ -8,5 +8,6 @@ pub mod dir;
 pub mod layout;
 pub mod lines;
 pub mod manifest;
+pub mod on_close;
 pub mod row;
 pub mod sink;

@@ -52,6 +52,8 @@ pub struct CsvSink {
     /// Bytes of whole rows (header included) known to be in the file.
     written: u64,
     rows_lost: u64,
+    /// Files finished since the last `take_closed` (rotated away).
+    closed: Vec<String>,
 }
 
 impl CsvSink {
@@ -81,6 +83,7 @@ impl CsvSink {
             buf_rows: 0,
             written: 0,
             rows_lost: 0,
+            closed: Vec::new(),
         };
         sink.write_header()?;
         Ok(sink)
@@ -133,6 +136,8 @@ impl CsvSink {
 
     fn rotate(&mut self) -> Result<(), SinkError> {
         self.flush()?;
+        let finished = self.current().name.clone();
+        self.closed.push(finished);
         let (file, name) = open_next(&self.dir, &mut self.next_seq)?;
         self.file = file;
         self.files.push(FileStats {
@@ -225,6 +230,19 @@ impl CsvSink {
                 Err(SinkError::Write { path, source })
             }
         }
+    }
+
+    /// The files finished (rotated away, every row in them written) since
+    /// the last call, oldest first. The current file is never among them.
+    pub fn take_closed(&mut self) -> Vec<PathBuf> {
+        let dir = self.dir.path();
+        self.closed.drain(..).map(|name| dir.join(name)).collect()
+    }
+
+    /// The file being written now.
+    pub fn current_path(&self) -> PathBuf {
+        let name = &self.files.last().expect("a sink always has a file").name;
+        self.dir.path().join(name)
     }
 
     /// Counts rows that could not even be buffered (the sink had failed).
