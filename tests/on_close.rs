@@ -34,8 +34,14 @@ fn udp_for(secs: Duration, mut each: impl FnMut()) {
     }
 }
 
-fn csv_names(dir: &Path) -> Vec<PathBuf> {
-    csv_files(dir)
+/// A tracer on this process, rotating every 8K, running `command` for each
+/// finished file; its output folder is `<scratch>/out`.
+fn trace_with_on_close(tag: &str, command: &str) -> (PathBuf, Tracer) {
+    let out = scratch_dir(tag).join("out");
+    let pid = std::process::id().to_string();
+    let args = ["--pid", &pid, "--rotate-size", "8K", "--on-close", command];
+    let tracer = Tracer::start(&out, &args);
+    (out, tracer)
 }
 
 fn log_lines(log: &Path) -> Vec<String> {
@@ -52,30 +58,19 @@ fn every_finished_file_is_handed_over_once_in_order() {
     if skip_without_root("every_finished_file_is_handed_over_once_in_order") {
         return;
     }
-    let dir = scratch_dir("on-close");
+    let dir = scratch_dir("on-close-log");
     let log = dir.join("handed.log");
     let cmd = format!(
         "printf '%s %s\\n' \"$NWTRACE_KIND\" \"$1\" >> {}",
         log.display()
     );
-    let out = dir.join("out");
-    let mut tracer = Tracer::start(
-        &out,
-        &[
-            "--pid",
-            &std::process::id().to_string(),
-            "--rotate-size",
-            "8K",
-            "--on-close",
-            &cmd,
-        ],
-    );
+    let (out, mut tracer) = trace_with_on_close("on-close", &cmd);
     let mut checks = 0;
     udp_for(Duration::from_secs(2), || {
         // The open file is the newest one; nothing handed over so far may
         // be it (files listed after the log was read can only be newer).
         let handed = log_lines(&log);
-        let newest = csv_names(&out).pop();
+        let newest = csv_files(&out).pop();
         if let (Some(last), Some(newest)) = (handed.last(), newest) {
             assert!(
                 !last.ends_with(newest.to_str().unwrap()),
@@ -87,7 +82,7 @@ fn every_finished_file_is_handed_over_once_in_order() {
     assert_eq!(tracer.stop(), 0, "{}", tracer.stderr.join("\n"));
     assert!(checks > 3, "the log was checked while tracing: {checks}");
 
-    let files = csv_names(&out);
+    let files = csv_files(&out);
     assert!(files.len() > 3, "8K rotation made several files: {files:?}");
     let manifest = tracer.manifest();
     let mut want: Vec<String> = files
@@ -125,22 +120,11 @@ fn a_failing_command_never_stops_the_rows() {
     if skip_without_root("a_failing_command_never_stops_the_rows") {
         return;
     }
-    let out = scratch_dir("on-close-fail").join("out");
-    let mut tracer = Tracer::start(
-        &out,
-        &[
-            "--pid",
-            &std::process::id().to_string(),
-            "--rotate-size",
-            "8K",
-            "--on-close",
-            "exit 3",
-        ],
-    );
+    let (out, mut tracer) = trace_with_on_close("on-close-fail", "exit 3");
     udp_for(Duration::from_secs(1), || {});
     assert_eq!(tracer.stop(), 0);
     let manifest = tracer.manifest();
-    let files = csv_names(&out);
+    let files = csv_files(&out);
     assert!(files.len() > 1);
     let rows: usize = files.iter().map(|f| read_rows(f).len()).sum();
     assert_eq!(manifest["rows_written"], rows as u64);
@@ -161,21 +145,10 @@ fn a_hanging_command_neither_blocks_rows_nor_the_stop() {
     if skip_without_root("a_hanging_command_neither_blocks_rows_nor_the_stop") {
         return;
     }
-    let out = scratch_dir("on-close-hang").join("out");
-    let mut tracer = Tracer::start(
-        &out,
-        &[
-            "--pid",
-            &std::process::id().to_string(),
-            "--rotate-size",
-            "8K",
-            "--on-close",
-            "sleep 1000",
-        ],
-    );
+    let (out, mut tracer) = trace_with_on_close("on-close-hang", "sleep 1000");
     udp_for(Duration::from_secs(1), || {});
     // Rows keep reaching the files while the first command hangs.
-    let files = csv_names(&out);
+    let files = csv_files(&out);
     assert!(files.len() > 2, "rotation went on: {files:?}");
     let asked = Instant::now();
     assert_eq!(tracer.stop(), 0);
