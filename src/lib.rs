@@ -8,6 +8,7 @@
 //! The library half is what other tools and the tests share: the row
 //! schema, the CSV reader and the manifest types.
 
+pub mod attribution;
 pub mod capture;
 pub mod cli;
 pub mod cmd;
