@@ -55,7 +55,10 @@ impl Backend {
         if prog.contains("tcp_sendpage") && !facts.has_tcp_sendpage {
             return false;
         }
+        // sys_exit_*: the one row of a sendfile/splice on TCP, on every
+        // backend (tp_exit_* are the tracepoint backend's own).
         prog.starts_with("sys_enter_")
+            || prog.starts_with("sys_exit_")
             || match self {
                 Backend::Tracepoint => prog.starts_with("tp_"),
                 Backend::Fentry => prog.starts_with("fexit_"),

@@ -15,17 +15,21 @@
  *
  * There are no sys_exit programs for the other syscalls: a stale armed state
  * is recognised because its syscall number is not the one the thread is in.
+ * The exception, on every backend: sendfile and splice on a TCP socket are
+ * one row per syscall, made by sys_exit_{sendfile64,splice} (see
+ * arm_splice()).
  *
  * The fentry and kprobe backends (any kernel with BTF) keep the same
  * syscall entry programs and replace the sock tracepoints with the protocol
  * functions: fexit, or kprobe + kretprobe, on tcp_sendmsg, tcp_recvmsg,
  * udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg and (before 6.5)
  * tcp_sendpage. They read the peer of an unconnected UDP socket from the
- * kernel's msghdr, so they need no sys_exit program at all.
+ * kernel's msghdr, so they need no sys_exit program besides the
+ * sendfile/splice ones.
  *
  * Program names say their family, and userspace picks by prefix:
- * sys_enter_* (every backend), tp_* (tracepoint), fexit_* (fentry),
- * kp_* and krp_* (kprobe).
+ * sys_enter_* and sys_exit_* (every backend), tp_* (tracepoint), fexit_*
+ * (fentry), kp_* and krp_* (kprobe).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -40,6 +44,8 @@ _Static_assert(sizeof(struct nw_event) == NW_EVENT_SIZE, "nw_event layout change
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define SOCK_DGRAM 2
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
 
 /* mmsg vectors are capped at UIO_MAXIOV by the kernel. */
 #define NW_MAX_MMSG 1024
@@ -119,8 +125,13 @@ enum nw_op {
 	NW_OP_RECVFROM, /* name: struct sockaddr *, namelen: int * */
 	NW_OP_RECVMSG,  /* name: struct user_msghdr *          */
 	NW_OP_RECVMMSG, /* name: struct mmsghdr *              */
-	NW_OP_WRITE,    /* write, writev, sendfile, splice: no flags, no name */
-	NW_OP_READ,     /* read, readv: no flags, no name      */
+	NW_OP_WRITE,    /* write, writev; sendfile/splice into UDP: no flags, no name */
+	NW_OP_READ,     /* read, readv; splice from UDP: no flags, no name */
+	/* sendfile or splice into (SEND) or from (RECV) a TCP socket: one row
+	 * for the whole syscall, made at its sys_exit; the chunks the kernel
+	 * cuts it into are not rows. name: that socket's struct sock *. */
+	NW_OP_SPLICE_SEND,
+	NW_OP_SPLICE_RECV,
 };
 
 struct task_state {
@@ -357,19 +368,6 @@ int sys_enter_writev(struct nw_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int sys_enter_sendfile64(struct nw_sys_enter *ctx)
-{
-	arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_splice")
-int sys_enter_splice(struct nw_sys_enter *ctx)
-{
-	arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
-	return 0;
-}
 
 SEC("tracepoint/syscalls/sys_enter_read")
 int sys_enter_read(struct nw_sys_enter *ctx)
@@ -510,7 +508,7 @@ static __always_inline bool op_is_send(__u8 op)
 
 static __always_inline bool op_has_flags(__u8 op)
 {
-	return op != NW_OP_WRITE && op != NW_OP_READ && op != NW_OP_NONE;
+	return op >= NW_OP_SENDTO && op <= NW_OP_RECVMMSG;
 }
 
 /* ---- emitting ----------------------------------------------------------- */
@@ -596,6 +594,136 @@ static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 
 	       (*protocol == IPPROTO_UDP && type == SOCK_DGRAM);
 }
 
+/* ---- sendfile and splice: one row per syscall ---------------------------- */
+
+/*
+ * The struct sock behind the current task's file descriptor fd, or NULL
+ * when fd is not a socket: task->files->fdt->fd[fd], a file whose inode is
+ * S_IFSOCK, whose private_data is its struct socket (sock_from_file()).
+ * Probe reads with CO-RE, so it works from classic tracepoints on every
+ * kernel nwtrace supports; no map is touched.
+ */
+static __always_inline struct sock *sock_of_fd(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *file = NULL;
+	struct socket *sock;
+
+	if (fd < 0 || !fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = (struct socket *)BPF_CORE_READ(file, private_data);
+	return sock ? BPF_CORE_READ(sock, sk) : NULL;
+}
+
+/*
+ * sendfile(out_fd, in_fd, ...) and splice(fd_in, ..., fd_out, ...).
+ *
+ * Into or from a TCP socket, the kernel cuts the syscall into chunks (64
+ * KiB through tcp_sendmsg from 6.5, a page each through tcp_sendpage
+ * before; tcp_splice_read on the receive side reaches no recvmsg at all),
+ * but the contract is one row per syscall: arm a splice op on that socket,
+ * let handle_sock_op() drop its chunks, and make the row at sys_exit with
+ * the syscall's return value. Into or from UDP each chunk is a datagram,
+ * so those keep one row per datagram, with the syscall's start time. With
+ * no socket at either end (file to pipe, say), nothing is armed.
+ */
+static __always_inline void arm_splice(long syscall_nr, long fd_out, long fd_in)
+{
+	__u16 family, protocol;
+	struct sock *sk;
+
+	sk = sock_of_fd(fd_out);
+	if (sk && traced_socket(sk, &family, &protocol, false)) {
+		if (protocol == IPPROTO_TCP)
+			arm(syscall_nr, NW_OP_SPLICE_SEND, (__u64)sk, 0, 0);
+		else
+			arm(syscall_nr, NW_OP_WRITE, 0, 0, 0);
+		return;
+	}
+	sk = sock_of_fd(fd_in);
+	if (sk && traced_socket(sk, &family, &protocol, false)) {
+		if (protocol == IPPROTO_TCP)
+			arm(syscall_nr, NW_OP_SPLICE_RECV, (__u64)sk, 0, 0);
+		else
+			arm(syscall_nr, NW_OP_READ, 0, 0, 0);
+	}
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int sys_enter_sendfile64(struct nw_sys_enter *ctx)
+{
+	/* sendfile64(out_fd, in_fd, offset, count) */
+	arm_splice(ctx->syscall_nr, SYS_ARG(ctx, 0), SYS_ARG(ctx, 1));
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_splice")
+int sys_enter_splice(struct nw_sys_enter *ctx)
+{
+	/* splice(fd_in, off_in, fd_out, off_out, len, flags) */
+	arm_splice(ctx->syscall_nr, SYS_ARG(ctx, 2), SYS_ARG(ctx, 0));
+	return 0;
+}
+
+/* The row of an armed sendfile/splice, with the syscall's return value:
+ * the bytes it moved, or the errno (a syscall that moved some bytes and
+ * then hit an error returns the byte count). */
+static __always_inline void splice_exit(struct nw_sys_exit *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u16 family = 0, protocol = 0;
+	struct task_state *st;
+	struct nw_event *e;
+	struct sock *sk;
+	__u8 direction;
+	long ret;
+
+	st = state_lookup(false);
+	if (!st || (st->op != NW_OP_SPLICE_SEND && st->op != NW_OP_SPLICE_RECV))
+		return;
+	direction = st->op == NW_OP_SPLICE_SEND ? NW_DIR_SEND : NW_DIR_RECV;
+	st->op = NW_OP_NONE;
+	/* Armed by another syscall whose exit we did not see: not ours. */
+	if (st->syscall_nr != ctx->syscall_nr)
+		return;
+	sk = (struct sock *)st->name;
+	if (!traced_socket(sk, &family, &protocol, false))
+		return;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		return;
+	}
+	/* Both are bounded by MAX_RW_COUNT (INT_MAX & PAGE_MASK): fits an int. */
+	ret = ctx->ret;
+	fill_event(e, sk, family, IPPROTO_TCP, direction, (int)ret, tgid, bpf_ktime_get_ns(), st,
+		   false);
+	read_sock_peer(e, sk, family, false);
+	bpf_ringbuf_submit(e, submit_flags());
+}
+
+/* Every backend loads these (prefix sys_exit_): the row of a sendfile or
+ * splice on TCP is made here, whatever saw its chunks. */
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int sys_exit_sendfile64(struct nw_sys_exit *ctx)
+{
+	splice_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_splice")
+int sys_exit_splice(struct nw_sys_exit *ctx)
+{
+	splice_exit(ctx);
+	return 0;
+}
+
 /*
  * The shared handler: one send or receive on a socket has completed with
  * result ret. Every backend ends here.
@@ -631,9 +759,16 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		 * comes first, so rows keep their order. */
 		if (st->pending)
 			flush_pending(st);
-		if (st->op != NW_OP_NONE && st->syscall_nr == current_syscall_nr(direct) &&
-		    op_is_send(st->op) == (direction == NW_DIR_SEND))
-			armed = st;
+		if (st->op != NW_OP_NONE && st->syscall_nr == current_syscall_nr(direct)) {
+			/* A chunk of a sendfile/splice on this socket: its
+			 * sys_exit makes the syscall's one row. */
+			if (st->op == NW_OP_SPLICE_SEND || st->op == NW_OP_SPLICE_RECV) {
+				if (st->name == (__u64)sk)
+					return;
+			} else if (op_is_send(st->op) == (direction == NW_DIR_SEND)) {
+				armed = st;
+			}
+		}
 	}
 
 	if (!kmsg && armed && protocol == IPPROTO_UDP && armed->op != NW_OP_WRITE &&
@@ -760,7 +895,10 @@ int BPF_PROG(fexit_udpv6_sendmsg, struct sock *sk, struct msghdr *msg, size_t le
 }
 
 /* Before 6.5 (commit c5c37af6ecad), sendfile and splice into TCP went
- * through tcp_sendpage instead of tcp_sendmsg. Loaded only where it exists. */
+ * through tcp_sendpage instead of tcp_sendmsg. Loaded only where it exists.
+ * Inside a sendfile/splice syscall its chunks are dropped (the syscall's
+ * sys_exit makes the row); it stays for the other callers, an io_uring
+ * IORING_OP_SPLICE say. */
 SEC("fexit/tcp_sendpage")
 int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset, size_t size,
 	     int flags, int ret)
