@@ -50,6 +50,27 @@ fn lockdown(privileged: bool) -> String {
     }
 }
 
+/// Whether MPTCP sockets exist here, and which backends see them.
+fn mptcp(facts: &KernelFacts) -> String {
+    let enabled = std::fs::read_to_string("/proc/sys/net/mptcp/enabled")
+        .map(|v| v.trim() == "1")
+        .ok();
+    let state = match enabled {
+        None => "not in this kernel (no net.mptcp)",
+        Some(false) => "in the kernel, disabled (sysctl net.mptcp.enabled=0)",
+        Some(true) => "enabled",
+    };
+    if enabled.is_none() {
+        return format!("{state}: no MPTCP socket can exist");
+    }
+    let functions = if facts.has_mptcp {
+        "fentry and kprobe see it through mptcp_sendmsg/mptcp_recvmsg"
+    } else {
+        "fentry and kprobe do NOT see it (no mptcp_sendmsg/mptcp_recvmsg in BTF)"
+    };
+    format!("{state}: rows as TCP; tracepoint sees it through the sock tracepoints; {functions}")
+}
+
 pub fn doctor(verbose: u8) -> Result<ExitCode> {
     let line = |what: &str, value: &str| println!("{what:<18}{value}");
     line("kernel", &probe::kernel_release());
@@ -99,18 +120,22 @@ pub fn doctor(verbose: u8) -> Result<ExitCode> {
     line(
         "recvmsg arguments",
         &format!(
-            "tcp_recvmsg {}, udp_recvmsg {}, udpv6_recvmsg {} (6 before 5.19, then 5, 4 from 6.18)",
-            facts.recvmsg_nargs[0], facts.recvmsg_nargs[1], facts.recvmsg_nargs[2]
+            "tcp_recvmsg {}, udp_recvmsg {}, udpv6_recvmsg {}, mptcp_recvmsg {} (6 before 5.19, then 5, 4 from 6.18)",
+            facts.recvmsg_nargs[0],
+            facts.recvmsg_nargs[1],
+            facts.recvmsg_nargs[2],
+            facts.recvmsg_nargs[3]
         ),
     );
     line(
         "tcp_sendpage",
         if facts.has_tcp_sendpage {
-            "present: sendfile/splice into TCP are hooked there (before 6.5)"
+            "present (before 6.5): sendfile/splice chunks into TCP go there; their one row per syscall comes from sys_exit"
         } else {
             "absent: sendfile/splice go through tcp_sendmsg (6.5 and later)"
         },
     );
+    line("mptcp", &mptcp(&facts));
     line(
         "sock tracepoints",
         if facts.sock_tracepoints {

@@ -55,6 +55,9 @@ impl Backend {
         if prog.contains("tcp_sendpage") && !facts.has_tcp_sendpage {
             return false;
         }
+        if prog.contains("mptcp_") && !facts.has_mptcp {
+            return false;
+        }
         // sys_exit_*: the one row of a sendfile/splice on TCP, on every
         // backend (tp_exit_* are the tracepoint backend's own).
         prog.starts_with("sys_enter_")
@@ -72,10 +75,14 @@ impl Backend {
 pub struct KernelFacts {
     /// Task storage usable from tracing programs (5.11).
     pub task_storage: bool,
-    /// Arguments of tcp_recvmsg, udp_recvmsg, udpv6_recvmsg (6 before 5.19).
-    pub recvmsg_nargs: [i32; 3],
+    /// Arguments of tcp_recvmsg, udp_recvmsg, udpv6_recvmsg, mptcp_recvmsg
+    /// (6 before 5.19).
+    pub recvmsg_nargs: [i32; 4],
     /// tcp_sendpage exists (before 6.5).
     pub has_tcp_sendpage: bool,
+    /// mptcp_sendmsg and mptcp_recvmsg exist (CONFIG_MPTCP), for the
+    /// fentry and kprobe backends.
+    pub has_mptcp: bool,
     /// sock:sock_send_length and sock:sock_recv_length exist (6.3).
     pub sock_tracepoints: bool,
 }
@@ -100,8 +107,11 @@ impl KernelFacts {
                 nargs("tcp_recvmsg"),
                 nargs("udp_recvmsg"),
                 nargs("udpv6_recvmsg"),
+                nargs("mptcp_recvmsg"),
             ],
             has_tcp_sendpage: btf.type_by_name::<Func<'_>>("tcp_sendpage").is_some(),
+            has_mptcp: btf.type_by_name::<Func<'_>>("mptcp_sendmsg").is_some()
+                && btf.type_by_name::<Func<'_>>("mptcp_recvmsg").is_some(),
             // The BTF typedef every tp_btf target has.
             sock_tracepoints: has_typedef(&btf, "btf_trace_sock_send_length"),
         })
@@ -172,6 +182,7 @@ pub fn load_and_attach<'obj>(
         rodata.tcp_recvmsg_nargs,
         rodata.udp_recvmsg_nargs,
         rodata.udpv6_recvmsg_nargs,
+        rodata.mptcp_recvmsg_nargs,
     ] = facts.recvmsg_nargs;
 
     open.maps

@@ -535,6 +535,68 @@ fn tcp_splice(log: &mut Log) {
     log.op(TCP, Dir::Receive, sl, Some(cl), r, "");
 }
 
+/// An MPTCP connection (IPPROTO_MPTCP at both ends) is TCP in the rows,
+/// with the addresses the application sees, and every send and receive is
+/// one row: never again for a subflow. Skipped, with the reason printed,
+/// only where the kernel has no MPTCP.
+fn mptcp(log: &mut Log) {
+    let listener = match sys::stream_socket(libc::AF_INET, sys::IPPROTO_MPTCP) {
+        Ok(l) => l,
+        Err(e @ (libc::EPROTONOSUPPORT | libc::ENOPROTOOPT)) => {
+            log.skipped = Some(format!(
+                "no MPTCP here: socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP) failed with {} ({})",
+                if e == libc::ENOPROTOOPT {
+                    "ENOPROTOOPT: net.mptcp.enabled is 0"
+                } else {
+                    "EPROTONOSUPPORT: no CONFIG_MPTCP"
+                },
+                e
+            ));
+            return;
+        }
+        Err(e) => panic!("socket(IPPROTO_MPTCP): errno {e}"),
+    };
+    sys::bind(listener.as_raw_fd(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    sys::listen(listener.as_raw_fd()).unwrap();
+    let listener = TcpListener::from(listener);
+    let client = sys::stream_socket(libc::AF_INET, sys::IPPROTO_MPTCP).unwrap();
+    sys::connect(client.as_raw_fd(), listener.local_addr().unwrap()).unwrap();
+    let c = TcpStream::from(client);
+    let s = TcpStream::from(sys::accept(fd(&listener)).unwrap());
+    for end in [&c, &s] {
+        let proto = sys::sockopt_int(fd(end), libc::SOL_SOCKET, libc::SO_PROTOCOL);
+        assert_eq!(proto, Ok(sys::IPPROTO_MPTCP), "not an MPTCP socket");
+    }
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    let (send, recv) = (Dir::Send, Dir::Receive);
+
+    let r = sys::send(fd(&c), &[1; 64], 0);
+    log.op(TCP, send, cl, Some(sl), r, "");
+    let r = sys::recv(fd(&s), 64, libc::MSG_WAITALL);
+    assert_eq!(r, Ok(64));
+    log.op(TCP, recv, sl, Some(cl), r, "MSG_WAITALL");
+    let r = sys::write(fd(&s), &[2; 10]);
+    log.op(TCP, send, sl, Some(cl), r, "");
+    let r = sys::read(fd(&c), 100);
+    assert_eq!(r, Ok(10));
+    log.op(TCP, recv, cl, Some(sl), r, "");
+    let r = sys::sendmsg(fd(&c), &[3; 20], NOSIGNAL, None);
+    log.op(TCP, send, cl, Some(sl), r, "MSG_NOSIGNAL");
+    let r = sys::recvmsg(fd(&s), 20, libc::MSG_WAITALL, false).map(|(n, _)| n);
+    assert_eq!(r, Ok(20));
+    log.op(TCP, recv, sl, Some(cl), r, "MSG_WAITALL");
+    let small = TempFile::new("mptcp", 100);
+    let r = sys::sendfile(fd(&c), small.file.as_raw_fd(), 100);
+    assert_eq!(r, Ok(100));
+    log.op(TCP, send, cl, Some(sl), r, "");
+    let r = sys::recv(fd(&s), 100, libc::MSG_WAITALL);
+    assert_eq!(r, Ok(100));
+    log.op(TCP, recv, sl, Some(cl), r, "MSG_WAITALL");
+    let r = sys::recv(fd(&s), 100, libc::MSG_DONTWAIT);
+    assert_eq!(r, Err(libc::EAGAIN));
+    log.op(TCP, recv, sl, Some(cl), r, "MSG_DONTWAIT");
+}
+
 /// A thread whose comm needs CSV quoting.
 fn odd_comm(log: &mut Log) {
     let (a, b) = (udp("127.0.0.1:0"), udp("127.0.0.1:0"));
@@ -615,6 +677,11 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         thread: "nwt-splice",
         body: tcp_splice,
+        unordered: false,
+    },
+    Scenario {
+        thread: "nwt-mptcp",
+        body: mptcp,
         unordered: false,
     },
     Scenario {

@@ -22,8 +22,8 @@
  * The fentry and kprobe backends (any kernel with BTF) keep the same
  * syscall entry programs and replace the sock tracepoints with the protocol
  * functions: fexit, or kprobe + kretprobe, on tcp_sendmsg, tcp_recvmsg,
- * udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg and (before 6.5)
- * tcp_sendpage. They read the peer of an unconnected UDP socket from the
+ * udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg, mptcp_sendmsg,
+ * mptcp_recvmsg and (before 6.5) tcp_sendpage. They read the peer of an unconnected UDP socket from the
  * kernel's msghdr, so they need no sys_exit program besides the
  * sendfile/splice ones.
  *
@@ -70,6 +70,8 @@ const volatile bool use_task_storage = true;
 const volatile int tcp_recvmsg_nargs = 5;
 const volatile int udp_recvmsg_nargs = 5;
 const volatile int udpv6_recvmsg_nargs = 5;
+/* mptcp_recvmsg lost the same arguments in the same commits. */
+const volatile int mptcp_recvmsg_nargs = 5;
 
 /* Keeps struct nw_event in the object's BTF so the skeleton emits its type. */
 struct nw_event nw_event_type = {};
@@ -575,8 +577,8 @@ static __always_inline void fill_event(struct nw_event *e, struct sock *sk, __u1
 	read_sock_local(e, sk, family, direct);
 }
 
-/* Socket family and protocol, or false when the socket is not TCP or UDP
- * over IPv4/IPv6. */
+/* Socket family and protocol (IPPROTO_TCP for MPTCP too), or false when
+ * the socket is not TCP, MPTCP or UDP over IPv4/IPv6. */
 static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 *protocol,
 					  bool direct)
 {
@@ -589,6 +591,15 @@ static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 
 		return false;
 	type = KREAD(direct, sk, sk_type);
 	*protocol = KREAD(direct, sk, sk_protocol);
+	/* An MPTCP socket (the one the application holds, never a subflow:
+	 * those are plain TCP sockets inside the kernel that no hook of ours
+	 * sees) is TCP on the wire, and its row says TCP. sk_protocol is 16
+	 * bits wide since 5.6 (commit bf9765145b85), before every kernel we
+	 * support. */
+	if (*protocol == IPPROTO_MPTCP && type == SOCK_STREAM) {
+		*protocol = IPPROTO_TCP;
+		return true;
+	}
 	/* sk_type too: a SOCK_RAW socket may carry IPPROTO_TCP. */
 	return (*protocol == IPPROTO_TCP && type == SOCK_STREAM) ||
 	       (*protocol == IPPROTO_UDP && type == SOCK_DGRAM);
@@ -954,6 +965,24 @@ int fexit_udpv6_recvmsg(__u64 *ctx)
 	return 0;
 }
 
+/* MPTCP: the socket the application holds goes through mptcp_sendmsg and
+ * mptcp_recvmsg, never tcp_sendmsg/tcp_recvmsg (its subflows are fed
+ * below those). Loaded only where BTF has them (CONFIG_MPTCP, 5.6+). */
+SEC("fexit/mptcp_sendmsg")
+int BPF_PROG(fexit_mptcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
+	return 0;
+}
+
+SEC("fexit/mptcp_recvmsg")
+int fexit_mptcp_recvmsg(__u64 *ctx)
+{
+	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, mptcp_recvmsg_nargs), NW_DIR_RECV,
+		       (struct msghdr *)ctx[1], true);
+	return 0;
+}
+
 /* ---- kprobe backend: kprobe saves the arguments, kretprobe reports -------- */
 
 static __always_inline void kprobe_enter(struct sock *sk, struct msghdr *msg)
@@ -1078,6 +1107,35 @@ int BPF_KPROBE(kp_udpv6_recvmsg, struct sock *sk, struct msghdr *msg)
 
 SEC("kretprobe/udpv6_recvmsg")
 int BPF_KRETPROBE(krp_udpv6_recvmsg, int ret)
+{
+	kprobe_return(ret, NW_DIR_RECV);
+	return 0;
+}
+
+/* As for fexit_mptcp_*: only where BTF has them. */
+SEC("kprobe/mptcp_sendmsg")
+int BPF_KPROBE(kp_mptcp_sendmsg, struct sock *sk, struct msghdr *msg)
+{
+	kprobe_enter(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/mptcp_sendmsg")
+int BPF_KRETPROBE(krp_mptcp_sendmsg, int ret)
+{
+	kprobe_return(ret, NW_DIR_SEND);
+	return 0;
+}
+
+SEC("kprobe/mptcp_recvmsg")
+int BPF_KPROBE(kp_mptcp_recvmsg, struct sock *sk, struct msghdr *msg)
+{
+	kprobe_enter(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/mptcp_recvmsg")
+int BPF_KRETPROBE(krp_mptcp_recvmsg, int ret)
 {
 	kprobe_return(ret, NW_DIR_RECV);
 	return 0;
