@@ -124,7 +124,11 @@ pub fn doctor(verbose: u8) -> Result<ExitCode> {
             facts.recvmsg_nargs[0],
             facts.recvmsg_nargs[1],
             facts.recvmsg_nargs[2],
-            facts.recvmsg_nargs[3]
+            if facts.has_mptcp {
+                facts.recvmsg_nargs[3].to_string()
+            } else {
+                "absent".to_string()
+            }
         ),
     );
     line(
