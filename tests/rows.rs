@@ -540,8 +540,8 @@ fn tcp_splice(log: &mut Log) {
 /// one row: never again for a subflow. Skipped, with the reason printed,
 /// only where the kernel has no MPTCP.
 fn mptcp(log: &mut Log) {
-    let listener = match sys::stream_socket(libc::AF_INET, sys::IPPROTO_MPTCP) {
-        Ok(l) => l,
+    let (c, s) = match mptcp_pair("127.0.0.1:0") {
+        Ok(pair) => pair,
         Err(e @ (libc::EPROTONOSUPPORT | libc::ENOPROTOOPT)) => {
             log.skipped = Some(format!(
                 "no MPTCP here: socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP) failed with {} ({})",
@@ -556,17 +556,6 @@ fn mptcp(log: &mut Log) {
         }
         Err(e) => panic!("socket(IPPROTO_MPTCP): errno {e}"),
     };
-    sys::bind(listener.as_raw_fd(), "127.0.0.1:0".parse().unwrap()).unwrap();
-    sys::listen(listener.as_raw_fd()).unwrap();
-    let listener = TcpListener::from(listener);
-    let client = sys::stream_socket(libc::AF_INET, sys::IPPROTO_MPTCP).unwrap();
-    sys::connect(client.as_raw_fd(), listener.local_addr().unwrap()).unwrap();
-    let c = TcpStream::from(client);
-    let s = TcpStream::from(sys::accept(fd(&listener)).unwrap());
-    for end in [&c, &s] {
-        let proto = sys::sockopt_int(fd(end), libc::SOL_SOCKET, libc::SO_PROTOCOL);
-        assert_eq!(proto, Ok(sys::IPPROTO_MPTCP), "not an MPTCP socket");
-    }
     let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
     let (send, recv) = (Dir::Send, Dir::Receive);
 
@@ -595,6 +584,48 @@ fn mptcp(log: &mut Log) {
     let r = sys::recv(fd(&s), 100, libc::MSG_DONTWAIT);
     assert_eq!(r, Err(libc::EAGAIN));
     log.op(TCP, recv, sl, Some(cl), r, "MSG_DONTWAIT");
+
+    // A splice out of an MPTCP socket: one receive row, whatever path
+    // the kernel takes under it.
+    let r = sys::send(fd(&c), &[4; 30], 0);
+    log.op(TCP, send, cl, Some(sl), r, "");
+    let (_pr, pw) = sys::pipe();
+    let r = sys::splice(fd(&s), pw.as_raw_fd(), 30, 0);
+    assert_eq!(r, Ok(30));
+    log.op(TCP, recv, sl, Some(cl), r, "");
+
+    // IPv6 MPTCP.
+    let (c, s) = mptcp_pair("[::1]:0").expect("IPv6 MPTCP where IPv4 MPTCP works");
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    let r = sys::sendmsg(fd(&s), &[5; 50], 0, None);
+    log.op(TCP, send, sl, Some(cl), r, "");
+    let r = sys::recvfrom(fd(&c), 50, libc::MSG_WAITALL).map(|(n, _)| n);
+    assert_eq!(r, Ok(50));
+    log.op(TCP, recv, cl, Some(sl), r, "MSG_WAITALL");
+}
+
+/// A connected MPTCP pair (client, accepted) on `listen`'s address, both
+/// ends checked to be MPTCP; the errno of the first socket() otherwise.
+fn mptcp_pair(listen: &str) -> SysResult<(TcpStream, TcpStream)> {
+    let at: SocketAddr = listen.parse().unwrap();
+    let family = if at.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let listener = sys::stream_socket(family, sys::IPPROTO_MPTCP)?;
+    sys::bind(listener.as_raw_fd(), at).unwrap();
+    sys::listen(listener.as_raw_fd()).unwrap();
+    let listener = TcpListener::from(listener);
+    let client = sys::stream_socket(family, sys::IPPROTO_MPTCP).unwrap();
+    sys::connect(client.as_raw_fd(), listener.local_addr().unwrap()).unwrap();
+    let c = TcpStream::from(client);
+    let s = TcpStream::from(sys::accept(fd(&listener)).unwrap());
+    for end in [&c, &s] {
+        let proto = sys::sockopt_int(fd(end), libc::SOL_SOCKET, libc::SO_PROTOCOL);
+        assert_eq!(proto, Ok(sys::IPPROTO_MPTCP), "not an MPTCP socket");
+    }
+    Ok((c, s))
 }
 
 /// A thread whose comm needs CSV quoting.
