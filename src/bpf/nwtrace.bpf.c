@@ -607,24 +607,40 @@ static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 
 
 /* ---- sendfile and splice: one row per syscall ---------------------------- */
 
-/*
- * The struct sock behind the current task's file descriptor fd, or NULL
- * when fd is not a socket: task->files->fdt->fd[fd], a file whose inode is
- * S_IFSOCK, whose private_data is its struct socket (sock_from_file()).
- * Probe reads with CO-RE, so it works from classic tracepoints on every
- * kernel nwtrace supports; no map is touched.
- */
-static __always_inline struct sock *sock_of_fd(long fd)
+/* The current task's open file table: its size and its array. */
+struct nw_fds {
+	struct file **fd;
+	unsigned int max_fds;
+};
+
+static __always_inline void current_fds(struct nw_fds *fds)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds, *file = NULL;
+
+	fds->fd = NULL;
+	fds->max_fds = 0;
+	if (fdt) {
+		fds->fd = BPF_CORE_READ(fdt, fd);
+		fds->max_fds = BPF_CORE_READ(fdt, max_fds);
+	}
+}
+
+/*
+ * The struct sock behind file descriptor fd, or NULL when fd is not a
+ * socket: fds->fd[fd], a file whose inode is S_IFSOCK, whose private_data
+ * is its struct socket (sock_from_file()). Probe reads with CO-RE, so it
+ * works from classic tracepoints on every kernel nwtrace supports; no map
+ * is touched.
+ */
+static __always_inline struct sock *sock_of_fd(struct nw_fds *fds, long fd)
+{
+	struct file *file = NULL;
 	struct socket *sock;
 
-	if (fd < 0 || !fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd < 0 || fd >= fds->max_fds || !fds->fd)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds->fd[fd]) || !file)
 		return NULL;
 	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return NULL;
@@ -647,9 +663,13 @@ static __always_inline struct sock *sock_of_fd(long fd)
 static __always_inline void arm_splice(long syscall_nr, long fd_out, long fd_in)
 {
 	__u16 family, protocol;
+	struct nw_fds fds;
 	struct sock *sk;
 
-	sk = sock_of_fd(fd_out);
+	/* The table is read once for both ends (a splice between two pipes
+	 * reads 10 words and stops). */
+	current_fds(&fds);
+	sk = sock_of_fd(&fds, fd_out);
 	if (sk && traced_socket(sk, &family, &protocol, false)) {
 		if (protocol == IPPROTO_TCP)
 			arm(syscall_nr, NW_OP_SPLICE_SEND, (__u64)sk, 0, 0);
@@ -657,7 +677,7 @@ static __always_inline void arm_splice(long syscall_nr, long fd_out, long fd_in)
 			arm(syscall_nr, NW_OP_WRITE, 0, 0, 0);
 		return;
 	}
-	sk = sock_of_fd(fd_in);
+	sk = sock_of_fd(&fds, fd_in);
 	if (sk && traced_socket(sk, &family, &protocol, false)) {
 		if (protocol == IPPROTO_TCP)
 			arm(syscall_nr, NW_OP_SPLICE_RECV, (__u64)sk, 0, 0);
