@@ -615,11 +615,25 @@ struct nw_fds {
 
 static __always_inline void current_fds(struct nw_fds *fds)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct fdtable *fdt;
 
 	fds->fd = NULL;
 	fds->max_fds = 0;
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		/* A BTF task pointer (5.11, commit 3ca1032ab7ab): its chain
+		 * loads directly, without a helper call per field. */
+		struct files_struct *files = bpf_get_current_task_btf()->files;
+
+		if (!files)
+			return;
+		fdt = files->fdt;
+		if (!fdt)
+			return;
+		fds->fd = fdt->fd;
+		fds->max_fds = fdt->max_fds;
+		return;
+	}
+	fdt = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), files, fdt);
 	if (fdt) {
 		fds->fd = BPF_CORE_READ(fdt, fd);
 		fds->max_fds = BPF_CORE_READ(fdt, max_fds);
@@ -666,8 +680,8 @@ static __always_inline void arm_splice(long syscall_nr, long fd_out, long fd_in)
 	struct nw_fds fds;
 	struct sock *sk;
 
-	/* The table is read once for both ends (a splice between two pipes
-	 * reads 10 words and stops). */
+	/* The table is read once for both ends; then three probe reads per
+	 * end that is not a socket. */
 	current_fds(&fds);
 	sk = sock_of_fd(&fds, fd_out);
 	if (sk && traced_socket(sk, &family, &protocol, false)) {
