@@ -15,17 +15,21 @@
  *
  * There are no sys_exit programs for the other syscalls: a stale armed state
  * is recognised because its syscall number is not the one the thread is in.
+ * The exception, on every backend: sendfile and splice on a TCP socket are
+ * one row per syscall, made by sys_exit_{sendfile64,splice} (see
+ * arm_splice()).
  *
  * The fentry and kprobe backends (any kernel with BTF) keep the same
  * syscall entry programs and replace the sock tracepoints with the protocol
  * functions: fexit, or kprobe + kretprobe, on tcp_sendmsg, tcp_recvmsg,
- * udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg and (before 6.5)
- * tcp_sendpage. They read the peer of an unconnected UDP socket from the
- * kernel's msghdr, so they need no sys_exit program at all.
+ * udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg, mptcp_sendmsg,
+ * mptcp_recvmsg and (before 6.5) tcp_sendpage. They read the peer of an unconnected UDP socket from the
+ * kernel's msghdr, so they need no sys_exit program besides the
+ * sendfile/splice ones.
  *
  * Program names say their family, and userspace picks by prefix:
- * sys_enter_* (every backend), tp_* (tracepoint), fexit_* (fentry),
- * kp_* and krp_* (kprobe).
+ * sys_enter_* and sys_exit_* (every backend), tp_* (tracepoint), fexit_*
+ * (fentry), kp_* and krp_* (kprobe).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -40,6 +44,8 @@ _Static_assert(sizeof(struct nw_event) == NW_EVENT_SIZE, "nw_event layout change
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define SOCK_DGRAM 2
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
 
 /* mmsg vectors are capped at UIO_MAXIOV by the kernel. */
 #define NW_MAX_MMSG 1024
@@ -64,6 +70,8 @@ const volatile bool use_task_storage = true;
 const volatile int tcp_recvmsg_nargs = 5;
 const volatile int udp_recvmsg_nargs = 5;
 const volatile int udpv6_recvmsg_nargs = 5;
+/* mptcp_recvmsg lost the same arguments in the same commits. */
+const volatile int mptcp_recvmsg_nargs = 5;
 
 /* Keeps struct nw_event in the object's BTF so the skeleton emits its type. */
 struct nw_event nw_event_type = {};
@@ -119,8 +127,13 @@ enum nw_op {
 	NW_OP_RECVFROM, /* name: struct sockaddr *, namelen: int * */
 	NW_OP_RECVMSG,  /* name: struct user_msghdr *          */
 	NW_OP_RECVMMSG, /* name: struct mmsghdr *              */
-	NW_OP_WRITE,    /* write, writev, sendfile, splice: no flags, no name */
-	NW_OP_READ,     /* read, readv: no flags, no name      */
+	NW_OP_WRITE,    /* write, writev; sendfile/splice into UDP: no flags, no name */
+	NW_OP_READ,     /* read, readv; splice from UDP: no flags, no name */
+	/* sendfile or splice into (SEND) or from (RECV) a TCP socket: one row
+	 * for the whole syscall, made at its sys_exit; the chunks the kernel
+	 * cuts it into are not rows. name: that socket's struct sock *. */
+	NW_OP_SPLICE_SEND,
+	NW_OP_SPLICE_RECV,
 };
 
 struct task_state {
@@ -357,19 +370,6 @@ int sys_enter_writev(struct nw_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int sys_enter_sendfile64(struct nw_sys_enter *ctx)
-{
-	arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_splice")
-int sys_enter_splice(struct nw_sys_enter *ctx)
-{
-	arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
-	return 0;
-}
 
 SEC("tracepoint/syscalls/sys_enter_read")
 int sys_enter_read(struct nw_sys_enter *ctx)
@@ -510,7 +510,7 @@ static __always_inline bool op_is_send(__u8 op)
 
 static __always_inline bool op_has_flags(__u8 op)
 {
-	return op != NW_OP_WRITE && op != NW_OP_READ && op != NW_OP_NONE;
+	return op >= NW_OP_SENDTO && op <= NW_OP_RECVMMSG;
 }
 
 /* ---- emitting ----------------------------------------------------------- */
@@ -577,8 +577,8 @@ static __always_inline void fill_event(struct nw_event *e, struct sock *sk, __u1
 	read_sock_local(e, sk, family, direct);
 }
 
-/* Socket family and protocol, or false when the socket is not TCP or UDP
- * over IPv4/IPv6. */
+/* Socket family and protocol (IPPROTO_TCP for MPTCP too), or false when
+ * the socket is not TCP, MPTCP or UDP over IPv4/IPv6. */
 static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 *protocol,
 					  bool direct)
 {
@@ -591,9 +591,182 @@ static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 
 		return false;
 	type = KREAD(direct, sk, sk_type);
 	*protocol = KREAD(direct, sk, sk_protocol);
+	/* An MPTCP socket (the one the application holds, never a subflow:
+	 * those are plain TCP sockets inside the kernel that no hook of ours
+	 * sees) is TCP on the wire, and its row says TCP. sk_protocol is 16
+	 * bits wide since 5.6 (commit bf9765145b85), before every kernel we
+	 * support. */
+	if (*protocol == IPPROTO_MPTCP && type == SOCK_STREAM) {
+		*protocol = IPPROTO_TCP;
+		return true;
+	}
 	/* sk_type too: a SOCK_RAW socket may carry IPPROTO_TCP. */
 	return (*protocol == IPPROTO_TCP && type == SOCK_STREAM) ||
 	       (*protocol == IPPROTO_UDP && type == SOCK_DGRAM);
+}
+
+/* ---- sendfile and splice: one row per syscall ---------------------------- */
+
+/* The current task's open file table: its size and its array. */
+struct nw_fds {
+	struct file **fd;
+	unsigned int max_fds;
+};
+
+static __always_inline void current_fds(struct nw_fds *fds)
+{
+	struct fdtable *fdt;
+
+	fds->fd = NULL;
+	fds->max_fds = 0;
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		/* A BTF task pointer (5.11, commit 3ca1032ab7ab): its chain
+		 * loads directly, without a helper call per field. */
+		struct files_struct *files = bpf_get_current_task_btf()->files;
+
+		if (!files)
+			return;
+		fdt = files->fdt;
+		if (!fdt)
+			return;
+		fds->fd = fdt->fd;
+		fds->max_fds = fdt->max_fds;
+		return;
+	}
+	fdt = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), files, fdt);
+	if (fdt) {
+		fds->fd = BPF_CORE_READ(fdt, fd);
+		fds->max_fds = BPF_CORE_READ(fdt, max_fds);
+	}
+}
+
+/*
+ * The struct sock behind file descriptor fd, or NULL when fd is not a
+ * socket: fds->fd[fd], a file whose inode is S_IFSOCK, whose private_data
+ * is its struct socket (sock_from_file()). Probe reads with CO-RE, so it
+ * works from classic tracepoints on every kernel nwtrace supports; no map
+ * is touched.
+ */
+static __always_inline struct sock *sock_of_fd(struct nw_fds *fds, long fd)
+{
+	struct file *file = NULL;
+	struct socket *sock;
+
+	if (fd < 0 || fd >= fds->max_fds || !fds->fd)
+		return NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds->fd[fd]) || !file)
+		return NULL;
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = (struct socket *)BPF_CORE_READ(file, private_data);
+	return sock ? BPF_CORE_READ(sock, sk) : NULL;
+}
+
+/*
+ * sendfile(out_fd, in_fd, ...) and splice(fd_in, ..., fd_out, ...).
+ *
+ * Into or from a TCP socket, the kernel cuts the syscall into chunks (64
+ * KiB through tcp_sendmsg from 6.5, a page each through tcp_sendpage
+ * before; tcp_splice_read on the receive side reaches no recvmsg at all),
+ * but the contract is one row per syscall: arm a splice op on that socket,
+ * let handle_sock_op() drop its chunks, and make the row at sys_exit with
+ * the syscall's return value. Into or from UDP each chunk is a datagram,
+ * so those keep one row per datagram, with the syscall's start time. With
+ * no socket at either end (file to pipe, say), nothing is armed.
+ */
+static __always_inline void arm_splice(long syscall_nr, long fd_out, long fd_in)
+{
+	__u16 family, protocol;
+	struct nw_fds fds;
+	struct sock *sk;
+
+	/* The table is read once for both ends; then three probe reads per
+	 * end that is not a socket. */
+	current_fds(&fds);
+	sk = sock_of_fd(&fds, fd_out);
+	if (sk && traced_socket(sk, &family, &protocol, false)) {
+		if (protocol == IPPROTO_TCP)
+			arm(syscall_nr, NW_OP_SPLICE_SEND, (__u64)sk, 0, 0);
+		else
+			arm(syscall_nr, NW_OP_WRITE, 0, 0, 0);
+		return;
+	}
+	sk = sock_of_fd(&fds, fd_in);
+	if (sk && traced_socket(sk, &family, &protocol, false)) {
+		if (protocol == IPPROTO_TCP)
+			arm(syscall_nr, NW_OP_SPLICE_RECV, (__u64)sk, 0, 0);
+		else
+			arm(syscall_nr, NW_OP_READ, 0, 0, 0);
+	}
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int sys_enter_sendfile64(struct nw_sys_enter *ctx)
+{
+	/* sendfile64(out_fd, in_fd, offset, count) */
+	arm_splice(ctx->syscall_nr, SYS_ARG(ctx, 0), SYS_ARG(ctx, 1));
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_splice")
+int sys_enter_splice(struct nw_sys_enter *ctx)
+{
+	/* splice(fd_in, off_in, fd_out, off_out, len, flags) */
+	arm_splice(ctx->syscall_nr, SYS_ARG(ctx, 2), SYS_ARG(ctx, 0));
+	return 0;
+}
+
+/* The row of an armed sendfile/splice, with the syscall's return value:
+ * the bytes it moved, or the errno (a syscall that moved some bytes and
+ * then hit an error returns the byte count). */
+static __always_inline void splice_exit(struct nw_sys_exit *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u16 family = 0, protocol = 0;
+	struct task_state *st;
+	struct nw_event *e;
+	struct sock *sk;
+	__u8 direction;
+	long ret;
+
+	st = state_lookup(false);
+	if (!st || (st->op != NW_OP_SPLICE_SEND && st->op != NW_OP_SPLICE_RECV))
+		return;
+	direction = st->op == NW_OP_SPLICE_SEND ? NW_DIR_SEND : NW_DIR_RECV;
+	st->op = NW_OP_NONE;
+	/* Armed by another syscall whose exit we did not see: not ours. */
+	if (st->syscall_nr != ctx->syscall_nr)
+		return;
+	sk = (struct sock *)st->name;
+	if (!traced_socket(sk, &family, &protocol, false))
+		return;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		return;
+	}
+	/* Both are bounded by MAX_RW_COUNT (INT_MAX & PAGE_MASK): fits an int. */
+	ret = ctx->ret;
+	fill_event(e, sk, family, IPPROTO_TCP, direction, (int)ret, tgid, bpf_ktime_get_ns(), st,
+		   false);
+	read_sock_peer(e, sk, family, false);
+	bpf_ringbuf_submit(e, submit_flags());
+}
+
+/* Every backend loads these (prefix sys_exit_): the row of a sendfile or
+ * splice on TCP is made here, whatever saw its chunks. */
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int sys_exit_sendfile64(struct nw_sys_exit *ctx)
+{
+	splice_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_splice")
+int sys_exit_splice(struct nw_sys_exit *ctx)
+{
+	splice_exit(ctx);
+	return 0;
 }
 
 /*
@@ -631,9 +804,16 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		 * comes first, so rows keep their order. */
 		if (st->pending)
 			flush_pending(st);
-		if (st->op != NW_OP_NONE && st->syscall_nr == current_syscall_nr(direct) &&
-		    op_is_send(st->op) == (direction == NW_DIR_SEND))
-			armed = st;
+		if (st->op != NW_OP_NONE && st->syscall_nr == current_syscall_nr(direct)) {
+			/* A chunk of a sendfile/splice on this socket: its
+			 * sys_exit makes the syscall's one row. */
+			if (st->op == NW_OP_SPLICE_SEND || st->op == NW_OP_SPLICE_RECV) {
+				if (st->name == (__u64)sk)
+					return;
+			} else if (op_is_send(st->op) == (direction == NW_DIR_SEND)) {
+				armed = st;
+			}
+		}
 	}
 
 	if (!kmsg && armed && protocol == IPPROTO_UDP && armed->op != NW_OP_WRITE &&
@@ -760,7 +940,10 @@ int BPF_PROG(fexit_udpv6_sendmsg, struct sock *sk, struct msghdr *msg, size_t le
 }
 
 /* Before 6.5 (commit c5c37af6ecad), sendfile and splice into TCP went
- * through tcp_sendpage instead of tcp_sendmsg. Loaded only where it exists. */
+ * through tcp_sendpage instead of tcp_sendmsg. Loaded only where it exists.
+ * Inside a sendfile/splice syscall its chunks are dropped (the syscall's
+ * sys_exit makes the row); it stays for the other callers, an io_uring
+ * IORING_OP_SPLICE say. */
 SEC("fexit/tcp_sendpage")
 int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset, size_t size,
 	     int flags, int ret)
@@ -812,6 +995,24 @@ SEC("fexit/udpv6_recvmsg")
 int fexit_udpv6_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udpv6_recvmsg_nargs), NW_DIR_RECV,
+		       (struct msghdr *)ctx[1], true);
+	return 0;
+}
+
+/* MPTCP: the socket the application holds goes through mptcp_sendmsg and
+ * mptcp_recvmsg, never tcp_sendmsg/tcp_recvmsg (its subflows are fed
+ * below those). Loaded only where BTF has them (CONFIG_MPTCP, 5.6+). */
+SEC("fexit/mptcp_sendmsg")
+int BPF_PROG(fexit_mptcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+{
+	handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
+	return 0;
+}
+
+SEC("fexit/mptcp_recvmsg")
+int fexit_mptcp_recvmsg(__u64 *ctx)
+{
+	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, mptcp_recvmsg_nargs), NW_DIR_RECV,
 		       (struct msghdr *)ctx[1], true);
 	return 0;
 }
@@ -940,6 +1141,35 @@ int BPF_KPROBE(kp_udpv6_recvmsg, struct sock *sk, struct msghdr *msg)
 
 SEC("kretprobe/udpv6_recvmsg")
 int BPF_KRETPROBE(krp_udpv6_recvmsg, int ret)
+{
+	kprobe_return(ret, NW_DIR_RECV);
+	return 0;
+}
+
+/* As for fexit_mptcp_*: only where BTF has them. */
+SEC("kprobe/mptcp_sendmsg")
+int BPF_KPROBE(kp_mptcp_sendmsg, struct sock *sk, struct msghdr *msg)
+{
+	kprobe_enter(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/mptcp_sendmsg")
+int BPF_KRETPROBE(krp_mptcp_sendmsg, int ret)
+{
+	kprobe_return(ret, NW_DIR_SEND);
+	return 0;
+}
+
+SEC("kprobe/mptcp_recvmsg")
+int BPF_KPROBE(kp_mptcp_recvmsg, struct sock *sk, struct msghdr *msg)
+{
+	kprobe_enter(sk, msg);
+	return 0;
+}
+
+SEC("kretprobe/mptcp_recvmsg")
+int BPF_KRETPROBE(krp_mptcp_recvmsg, int ret)
 {
 	kprobe_return(ret, NW_DIR_RECV);
 	return 0;

@@ -33,6 +33,12 @@ fn always(_: &KernelFacts) -> bool {
     true
 }
 
+/// mptcp_sendmsg/mptcp_recvmsg exist only with CONFIG_MPTCP (Debian's
+/// 5.10 cloud kernel has none).
+fn has_mptcp(facts: &KernelFacts) -> bool {
+    facts.has_mptcp
+}
+
 /// Before 6.5 (commit c5c37af6ecad), sendfile and splice into TCP went
 /// through tcp_sendpage instead of tcp_sendmsg.
 fn has_tcp_sendpage(facts: &KernelFacts) -> bool {
@@ -63,8 +69,10 @@ const fn return_probe(name: &'static str, func: &'static str) -> Prog {
     }
 }
 
-/// The syscall entry tracepoints every backend uses, for the flags, the
-/// address arguments and the start time.
+/// The syscall tracepoints every backend uses: at entry for the flags, the
+/// address arguments and the start time; at the exit of sendfile and splice
+/// for their one row per syscall (the kernel cuts them into chunks, which
+/// the backend's own programs see and drop).
 pub const SHARED_PROGRAMS: &[Prog] = &[
     prog("sys_enter_sendto"),
     prog("sys_enter_sendmsg"),
@@ -78,6 +86,8 @@ pub const SHARED_PROGRAMS: &[Prog] = &[
     prog("sys_enter_splice"),
     prog("sys_enter_read"),
     prog("sys_enter_readv"),
+    prog("sys_exit_sendfile64"),
+    prog("sys_exit_splice"),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -124,7 +134,7 @@ pub const BACKENDS: &[BackendDef] = &[
     BackendDef {
         backend: Backend::Fentry,
         name: "fentry",
-        sees: "fexit on tcp_sendmsg, tcp_recvmsg, udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg (and tcp_sendpage before 6.5)",
+        sees: "fexit on tcp_sendmsg, tcp_recvmsg, udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg, mptcp_sendmsg, mptcp_recvmsg (and tcp_sendpage before 6.5)",
         needs: "BPF trampolines (5.5+) and a kernel that allows them",
         precondition: no_precondition,
         programs: &[
@@ -135,12 +145,14 @@ pub const BACKENDS: &[BackendDef] = &[
             prog("fexit_tcp_recvmsg"),
             prog("fexit_udp_recvmsg"),
             prog("fexit_udpv6_recvmsg"),
+            prog_if("fexit_mptcp_sendmsg", has_mptcp),
+            prog_if("fexit_mptcp_recvmsg", has_mptcp),
         ],
     },
     BackendDef {
         backend: Backend::Tracepoint,
         name: "tracepoint",
-        sees: "tp_btf/sock_send_length and sock_recv_length, plus sys_exit_{recvfrom,recvmsg,recvmmsg} for unconnected UDP peers",
+        sees: "tp_btf/sock_send_length and sock_recv_length (MPTCP too), plus sys_exit_{recvfrom,recvmsg,recvmmsg} for unconnected UDP peers",
         needs: "kernel 6.3+",
         precondition: needs_sock_tracepoints,
         programs: &[
@@ -176,6 +188,18 @@ pub const BACKENDS: &[BackendDef] = &[
             return_probe("krp_udp_recvmsg", "udp_recvmsg"),
             prog("kp_udpv6_recvmsg"),
             return_probe("krp_udpv6_recvmsg", "udpv6_recvmsg"),
+            prog_if("kp_mptcp_sendmsg", has_mptcp),
+            Prog {
+                name: "krp_mptcp_sendmsg",
+                when: has_mptcp,
+                attach: Attach::ReturnProbe("mptcp_sendmsg"),
+            },
+            prog_if("kp_mptcp_recvmsg", has_mptcp),
+            Prog {
+                name: "krp_mptcp_recvmsg",
+                when: has_mptcp,
+                attach: Attach::ReturnProbe("mptcp_recvmsg"),
+            },
         ],
     },
 ];

@@ -147,10 +147,14 @@ pub fn lockdown_mode(may_mount: bool) -> String {
 pub struct KernelFacts {
     /// Task storage usable from tracing programs (5.11).
     pub task_storage: bool,
-    /// Arguments of tcp_recvmsg, udp_recvmsg, udpv6_recvmsg (6 before 5.19).
-    pub recvmsg_nargs: [i32; 3],
+    /// Arguments of tcp_recvmsg, udp_recvmsg, udpv6_recvmsg, mptcp_recvmsg
+    /// (6 before 5.19).
+    pub recvmsg_nargs: [i32; 4],
     /// tcp_sendpage exists (before 6.5).
     pub has_tcp_sendpage: bool,
+    /// mptcp_sendmsg and mptcp_recvmsg exist (CONFIG_MPTCP), for the
+    /// fentry and kprobe backends.
+    pub has_mptcp: bool,
     /// sock:sock_send_length and sock:sock_recv_length exist (6.3).
     pub sock_tracepoints: bool,
 }
@@ -179,10 +183,21 @@ impl KernelFacts {
                 nargs("tcp_recvmsg"),
                 nargs("udp_recvmsg"),
                 nargs("udpv6_recvmsg"),
+                nargs("mptcp_recvmsg"),
             ],
             has_tcp_sendpage: btf.type_by_name::<Func<'_>>("tcp_sendpage").is_some(),
+            has_mptcp: btf.type_by_name::<Func<'_>>("mptcp_sendmsg").is_some()
+                && btf.type_by_name::<Func<'_>>("mptcp_recvmsg").is_some(),
             // The BTF typedef every tp_btf target has.
             sock_tracepoints: has_typedef(&btf, "btf_trace_sock_send_length"),
         })
     }
+}
+
+/// Whether MPTCP sockets can exist here: `None` when the kernel has no
+/// MPTCP at all, else whether `net.mptcp.enabled` is on.
+pub fn mptcp_enabled() -> Option<bool> {
+    std::fs::read_to_string("/proc/sys/net/mptcp/enabled")
+        .map(|v| v.trim() == "1")
+        .ok()
 }

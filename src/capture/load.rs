@@ -78,6 +78,7 @@ pub fn load_and_attach(
         rodata.tcp_recvmsg_nargs,
         rodata.udp_recvmsg_nargs,
         rodata.udpv6_recvmsg_nargs,
+        rodata.mptcp_recvmsg_nargs,
     ] = facts.recvmsg_nargs;
 
     open.maps

@@ -28,6 +28,8 @@ pub struct DoctorReport {
     pub tracefs_note: String,
     /// Absent without BTF or privileges: nothing can be probed then.
     pub facts: Option<KernelFacts>,
+    /// MPTCP: null when the kernel has none, else net.mptcp.enabled.
+    pub mptcp_enabled: Option<bool>,
     pub backends: Vec<BackendVerdict>,
     /// The backend `record --backend auto` would use; None when none works.
     pub record_would_use: Option<&'static str>,
@@ -119,6 +121,7 @@ pub fn examine() -> Result<DoctorReport> {
         tracefs,
         tracefs_note,
         facts: None,
+        mptcp_enabled: facts::mptcp_enabled(),
         backends: Vec::new(),
         record_would_use: None,
     };
@@ -130,6 +133,21 @@ pub fn examine() -> Result<DoctorReport> {
     report.record_would_use = report.backends.iter().find(|v| v.works).map(|v| v.name);
     report.facts = Some(facts);
     Ok(report)
+}
+
+/// Whether MPTCP sockets exist here, and which backends see them.
+fn mptcp_text(enabled: Option<bool>, facts: &KernelFacts) -> String {
+    let state = match enabled {
+        None => return "not in this kernel (no net.mptcp): no MPTCP socket can exist".to_string(),
+        Some(false) => "in the kernel, disabled (sysctl net.mptcp.enabled=0)",
+        Some(true) => "enabled",
+    };
+    let functions = if facts.has_mptcp {
+        "fentry and kprobe see it through mptcp_sendmsg/mptcp_recvmsg"
+    } else {
+        "fentry and kprobe do NOT see it (no mptcp_sendmsg/mptcp_recvmsg in BTF)"
+    };
+    format!("{state}: rows as TCP; tracepoint sees it through the sock tracepoints; {functions}")
 }
 
 fn write_text(out: &mut impl Write, r: &DoctorReport) -> io::Result<()> {
@@ -171,18 +189,26 @@ fn write_text(out: &mut impl Write, r: &DoctorReport) -> io::Result<()> {
     line(
         "recvmsg arguments",
         &format!(
-            "tcp_recvmsg {}, udp_recvmsg {}, udpv6_recvmsg {} (6 before 5.19, then 5, 4 from 6.18)",
-            facts.recvmsg_nargs[0], facts.recvmsg_nargs[1], facts.recvmsg_nargs[2]
+            "tcp_recvmsg {}, udp_recvmsg {}, udpv6_recvmsg {}, mptcp_recvmsg {} (6 before 5.19, then 5, 4 from 6.18)",
+            facts.recvmsg_nargs[0],
+            facts.recvmsg_nargs[1],
+            facts.recvmsg_nargs[2],
+            if facts.has_mptcp {
+                facts.recvmsg_nargs[3].to_string()
+            } else {
+                "absent".to_string()
+            }
         ),
     )?;
     line(
         "tcp_sendpage",
         if facts.has_tcp_sendpage {
-            "present: sendfile/splice into TCP are hooked there (before 6.5)"
+            "present (before 6.5): sendfile/splice chunks into TCP go there; their one row per syscall comes from sys_exit"
         } else {
             "absent: sendfile/splice go through tcp_sendmsg (6.5 and later)"
         },
     )?;
+    line("mptcp", &mptcp_text(r.mptcp_enabled, facts))?;
     line(
         "sock tracepoints",
         if facts.sock_tracepoints {

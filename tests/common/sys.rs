@@ -3,7 +3,7 @@
 
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 pub type SysResult<T> = Result<T, i32>;
 
@@ -299,4 +299,98 @@ pub fn set_linger_zero(fd: RawFd) {
 pub fn shutdown_write(fd: RawFd) {
     // SAFETY: plain syscall on an fd we own.
     assert_eq!(unsafe { libc::shutdown(fd, libc::SHUT_WR) }, 0);
+}
+
+/// sendfile(2) of `count` bytes from the start of `in_fd` into `out_fd`.
+pub fn sendfile(out_fd: RawFd, in_fd: RawFd, count: usize) -> SysResult<usize> {
+    let mut offset: libc::off_t = 0;
+    // SAFETY: offset is a valid, writable off_t for the duration of the call.
+    check(unsafe { libc::sendfile(out_fd, in_fd, &mut offset, count) })
+}
+
+/// splice(2) without offsets (both ends are a pipe or a socket).
+pub fn splice(fd_in: RawFd, fd_out: RawFd, len: usize, flags: u32) -> SysResult<usize> {
+    // SAFETY: null offsets are allowed for pipes and sockets; no memory is passed.
+    check(unsafe {
+        libc::splice(
+            fd_in,
+            std::ptr::null_mut(),
+            fd_out,
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
+    })
+}
+
+/// pipe(2): (read end, write end), owned.
+pub fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: fds is writable for two ints.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe()");
+    // SAFETY: pipe() returned two fresh descriptors that nothing else owns.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+pub const IPPROTO_MPTCP: i32 = 262;
+
+/// A stream socket of `family` with `protocol` (IPPROTO_MPTCP, say), or
+/// the errno socket(2) failed with.
+pub fn stream_socket(family: i32, protocol: i32) -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, protocol) };
+    check(fd as isize)?;
+    // SAFETY: socket() returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn bind(fd: RawFd, addr: SocketAddr) -> SysResult<()> {
+    let (sa, len) = to_sockaddr(addr);
+    // SAFETY: sa is valid for len bytes.
+    check(unsafe { libc::bind(fd, (&sa as *const libc::sockaddr_storage).cast(), len) } as isize)
+        .map(drop)
+}
+
+pub fn listen(fd: RawFd) -> SysResult<()> {
+    // SAFETY: plain syscall on an fd we own.
+    check(unsafe { libc::listen(fd, 16) } as isize).map(drop)
+}
+
+pub fn connect(fd: RawFd, addr: SocketAddr) -> SysResult<()> {
+    let (sa, len) = to_sockaddr(addr);
+    // SAFETY: sa is valid for len bytes.
+    check(unsafe { libc::connect(fd, (&sa as *const libc::sockaddr_storage).cast(), len) } as isize)
+        .map(drop)
+}
+
+pub fn accept(fd: RawFd) -> SysResult<OwnedFd> {
+    // SAFETY: null address buffers are allowed.
+    let s = unsafe {
+        libc::accept4(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    check(s as isize)?;
+    // SAFETY: accept4() returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(s) })
+}
+
+/// An int socket option (SO_PROTOCOL, say).
+pub fn sockopt_int(fd: RawFd, level: i32, name: i32) -> SysResult<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and len are valid out-parameters of the sizes given.
+    check(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    } as isize)?;
+    Ok(v)
 }
