@@ -10,10 +10,19 @@ use crate::capture::backends::BACKENDS;
 use crate::capture::load::Filters;
 use crate::capture::session::CaptureOptions;
 
+/// `nwtrace --version`: the package version and the git commit it was
+/// built from (`unknown` outside a checkout; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("NWTRACE_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "nwtrace",
-    version,
+    version = VERSION,
     about = "Record every TCP and UDP send and receive on this machine as CSV rows, with eBPF."
 )]
 pub struct Cli {
