@@ -45,6 +45,20 @@ pub enum Command {
     /// Print one line per operation as it happens (text, CSV or JSON
     /// Lines), until Ctrl-C, --count or --duration.
     Watch(Box<WatchArgs>),
+    /// Print record's effective settings and where each came from:
+    /// command line, NWTRACE_* environment, config file, or default.
+    Config(Box<ConfigArgs>),
+}
+
+#[derive(Debug, Parser)]
+pub struct ConfigArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+    pub format: DoctorFormat,
+
+    /// Any record option, to see how it combines with the files.
+    #[command(flatten)]
+    pub record: RecordArgs,
 }
 
 /// Where `record` writes when no --output-dir is given.
@@ -198,6 +212,12 @@ pub struct RecordArgs {
     /// bench/). The manifest still counts the events.
     #[arg(long, hide = true)]
     pub discard_rows: bool,
+
+    /// Config folder (holding nwtrace.toml and conf.d/*.toml) or one file,
+    /// instead of /etc/nwtrace [env: NWTRACE_CONFIG]. Settings: flags >
+    /// NWTRACE_* environment > files > defaults (nwtrace config shows them).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

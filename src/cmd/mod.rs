@@ -1,5 +1,6 @@
 //! The subcommands: each one its arguments' checks plus wiring.
 
+pub mod config;
 pub mod doctor;
 pub mod record;
 pub mod signals;
