@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::capture::backends::BACKENDS;
 use crate::capture::load::Filters;
 use crate::capture::session::CaptureOptions;
+use crate::output::sink::Compression;
 
 /// `nwtrace --version`: the package version and the git commit it was
 /// built from (`unknown` outside a checkout; see build.rs).
@@ -194,6 +195,13 @@ pub struct OutputArgs {
     /// written is never deleted.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
+
+    /// Compress the files: nw_0001.csv.zst or .csv.gz, each flush one
+    /// whole zstd frame or gzip member, so a killed run still leaves files
+    /// that decompress to whole rows. Sizes and limits count compressed
+    /// bytes.
+    #[arg(long, value_name = "ALGO", value_enum, default_value_t = Compression::None)]
+    pub compress: Compression,
 }
 
 #[derive(Debug, Parser)]

@@ -168,3 +168,119 @@ fn one_capability_fewer_is_one_line_naming_it() {
         assert!(common::csv_files(&out).is_empty(), "{missing}: wrote files");
     }
 }
+
+/// UDP round trips on loopback from this process, for `limit`.
+fn udp_traffic(limit: Duration) -> u64 {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    b.set_nonblocking(true).unwrap();
+    let to = b.local_addr().unwrap();
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    let mut buf = [0u8; 64];
+    while start.elapsed() < limit {
+        for _ in 0..100 {
+            a.send_to(&[7; 32], to).unwrap();
+            let _ = b.recv_from(&mut buf);
+            sent += 1;
+        }
+    }
+    sent
+}
+
+/// Every file under `dir` with this ending, sorted.
+fn files_ending(dir: &Path, ending: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(ending) {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Decompresses with the system's own tool and checks that the text is
+/// the header, then whole rows of 14 fields. Returns the row count.
+fn whole_rows_via(tool: &str, file: &Path) -> usize {
+    let out = Command::new(tool).arg(file).output().expect(tool);
+    assert!(
+        out.status.success(),
+        "{tool} {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.ends_with('\n'),
+        "{} ends in part of a row",
+        file.display()
+    );
+    let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header, common::HEADER);
+    reader
+        .records()
+        .map(|r| assert_eq!(r.expect("a whole CSV row").len(), 14))
+        .count()
+}
+
+#[test]
+fn sigkill_leaves_compressed_files_of_whole_rows() {
+    if common::skip_without_root("sigkill_leaves_compressed_files_of_whole_rows") {
+        return;
+    }
+    let _guard = serial();
+    for (algo, ending, tool) in [("zstd", ".csv.zst", "zstdcat"), ("gzip", ".csv.gz", "zcat")] {
+        let limit = 64 * 1024;
+        let (dir, mut tracer) = common::trace_self(
+            &format!("kill-{algo}"),
+            &["--compress", algo, "--rotate-size", "64K"],
+        );
+        // Longer than the 1 s flush interval, so frames are on disk.
+        udp_traffic(Duration::from_millis(3000));
+        assert_eq!(tracer.stop_with(libc::SIGKILL), -1, "killed by a signal");
+        let files = files_ending(&dir, ending);
+        assert!(!files.is_empty(), "{algo}: no {ending} files");
+        assert!(
+            common::csv_files(&dir).is_empty(),
+            "{algo}: plain files too"
+        );
+        let rows: usize = files.iter().map(|f| whole_rows_via(tool, f)).sum();
+        assert!(rows > 0, "{algo}: no rows reached the disk");
+        for f in &files {
+            let size = std::fs::metadata(f).unwrap().len();
+            assert!(size <= limit, "{algo}: {} is {size} bytes", f.display());
+        }
+    }
+}
+
+#[test]
+fn compressed_run_lists_its_files_in_the_manifest() {
+    if common::skip_without_root("compressed_run_lists_its_files_in_the_manifest") {
+        return;
+    }
+    let _guard = serial();
+    let (dir, mut tracer) = common::trace_self("zmanifest", &["--compress", "zstd"]);
+    udp_traffic(Duration::from_millis(500));
+    assert_eq!(tracer.stop(), 0);
+    let manifest = tracer.manifest();
+    let files = manifest["files"].as_array().unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["nw_0001.csv.zst"]);
+    let path = files_ending(&dir, ".csv.zst").remove(0);
+    assert_eq!(
+        files[0]["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&path).unwrap().len()
+    );
+    assert_eq!(
+        files[0]["rows"].as_u64().unwrap() as usize,
+        whole_rows_via("zstdcat", &path)
+    );
+}

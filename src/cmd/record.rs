@@ -100,7 +100,7 @@ impl Recording {
             max_files: args.max_files.map(|n| n as usize),
             max_bytes: args.max_size,
         };
-        let sink = CsvSink::create(run_dir, args.rotate_size, retention)?;
+        let sink = CsvSink::create_with(run_dir, args.rotate_size, retention, args.compress)?;
         let manifest = Manifest {
             nwtrace_version: env!("CARGO_PKG_VERSION").to_string(),
             command_line: std::env::args().collect(),

@@ -12,6 +12,8 @@ use crate::output::row::HEADER;
 
 /// Buffered bytes past which rows are written out.
 const FLUSH_BYTES: usize = 256 * 1024;
+/// zstd's default level: fast, and most of the ratio.
+const ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStats {
@@ -20,6 +22,30 @@ pub struct FileStats {
     pub bytes: u64,
     /// Removed by the retention limits.
     pub deleted: bool,
+}
+
+/// How each file is written: plain CSV, or compressed so that every flush
+/// is one complete zstd frame or gzip member (README, "Compression").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// Plain CSV (`nw_0001.csv`).
+    #[default]
+    None,
+    /// zstd frames (`nw_0001.csv.zst`), level 3.
+    Zstd,
+    /// gzip members (`nw_0001.csv.gz`), level 6.
+    Gzip,
+}
+
+impl Compression {
+    /// The file name's ending.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "csv",
+            Compression::Zstd => "csv.zst",
+            Compression::Gzip => "csv.gz",
+        }
+    }
 }
 
 /// Optional limits on what one run keeps on disk. When a rotation takes the
@@ -36,6 +62,8 @@ pub enum SinkError {
     Layout(#[from] LayoutError),
     #[error("writing {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("compressing rows: {0}")]
+    Compress(io::Error),
 }
 
 pub struct CsvSink {
@@ -52,6 +80,10 @@ pub struct CsvSink {
     /// Bytes of whole rows (header included) known to be in the file.
     written: u64,
     rows_lost: u64,
+    compression: Compression,
+    /// The compressed frame of the buffer, reused between flushes.
+    frame: Vec<u8>,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
 }
 
 impl CsvSink {
@@ -63,8 +95,26 @@ impl CsvSink {
         rotate_bytes: u64,
         retention: Retention,
     ) -> Result<Self, SinkError> {
+        Self::create_with(run, rotate_bytes, retention, Compression::None)
+    }
+
+    /// As [`CsvSink::create`], writing `nw_NNNN.csv.zst` or `.csv.gz`
+    /// files when `compression` says; sizes and limits then count
+    /// compressed bytes.
+    pub fn create_with(
+        run: SafeDir,
+        rotate_bytes: u64,
+        retention: Retention,
+        compression: Compression,
+    ) -> Result<Self, SinkError> {
+        let zstd = match compression {
+            Compression::Zstd => {
+                Some(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(SinkError::Compress)?)
+            }
+            _ => None,
+        };
         let mut next_seq = 1;
-        let (file, name) = open_next(&run, &mut next_seq)?;
+        let (file, name) = open_next(&run, &mut next_seq, compression.extension())?;
         let mut sink = CsvSink {
             dir: run,
             rotate_bytes,
@@ -81,6 +131,9 @@ impl CsvSink {
             buf_rows: 0,
             written: 0,
             rows_lost: 0,
+            compression,
+            frame: Vec::new(),
+            zstd,
         };
         sink.write_header()?;
         Ok(sink)
@@ -119,6 +172,15 @@ impl CsvSink {
         format(&mut self.buf);
         let row_len = (self.buf.len() - start) as u64;
         let file_rows = self.current().rows + self.buf_rows;
+        if self.compression != Compression::None {
+            // Compressed sizes are known at flush, which rotates then; a
+            // buffer never holds more than a file, so a frame fits one.
+            self.buf_rows += 1;
+            if self.buf.len() as u64 >= (FLUSH_BYTES as u64).min(self.rotate_bytes) {
+                self.flush()?;
+            }
+            return Ok(());
+        }
         if file_rows > 0 && self.written + start as u64 + row_len > self.rotate_bytes {
             let row = self.buf.split_off(start);
             self.rotate()?;
@@ -133,7 +195,7 @@ impl CsvSink {
 
     fn rotate(&mut self) -> Result<(), SinkError> {
         self.flush()?;
-        let (file, name) = open_next(&self.dir, &mut self.next_seq)?;
+        let (file, name) = open_next(&self.dir, &mut self.next_seq, self.compression.extension())?;
         self.file = file;
         self.files.push(FileStats {
             name,
@@ -178,6 +240,9 @@ impl CsvSink {
     pub fn flush(&mut self) -> Result<(), SinkError> {
         if self.buf.is_empty() {
             return Ok(());
+        }
+        if self.compression != Compression::None {
+            return self.flush_compressed();
         }
         let mut done = 0;
         let mut failure = None;
@@ -227,6 +292,92 @@ impl CsvSink {
         }
     }
 
+    /// Compresses the buffer into one frame (zstd) or member (gzip) and
+    /// writes it with one write, into the next file if it would take this
+    /// one past the rotation size. A frame that does not reach the file
+    /// whole is cut off again, and its rows are counted as lost, so the
+    /// file always decompresses to whole rows.
+    fn flush_compressed(&mut self) -> Result<(), SinkError> {
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.clear();
+        let compressed = match self.compression {
+            Compression::Zstd => {
+                let z = self.zstd.as_mut().expect("a zstd sink has a compressor");
+                frame.reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
+                z.compress_to_buffer(&self.buf, &mut frame).map(|_| ())
+            }
+            Compression::Gzip => {
+                let mut gz = flate2::write::GzEncoder::new(frame, flate2::Compression::new(6));
+                let done = gz.write_all(&self.buf).and_then(|()| gz.finish());
+                match done {
+                    Ok(f) => {
+                        frame = f;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        frame = Vec::new();
+                        Err(e)
+                    }
+                }
+            }
+            Compression::None => unreachable!("plain sinks flush as they are"),
+        };
+        let rows = std::mem::take(&mut self.buf_rows);
+        self.buf.clear();
+        if let Err(e) = compressed {
+            self.rows_lost += rows;
+            return Err(SinkError::Compress(e));
+        }
+        if rows > 0
+            && self.current().rows > 0
+            && self.written + frame.len() as u64 > self.rotate_bytes
+        {
+            // The buffer is empty now: rotate writes the new header.
+            if let Err(e) = self.rotate() {
+                self.rows_lost += rows;
+                return Err(e);
+            }
+        }
+        let result = self.write_frame(&frame, rows);
+        self.frame = frame;
+        result
+    }
+
+    fn write_frame(&mut self, frame: &[u8], rows: u64) -> Result<(), SinkError> {
+        let mut done = 0;
+        let mut failure = None;
+        while done < frame.len() {
+            match self.file.write(&frame[done..]) {
+                Ok(0) => {
+                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let current = self.files.last_mut().expect("a sink always has a file");
+        match failure {
+            None => {
+                self.written += frame.len() as u64;
+                current.bytes += frame.len() as u64;
+                current.rows += rows;
+                Ok(())
+            }
+            Some(source) => {
+                self.rows_lost += rows;
+                // Never leave part of a frame at the end of a file.
+                let _ = self.file.set_len(self.written);
+                let path = self.dir.path().join(&current.name);
+                Err(SinkError::Write { path, source })
+            }
+        }
+    }
+
     /// Counts rows that could not even be buffered (the sink had failed).
     pub fn count_lost(&mut self, rows: u64) {
         self.rows_lost += rows;
@@ -235,9 +386,9 @@ impl CsvSink {
 
 /// Creates the first free `nw_NNNN.csv` from `*seq` on, exclusively, and
 /// leaves `*seq` at the number after it.
-fn open_next(dir: &SafeDir, seq: &mut u32) -> Result<(File, String), SinkError> {
+fn open_next(dir: &SafeDir, seq: &mut u32, extension: &str) -> Result<(File, String), SinkError> {
     loop {
-        let name = format!("nw_{:04}.csv", *seq);
+        let name = format!("nw_{:04}.{extension}", *seq);
         *seq += 1;
         if let Some(file) = dir.create_file_exclusive(&name)? {
             return Ok((file, name));
@@ -396,5 +547,160 @@ mod tests {
         assert_eq!(names, ["nw_0002.csv", "nw_0004.csv"]);
         assert_eq!(read(&dir, "nw_0001.csv"), "someone else's\n");
         assert_eq!(read(&dir, "nw_0003.csv"), "and this\n");
+    }
+}
+
+#[cfg(test)]
+mod compressed_tests {
+    use super::*;
+    use crate::output::layout::create_run_dir;
+    use std::io::Read;
+
+    fn run_dir(tag: &str) -> SafeDir {
+        let out = std::env::temp_dir().join(format!("nwtrace-zsink-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        create_run_dir(&out, "m", "t").unwrap()
+    }
+
+    fn decompress(compression: Compression, bytes: &[u8]) -> String {
+        let mut text = String::new();
+        match compression {
+            Compression::Zstd => {
+                zstd::stream::read::Decoder::new(bytes)
+                    .unwrap()
+                    .read_to_string(&mut text)
+                    .unwrap();
+            }
+            Compression::Gzip => {
+                flate2::read::MultiGzDecoder::new(bytes)
+                    .read_to_string(&mut text)
+                    .unwrap();
+            }
+            Compression::None => text = String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+        text
+    }
+
+    /// Rows like real ones: compressible, but not trivially.
+    fn row(i: u64) -> String {
+        format!(
+            "2026-11-26 13:00:{:02}.{:06},{},curl,TCP,4,10.0.0.{},93.184.216.{},{},443,{},send,{},,\n",
+            i % 60,
+            (i * 7919) % 1_000_000,
+            1000 + i % 17,
+            i % 250,
+            (i * 31) % 250,
+            40000 + i % 1000,
+            (i * 131) % 65536,
+            (i * 104_729) % 900_000
+        )
+    }
+
+    #[test]
+    fn compressed_files_hold_whole_rows_and_the_rotation_size() {
+        for compression in [Compression::Zstd, Compression::Gzip] {
+            let run = run_dir(&format!("{compression:?}"));
+            let limit = 16 * 1024;
+            let retention = Retention::default();
+            let mut sink = CsvSink::create_with(run, limit, retention, compression).unwrap();
+            let n = 20_000;
+            for i in 0..n {
+                sink.append_row(|b| b.extend_from_slice(row(i).as_bytes()))
+                    .unwrap();
+            }
+            sink.flush().unwrap();
+            assert!(sink.files().len() > 3, "{compression:?} rotated");
+            let mut all = Vec::new();
+            for f in sink.files() {
+                assert!(f.name.ends_with(compression.extension()), "{}", f.name);
+                let bytes = std::fs::read(sink.dir().join(&f.name)).unwrap();
+                assert_eq!(bytes.len() as u64, f.bytes, "{}", f.name);
+                assert!(f.bytes <= limit, "{} is {} bytes", f.name, f.bytes);
+                let text = decompress(compression, &bytes);
+                assert!(text.starts_with(HEADER) && text.ends_with('\n'));
+                let rows: Vec<String> = text[HEADER.len()..].lines().map(String::from).collect();
+                assert_eq!(rows.len() as u64, f.rows);
+                all.extend(rows);
+            }
+            assert_eq!(all.len() as u64, n);
+            assert!(
+                all.iter()
+                    .enumerate()
+                    .all(|(i, r)| format!("{r}\n") == row(i as u64))
+            );
+        }
+    }
+
+    #[test]
+    fn retention_counts_compressed_bytes() {
+        let run = run_dir("zretain");
+        let limit = 8 * 1024;
+        let retention = Retention {
+            max_files: None,
+            max_bytes: Some(3 * limit),
+        };
+        let mut sink = CsvSink::create_with(run, limit, retention, Compression::Zstd).unwrap();
+        for i in 0..30_000 {
+            sink.append_row(|b| b.extend_from_slice(row(i).as_bytes()))
+                .unwrap();
+        }
+        sink.flush().unwrap();
+        let live: Vec<_> = sink.files().iter().filter(|f| !f.deleted).collect();
+        let on_disk: u64 = live.iter().map(|f| f.bytes).sum();
+        // What is left is within the limit, plus the file being written.
+        assert!(on_disk <= 4 * limit, "{on_disk}");
+        assert!(sink.files().iter().any(|f| f.deleted));
+        for f in sink.files() {
+            assert_eq!(sink.dir().join(&f.name).exists(), !f.deleted, "{}", f.name);
+        }
+    }
+}
+
+/// The compression figures in the README: `NWTRACE_BENCH_CSV=<a real
+/// nw_*.csv> cargo test --release --lib measure_compression -- --ignored
+/// --nocapture`.
+#[cfg(test)]
+mod measure {
+    use super::*;
+    use crate::output::layout::create_run_dir;
+    use std::io::BufRead;
+
+    fn thread_cpu_ns() -> u128 {
+        // SAFETY: zeroed timespec is a valid out-parameter.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: ts is writable; the clock id is valid.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+    }
+
+    #[test]
+    #[ignore = "a measurement: needs NWTRACE_BENCH_CSV"]
+    fn measure_compression() {
+        let path = std::env::var("NWTRACE_BENCH_CSV").expect("NWTRACE_BENCH_CSV");
+        let file = std::io::BufReader::new(File::open(path).unwrap());
+        let rows: Vec<String> = file.lines().skip(1).map(|l| l.unwrap() + "\n").collect();
+        let raw: u64 = rows.iter().map(|r| r.len() as u64).sum();
+        for compression in [Compression::None, Compression::Zstd, Compression::Gzip] {
+            let out = std::env::temp_dir().join(format!("nwtrace-measure-{compression:?}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let run = create_run_dir(&out, "m", "t").unwrap();
+            let start = thread_cpu_ns();
+            let mut sink =
+                CsvSink::create_with(run, 100 << 20, Retention::default(), compression).unwrap();
+            for r in &rows {
+                sink.append_row(|b| b.extend_from_slice(r.as_bytes()))
+                    .unwrap();
+            }
+            sink.flush().unwrap();
+            let cpu = thread_cpu_ns() - start;
+            let bytes: u64 = sink.files().iter().map(|f| f.bytes).sum();
+            println!(
+                "{compression:?}: {} rows, {raw} bytes of rows -> {bytes} bytes on disk (ratio {:.2}), {:.0} ms CPU per million rows (write included)",
+                rows.len(),
+                raw as f64 / bytes as f64,
+                cpu as f64 / 1e6 / (rows.len() as f64 / 1e6)
+            );
+            let _ = std::fs::remove_dir_all(&out);
+        }
     }
 }
