@@ -202,6 +202,12 @@ pub struct OutputArgs {
     /// bytes.
     #[arg(long, value_name = "ALGO", value_enum, default_value_t = Compression::None)]
     pub compress: Compression,
+    /// Delete files older than this (e.g. 7d, 12h), oldest first: this
+    /// run's (never the file being written), and older runs' in the same
+    /// machine folder that are provably nwtrace's (README, "Retention").
+    /// Checked at start, at each rotation and every minute.
+    #[arg(long, value_name = "AGE", value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
 }
 
 #[derive(Debug, Parser)]

@@ -284,3 +284,44 @@ fn compressed_run_lists_its_files_in_the_manifest() {
         whole_rows_via("zstdcat", &path)
     );
 }
+
+#[test]
+fn max_age_deletes_an_old_run_of_nwtrace_and_nothing_else() {
+    if common::skip_without_root("max_age_deletes_an_old_run_of_nwtrace_and_nothing_else") {
+        return;
+    }
+    let _guard = serial();
+    let out = common::scratch_dir("maxage");
+    let record = |timestamp: &str, extra: &[&str]| {
+        let mut args = vec![
+            "record",
+            "-o",
+            out.to_str().unwrap(),
+            "--machine-id",
+            "m",
+            "--timestamp",
+            timestamp,
+            "--backend",
+        ];
+        let backend = common::backend();
+        args.push(&backend);
+        args.extend_from_slice(&["--duration", "1s"]);
+        args.extend_from_slice(extra);
+        let o = nwtrace(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    record("old", &[]);
+    let old = out.join("m/old/nw/nw_0001.csv");
+    let f = std::fs::File::options().write(true).open(&old).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(8 * 86400))
+        .unwrap();
+    // Someone else's file in the old run, and a young run: both stay.
+    std::fs::write(out.join("m/old/notes.txt"), "mine").unwrap();
+    record("young", &[]);
+    record("now", &["--max-age", "7d"]);
+    assert!(!old.exists(), "the 8-day-old file is gone");
+    assert!(!out.join("m/old/nw").exists(), "its emptied nw/ folder too");
+    assert!(out.join("m/old/notes.txt").exists());
+    assert!(out.join("m/young/nw/nw_0001.csv").exists());
+    assert!(out.join("m/now/nw/nw_0001.csv").exists());
+}

@@ -17,7 +17,7 @@ use crate::output::csv::CsvConsumer;
 use crate::output::dir::SafeDir;
 use crate::output::layout::{create_run_dir, default_machine_id, validate_component};
 use crate::output::manifest::{Manifest, ManifestFile};
-use crate::output::sink::{CsvSink, Retention};
+use crate::output::sink::{CsvSink, MaxAge, Retention};
 use crate::timefmt::{iso8601, now_epoch_secs, run_folder_name};
 
 /// The run folder's names, checked before anything is touched.
@@ -100,7 +100,16 @@ impl Recording {
             max_files: args.max_files.map(|n| n as usize),
             max_bytes: args.max_size,
         };
-        let sink = CsvSink::create_with(run_dir, args.rotate_size, retention, args.compress)?;
+        let mut sink = CsvSink::create_with(run_dir, args.rotate_size, retention, args.compress)?;
+        if let Some(age) = args.max_age {
+            // Older runs are looked for beside this one, in the machine
+            // folder; if it cannot be opened, only this run's files go.
+            let machine = SafeDir::open_user_path(output_dir(args))
+                .ok()
+                .and_then(|o| o.open_existing_dir(&names.machine_id))
+                .map(|m| (m, names.timestamp.clone()));
+            sink.set_max_age(MaxAge { age, machine });
+        }
         let manifest = Manifest {
             nwtrace_version: env!("CARGO_PKG_VERSION").to_string(),
             command_line: std::env::args().collect(),

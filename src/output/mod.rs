@@ -5,6 +5,7 @@
 pub mod consumer;
 pub mod csv;
 pub mod dir;
+pub mod expire;
 pub mod layout;
 pub mod lines;
 pub mod manifest;

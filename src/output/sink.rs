@@ -84,6 +84,15 @@ pub struct CsvSink {
     /// The compressed frame of the buffer, reused between flushes.
     frame: Vec<u8>,
     zstd: Option<zstd::bulk::Compressor<'static>>,
+    /// --max-age, and the machine folder whose older runs it also expires.
+    max_age: Option<MaxAge>,
+}
+
+/// `--max-age`: files older than `age` go, this run's and (when `machine`
+/// is set) older runs' too (output::expire says exactly which).
+pub struct MaxAge {
+    pub age: std::time::Duration,
+    pub machine: Option<(SafeDir, String)>,
 }
 
 impl CsvSink {
@@ -134,6 +143,7 @@ impl CsvSink {
             compression,
             frame: Vec::new(),
             zstd,
+            max_age: None,
         };
         sink.write_header()?;
         Ok(sink)
@@ -208,7 +218,54 @@ impl CsvSink {
         self.enforce_retention()
     }
 
+    /// Turns on deletion by age; checked now, at each rotation, and
+    /// whenever [`CsvSink::expire_by_age`] is called.
+    pub fn set_max_age(&mut self, max_age: MaxAge) {
+        self.max_age = Some(max_age);
+        self.expire_by_age();
+    }
+
+    /// Deletes, oldest first, this run's files (never the current one)
+    /// and older runs' files whose mtime is older than --max-age. Returns
+    /// how many files went. Failures to delete are logged, not fatal.
+    pub fn expire_by_age(&mut self) -> usize {
+        let Some(max_age) = &self.max_age else {
+            return 0;
+        };
+        let cutoff = crate::timefmt::now_epoch_secs()
+            .saturating_sub(i64::try_from(max_age.age.as_secs()).unwrap_or(i64::MAX));
+        let mut gone = 0;
+        let current = self.files.len() - 1;
+        // This run's files are in creation order: oldest first.
+        for f in self.files[..current].iter_mut().filter(|f| !f.deleted) {
+            let Some(st) = self.dir.stat(&f.name) else {
+                continue;
+            };
+            if st.mtime_secs >= cutoff {
+                break;
+            }
+            match self.dir.unlink(&f.name) {
+                Ok(()) => {
+                    f.deleted = true;
+                    gone += 1;
+                }
+                Err(e) => log::warn!(
+                    "nwtrace: --max-age: cannot delete {}: {e}",
+                    self.dir.path().join(&f.name).display()
+                ),
+            }
+        }
+        if let Some((machine, run)) = &max_age.machine {
+            for path in crate::output::expire::expire_old_runs(machine, run, cutoff) {
+                log::info!("nwtrace: --max-age deleted {}", path.display());
+                gone += 1;
+            }
+        }
+        gone
+    }
+
     fn enforce_retention(&mut self) -> Result<(), SinkError> {
+        self.expire_by_age();
         let Retention {
             max_files,
             max_bytes,
@@ -702,5 +759,43 @@ mod measure {
             );
             let _ = std::fs::remove_dir_all(&out);
         }
+    }
+}
+
+#[cfg(test)]
+mod numbering_tests {
+    use super::*;
+    use crate::output::layout::create_run_dir;
+
+    #[test]
+    fn file_numbers_go_past_9999() {
+        let out = std::env::temp_dir().join(format!("nwtrace-sink-9999-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let run = create_run_dir(&out, "m", "t").unwrap();
+        let retention = Retention {
+            max_files: Some(2),
+            max_bytes: None,
+        };
+        let mut sink = CsvSink::create(run, HEADER.len() as u64 + 2, retention).unwrap();
+        sink.next_seq = 9998;
+        for i in 0..4 {
+            sink.append_row(|b| b.extend_from_slice(format!("{i}\n").as_bytes()))
+                .unwrap();
+        }
+        sink.flush().unwrap();
+        let names: Vec<&str> = sink.files().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["nw_0001.csv", "nw_9998.csv", "nw_9999.csv", "nw_10000.csv"]
+        );
+        // Retention goes by creation order, not by name: 10000 is newest.
+        let live: Vec<&str> = sink
+            .files()
+            .iter()
+            .filter(|f| !f.deleted)
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(live, ["nw_9999.csv", "nw_10000.csv"]);
+        assert!(crate::output::expire::is_data_file_name("nw_10000.csv"));
     }
 }
