@@ -590,3 +590,49 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod packaged_config_tests {
+    use super::*;
+
+    /// The packaged /etc/nwtrace/nwtrace.toml resolves as it is, and with
+    /// every commented example switched on.
+    #[test]
+    fn packaged_config_and_its_examples_are_valid() {
+        let text = include_str!("../packaging/nwtrace.toml");
+        let dir = std::env::temp_dir().join(format!("nwtrace-pkgconf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for (name, body) in [
+            ("as-shipped.toml", text.to_string()),
+            ("all.toml", uncommented),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, &body).unwrap();
+            let argv: Vec<OsString> = ["nwtrace", "record", "--config"]
+                .iter()
+                .map(OsString::from)
+                .chain([path.clone().into_os_string()])
+                .collect();
+            let r = resolve(&argv, &|_: &str| None).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                r.args.output.output_dir.as_deref(),
+                Some(Path::new("/var/lib/nwtrace"))
+            );
+            assert!(r.args.output.max_age.is_some() && r.args.output.max_size.is_some());
+        }
+    }
+}
