@@ -49,6 +49,23 @@ pub enum Command {
     /// Print record's effective settings and where each came from:
     /// command line, NWTRACE_* environment, config file, or default.
     Config(Box<ConfigArgs>),
+    /// Write the man pages or the shell completions into DIR (packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenerateWhat {
+    /// nwtrace.1 and nwtrace-<subcommand>.1
+    Man,
+    /// nwtrace.bash, _nwtrace (zsh), nwtrace.fish
+    Completions,
+}
+
+#[derive(Debug, Parser)]
+pub struct GenerateArgs {
+    pub what: GenerateWhat,
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Parser)]

@@ -10,7 +10,7 @@ use clap::Parser;
 
 use nwtrace::UsageError;
 use nwtrace::cli::{Cli, Command};
-use nwtrace::cmd::{config, doctor, record, watch};
+use nwtrace::cmd::{config, doctor, generate, record, watch};
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -20,6 +20,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Flags > NWTRACE_* environment > config files > defaults.
         Command::Record(_) => record::record(nwtrace::config::record_args()?),
         Command::Config(args) => config::config(*args),
+        Command::Generate(args) => generate::generate(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Watch(args) => watch::watch(*args),
     }

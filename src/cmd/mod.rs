@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod doctor;
+pub mod generate;
 pub mod record;
 pub mod signals;
 pub mod watch;
