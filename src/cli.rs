@@ -244,6 +244,12 @@ pub struct RecordArgs {
     #[arg(long, hide = true)]
     pub discard_rows: bool,
 
+    /// Serve health metrics (Prometheus text) on http://ADDR:PORT/metrics:
+    /// rows, events lost, bytes, files, operations by direction and
+    /// protocol. Off unless given; binds only this address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     /// Config folder (holding nwtrace.toml and conf.d/*.toml) or one file,
     /// instead of /etc/nwtrace [env: NWTRACE_CONFIG]. Settings: flags >
     /// NWTRACE_* environment > files > defaults (nwtrace config shows them).

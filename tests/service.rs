@@ -325,3 +325,97 @@ fn max_age_deletes_an_old_run_of_nwtrace_and_nothing_else() {
     assert!(out.join("m/young/nw/nw_0001.csv").exists());
     assert!(out.join("m/now/nw/nw_0001.csv").exists());
 }
+
+/// GET http://addr/path with a plain TCP client: (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).expect("connecting to --metrics");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+fn metric(body: &str, name_and_labels: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name_and_labels} in:\n{body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_count_known_traffic() {
+    if common::skip_without_root("metrics_count_known_traffic") {
+        return;
+    }
+    let _guard = serial();
+    // A free port: bind one, then let nwtrace have it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let (_dir, mut tracer) = common::trace_self("metrics", &["--metrics", &addr]);
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..25 {
+        a.send_to(&[1; 100], b.local_addr().unwrap()).unwrap();
+        b.recv_from(&mut [0; 200]).unwrap();
+    }
+    // Counters are pushed at each tick and rows flushed each second.
+    std::thread::sleep(Duration::from_millis(1800));
+    let (status, body) = http_get(&addr, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let udp_send = r#"nwtrace_operations_total{direction="send",protocol="UDP"}"#;
+    let udp_recv = r#"nwtrace_operations_total{direction="receive",protocol="UDP"}"#;
+    assert_eq!(metric(&body, udp_send), 25, "{body}");
+    assert_eq!(metric(&body, udp_recv), 25, "{body}");
+    assert_eq!(
+        metric(
+            &body,
+            r#"nwtrace_bytes_total{direction="send",protocol="UDP"}"#
+        ),
+        2500
+    );
+    assert_eq!(metric(&body, "nwtrace_rows_written_total"), 50, "{body}");
+    assert_eq!(metric(&body, "nwtrace_events_lost_total"), 0);
+    assert_eq!(metric(&body, "nwtrace_files"), 1);
+    assert!(body.contains("nwtrace_build_info{version=\""), "{body}");
+    // Bounded labels only: no pid or comm.
+    assert!(!body.contains("pid=") && !body.contains("comm="), "{body}");
+    // Valid Prometheus text, where promtool is installed (Debian's
+    // prometheus package; CI installs it).
+    if let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else if common::in_ci() {
+        panic!("promtool is missing: install Debian's prometheus package");
+    }
+    let (status, _) = http_get(&addr, "/");
+    assert!(status.contains("404"), "{status}");
+    assert_eq!(tracer.stop(), 0);
+    // Gone with the tracer.
+    assert!(std::net::TcpStream::connect(&addr).is_err());
+}

@@ -187,8 +187,12 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
 
     let deadline = args.duration.map(|d| Instant::now() + d);
     let mut discard = NullConsumer::default();
+    let mut metered;
     let consumer: &mut dyn Consumer = if args.discard_rows {
         &mut discard
+    } else if let Some(addr) = args.metrics {
+        metered = crate::output::metrics::serve(addr, backend, &mut recording.csv)?;
+        &mut metered
     } else {
         &mut recording.csv
     };

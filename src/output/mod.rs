@@ -9,5 +9,6 @@ pub mod expire;
 pub mod layout;
 pub mod lines;
 pub mod manifest;
+pub mod metrics;
 pub mod row;
 pub mod sink;
