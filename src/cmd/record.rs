@@ -172,6 +172,7 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
     let start_secs = now_epoch_secs();
     let names = validate_output(&args.output, start_secs)?;
     validate_pids(&args.capture.pids)?;
+    let metrics_server = args.metrics.map(crate::output::metrics::bind).transpose()?;
 
     let session = Session::start(&args.capture.options())?;
     let backend = session.backend().name;
@@ -190,8 +191,8 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
     let mut metered;
     let consumer: &mut dyn Consumer = if args.discard_rows {
         &mut discard
-    } else if let Some(addr) = args.metrics {
-        metered = crate::output::metrics::serve(addr, backend, &mut recording.csv)?;
+    } else if let Some(server) = metrics_server {
+        metered = crate::output::metrics::serve(server, backend, &mut recording.csv)?;
         &mut metered
     } else {
         &mut recording.csv

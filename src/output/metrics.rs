@@ -155,9 +155,21 @@ impl Consumer for Metered<'_> {
     }
 }
 
-/// Binds `addr` (only there) and serves `/metrics` from a thread; returns
-/// the metered wrapper for the CSV consumer.
-pub fn serve<'a>(addr: SocketAddr, backend: &str, csv: &'a mut CsvConsumer) -> Result<Metered<'a>> {
+/// Listens on `addr`, and only there: done before anything is loaded or
+/// written, so that a taken port fails the start cleanly.
+pub fn bind(addr: SocketAddr) -> Result<tiny_http::Server> {
+    tiny_http::Server::http(addr)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("--metrics {addr}: cannot listen there"))
+}
+
+/// Serves `/metrics` on `server` from a thread; returns the metered
+/// wrapper for the CSV consumer.
+pub fn serve<'a>(
+    server: tiny_http::Server,
+    backend: &str,
+    csv: &'a mut CsvConsumer,
+) -> Result<Metered<'a>> {
     let shared = Arc::new(Shared {
         operations: Family::default(),
         bytes: Family::default(),
@@ -230,9 +242,6 @@ pub fn serve<'a>(addr: SocketAddr, backend: &str, csv: &'a mut CsvConsumer) -> R
     );
     registry.register("files", "Files of this run on disk now", s.files.clone());
 
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("--metrics {addr}: cannot listen there"))?;
     std::thread::Builder::new()
         .name("nwtrace-metrics".into())
         .spawn(move || {
