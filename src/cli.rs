@@ -9,11 +9,21 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::capture::backends::BACKENDS;
 use crate::capture::load::Filters;
 use crate::capture::session::CaptureOptions;
+use crate::output::sink::Compression;
+
+/// `nwtrace --version`: the package version and the git commit it was
+/// built from (`unknown` outside a checkout; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("NWTRACE_GIT_COMMIT"),
+    ")"
+);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "nwtrace",
-    version,
+    version = VERSION,
     about = "Record every TCP and UDP send and receive on this machine as CSV rows, with eBPF."
 )]
 pub struct Cli {
@@ -36,6 +46,37 @@ pub enum Command {
     /// Print one line per operation as it happens (text, CSV or JSON
     /// Lines), until Ctrl-C, --count or --duration.
     Watch(Box<WatchArgs>),
+    /// Print record's effective settings and where each came from:
+    /// command line, NWTRACE_* environment, config file, or default.
+    Config(Box<ConfigArgs>),
+    /// Write the man pages or the shell completions into DIR (packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenerateWhat {
+    /// nwtrace.1 and nwtrace-<subcommand>.1
+    Man,
+    /// nwtrace.bash, _nwtrace (zsh), nwtrace.fish
+    Completions,
+}
+
+#[derive(Debug, Parser)]
+pub struct GenerateArgs {
+    pub what: GenerateWhat,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Parser)]
+pub struct ConfigArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+    pub format: DoctorFormat,
+
+    /// Any record option, to see how it combines with the files.
+    #[command(flatten)]
+    pub record: RecordArgs,
 }
 
 /// Where `record` writes when no --output-dir is given.
@@ -178,6 +219,19 @@ pub struct OutputArgs {
     /// a time, in order, never slowing tracing.
     #[arg(long, value_name = "CMD")]
     pub on_close: Option<String>,
+
+    /// Compress the files: nw_0001.csv.zst or .csv.gz, each flush one
+    /// whole zstd frame or gzip member, so a killed run still leaves files
+    /// that decompress to whole rows. Sizes and limits count compressed
+    /// bytes.
+    #[arg(long, value_name = "ALGO", value_enum, default_value_t = Compression::None)]
+    pub compress: Compression,
+    /// Delete files older than this (e.g. 7d, 12h), oldest first: this
+    /// run's (never the file being written), and older runs' in the same
+    /// machine folder that are provably nwtrace's (README, "Retention").
+    /// Checked at start, at each rotation and every minute.
+    #[arg(long, value_name = "AGE", value_parser = parse_duration)]
+    pub max_age: Option<Duration>,
 }
 
 #[derive(Debug, Parser)]
@@ -196,6 +250,18 @@ pub struct RecordArgs {
     /// bench/). The manifest still counts the events.
     #[arg(long, hide = true)]
     pub discard_rows: bool,
+
+    /// Serve health metrics (Prometheus text) on http://ADDR:PORT/metrics:
+    /// rows, events lost, bytes, files, operations by direction and
+    /// protocol. Off unless given; binds only this address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+
+    /// Config folder (holding nwtrace.toml and conf.d/*.toml) or one file,
+    /// instead of /etc/nwtrace [env: NWTRACE_CONFIG]. Settings: flags >
+    /// NWTRACE_* environment > files > defaults (nwtrace config shows them).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -12,6 +12,7 @@ pub mod attribution;
 pub mod capture;
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod logging;
 pub mod names;
 pub mod output;

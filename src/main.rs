@@ -10,14 +10,17 @@ use clap::Parser;
 
 use nwtrace::UsageError;
 use nwtrace::cli::{Cli, Command};
-use nwtrace::cmd::{doctor, record, watch};
+use nwtrace::cmd::{config, doctor, generate, record, watch};
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Record(args) => record::record(*args),
+        // Flags > NWTRACE_* environment > config files > defaults.
+        Command::Record(_) => record::record(nwtrace::config::record_args()?),
+        Command::Config(args) => config::config(*args),
+        Command::Generate(args) => generate::generate(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Watch(args) => watch::watch(*args),
     }

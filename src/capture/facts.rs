@@ -23,8 +23,9 @@ const CAP_BPF: u32 = 39;
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
-    #[error("nwtrace needs root, or CAP_BPF and CAP_PERFMON: run it as root")]
-    NotPrivileged,
+    /// The one capability missing, named (capture::privileges).
+    #[error("{0}")]
+    NotPrivileged(String),
     #[error(
         "this kernel has no BTF ({BTF_VMLINUX} is missing); nwtrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
     )]
@@ -52,12 +53,10 @@ pub fn has_bpf_privileges() -> bool {
     has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
 }
 
+/// Checks the capabilities (not the uid) for loading, attaching and
+/// reading tracefs; the error names the one that is missing.
 pub fn check_privileges() -> Result<(), ProbeError> {
-    if has_bpf_privileges() {
-        Ok(())
-    } else {
-        Err(ProbeError::NotPrivileged)
-    }
+    super::privileges::check().map_err(ProbeError::NotPrivileged)
 }
 
 pub fn check_btf() -> Result<(), ProbeError> {

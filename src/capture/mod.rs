@@ -7,4 +7,5 @@ pub mod event;
 pub mod facts;
 pub mod kretprobe;
 pub mod load;
+pub mod privileges;
 pub mod session;

@@ -1,6 +1,8 @@
 //! The subcommands: each one its arguments' checks plus wiring.
 
+pub mod config;
 pub mod doctor;
+pub mod generate;
 pub mod record;
 pub mod signals;
 pub mod watch;

@@ -18,7 +18,7 @@ use crate::output::dir::SafeDir;
 use crate::output::layout::{create_run_dir, default_machine_id, validate_component};
 use crate::output::manifest::{Manifest, ManifestFile};
 use crate::output::on_close::{FileKind, OnClose};
-use crate::output::sink::{CsvSink, Retention};
+use crate::output::sink::{CsvSink, MaxAge, Retention};
 use crate::timefmt::{iso8601, now_epoch_secs, run_folder_name};
 
 /// How long the end of a run waits for queued --on-close commands (the CSV
@@ -106,7 +106,16 @@ impl Recording {
             max_files: args.max_files.map(|n| n as usize),
             max_bytes: args.max_size,
         };
-        let sink = CsvSink::create(run_dir, args.rotate_size, retention)?;
+        let mut sink = CsvSink::create_with(run_dir, args.rotate_size, retention, args.compress)?;
+        if let Some(age) = args.max_age {
+            // Older runs are looked for beside this one, in the machine
+            // folder; if it cannot be opened, only this run's files go.
+            let machine = SafeDir::open_user_path(output_dir(args))
+                .ok()
+                .and_then(|o| o.open_existing_dir(&names.machine_id))
+                .map(|m| (m, names.timestamp.clone()));
+            sink.set_max_age(MaxAge { age, machine });
+        }
         let manifest = Manifest {
             nwtrace_version: env!("CARGO_PKG_VERSION").to_string(),
             command_line: std::env::args().collect(),
@@ -185,6 +194,7 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
     let start_secs = now_epoch_secs();
     let names = validate_output(&args.output, start_secs)?;
     validate_pids(&args.capture.pids)?;
+    let metrics_server = args.metrics.map(crate::output::metrics::bind).transpose()?;
 
     let session = Session::start(&args.capture.options())?;
     let backend = session.backend().name;
@@ -200,8 +210,12 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
 
     let deadline = args.duration.map(|d| Instant::now() + d);
     let mut discard = NullConsumer::default();
+    let mut metered;
     let consumer: &mut dyn Consumer = if args.discard_rows {
         &mut discard
+    } else if let Some(server) = metrics_server {
+        metered = crate::output::metrics::serve(server, backend, &mut recording.csv)?;
+        &mut metered
     } else {
         &mut recording.csv
     };

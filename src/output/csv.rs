@@ -14,11 +14,14 @@ use crate::timefmt::WallClock;
 /// Rows reach the files at least this often, so a SIGKILL loses at most
 /// about this much.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often --max-age looks for expired files between rotations.
+const EXPIRE_INTERVAL: Duration = Duration::from_secs(60);
 
 pub struct CsvConsumer {
     sink: CsvSink,
     formatter: RowFormatter,
     last_flush: Instant,
+    last_expire: Instant,
     /// The first write error; every later event is a lost row.
     failure: Option<SinkError>,
     /// `--on-close`: finished files go to the operator's command.
@@ -31,6 +34,7 @@ impl CsvConsumer {
             sink,
             formatter: RowFormatter::new(),
             last_flush: Instant::now(),
+            last_expire: Instant::now(),
             failure: None,
             on_close: None,
         }
@@ -100,6 +104,10 @@ impl Consumer for CsvConsumer {
 
     fn on_tick(&mut self, _health: &CaptureHealth) -> ControlFlow<StopReason> {
         self.hand_over_closed();
+        if self.last_expire.elapsed() >= EXPIRE_INTERVAL {
+            self.last_expire = Instant::now();
+            self.sink.expire_by_age();
+        }
         if self.last_flush.elapsed() >= FLUSH_INTERVAL {
             return self.flush();
         }

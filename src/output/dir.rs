@@ -234,3 +234,98 @@ impl SafeDir {
         Ok(())
     }
 }
+
+/// What [`SafeDir::stat`] tells of an entry (never following a symlink).
+#[derive(Debug, Clone, Copy)]
+pub struct EntryStat {
+    pub is_file: bool,
+    pub is_dir: bool,
+    pub uid: u32,
+    pub mtime_secs: i64,
+}
+
+impl SafeDir {
+    /// Opens the existing folder `name` inside this one, never through a
+    /// symlink; `None` when it is missing, not a folder, or a symlink.
+    pub fn open_existing_dir(&self, name: &str) -> Option<SafeDir> {
+        let c_name = c_name(name);
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: self.fd is an open folder and c_name a valid C string;
+        // the fd is checked before use.
+        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c_name.as_ptr(), flags) };
+        if fd < 0 {
+            return None;
+        }
+        Some(SafeDir {
+            // SAFETY: fd is a freshly opened descriptor that nothing else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: self.path.join(name),
+        })
+    }
+
+    /// The names in this folder (through the descriptor, not the path).
+    pub fn entries(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))? {
+            if let Ok(name) = e?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The entry `name`'s type, owner and mtime, without following it.
+    pub fn stat(&self, name: &str) -> Option<EntryStat> {
+        let c_name = c_name(name);
+        // SAFETY: zeroed stat is a valid out-parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: self.fd is an open folder, c_name a valid C string, st
+        // writable.
+        let rc = unsafe {
+            libc::fstatat(
+                self.fd.as_raw_fd(),
+                c_name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        (rc == 0).then_some(EntryStat {
+            is_file: (st.st_mode & libc::S_IFMT) == libc::S_IFREG,
+            is_dir: (st.st_mode & libc::S_IFMT) == libc::S_IFDIR,
+            uid: st.st_uid,
+            mtime_secs: st.st_mtime,
+        })
+    }
+
+    /// Opens the file `name` for reading, refusing a symlink.
+    pub fn open_file_for_read(&self, name: &str) -> io::Result<File> {
+        let c_name = c_name(name);
+        // SAFETY: self.fd is an open folder and c_name a valid C string;
+        // the fd is checked before use.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c_name.as_ptr(),
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just opened and nothing else owns it.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Removes the folder `name` if it is empty (ENOTEMPTY otherwise).
+    pub fn rmdir(&self, name: &str) -> io::Result<()> {
+        let c_name = c_name(name);
+        // SAFETY: self.fd is an open folder and c_name a valid C string.
+        let rc =
+            unsafe { libc::unlinkat(self.fd.as_raw_fd(), c_name.as_ptr(), libc::AT_REMOVEDIR) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}

@@ -5,9 +5,11 @@
 pub mod consumer;
 pub mod csv;
 pub mod dir;
+pub mod expire;
 pub mod layout;
 pub mod lines;
 pub mod manifest;
+pub mod metrics;
 pub mod on_close;
 pub mod row;
 pub mod sink;

@@ -12,6 +12,8 @@ use crate::output::row::HEADER;
 
 /// Buffered bytes past which rows are written out.
 const FLUSH_BYTES: usize = 256 * 1024;
+/// zstd's default level: fast, and most of the ratio.
+const ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStats {
@@ -20,6 +22,30 @@ pub struct FileStats {
     pub bytes: u64,
     /// Removed by the retention limits.
     pub deleted: bool,
+}
+
+/// How each file is written: plain CSV, or compressed so that every flush
+/// is one complete zstd frame or gzip member (README, "Compression").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// Plain CSV (`nw_0001.csv`).
+    #[default]
+    None,
+    /// zstd frames (`nw_0001.csv.zst`), level 3.
+    Zstd,
+    /// gzip members (`nw_0001.csv.gz`), level 6.
+    Gzip,
+}
+
+impl Compression {
+    /// The file name's ending.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "csv",
+            Compression::Zstd => "csv.zst",
+            Compression::Gzip => "csv.gz",
+        }
+    }
 }
 
 /// Optional limits on what one run keeps on disk. When a rotation takes the
@@ -36,6 +62,8 @@ pub enum SinkError {
     Layout(#[from] LayoutError),
     #[error("writing {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    #[error("compressing rows: {0}")]
+    Compress(io::Error),
 }
 
 pub struct CsvSink {
@@ -54,6 +82,19 @@ pub struct CsvSink {
     rows_lost: u64,
     /// Files finished since the last `take_closed` (rotated away).
     closed: Vec<String>,
+    compression: Compression,
+    /// The compressed frame of the buffer, reused between flushes.
+    frame: Vec<u8>,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    /// --max-age, and the machine folder whose older runs it also expires.
+    max_age: Option<MaxAge>,
+}
+
+/// `--max-age`: files older than `age` go, this run's and (when `machine`
+/// is set) older runs' too (output::expire says exactly which).
+pub struct MaxAge {
+    pub age: std::time::Duration,
+    pub machine: Option<(SafeDir, String)>,
 }
 
 impl CsvSink {
@@ -65,8 +106,26 @@ impl CsvSink {
         rotate_bytes: u64,
         retention: Retention,
     ) -> Result<Self, SinkError> {
+        Self::create_with(run, rotate_bytes, retention, Compression::None)
+    }
+
+    /// As [`CsvSink::create`], writing `nw_NNNN.csv.zst` or `.csv.gz`
+    /// files when `compression` says; sizes and limits then count
+    /// compressed bytes.
+    pub fn create_with(
+        run: SafeDir,
+        rotate_bytes: u64,
+        retention: Retention,
+        compression: Compression,
+    ) -> Result<Self, SinkError> {
+        let zstd = match compression {
+            Compression::Zstd => {
+                Some(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(SinkError::Compress)?)
+            }
+            _ => None,
+        };
         let mut next_seq = 1;
-        let (file, name) = open_next(&run, &mut next_seq)?;
+        let (file, name) = open_next(&run, &mut next_seq, compression.extension())?;
         let mut sink = CsvSink {
             dir: run,
             rotate_bytes,
@@ -84,6 +143,10 @@ impl CsvSink {
             written: 0,
             rows_lost: 0,
             closed: Vec::new(),
+            compression,
+            frame: Vec::new(),
+            zstd,
+            max_age: None,
         };
         sink.write_header()?;
         Ok(sink)
@@ -122,6 +185,15 @@ impl CsvSink {
         format(&mut self.buf);
         let row_len = (self.buf.len() - start) as u64;
         let file_rows = self.current().rows + self.buf_rows;
+        if self.compression != Compression::None {
+            // Compressed sizes are known at flush, which rotates then; a
+            // buffer never holds more than a file, so a frame fits one.
+            self.buf_rows += 1;
+            if self.buf.len() as u64 >= (FLUSH_BYTES as u64).min(self.rotate_bytes) {
+                self.flush()?;
+            }
+            return Ok(());
+        }
         if file_rows > 0 && self.written + start as u64 + row_len > self.rotate_bytes {
             let row = self.buf.split_off(start);
             self.rotate()?;
@@ -138,7 +210,7 @@ impl CsvSink {
         self.flush()?;
         let finished = self.current().name.clone();
         self.closed.push(finished);
-        let (file, name) = open_next(&self.dir, &mut self.next_seq)?;
+        let (file, name) = open_next(&self.dir, &mut self.next_seq, self.compression.extension())?;
         self.file = file;
         self.files.push(FileStats {
             name,
@@ -151,7 +223,54 @@ impl CsvSink {
         self.enforce_retention()
     }
 
+    /// Turns on deletion by age; checked now, at each rotation, and
+    /// whenever [`CsvSink::expire_by_age`] is called.
+    pub fn set_max_age(&mut self, max_age: MaxAge) {
+        self.max_age = Some(max_age);
+        self.expire_by_age();
+    }
+
+    /// Deletes, oldest first, this run's files (never the current one)
+    /// and older runs' files whose mtime is older than --max-age. Returns
+    /// how many files went. Failures to delete are logged, not fatal.
+    pub fn expire_by_age(&mut self) -> usize {
+        let Some(max_age) = &self.max_age else {
+            return 0;
+        };
+        let cutoff = crate::timefmt::now_epoch_secs()
+            .saturating_sub(i64::try_from(max_age.age.as_secs()).unwrap_or(i64::MAX));
+        let mut gone = 0;
+        let current = self.files.len() - 1;
+        // This run's files are in creation order: oldest first.
+        for f in self.files[..current].iter_mut().filter(|f| !f.deleted) {
+            let Some(st) = self.dir.stat(&f.name) else {
+                continue;
+            };
+            if st.mtime_secs >= cutoff {
+                break;
+            }
+            match self.dir.unlink(&f.name) {
+                Ok(()) => {
+                    f.deleted = true;
+                    gone += 1;
+                }
+                Err(e) => log::warn!(
+                    "nwtrace: --max-age: cannot delete {}: {e}",
+                    self.dir.path().join(&f.name).display()
+                ),
+            }
+        }
+        if let Some((machine, run)) = &max_age.machine {
+            for path in crate::output::expire::expire_old_runs(machine, run, cutoff) {
+                log::info!("nwtrace: --max-age deleted {}", path.display());
+                gone += 1;
+            }
+        }
+        gone
+    }
+
     fn enforce_retention(&mut self) -> Result<(), SinkError> {
+        self.expire_by_age();
         let Retention {
             max_files,
             max_bytes,
@@ -183,6 +302,9 @@ impl CsvSink {
     pub fn flush(&mut self) -> Result<(), SinkError> {
         if self.buf.is_empty() {
             return Ok(());
+        }
+        if self.compression != Compression::None {
+            return self.flush_compressed();
         }
         let mut done = 0;
         let mut failure = None;
@@ -245,6 +367,92 @@ impl CsvSink {
         self.dir.path().join(name)
     }
 
+    /// Compresses the buffer into one frame (zstd) or member (gzip) and
+    /// writes it with one write, into the next file if it would take this
+    /// one past the rotation size. A frame that does not reach the file
+    /// whole is cut off again, and its rows are counted as lost, so the
+    /// file always decompresses to whole rows.
+    fn flush_compressed(&mut self) -> Result<(), SinkError> {
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.clear();
+        let compressed = match self.compression {
+            Compression::Zstd => {
+                let z = self.zstd.as_mut().expect("a zstd sink has a compressor");
+                frame.reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
+                z.compress_to_buffer(&self.buf, &mut frame).map(|_| ())
+            }
+            Compression::Gzip => {
+                let mut gz = flate2::write::GzEncoder::new(frame, flate2::Compression::new(6));
+                let done = gz.write_all(&self.buf).and_then(|()| gz.finish());
+                match done {
+                    Ok(f) => {
+                        frame = f;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        frame = Vec::new();
+                        Err(e)
+                    }
+                }
+            }
+            Compression::None => unreachable!("plain sinks flush as they are"),
+        };
+        let rows = std::mem::take(&mut self.buf_rows);
+        self.buf.clear();
+        if let Err(e) = compressed {
+            self.rows_lost += rows;
+            return Err(SinkError::Compress(e));
+        }
+        if rows > 0
+            && self.current().rows > 0
+            && self.written + frame.len() as u64 > self.rotate_bytes
+        {
+            // The buffer is empty now: rotate writes the new header.
+            if let Err(e) = self.rotate() {
+                self.rows_lost += rows;
+                return Err(e);
+            }
+        }
+        let result = self.write_frame(&frame, rows);
+        self.frame = frame;
+        result
+    }
+
+    fn write_frame(&mut self, frame: &[u8], rows: u64) -> Result<(), SinkError> {
+        let mut done = 0;
+        let mut failure = None;
+        while done < frame.len() {
+            match self.file.write(&frame[done..]) {
+                Ok(0) => {
+                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let current = self.files.last_mut().expect("a sink always has a file");
+        match failure {
+            None => {
+                self.written += frame.len() as u64;
+                current.bytes += frame.len() as u64;
+                current.rows += rows;
+                Ok(())
+            }
+            Some(source) => {
+                self.rows_lost += rows;
+                // Never leave part of a frame at the end of a file.
+                let _ = self.file.set_len(self.written);
+                let path = self.dir.path().join(&current.name);
+                Err(SinkError::Write { path, source })
+            }
+        }
+    }
+
     /// Counts rows that could not even be buffered (the sink had failed).
     pub fn count_lost(&mut self, rows: u64) {
         self.rows_lost += rows;
@@ -253,9 +461,9 @@ impl CsvSink {
 
 /// Creates the first free `nw_NNNN.csv` from `*seq` on, exclusively, and
 /// leaves `*seq` at the number after it.
-fn open_next(dir: &SafeDir, seq: &mut u32) -> Result<(File, String), SinkError> {
+fn open_next(dir: &SafeDir, seq: &mut u32, extension: &str) -> Result<(File, String), SinkError> {
     loop {
-        let name = format!("nw_{:04}.csv", *seq);
+        let name = format!("nw_{:04}.{extension}", *seq);
         *seq += 1;
         if let Some(file) = dir.create_file_exclusive(&name)? {
             return Ok((file, name));
@@ -414,5 +622,149 @@ mod tests {
         assert_eq!(names, ["nw_0002.csv", "nw_0004.csv"]);
         assert_eq!(read(&dir, "nw_0001.csv"), "someone else's\n");
         assert_eq!(read(&dir, "nw_0003.csv"), "and this\n");
+    }
+}
+
+#[cfg(test)]
+mod compressed_tests {
+    use super::*;
+    use crate::output::layout::create_run_dir;
+    use std::io::Read;
+
+    fn run_dir(tag: &str) -> SafeDir {
+        let out = std::env::temp_dir().join(format!("nwtrace-zsink-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        create_run_dir(&out, "m", "t").unwrap()
+    }
+
+    fn decompress(compression: Compression, bytes: &[u8]) -> String {
+        let mut text = String::new();
+        match compression {
+            Compression::Zstd => {
+                zstd::stream::read::Decoder::new(bytes)
+                    .unwrap()
+                    .read_to_string(&mut text)
+                    .unwrap();
+            }
+            Compression::Gzip => {
+                flate2::read::MultiGzDecoder::new(bytes)
+                    .read_to_string(&mut text)
+                    .unwrap();
+            }
+            Compression::None => text = String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+        text
+    }
+
+    /// Rows like real ones: compressible, but not trivially.
+    fn row(i: u64) -> String {
+        format!(
+            "2026-11-26 13:00:{:02}.{:06},{},curl,TCP,4,10.0.0.{},93.184.216.{},{},443,{},send,{},,\n",
+            i % 60,
+            (i * 7919) % 1_000_000,
+            1000 + i % 17,
+            i % 250,
+            (i * 31) % 250,
+            40000 + i % 1000,
+            (i * 131) % 65536,
+            (i * 104_729) % 900_000
+        )
+    }
+
+    #[test]
+    fn compressed_files_hold_whole_rows_and_the_rotation_size() {
+        for compression in [Compression::Zstd, Compression::Gzip] {
+            let run = run_dir(&format!("{compression:?}"));
+            let limit = 16 * 1024;
+            let retention = Retention::default();
+            let mut sink = CsvSink::create_with(run, limit, retention, compression).unwrap();
+            let n = 20_000;
+            for i in 0..n {
+                sink.append_row(|b| b.extend_from_slice(row(i).as_bytes()))
+                    .unwrap();
+            }
+            sink.flush().unwrap();
+            assert!(sink.files().len() > 3, "{compression:?} rotated");
+            let mut all = Vec::new();
+            for f in sink.files() {
+                assert!(f.name.ends_with(compression.extension()), "{}", f.name);
+                let bytes = std::fs::read(sink.dir().join(&f.name)).unwrap();
+                assert_eq!(bytes.len() as u64, f.bytes, "{}", f.name);
+                assert!(f.bytes <= limit, "{} is {} bytes", f.name, f.bytes);
+                let text = decompress(compression, &bytes);
+                assert!(text.starts_with(HEADER) && text.ends_with('\n'));
+                let rows: Vec<String> = text[HEADER.len()..].lines().map(String::from).collect();
+                assert_eq!(rows.len() as u64, f.rows);
+                all.extend(rows);
+            }
+            assert_eq!(all.len() as u64, n);
+            assert!(
+                all.iter()
+                    .enumerate()
+                    .all(|(i, r)| format!("{r}\n") == row(i as u64))
+            );
+        }
+    }
+
+    #[test]
+    fn retention_counts_compressed_bytes() {
+        let run = run_dir("zretain");
+        let limit = 8 * 1024;
+        let retention = Retention {
+            max_files: None,
+            max_bytes: Some(3 * limit),
+        };
+        let mut sink = CsvSink::create_with(run, limit, retention, Compression::Zstd).unwrap();
+        for i in 0..30_000 {
+            sink.append_row(|b| b.extend_from_slice(row(i).as_bytes()))
+                .unwrap();
+        }
+        sink.flush().unwrap();
+        let live: Vec<_> = sink.files().iter().filter(|f| !f.deleted).collect();
+        let on_disk: u64 = live.iter().map(|f| f.bytes).sum();
+        // What is left is within the limit, plus the file being written.
+        assert!(on_disk <= 4 * limit, "{on_disk}");
+        assert!(sink.files().iter().any(|f| f.deleted));
+        for f in sink.files() {
+            assert_eq!(sink.dir().join(&f.name).exists(), !f.deleted, "{}", f.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod numbering_tests {
+    use super::*;
+    use crate::output::layout::create_run_dir;
+
+    #[test]
+    fn file_numbers_go_past_9999() {
+        let out = std::env::temp_dir().join(format!("nwtrace-sink-9999-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let run = create_run_dir(&out, "m", "t").unwrap();
+        let retention = Retention {
+            max_files: Some(2),
+            max_bytes: None,
+        };
+        let mut sink = CsvSink::create(run, HEADER.len() as u64 + 2, retention).unwrap();
+        sink.next_seq = 9998;
+        for i in 0..4 {
+            sink.append_row(|b| b.extend_from_slice(format!("{i}\n").as_bytes()))
+                .unwrap();
+        }
+        sink.flush().unwrap();
+        let names: Vec<&str> = sink.files().iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["nw_0001.csv", "nw_9998.csv", "nw_9999.csv", "nw_10000.csv"]
+        );
+        // Retention goes by creation order, not by name: 10000 is newest.
+        let live: Vec<&str> = sink
+            .files()
+            .iter()
+            .filter(|f| !f.deleted)
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(live, ["nw_9999.csv", "nw_10000.csv"]);
+        assert!(crate::output::expire::is_data_file_name("nw_10000.csv"));
     }
 }
