@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cmd;
 pub mod names;
 pub mod output;
+pub mod schema;
 pub mod timefmt;
 
 pub(crate) mod bpf {
