@@ -28,6 +28,10 @@ pub enum Command {
     /// backends work (each one is loaded and attached for real, then
     /// detached). Exits 1 when none works.
     Doctor,
+    /// Answers from a recording: coverage, busiest processes and
+    /// conversations, latency, errors, flags, plots; as text, JSON, HTML
+    /// or CSV.
+    Report(crate::cmd::report::ReportArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -15,6 +15,7 @@ pub mod cmd;
 pub mod input;
 pub mod names;
 pub mod output;
+pub mod report;
 pub mod schema;
 pub mod timefmt;
 

@@ -9,7 +9,7 @@ use clap::Parser;
 
 use nwtrace::UsageError;
 use nwtrace::cli::{Cli, Command};
-use nwtrace::cmd::{doctor, record};
+use nwtrace::cmd::{doctor, record, report};
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -18,6 +18,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => record::record(args, cli.verbose),
         Command::Doctor => doctor::doctor(cli.verbose),
+        Command::Report(args) => report::report(args),
     }
 }
 
