@@ -22,6 +22,9 @@ pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
     env.add_filter("secs", |v: f64| text::seconds(v));
     env.add_filter("pct", |v: f64| format!("{:.1}%", v * 100.0));
     env.add_filter("rate", |v: Option<f64>| text::rate(v));
+    env.add_filter("byterate", |v: Option<f64>| {
+        v.map_or("-".into(), |b| format!("{}/s", text::bytes(b as u64)))
+    });
 
     let sizes: Vec<(String, u64)> = r
         .sizes

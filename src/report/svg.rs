@@ -70,9 +70,12 @@ fn time_label(t_ns: i64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-/// A chart of several series over time. `fmt` labels the y axis.
+/// A chart of several series over time. `fmt` labels the y axis. Points
+/// further apart than `step_ns` (buckets with no ops) break the line, so
+/// a gap between runs is not drawn as a slope.
 pub fn time_chart(
     title: &str,
+    step_ns: i64,
     xs: &[i64],
     series: &[(&str, &str, Vec<f64>)],
     fmt: &dyn Fn(f64) -> String,
@@ -95,28 +98,23 @@ pub fn time_chart(
     axes(&mut out, H, ymax, fmt, x0, x1);
     for (name, colour, ys) in series {
         let mut d = String::new();
-        for (i, (&t, &v)) in xs.iter().zip(ys).enumerate() {
-            let _ = write!(
-                d,
-                "{}{:.1},{:.1}",
-                if i == 0 { "M" } else { " L" },
-                px(t),
-                py(v)
-            );
+        let mut prev: Option<i64> = None;
+        for (&t, &v) in xs.iter().zip(ys) {
+            let join = prev.is_some_and(|p| t - p <= step_ns);
+            let sep = if join { " L" } else { " M" };
+            let _ = write!(d, "{sep}{:.1},{:.1}", px(t), py(v));
+            // A lone point still shows: a round-capped tick.
+            if !join {
+                d.push_str(" l0.1,0");
+            }
+            prev = Some(t);
         }
+        let d = d.trim_start();
         let _ = write!(
             out,
-            "<path d=\"{d}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"><title>{}</title></path>",
+            "<path d=\"{d}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" stroke-linecap=\"round\" stroke-linejoin=\"round\"><title>{}</title></path>",
             esc(name)
         );
-        if xs.len() == 1 {
-            let _ = write!(
-                out,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>",
-                px(xs[0]),
-                py(ys[0])
-            );
-        }
     }
     legend(&mut out, series.iter().map(|s| (s.0, s.1)));
     out.push_str("</svg>");
@@ -174,6 +172,7 @@ pub fn ops_chart(s: &SeriesOut) -> String {
     let xs: Vec<i64> = s.points.iter().map(|p| p.t_ns).collect();
     time_chart(
         "Operations per second",
+        s.bucket_seconds * 1_000_000_000,
         &xs,
         &[
             (
@@ -196,6 +195,7 @@ pub fn bytes_chart(s: &SeriesOut) -> String {
     let xs: Vec<i64> = s.points.iter().map(|p| p.t_ns).collect();
     time_chart(
         "Bytes per second",
+        s.bucket_seconds * 1_000_000_000,
         &xs,
         &[
             (
@@ -220,6 +220,7 @@ pub fn errors_chart(s: &SeriesOut) -> String {
     let xs: Vec<i64> = s.points.iter().map(|p| p.t_ns).collect();
     time_chart(
         "Errors per bucket",
+        s.bucket_seconds * 1_000_000_000,
         &xs,
         &[
             (
