@@ -56,9 +56,11 @@ pub struct ReportArgs {
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
 
+    /// Only this protocol.
     #[arg(long, value_enum)]
     pub protocol: Option<ProtocolArg>,
 
+    /// Only sends or only receives.
     #[arg(long, value_enum)]
     pub direction: Option<DirectionArg>,
 

@@ -25,11 +25,13 @@ const MAX_PROBLEMS: usize = 100;
 pub enum SortKey {
     /// Bytes sent + received.
     Bytes,
+    /// Operations.
     Ops,
     /// p99 latency (sends and receives).
     P99,
     /// Max latency.
     Max,
+    /// Errors, retry and hard.
     Errors,
 }
 
