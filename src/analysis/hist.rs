@@ -1,10 +1,13 @@
-//! Latency histograms: HdrHistogram, mergeable.
+//! Latency histograms, mergeable.
 //!
-//! Overall histograms (direction x protocol x blocking) keep 3 significant
-//! digits: a reported percentile is within 0.1% of the true value (the
-//! bucket holding it). Per-process and per-conversation histograms keep 2
-//! (within 1%: the worst bucket is 1/128 wide), so that a thousand of them
-//! fit in a few megabytes. Counts and max are exact.
+//! Overall histograms (direction x protocol x blocking) are HdrHistograms
+//! with 3 significant digits: a reported percentile is within 0.1% of the
+//! true value (the bucket holding it). Per-process and per-conversation
+//! ones are [`SparseHist`]: the same log-linear buckets as an HdrHistogram
+//! with 2 significant digits (within 1%: the widest bucket is 1/128 of its
+//! value), stored sparsely, so that thousands of keys cost little and a
+//! key that comes and goes costs no large allocation. Counts, mean and max
+//! are exact.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -119,9 +122,220 @@ pub struct LatencySummary {
     pub max: u64,
 }
 
+/// A log-linear histogram stored as sorted (bucket, count) pairs: values
+/// below 256 exactly, above that 128 buckets per power of two. New values
+/// wait in a small buffer and are merged in sorted batches: a linear,
+/// cache-friendly merge every [`PENDING`] values instead of a search (and
+/// often an insert) for each.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SparseHist {
+    buckets: Vec<(u32, u64)>,
+    pending: Vec<u32>,
+    count: u64,
+    sum: u128,
+    max: u64,
+}
+
+const PENDING: usize = 64;
+
+#[inline]
+fn sparse_index(v: u64) -> u32 {
+    if v < 256 {
+        v as u32
+    } else {
+        let exp = 63 - v.leading_zeros() - 7;
+        exp * 128 + (v >> exp) as u32
+    }
+}
+
+/// The highest value that falls in bucket `idx`.
+fn sparse_highest(idx: u32) -> u64 {
+    if idx < 256 {
+        return u64::from(idx);
+    }
+    let exp = idx / 128 - 1;
+    let m = u128::from(idx - exp * 128);
+    (((m + 1) << exp) - 1).min(u128::from(u64::MAX)) as u64
+}
+
+/// Merges two sorted bucket lists.
+fn merge_sorted(a: &[(u32, u64)], b: &[(u32, u64)]) -> Vec<(u32, u64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push((a[i].0, a[i].1 + b[j].1));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+impl SparseHist {
+    #[inline]
+    pub fn record(&mut self, v: u64) {
+        self.count += 1;
+        self.sum += u128::from(v);
+        self.max = self.max.max(v);
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(PENDING);
+        }
+        self.pending.push(sparse_index(v));
+        if self.pending.len() == PENDING {
+            self.flush();
+        }
+    }
+
+    /// Moves the buffered values into the buckets.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.pending.sort_unstable();
+        let mut run: Vec<(u32, u64)> = Vec::with_capacity(self.pending.len());
+        for &idx in &self.pending {
+            match run.last_mut() {
+                Some(last) if last.0 == idx => last.1 += 1,
+                _ => run.push((idx, 1)),
+            }
+        }
+        self.pending.clear();
+        self.buckets = merge_sorted(&self.buckets, &run);
+    }
+
+    /// The buckets with nothing pending (a copy only when some are).
+    fn flushed(&self) -> std::borrow::Cow<'_, SparseHist> {
+        if self.pending.is_empty() {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            let mut c = self.clone();
+            c.flush();
+            std::borrow::Cow::Owned(c)
+        }
+    }
+
+    pub fn merge(&mut self, o: &SparseHist) {
+        if o.count == 0 {
+            return;
+        }
+        self.flush();
+        let o = o.flushed();
+        self.buckets = merge_sorted(&self.buckets, &o.buckets);
+        self.count += o.count;
+        self.sum += o.sum;
+        self.max = self.max.max(o.max);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The value at rank ceil(q x count), as the top of its bucket (capped
+    /// by the exact max), like HdrHistogram.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let h = self.flushed();
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for &(idx, n) in &h.buckets {
+            seen += n;
+            if seen >= rank {
+                return sparse_highest(idx).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        let h = self.flushed();
+        LatencySummary {
+            count: h.count,
+            mean: if h.count == 0 {
+                0.0
+            } else {
+                h.sum as f64 / h.count as f64
+            },
+            p50: h.quantile(0.5),
+            p90: h.quantile(0.9),
+            p99: h.quantile(0.99),
+            p999: h.quantile(0.999),
+            max: h.max,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_buckets_are_within_one_percent() {
+        let mut prev_hi = None;
+        for idx in 0..7424u32 {
+            let hi = sparse_highest(idx);
+            if let Some(p) = prev_hi {
+                assert_eq!(sparse_index(p + 1), idx, "bucket {idx} starts after {p}");
+            }
+            assert_eq!(sparse_index(hi), idx);
+            prev_hi = Some(hi);
+            if hi == u64::MAX {
+                break;
+            }
+        }
+        let mut h = SparseHist::default();
+        let mut all: Vec<u64> = (0..20_000u64).map(|i| i * i % 9_999_991 + 1).collect();
+        for &v in &all {
+            h.record(v);
+        }
+        all.sort();
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            let rank = (q * all.len() as f64).ceil() as usize;
+            let want = all[rank - 1] as f64;
+            let got = h.quantile(q) as f64;
+            assert!(
+                got >= want && (got - want) / want < 0.01,
+                "{q}: {got} vs {want}"
+            );
+        }
+        assert_eq!(h.max(), *all.last().unwrap());
+        // Merging halves equals one pass.
+        let (mut a, mut b) = (SparseHist::default(), SparseHist::default());
+        for (i, &v) in all.iter().enumerate() {
+            if i % 3 == 0 { a.record(v) } else { b.record(v) }
+        }
+        a.merge(&b);
+        let mut one = SparseHist::default();
+        for &v in &all {
+            one.record(v);
+        }
+        assert_eq!(a.summary(), one.summary());
+        a.flush();
+        one.flush();
+        assert_eq!(a.buckets, one.buckets);
+    }
 
     #[test]
     fn percentiles_within_precision() {

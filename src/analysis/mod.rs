@@ -22,7 +22,7 @@ pub use aggregate::{
     PortKey, PortRole, ProcKey, ProcStats, Totals,
 };
 pub use capped::Capped;
-pub use hist::{LatencyHist, LatencySummary};
+pub use hist::{LatencyHist, LatencySummary, SparseHist};
 pub use series::{Series, SeriesPoint};
 
 use crate::capture::event::NetEvent;
