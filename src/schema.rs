@@ -148,7 +148,7 @@ impl From<crate::capture::event::Endpoint> for Endpoint {
 /// not UTF-8 written as `\xNN` (at most 15 raw bytes, so at most 60 bytes
 /// of text). Fixed size and `Copy`, so that it can sit in hash keys
 /// without an allocation per row.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Eq, PartialOrd, Ord)]
 pub struct Comm {
     len: u8,
     bytes: [u8; Comm::CAP],
@@ -199,6 +199,21 @@ impl Comm {
     /// replaced (the writer never produces such a comm).
     pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(self.as_bytes())
+    }
+}
+
+/// Compares the text only, not the unused (always zero) tail of the array:
+/// comms are short, and this runs in several tables on every op.
+impl PartialEq for Comm {
+    fn eq(&self, other: &Comm) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+/// Hashes the text only, like `eq`.
+impl std::hash::Hash for Comm {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
     }
 }
 

@@ -3,7 +3,6 @@
 //! sizes, time series and exemplars.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use rustc_hash::FxHashSet;
 
@@ -433,8 +432,6 @@ pub struct Aggregate {
     pub series: Series,
     pub slowest: TopN,
     pub largest: TopN,
-    /// Remote addresses (not ports) seen, for "peers" overall.
-    pub peer_addrs: Capped<IpAddr, Counters>,
 }
 
 impl Default for Aggregate {
@@ -466,7 +463,6 @@ impl Aggregate {
             series: Series::default(),
             slowest: TopN::new(config.exemplars),
             largest: TopN::new(config.exemplars),
-            peer_addrs: Capped::new(config.max_remotes),
         }
     }
 
@@ -490,6 +486,24 @@ impl Aggregate {
                 .record(lat);
         }
 
+        let c = self.conversations.entry(ConvKey {
+            machine: op.machine,
+            protocol: op.protocol,
+            pid: op.pid,
+            comm: op.comm,
+            local: op.local,
+            remote: op.remote,
+        });
+        // A conversation's first op (or its first since an eviction) is
+        // when its remote end can be new to the process: the peer set is
+        // only touched then, not on every op.
+        let new_conversation = c.c.total_ops() == 0;
+        c.c.add(op);
+        c.end_of_stream |= op.is_end_of_stream();
+        if let Some(lat) = op.latency_ns {
+            c.latency[d].record(lat);
+        }
+
         let max_peers = self.config.max_peers_per_process;
         let p = self.processes.entry(ProcKey {
             machine: op.machine,
@@ -497,7 +511,7 @@ impl Aggregate {
             comm: op.comm,
         });
         p.c.add(op);
-        if let Some(r) = op.remote {
+        if let (Some(r), true) = (op.remote, new_conversation) {
             if p.peers.len() < max_peers {
                 p.peers.insert(r);
             } else if !p.peers.contains(&r) {
@@ -508,23 +522,8 @@ impl Aggregate {
             p.latency[class as usize].record(lat);
         }
 
-        let c = self.conversations.entry(ConvKey {
-            machine: op.machine,
-            protocol: op.protocol,
-            pid: op.pid,
-            comm: op.comm,
-            local: op.local,
-            remote: op.remote,
-        });
-        c.c.add(op);
-        c.end_of_stream |= op.is_end_of_stream();
-        if let Some(lat) = op.latency_ns {
-            c.latency[d].record(lat);
-        }
-
         self.remotes.entry((op.protocol, op.remote)).c.add(op);
         if let Some(r) = op.remote {
-            self.peer_addrs.entry(r.addr).add(op);
             self.ports
                 .entry(PortKey {
                     protocol: op.protocol,
@@ -612,7 +611,6 @@ impl Aggregate {
         self.ports.merge(&o.ports);
         self.errors.merge(&o.errors);
         self.flag_combos.merge(&o.flag_combos);
-        self.peer_addrs.merge(&o.peer_addrs);
         for d in 0..2 {
             for b in 0..32 {
                 self.flag_bits[d][b] += o.flag_bits[d][b];
@@ -636,7 +634,6 @@ impl Aggregate {
         self.ports.finish();
         self.errors.finish();
         self.flag_combos.finish();
-        self.peer_addrs.finish();
         self.series.flush();
     }
 }
@@ -645,7 +642,7 @@ impl Aggregate {
 pub(crate) mod tests {
     use super::*;
     use std::fmt::Write;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     pub struct Rng(pub u64);
     impl Rng {
