@@ -626,3 +626,43 @@ fn snapshots() {
     assert_eq!(code, 0, "{err}");
     insta::assert_snapshot!("report_json_top5", json);
 }
+
+#[test]
+fn any_level_of_the_tree_is_an_input() {
+    let fx = fixture("levels");
+    let count = |pred: &dyn Fn(&FxRow) -> bool| fx.rows.iter().filter(|r| pred(r)).count() as u64;
+    for (path, want) in [
+        ("tree", count(&|_| true)),
+        ("tree/m-alpha", count(&|r| r.machine == "m-alpha")),
+        (
+            "tree/m-beta/20261126T050500Z",
+            count(&|r| r.run == "20261126T050500Z"),
+        ),
+        (
+            "tree/m-alpha/20261126T050000Z/nw",
+            count(&|r| r.run == "20261126T050000Z"),
+        ),
+        (
+            "tree/m-alpha/20261126T050000Z/nw/nw_0002.csv",
+            count(&|r| r.file.ends_with("20261126T050000Z/nw/nw_0002.csv")),
+        ),
+    ] {
+        let v = json(&fx.dir, &[path]);
+        assert_eq!(u(&v["totals"]["ops"]), want, "{path}");
+        assert!(v["runs"].as_array().unwrap().iter().all(|r| {
+            r["machine_id"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("m-"))
+        }));
+    }
+    // Two paths at once, overlapping: nothing is counted twice.
+    let v = json(
+        &fx.dir,
+        &[
+            "tree/m-alpha",
+            "tree/m-alpha/20261126T060000Z",
+            "tree/m-beta",
+        ],
+    );
+    assert_eq!(u(&v["totals"]["ops"]), fx.rows.len() as u64);
+}

@@ -104,8 +104,17 @@ pub fn discover(paths: &[PathBuf]) -> Result<Discovery, String> {
             walk(p, &mut dirs, 0);
         }
     }
-    let mut d = Discovery::default();
+    // The same folder reached through two paths (`tree` and `./tree/m1`)
+    // is read once, under the first name it was found by.
+    let mut seen: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
+    let mut unique: BTreeMap<PathBuf, BTreeSet<String>> = BTreeMap::new();
     for (dir, names) in dirs {
+        let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+        let shown = seen.entry(abs).or_insert(dir).clone();
+        unique.entry(shown).or_default().extend(names);
+    }
+    let mut d = Discovery::default();
+    for (dir, names) in unique {
         let abs = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
         let run_path = abs.parent();
         let run_dir = run_path.map(name_of).unwrap_or_default();
