@@ -719,7 +719,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
                 format!("{}", m.d.baseline),
                 format!("{}", m.d.current),
                 format!("{:+}", m.d.delta),
-                pct(m.d.pct),
+                pct(&m.d),
             ]);
         }
         tb.render(&mut out);
@@ -740,15 +740,15 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
                     d.key.clone(),
                     d.presence.into(),
                     format!("{:+}", d.bytes.delta),
-                    pct(d.bytes.pct),
+                    pct(&d.bytes),
                     format!("{:+}", d.ops.delta),
-                    pct(d.ops.pct),
+                    pct(&d.ops),
                     d.p99_ns
                         .as_ref()
                         .map_or("-".into(), |p| format!("{:+}", p.delta)),
-                    d.p99_ns.as_ref().map_or("-".into(), |p| pct(p.pct)),
+                    d.p99_ns.as_ref().map_or("-".into(), pct),
                     format!("{:+}", d.errors.delta),
-                    pct(d.errors.pct),
+                    pct(&d.errors),
                 ]);
             }
             tb.render(&mut out);
@@ -758,8 +758,13 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     out
 }
 
-fn pct(p: Option<f64>) -> String {
-    p.map_or("new".into(), |p| format!("{p:+.1}%"))
+/// The change in percent; "new" from a baseline of 0, "-" for 0 to 0.
+fn pct(d: &super::compare::Delta) -> String {
+    match d.pct {
+        Some(p) => format!("{p:+.1}%"),
+        None if d.current == 0.0 => "-".into(),
+        None => "new".into(),
+    }
 }
 
 fn endpoint(addr: &str, port: u16) -> String {
