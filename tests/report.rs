@@ -347,8 +347,20 @@ fn totals_processes_conversations_errors_and_runs_match_the_rows() {
         );
     }
     assert_eq!(problems.len(), fx.bad.len());
-    // Gaps between runs of one machine.
-    assert!(!cov["gaps"].as_array().unwrap().is_empty());
+    // Gaps between runs of one machine (from the manifests), and inside
+    // a file (90 s with no row).
+    let gaps = cov["gaps"].as_array().unwrap();
+    let between = gaps.iter().filter(|g| g["kind"] == "between_runs").count();
+    assert_eq!(between, 2, "{gaps:?}");
+    let quiet: Vec<&Value> = gaps.iter().filter(|g| g["kind"] == "no_rows").collect();
+    assert_eq!(quiet.len(), 1, "{gaps:?}");
+    let q: Vec<&FxRow> = rows
+        .iter()
+        .filter(|r| r.file.ends_with("nw_0004.csv"))
+        .collect();
+    assert_eq!(quiet[0]["from"], q[0].timestamp.as_str());
+    assert_eq!(quiet[0]["to"], q[1].timestamp.as_str());
+    assert_eq!(quiet[0]["seconds"], 90.0);
     let machines = v["machines"].as_array().unwrap();
     assert_eq!(machines.len(), 2);
     let alpha_ops = rows.iter().filter(|r| r.machine == "m-alpha").count() as u64;

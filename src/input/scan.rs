@@ -20,7 +20,14 @@ pub struct FileResult {
     /// First and last timestamp of any valid row (before filtering).
     pub first_ns: Option<i64>,
     pub last_ns: Option<i64>,
+    /// Stretches of at least [`QUIET_NS`] with no row, inside the file
+    /// (start, end), the first few.
+    pub quiet: Vec<(i64, i64)>,
 }
+
+/// A stretch without any row this long is reported as a gap in time.
+pub const QUIET_NS: i64 = 60_000_000_000;
+const MAX_QUIET_KEPT: usize = 20;
 
 pub struct Scan {
     pub discovery: Discovery,
@@ -39,6 +46,14 @@ pub fn aggregate_file(
     let mut res = FileResult::default();
     let filtering = !filter.is_empty();
     let stats = read_file(&df.path, df.compression, |row, line| {
+        // Rows come in completion order with start times, so a row may be
+        // older than the one before; only a forward jump is a gap.
+        if let Some(last) = res.last_ns
+            && row.ts_ns - last >= QUIET_NS
+            && res.quiet.len() < MAX_QUIET_KEPT
+        {
+            res.quiet.push((last, row.ts_ns));
+        }
         res.first_ns = Some(res.first_ns.map_or(row.ts_ns, |f| f.min(row.ts_ns)));
         res.last_ns = Some(res.last_ns.map_or(row.ts_ns, |l| l.max(row.ts_ns)));
         let mut op = Op::from(row);

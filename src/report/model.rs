@@ -107,6 +107,9 @@ pub struct Coverage {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct GapOut {
+    /// `between_runs`: no run of this machine was recording;
+    /// `no_rows`: a run was, but wrote no row (idle, or a hole).
+    pub kind: &'static str,
     pub machine_id: String,
     pub from: String,
     pub to: String,
@@ -1146,7 +1149,18 @@ fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 /// run's start when nothing on that machine was recording. A run's span is
 /// its manifest's start and stop (else its first and last row).
 fn gaps(runs: &[RunOut], scan: &Scan) -> Vec<GapOut> {
-    let _ = scan;
+    let mut out = Vec::new();
+    for (i, f) in scan.files.iter().enumerate() {
+        for &(a, b) in &f.quiet {
+            out.push(GapOut {
+                kind: "no_rows",
+                machine_id: scan.discovery.files[i].machine_id.clone(),
+                from: format_timestamp_ns(a),
+                to: format_timestamp_ns(b),
+                seconds: (b - a) as f64 / 1e9,
+            });
+        }
+    }
     let mut by_machine: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
     for r in runs {
         let start = r
@@ -1176,7 +1190,6 @@ fn gaps(runs: &[RunOut], scan: &Scan) -> Vec<GapOut> {
                 .push((a, b.max(a)));
         }
     }
-    let mut out = Vec::new();
     for (m, mut spans) in by_machine {
         spans.sort();
         let mut end = spans[0].1;
@@ -1184,6 +1197,7 @@ fn gaps(runs: &[RunOut], scan: &Scan) -> Vec<GapOut> {
             // Gaps under a second are clock granularity, not holes.
             if a > end + 1_000_000_000 {
                 out.push(GapOut {
+                    kind: "between_runs",
                     machine_id: m.to_string(),
                     from: format_timestamp_ns(end),
                     to: format_timestamp_ns(a),
@@ -1193,5 +1207,6 @@ fn gaps(runs: &[RunOut], scan: &Scan) -> Vec<GapOut> {
             end = end.max(b);
         }
     }
+    out.sort_by(|a, b| (&a.machine_id, &a.from).cmp(&(&b.machine_id, &b.from)));
     out
 }

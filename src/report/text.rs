@@ -290,7 +290,12 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     for g in &c.gaps {
         let _ = writeln!(
             out,
-            "  gap on {}: {} .. {} ({})",
+            "  {} on {}: {} .. {} ({})",
+            if g.kind == "no_rows" {
+                "no rows"
+            } else {
+                "gap between runs"
+            },
             g.machine_id,
             g.from,
             g.to,
