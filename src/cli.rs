@@ -52,6 +52,10 @@ pub enum Command {
     /// Write the man pages or the shell completions into DIR (packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
+    /// Answers from a recording: coverage, busiest processes and
+    /// conversations, latency, errors, flags, plots; as text, JSON, HTML
+    /// or CSV.
+    Report(Box<crate::cmd::report::ReportArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

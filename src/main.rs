@@ -10,7 +10,7 @@ use clap::Parser;
 
 use nwtrace::UsageError;
 use nwtrace::cli::{Cli, Command};
-use nwtrace::cmd::{config, doctor, generate, record, watch};
+use nwtrace::cmd::{config, doctor, generate, record, report, watch};
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -23,6 +23,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate::generate(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Watch(args) => watch::watch(*args),
+        Command::Report(args) => report::report(*args),
     }
 }
 

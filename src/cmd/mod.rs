@@ -4,5 +4,6 @@ pub mod config;
 pub mod doctor;
 pub mod generate;
 pub mod record;
+pub mod report;
 pub mod signals;
 pub mod watch;

@@ -12,22 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub const HEADER: [&str; 14] = [
-    "Timestamp",
-    "PID",
-    "Command",
-    "Protocol",
-    "IP Version",
-    "Source Address",
-    "Destination Address",
-    "Source Port",
-    "Destination Port",
-    "Size",
-    "Direction",
-    "Latency",
-    "Error",
-    "MSG Flags",
-];
+/// The column names, from the library's one row schema (the oracle of
+/// the tests is what the syscalls returned, not the schema).
+pub const HEADER: [&str; 14] = nwtrace::schema::COLUMNS;
 
 /// The nwtrace binary: $NWTRACE_BIN (inside a VM), else the one cargo built.
 pub fn nwtrace_bin() -> PathBuf {
