@@ -6,6 +6,8 @@ bench/run does the orchestration; every run leaves a folder of logs, and this
 file turns those folders into numbers.  Subcommands:
 
   sockperf LOG                 key=value lines parsed from one sockperf log
+  tax LOG dd|pipe              syscalls/s of one tax workload run
+  cputicks PID                 user+system CPU seconds of PID so far
   rows CSVROOT PID...          rows per PID in every nw_*.csv under CSVROOT
   bpfstats NWPID OUT.json      stats of the BPF programs that process NWPID holds
   report WORKDIR               the markdown report for a whole bench run
@@ -86,6 +88,40 @@ def parse_sockperf(path):
     return out
 
 
+def parse_tax(path, workload):
+    """Syscalls per second of one tax workload run.
+
+    dd, stopped by SIGINT, prints
+      N bytes (...) copied, T s, R kB/s
+    with bs=1: N reads and N writes in T s.  `perf bench sched pipe -l L`
+    prints
+      Total time: T [sec]
+    for L round trips of 2 writes and 2 reads."""
+    out = {}
+    try:
+        text = open(path, errors="replace").read()
+    except OSError:
+        return out
+    if workload == "dd":
+        m = re.search(r"(\d+) bytes .*copied, ([0-9.]+) s", text)
+        if m and float(m.group(2)) > 0:
+            out["ops"] = 2 * int(m.group(1))
+            out["secs"] = float(m.group(2))
+    elif workload == "pipe":
+        m = re.search(r"Total time:\s*([0-9.]+)", text)
+        loops = re.search(r"Executed (\d+) pipe operations", text)
+        if m and loops and float(m.group(1)) > 0:
+            out["ops"] = 4 * int(loops.group(1))
+            out["secs"] = float(m.group(1))
+    if out.get("secs"):
+        out["rate"] = out["ops"] / out["secs"]
+    cpu = parse_cputime(path)
+    if cpu and out.get("ops"):
+        out["cpu"] = cpu
+        out["rate_cpu"] = out["ops"] / cpu
+    return out
+
+
 def parse_nwtrace_manifest(path):
     """The run's figures from nwtrace's manifest.json (the machine interface;
     the stderr summary is for people)."""
@@ -95,7 +131,8 @@ def parse_nwtrace_manifest(path):
         return None
     live = [f for f in m.get("files", []) if not f.get("deleted")]
     return {"rows": m.get("rows_written"), "files": len(live), "lost": m.get("events_lost"),
-            "events": m.get("events_captured"), "finalized": m.get("finalized")}
+            "events": m.get("events_captured"), "finalized": m.get("finalized"),
+            "programs": m.get("programs", [])}
 
 
 def parse_time(path):
@@ -133,6 +170,35 @@ def read_kv(path):
 
 def cmd_sockperf(args):
     for k, v in parse_sockperf(args[0]).items():
+        print(f"{k}={v}")
+
+
+def cmd_cputicks(args):
+    """PID: its user+system CPU seconds so far, from /proc/PID/stat."""
+    try:
+        line = open(f"/proc/{args[0]}/stat").read()
+        f = line[line.rfind(")") + 2:].split()
+        print(f"cpu={(int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')}")
+    except (OSError, IndexError, ValueError):
+        pass
+
+
+def parse_cputime(path):
+    """The last 'cputime ELAPSED USER SYS' line (GNU time -f) of a file:
+    the CPU seconds a workload used, whatever else ran on its CPU."""
+    cpu = None
+    try:
+        for line in open(path, errors="replace"):
+            f = line.split()
+            if len(f) == 4 and f[0] == "cputime":
+                cpu = float(f[2]) + float(f[3])
+    except (OSError, ValueError):
+        pass
+    return cpu
+
+
+def cmd_tax(args):
+    for k, v in parse_tax(args[0], args[1]).items():
         print(f"{k}={v}")
 
 
@@ -361,6 +427,22 @@ def load_runs(work):
             r["bpf"] = json.load(open(os.path.join(d, "bpf.json")))
         except (OSError, ValueError):
             r["bpf"] = []
+        # nwtrace's own figures come from its manifest (programs[] when BPF
+        # statistics were on); bpftool's snapshot only gives the types, and
+        # the peers' figures.
+        if r["summary"] and r["summary"].get("programs"):
+            known = {p["name"]: p for p in r["bpf"]}
+            r["bpf"] = [{"id": known.get(p["name"], {}).get("id"), "name": p["name"],
+                         "type": known.get(p["name"], {}).get("type", "?"),
+                         "run_cnt": p["run_count"], "run_time_ns": p["run_time_ns"]}
+                        for p in r["summary"]["programs"]]
+        r["tax"] = parse_tax(os.path.join(d, "workload.log"), meta.get("workload", ""))
+        # Ping-pong: messages per CPU second of the two sockperf processes.
+        ccpu = parse_cputime(os.path.join(d, "client.time"))
+        scpu = read_kv(os.path.join(d, "server.ticks")).get("cpu")
+        r["pp_rate_cpu"] = None
+        if ccpu and scpu and r["client"].get("total_sent"):
+            r["pp_rate_cpu"] = r["client"]["total_sent"] / (ccpu + float(scpu))
         r["hwm_kib"] = None
         try:
             r["hwm_kib"] = int(open(os.path.join(d, "vmhwm")).read().split()[0])
@@ -456,8 +538,8 @@ def report(work):
       "the figure is the median over pairs (1.0 = no cost). Msg rate = sockperf's messages per second "
       "over its valid duration (one message = one round trip = 4 send/recv operations).")
     w("")
-    w("| Tracer | Ratio (median) | Ratios per pair | Untraced msg/s (median) | Traced msg/s (median) | Foreign load, max (CPUs) | Ratio, clean pairs (n) |")
-    w("|---|---|---|---|---|---|---|")
+    w("| Tracer | Ratio (median) | Ratios per pair | Untraced msg/s (median) | Traced msg/s (median) | Foreign load, max (CPUs) | Ratio, clean pairs (n) | Ratio per CPU second (median; per pair) |")
+    w("|---|---|---|---|---|---|---|---|")
     untraced_all = []
     for t in tracers:
         pairs = {}
@@ -471,7 +553,8 @@ def report(work):
             if r["other_bpf"] or r.get("error"):
                 dirty.add(r.get("pair"))
             pairs.setdefault(r.get("pair"), {})[r.get("mode")] = r["client"].get("rate")
-        ratios, un, tr, clean = [], [], [], []
+            pairs[r.get("pair")][r.get("mode") + "_cpu"] = r["pp_rate_cpu"]
+        ratios, un, tr, clean, cpu_ratios = [], [], [], [], []
         for p in sorted(pairs, key=lambda x: int(x)):
             u, v = pairs[p].get("untraced"), pairs[p].get("traced")
             if u:
@@ -483,12 +566,19 @@ def report(work):
                 ratios.append(v / u)
                 if p not in dirty:
                     clean.append(v / u)
+            uc, vc = pairs[p].get("untraced_cpu"), pairs[p].get("traced_cpu")
+            if uc and vc:
+                cpu_ratios.append(vc / uc)
         w(f"| {tracer_label(t)} | **{fmt_f(median(ratios))}** | {', '.join(fmt_f(x) for x in ratios) or '–'} "
-          f"| {fmt_int(median(un))} | {fmt_int(median(tr))} | {fmt_f(fmax, 2)} | {fmt_f(median(clean))} ({len(clean)}) |")
+          f"| {fmt_int(median(un))} | {fmt_int(median(tr))} | {fmt_f(fmax, 2)} | {fmt_f(median(clean))} ({len(clean)}) "
+          f"| {fmt_f(median(cpu_ratios))}; {', '.join(fmt_f(x) for x in cpu_ratios) or '–'} |")
     w("")
     w("A pair is clean when no other tracing BPF program (e.g. another nwtrace, from tests running on the same "
       "machine) was loaded during either of its runs; foreign load is the CPU that processes outside the bench used "
-      "during the runs.")
+      "during the runs. Ratio per CPU second = the same ratio with each run's messages divided by the CPU "
+      "seconds the two sockperf processes used instead of by wall time: on a shared machine, other processes "
+      "on CPU 0 take wall time from both runs of a pair unequally, but not CPU time (they still pollute the "
+      "caches).")
     w("")
     mu = median(untraced_all)
     if mu:
@@ -601,6 +691,66 @@ def report(work):
               f"| {fmt_int(f[1]) if f else '–'} | {fmt_f(f[0] / f[1], 0) if f and f[1] else '–'} |")
         w("")
 
+    # ---------------------------------------------------------------- 5
+    tax = [r for r in runs if r.get("kind") == "tax"]
+    tax_cost = [r for r in runs if r.get("kind") == "taxcost"]
+    if tax or tax_cost:
+        w("## 5. The tax on syscalls that are not network I/O")
+        w("")
+        w("The tracers hook write/read/writev/readv, which a socket may be behind, and those hooks fire for "
+          "every file, pipe and device too. Workloads pinned to CPU 0, tracer to CPU 1, no filter, untraced and "
+          "traced runs alternating in pairs as in section 1: `dd if=/dev/zero of=/dev/null bs=1` (one read and one "
+          "write per byte), and `perf bench sched pipe` (two processes bouncing a word over two pipes: 2 writes, "
+          "2 reads and 2 context switches per round trip). Ratio = traced / untraced syscalls per second.")
+        w("")
+        w("Ratio per CPU second: the same with syscalls per CPU second of the workload (GNU time's user+sys), "
+          "which other processes sharing CPU 0 do not distort (see section 1).")
+        w("")
+        w("| Workload | Tracer | Ratio (median) | Ratios per pair | Untraced syscalls/s (median) | Traced syscalls/s (median) | Foreign load, max (CPUs) | Ratio, clean pairs (n) | Ratio per CPU second (median; per pair) |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for wl in ("dd", "pipe"):
+            for t in [t for t in dict.fromkeys(r.get("tracer") for r in tax if r.get("workload") == wl)]:
+                pairs, dirty, fmax = {}, set(), None
+                for r in tax:
+                    if r.get("tracer") != t or r.get("workload") != wl:
+                        continue
+                    if r["foreign"] is not None:
+                        fmax = max(fmax or 0, r["foreign"])
+                    if r["other_bpf"] or r.get("error"):
+                        dirty.add(r.get("pair"))
+                    pairs.setdefault(r.get("pair"), {})[r.get("mode")] = r["tax"].get("rate")
+                    pairs[r.get("pair")][r.get("mode") + "_cpu"] = r["tax"].get("rate_cpu")
+                ratios, un, tr, clean, cpu_ratios = [], [], [], [], []
+                for p in sorted(pairs, key=lambda x: int(x)):
+                    u, v = pairs[p].get("untraced"), pairs[p].get("traced")
+                    un += [u] if u else []
+                    tr += [v] if v else []
+                    if u and v is not None:
+                        ratios.append(v / u)
+                        if p not in dirty:
+                            clean.append(v / u)
+                    uc, vc = pairs[p].get("untraced_cpu"), pairs[p].get("traced_cpu")
+                    if uc and vc:
+                        cpu_ratios.append(vc / uc)
+                w(f"| {wl} | {tracer_label(t)} | **{fmt_f(median(ratios))}** | {', '.join(fmt_f(x) for x in ratios) or '–'} "
+                  f"| {fmt_int(median(un))} | {fmt_int(median(tr))} | {fmt_f(fmax, 2)} | {fmt_f(median(clean))} ({len(clean)}) "
+                  f"| {fmt_f(median(cpu_ratios))}; {', '.join(fmt_f(x) for x in cpu_ratios) or '–'} |")
+        w("")
+        if tax_cost:
+            w("Per-program cost on the same workloads, one traced run each with kernel.bpf_stats_enabled=1 "
+              "(nwtrace's from its manifest's `programs[]`, bpftrace's from bpftool). ns/run includes what the "
+              "statistics themselves add (two clock reads a run). Programs that did not run are left out.")
+            w("")
+            w("| Workload | Tracer | Program | Runs | ns/run | Syscalls/s in this run |")
+            w("|---|---|---|---|---|---|")
+            for r in tax_cost:
+                for p in sorted(r["bpf"], key=lambda p: -p["run_cnt"]):
+                    if not p["run_cnt"]:
+                        continue
+                    w(f"| {r.get('workload')} | {tracer_label(r.get('tracer', ''))} | `{p['name']}` | {fmt_int(p['run_cnt'])} "
+                      f"| {fmt_f(p['run_time_ns'] / p['run_cnt'], 0)} | {fmt_int(r['tax'].get('rate'))} |")
+            w("")
+
     # Warnings
     notes = []
     for r in runs:
@@ -610,6 +760,8 @@ def report(work):
             names = sorted(set(r["other_bpf"].values()))
             notes.append(f"- {os.path.basename(r['dir'])}: {len(r['other_bpf'])} other tracing BPF programs were loaded "
                          f"during the run (another tracer?): {', '.join(names[:8])}{' …' if len(names) > 8 else ''}")
+        if r.get("kind") in ("tax", "taxcost") and r["tax"].get("rate") is None and not r.get("error"):
+            notes.append(f"- {os.path.basename(r['dir'])}: no rate found in workload.log")
         if r.get("kind") == "pp" and r["client"].get("rate") is None and not r.get("error"):
             notes.append(f"- {os.path.basename(r['dir'])}: no sockperf rate found in client.log")
         if (r.get("tracer", "").startswith("nwtrace:") or r.get("kind") == "flood") and r.get("mode") != "untraced" and r["summary"] is None:
@@ -638,7 +790,8 @@ def main():
         return 2
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {"progs": cmd_progs, "sockperf": cmd_sockperf, "rows": cmd_rows, "bpfstats": cmd_bpfstats, "report": cmd_report,
-          "sampler": cmd_sampler, "quiet": cmd_quiet}.get(cmd)
+          "sampler": cmd_sampler, "quiet": cmd_quiet, "tax": cmd_tax,
+          "cputicks": cmd_cputicks}.get(cmd)
     if fn is None:
         print(__doc__, file=sys.stderr)
         return 2

@@ -257,6 +257,88 @@ static __always_inline __u64 submit_flags(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
+/* ---- fd -> socket -------------------------------------------------------- */
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+/*
+ * The struct socket behind the current task's descriptor fd, or NULL when
+ * fd is not an open socket. No map access, and from 6.2 on no helper call
+ * but bpf_get_current_task_btf(), so that read/write/readv/writev on files, pipes and devices
+ * (which the per-syscall tracepoints cannot tell apart) stop here cheaply:
+ * before it, sys_enter_read armed task storage for every read on the host,
+ * ~290 ns a call (issue #11).
+ *
+ * The fd table is read like fcheck_files() without the RCU dereference:
+ * the task is current, so its table cannot go away under us, and a racing
+ * close at worst gives a stale file, which the sock tracepoint then ignores
+ * (it checks the socket again).
+ */
+static __always_inline struct socket *fd_sock(unsigned int fd)
+{
+	struct file *file = NULL, **fds;
+	struct fdtable *fdt;
+	umode_t mode;
+
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		/* Direct loads through the BTF task pointer: 5.11 and later. */
+		struct files_struct *files = bpf_get_current_task_btf()->files;
+
+		if (!files)
+			return NULL;
+		fdt = files->fdt;
+		if (fd >= fdt->max_fds)
+			return NULL;
+		fds = fdt->fd;
+	} else {
+		/* 5.10: no bpf_get_current_task_btf() (commit 3ca1032ab7ab,
+		 * 5.11), so every step is a probe read. */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+		fdt = BPF_CORE_READ(task, files, fdt);
+		if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+			return NULL;
+		fds = BPF_CORE_READ(fdt, fd);
+	}
+	if (bpf_ksym_exists(bpf_rdonly_cast) && bpf_core_field_offset(struct kiocb, ki_filp) == 0) {
+		/* bpf_rdonly_cast() (6.2, commit a35b9af4ec2c) turns the
+		 * loads below into plain fault-checked loads: no helper call.
+		 * fd[] is an array of bare pointers, which BTF cannot type, so
+		 * the slot is read as the first member of a struct that starts
+		 * with a struct file pointer: kiocb.ki_filp (checked above). */
+		struct file *f = bpf_core_cast(&fds[fd], struct kiocb)->ki_filp;
+
+		if (!f)
+			return NULL;
+		if ((f->f_inode->i_mode & S_IFMT) != S_IFSOCK)
+			return NULL;
+		return f->private_data;
+	}
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	return BPF_CORE_READ(file, private_data);
+}
+
+/* Whether fd is an AF_INET/AF_INET6 socket: the only ones that make rows.
+ * Unix sockets (loggers, D-Bus) stop here too. */
+static __always_inline bool fd_is_inet_sock(unsigned int fd)
+{
+	struct socket *sock = fd_sock(fd);
+	__u16 family;
+
+	if (!sock)
+		return false;
+	if (bpf_ksym_exists(bpf_rdonly_cast))
+		family = bpf_core_cast(sock, struct socket)->sk->__sk_common.skc_family;
+	else
+		family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+	return family == AF_INET || family == AF_INET6;
+}
+
 /* ---- syscall entry: arm the thread's state ----------------------------- */
 
 static __always_inline void arm(long syscall_nr, enum nw_op op, __u64 name,
@@ -359,14 +441,18 @@ int sys_enter_recvmmsg(struct nw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_write")
 int sys_enter_write(struct nw_sys_enter *ctx)
 {
-	arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
+	/* write(fd, ...): most of these are not on sockets. */
+	if (fd_is_inet_sock(SYS_ARG(ctx, 0)))
+		arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_writev")
 int sys_enter_writev(struct nw_sys_enter *ctx)
 {
-	arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
+	/* writev(fd, ...): most of these are not on sockets. */
+	if (fd_is_inet_sock(SYS_ARG(ctx, 0)))
+		arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
 	return 0;
 }
 
@@ -374,14 +460,18 @@ int sys_enter_writev(struct nw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_read")
 int sys_enter_read(struct nw_sys_enter *ctx)
 {
-	arm(ctx->syscall_nr, NW_OP_READ, 0, 0, 0);
+	/* read(fd, ...): most of these are not on sockets. */
+	if (fd_is_inet_sock(SYS_ARG(ctx, 0)))
+		arm(ctx->syscall_nr, NW_OP_READ, 0, 0, 0);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_readv")
 int sys_enter_readv(struct nw_sys_enter *ctx)
 {
-	arm(ctx->syscall_nr, NW_OP_READ, 0, 0, 0);
+	/* readv(fd, ...): most of these are not on sockets. */
+	if (fd_is_inet_sock(SYS_ARG(ctx, 0)))
+		arm(ctx->syscall_nr, NW_OP_READ, 0, 0, 0);
 	return 0;
 }
 
@@ -607,58 +697,15 @@ static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 
 
 /* ---- sendfile and splice: one row per syscall ---------------------------- */
 
-/* The current task's open file table: its size and its array. */
-struct nw_fds {
-	struct file **fd;
-	unsigned int max_fds;
-};
-
-static __always_inline void current_fds(struct nw_fds *fds)
+/* The struct sock behind file descriptor fd, or NULL when fd is not a
+ * socket (fd_sock() above: no map is touched). */
+static __always_inline struct sock *sock_of_fd(long fd)
 {
-	struct fdtable *fdt;
-
-	fds->fd = NULL;
-	fds->max_fds = 0;
-	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
-		/* A BTF task pointer (5.11, commit 3ca1032ab7ab): its chain
-		 * loads directly, without a helper call per field. */
-		struct files_struct *files = bpf_get_current_task_btf()->files;
-
-		if (!files)
-			return;
-		fdt = files->fdt;
-		if (!fdt)
-			return;
-		fds->fd = fdt->fd;
-		fds->max_fds = fdt->max_fds;
-		return;
-	}
-	fdt = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), files, fdt);
-	if (fdt) {
-		fds->fd = BPF_CORE_READ(fdt, fd);
-		fds->max_fds = BPF_CORE_READ(fdt, max_fds);
-	}
-}
-
-/*
- * The struct sock behind file descriptor fd, or NULL when fd is not a
- * socket: fds->fd[fd], a file whose inode is S_IFSOCK, whose private_data
- * is its struct socket (sock_from_file()). Probe reads with CO-RE, so it
- * works from classic tracepoints on every kernel nwtrace supports; no map
- * is touched.
- */
-static __always_inline struct sock *sock_of_fd(struct nw_fds *fds, long fd)
-{
-	struct file *file = NULL;
 	struct socket *sock;
 
-	if (fd < 0 || fd >= fds->max_fds || !fds->fd)
+	if (fd < 0)
 		return NULL;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds->fd[fd]) || !file)
-		return NULL;
-	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
-		return NULL;
-	sock = (struct socket *)BPF_CORE_READ(file, private_data);
+	sock = fd_sock(fd);
 	return sock ? BPF_CORE_READ(sock, sk) : NULL;
 }
 
@@ -677,13 +724,9 @@ static __always_inline struct sock *sock_of_fd(struct nw_fds *fds, long fd)
 static __always_inline void arm_splice(long syscall_nr, long fd_out, long fd_in)
 {
 	__u16 family, protocol;
-	struct nw_fds fds;
 	struct sock *sk;
 
-	/* The table is read once for both ends; then three probe reads per
-	 * end that is not a socket. */
-	current_fds(&fds);
-	sk = sock_of_fd(&fds, fd_out);
+	sk = sock_of_fd(fd_out);
 	if (sk && traced_socket(sk, &family, &protocol, false)) {
 		if (protocol == IPPROTO_TCP)
 			arm(syscall_nr, NW_OP_SPLICE_SEND, (__u64)sk, 0, 0);
@@ -691,7 +734,7 @@ static __always_inline void arm_splice(long syscall_nr, long fd_out, long fd_in)
 			arm(syscall_nr, NW_OP_WRITE, 0, 0, 0);
 		return;
 	}
-	sk = sock_of_fd(&fds, fd_in);
+	sk = sock_of_fd(fd_in);
 	if (sk && traced_socket(sk, &family, &protocol, false)) {
 		if (protocol == IPPROTO_TCP)
 			arm(syscall_nr, NW_OP_SPLICE_RECV, (__u64)sk, 0, 0);
