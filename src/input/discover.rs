@@ -1,4 +1,4 @@
-//! Finding the data: every `nw_*.csv` (and, for later, `nw_*.csv.gz` /
+//! Finding the data: every `nw_*.csv` (and the compressed `nw_*.csv.gz` /
 //! `nw_*.csv.zst`) below the given paths, grouped into runs with their
 //! manifests. A path may be a `nw/` folder, a run folder, a machine
 //! folder, the root of a `<MACHINE_ID>/<TIMESTAMP>/nw/` tree, or one file.
