@@ -8,12 +8,15 @@
 //! The library half is what other tools and the tests share: the row
 //! schema, the CSV reader and the manifest types.
 
+pub mod analysis;
 pub mod capture;
 pub mod cli;
 pub mod cmd;
+pub mod input;
 pub mod logging;
 pub mod names;
 pub mod output;
+pub mod schema;
 pub mod timefmt;
 
 pub(crate) mod bpf {

@@ -9,8 +9,7 @@ use crate::capture::event::{Direction, NetEvent, Protocol};
 use crate::names::{write_errno, write_msg_flags};
 use crate::timefmt::{RowTimeFormatter, WallClock};
 
-pub const HEADER: &str = "Timestamp,PID,Command,Protocol,IP Version,Source Address,\
-Destination Address,Source Port,Destination Port,Size,Direction,Latency,Error,MSG Flags\n";
+pub use crate::schema::HEADER;
 
 /// Appends `field` as an RFC 4180 field: quoted, with inner quotes doubled,
 /// when it holds a comma, a double quote, CR or LF.

@@ -1,0 +1,835 @@
+//! The one aggregate every view reads: totals, per process, per
+//! conversation, per remote endpoint and port, latency, errors, flags,
+//! sizes, time series and exemplars.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use rustc_hash::FxHashSet;
+
+use super::capped::{Capped, Entry};
+use super::hist::LatencyHist;
+use super::series::{Series, heat_bucket};
+use super::{Op, Source};
+use crate::schema::{Comm, Direction, Endpoint, Protocol, is_retry_errno};
+
+/// Bounds on the tables (keys tracked before the "other" bucket).
+#[derive(Clone, Copy, Debug)]
+pub struct AggregateConfig {
+    pub max_processes: usize,
+    pub max_conversations: usize,
+    pub max_remotes: usize,
+    pub max_ports: usize,
+    pub max_errors: usize,
+    pub max_flag_combos: usize,
+    /// Distinct peers counted exactly per process, up to this many.
+    pub max_peers_per_process: usize,
+    pub exemplars: usize,
+}
+
+impl Default for AggregateConfig {
+    fn default() -> Self {
+        AggregateConfig {
+            max_processes: 512,
+            max_conversations: 2048,
+            max_remotes: 2048,
+            max_ports: 2048,
+            max_errors: 1024,
+            max_flag_combos: 256,
+            max_peers_per_process: 1024,
+            exemplars: 10,
+        }
+    }
+}
+
+/// How an op's latency is classed; see [`Op::latency_class`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LatClass {
+    Send,
+    ReceiveBlocking,
+    ReceiveNonblocking,
+}
+
+impl LatClass {
+    pub const ALL: [LatClass; 3] = [
+        LatClass::Send,
+        LatClass::ReceiveBlocking,
+        LatClass::ReceiveNonblocking,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LatClass::Send => "send",
+            LatClass::ReceiveBlocking => "receive_blocking",
+            LatClass::ReceiveNonblocking => "receive_nonblocking",
+        }
+    }
+}
+
+/// Exact totals, never capped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub ops: u64,
+    pub sends: u64,
+    pub receives: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub errors: u64,
+    pub retry_errors: u64,
+    pub hard_errors: u64,
+    /// Successful 0-byte TCP receives (end of stream).
+    pub end_of_stream: u64,
+    /// Ops whose latency is unknown (start not seen).
+    pub latency_unknown: u64,
+    /// Ops whose remote endpoint is unknown.
+    pub unknown_peer: u64,
+    pub first_ns: Option<i64>,
+    pub last_ns: Option<i64>,
+}
+
+impl Totals {
+    #[inline]
+    pub fn add(&mut self, op: &Op) {
+        self.ops += 1;
+        match op.direction {
+            Direction::Send => {
+                self.sends += 1;
+                self.bytes_sent += op.size;
+            }
+            Direction::Receive => {
+                self.receives += 1;
+                self.bytes_received += op.size;
+            }
+        }
+        if let Some(e) = op.errno {
+            self.errors += 1;
+            if is_retry_errno(e) {
+                self.retry_errors += 1;
+            } else {
+                self.hard_errors += 1;
+            }
+        }
+        self.end_of_stream += u64::from(op.is_end_of_stream());
+        self.latency_unknown += u64::from(op.latency_ns.is_none());
+        self.unknown_peer += u64::from(op.remote.is_none());
+        self.first_ns = Some(self.first_ns.map_or(op.ts_ns, |f| f.min(op.ts_ns)));
+        self.last_ns = Some(self.last_ns.map_or(op.ts_ns, |l| l.max(op.ts_ns)));
+    }
+
+    pub fn merge(&mut self, o: &Totals) {
+        self.ops += o.ops;
+        self.sends += o.sends;
+        self.receives += o.receives;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+        self.errors += o.errors;
+        self.retry_errors += o.retry_errors;
+        self.hard_errors += o.hard_errors;
+        self.end_of_stream += o.end_of_stream;
+        self.latency_unknown += o.latency_unknown;
+        self.unknown_peer += o.unknown_peer;
+        self.first_ns = min_opt(self.first_ns, o.first_ns);
+        self.last_ns = max_opt(self.last_ns, o.last_ns);
+    }
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn merge_hist(a: &mut Option<Box<LatencyHist>>, b: &Option<Box<LatencyHist>>) {
+    if let Some(b) = b {
+        match a {
+            Some(a) => a.merge(b),
+            None => *a = Some(b.clone()),
+        }
+    }
+}
+
+#[inline]
+fn record_hist(h: &mut Option<Box<LatencyHist>>, sigfig: u8, v: u64) {
+    h.get_or_insert_with(|| Box::new(LatencyHist::new(sigfig)))
+        .record(v);
+}
+
+/// Per-key counters shared by the tables: ops, bytes and errors by
+/// direction, first and last seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Indexed by `Direction::index()`: send, receive.
+    pub ops: [u64; 2],
+    pub bytes: [u64; 2],
+    pub retry_errors: u64,
+    pub hard_errors: u64,
+    pub first_ns: Option<i64>,
+    pub last_ns: Option<i64>,
+}
+
+impl Counters {
+    #[inline]
+    fn add(&mut self, op: &Op) {
+        let d = op.direction.index();
+        self.ops[d] += 1;
+        self.bytes[d] += op.size;
+        if let Some(e) = op.errno {
+            if is_retry_errno(e) {
+                self.retry_errors += 1;
+            } else {
+                self.hard_errors += 1;
+            }
+        }
+        self.first_ns = Some(self.first_ns.map_or(op.ts_ns, |f| f.min(op.ts_ns)));
+        self.last_ns = Some(self.last_ns.map_or(op.ts_ns, |l| l.max(op.ts_ns)));
+    }
+
+    fn merge(&mut self, o: &Counters) {
+        for i in 0..2 {
+            self.ops[i] += o.ops[i];
+            self.bytes[i] += o.bytes[i];
+        }
+        self.retry_errors += o.retry_errors;
+        self.hard_errors += o.hard_errors;
+        self.first_ns = min_opt(self.first_ns, o.first_ns);
+        self.last_ns = max_opt(self.last_ns, o.last_ns);
+    }
+
+    pub fn total_ops(&self) -> u64 {
+        self.ops[0] + self.ops[1]
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes[0] + self.bytes[1]
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.retry_errors + self.hard_errors
+    }
+
+    fn weight(&self) -> u128 {
+        u128::from(self.total_bytes()) + u128::from(self.total_ops())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcKey {
+    pub pid: u32,
+    pub comm: Comm,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProcStats {
+    pub c: Counters,
+    /// Distinct remote endpoints (unknown peers not counted), up to the
+    /// configured bound; `peers_capped` says the count stopped there.
+    pub peers: FxHashSet<Endpoint>,
+    pub peers_capped: bool,
+    /// Indexed like `LatClass::ALL`.
+    pub latency: [Option<Box<LatencyHist>>; 3],
+}
+
+impl Entry for ProcStats {
+    fn weight(&self) -> u128 {
+        self.c.weight()
+    }
+    fn merge(&mut self, o: &Self) {
+        self.c.merge(&o.c);
+        self.peers.extend(o.peers.iter().copied());
+        self.peers_capped |= o.peers_capped;
+        for i in 0..3 {
+            merge_hist(&mut self.latency[i], &o.latency[i]);
+        }
+    }
+}
+
+impl ProcStats {
+    /// Every receive, blocking or not.
+    pub fn receive_latency(&self) -> Option<LatencyHist> {
+        let mut out: Option<LatencyHist> = None;
+        for h in self.latency[1..].iter().flatten() {
+            match &mut out {
+                Some(o) => o.merge(h),
+                None => out = Some((**h).clone()),
+            }
+        }
+        out
+    }
+}
+
+/// A socket as seen from its process: both directions fall on one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConvKey {
+    pub protocol: Protocol,
+    pub pid: u32,
+    pub comm: Comm,
+    pub local: Endpoint,
+    /// `None`: the peer was unknown (its own bucket, never a guess).
+    pub remote: Option<Endpoint>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ConvStats {
+    pub c: Counters,
+    pub end_of_stream: bool,
+    /// Indexed by `Direction::index()`.
+    pub latency: [Option<Box<LatencyHist>>; 2],
+}
+
+impl Entry for ConvStats {
+    fn weight(&self) -> u128 {
+        self.c.weight()
+    }
+    fn merge(&mut self, o: &Self) {
+        self.c.merge(&o.c);
+        self.end_of_stream |= o.end_of_stream;
+        for i in 0..2 {
+            merge_hist(&mut self.latency[i], &o.latency[i]);
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EndpointStats {
+    pub c: Counters,
+}
+
+impl Entry for EndpointStats {
+    fn weight(&self) -> u128 {
+        self.c.weight()
+    }
+    fn merge(&mut self, o: &Self) {
+        self.c.merge(&o.c);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortRole {
+    Local,
+    Remote,
+}
+
+impl PortRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortRole::Local => "local",
+            PortRole::Remote => "remote",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortKey {
+    pub protocol: Protocol,
+    pub role: PortRole,
+    pub port: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ErrKey {
+    pub errno: i32,
+    pub direction: Direction,
+    pub pid: u32,
+    pub comm: Comm,
+}
+
+impl Entry for Counters {
+    fn weight(&self) -> u128 {
+        Counters::weight(self)
+    }
+    fn merge(&mut self, o: &Self) {
+        Counters::merge(self, o);
+    }
+}
+
+/// An op kept as an example, with where it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exemplar {
+    pub op: Op,
+    pub source: Source,
+}
+
+/// The `n` largest by a value; ties keep the earliest source.
+#[derive(Clone, Debug, Default)]
+pub struct TopN {
+    n: usize,
+    items: Vec<(u64, Exemplar)>,
+}
+
+impl TopN {
+    fn new(n: usize) -> Self {
+        TopN {
+            n,
+            items: Vec::new(),
+        }
+    }
+
+    fn better(a: &(u64, Exemplar), b: &(u64, Exemplar)) -> std::cmp::Ordering {
+        b.0.cmp(&a.0).then_with(|| a.1.source.cmp(&b.1.source))
+    }
+
+    #[inline]
+    fn offer(&mut self, value: u64, op: &Op, source: Source) {
+        if self.items.len() >= self.n
+            && self
+                .items
+                .last()
+                .is_some_and(|l| l.0 > value || (l.0 == value && l.1.source <= source))
+        {
+            return;
+        }
+        self.items.push((value, Exemplar { op: *op, source }));
+        self.items.sort_by(Self::better);
+        self.items.truncate(self.n);
+    }
+
+    fn merge(&mut self, o: &TopN) {
+        self.items.extend(o.items.iter().copied());
+        self.items.sort_by(Self::better);
+        self.items.truncate(self.n);
+    }
+
+    pub fn items(&self) -> &[(u64, Exemplar)] {
+        &self.items
+    }
+}
+
+/// Counts by direction x protocol x IP version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overview {
+    pub ops: u64,
+    pub bytes: u64,
+    pub errors: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Aggregate {
+    pub config: AggregateConfig,
+    pub totals: Totals,
+    pub overview: BTreeMap<(Direction, Protocol, u8), Overview>,
+    /// 3 significant digits.
+    pub latency: BTreeMap<(LatClass, Protocol), LatencyHist>,
+    pub processes: Capped<ProcKey, ProcStats>,
+    pub conversations: Capped<ConvKey, ConvStats>,
+    /// Remote endpoints; `None` is the unknown-peer bucket.
+    pub remotes: Capped<(Protocol, Option<Endpoint>), EndpointStats>,
+    pub ports: Capped<PortKey, Counters>,
+    pub errors: Capped<ErrKey, Counters>,
+    /// Flag combinations by direction; only ops that carried flags.
+    pub flag_combos: Capped<(Direction, u32), Counters>,
+    /// Ops with each single flag bit, by direction.
+    pub flag_bits: [[u64; 32]; 2],
+    /// Ops that carried no flags (write/read/io_uring, or 0), by direction.
+    pub no_flags: [u64; 2],
+    /// Size histogram by direction: bucket 0 holds 0 bytes, bucket `i`
+    /// holds `[2^(i-1), 2^i)`.
+    pub sizes: [[u64; 65]; 2],
+    pub series: Series,
+    pub slowest: TopN,
+    pub largest: TopN,
+    /// Remote addresses (not ports) seen, for "peers" overall.
+    pub peer_addrs: Capped<IpAddr, Counters>,
+}
+
+impl Default for Aggregate {
+    fn default() -> Self {
+        Aggregate::new(AggregateConfig::default())
+    }
+}
+
+pub fn size_bucket(size: u64) -> usize {
+    (64 - size.leading_zeros()) as usize
+}
+
+impl Aggregate {
+    pub fn new(config: AggregateConfig) -> Self {
+        Aggregate {
+            config,
+            totals: Totals::default(),
+            overview: BTreeMap::new(),
+            latency: BTreeMap::new(),
+            processes: Capped::new(config.max_processes),
+            conversations: Capped::new(config.max_conversations),
+            remotes: Capped::new(config.max_remotes),
+            ports: Capped::new(config.max_ports),
+            errors: Capped::new(config.max_errors),
+            flag_combos: Capped::new(config.max_flag_combos),
+            flag_bits: [[0; 32]; 2],
+            no_flags: [0; 2],
+            sizes: [[0; 65]; 2],
+            series: Series::default(),
+            slowest: TopN::new(config.exemplars),
+            largest: TopN::new(config.exemplars),
+            peer_addrs: Capped::new(config.max_remotes),
+        }
+    }
+
+    /// Adds one op. `source` locates it for the exemplars.
+    pub fn add(&mut self, op: &Op, source: Source) {
+        self.totals.add(op);
+        let d = op.direction.index();
+        let o = self
+            .overview
+            .entry((op.direction, op.protocol, op.ip_version))
+            .or_default();
+        o.ops += 1;
+        o.bytes += op.size;
+        o.errors += u64::from(op.errno.is_some());
+
+        let class = op.latency_class();
+        if let Some(lat) = op.latency_ns {
+            self.latency
+                .entry((class, op.protocol))
+                .or_insert_with(|| LatencyHist::new(3))
+                .record(lat);
+        }
+
+        let max_peers = self.config.max_peers_per_process;
+        let p = self.processes.entry(ProcKey {
+            pid: op.pid,
+            comm: op.comm,
+        });
+        p.c.add(op);
+        if let Some(r) = op.remote {
+            if p.peers.len() < max_peers {
+                p.peers.insert(r);
+            } else if !p.peers.contains(&r) {
+                p.peers_capped = true;
+            }
+        }
+        if let Some(lat) = op.latency_ns {
+            let i = class as usize;
+            record_hist(&mut p.latency[i], 2, lat);
+        }
+
+        let c = self.conversations.entry(ConvKey {
+            protocol: op.protocol,
+            pid: op.pid,
+            comm: op.comm,
+            local: op.local,
+            remote: op.remote,
+        });
+        c.c.add(op);
+        c.end_of_stream |= op.is_end_of_stream();
+        if let Some(lat) = op.latency_ns {
+            record_hist(&mut c.latency[d], 2, lat);
+        }
+
+        self.remotes.entry((op.protocol, op.remote)).c.add(op);
+        if let Some(r) = op.remote {
+            self.peer_addrs.entry(r.addr).add(op);
+            self.ports
+                .entry(PortKey {
+                    protocol: op.protocol,
+                    role: PortRole::Remote,
+                    port: r.port,
+                })
+                .add(op);
+        }
+        self.ports
+            .entry(PortKey {
+                protocol: op.protocol,
+                role: PortRole::Local,
+                port: op.local.port,
+            })
+            .add(op);
+
+        if let Some(errno) = op.errno {
+            self.errors
+                .entry(ErrKey {
+                    errno,
+                    direction: op.direction,
+                    pid: op.pid,
+                    comm: op.comm,
+                })
+                .add(op);
+        }
+
+        match op.msg_flags {
+            Some(f) if f != 0 => {
+                self.flag_combos.entry((op.direction, f)).add(op);
+                let mut bits = f;
+                while bits != 0 {
+                    let b = bits.trailing_zeros() as usize;
+                    self.flag_bits[d][b] += 1;
+                    bits &= bits - 1;
+                }
+            }
+            _ => self.no_flags[d] += 1,
+        }
+        self.sizes[d][size_bucket(op.size)] += 1;
+
+        let pt = self.series.point(op.ts_ns);
+        pt.ops[d] += 1;
+        pt.bytes[d] += op.size;
+        if let Some(e) = op.errno {
+            if is_retry_errno(e) {
+                pt.retry_errors += 1;
+            } else {
+                pt.hard_errors += 1;
+            }
+        }
+        if let Some(lat) = op.latency_ns {
+            if pt.heat.is_empty() {
+                pt.heat = vec![0; super::series::HEAT_BUCKETS];
+            }
+            pt.heat[heat_bucket(lat)] += 1;
+            self.slowest.offer(lat, op, source);
+        }
+        self.largest.offer(op.size, op, source);
+    }
+
+    /// Adds everything `o` counted. Merging the partials of any split of
+    /// the ops gives what one pass over all of them gives (exactly, as
+    /// long as no table overflowed its bound).
+    pub fn merge(&mut self, o: &Aggregate) {
+        self.totals.merge(&o.totals);
+        for (k, v) in &o.overview {
+            let e = self.overview.entry(*k).or_default();
+            e.ops += v.ops;
+            e.bytes += v.bytes;
+            e.errors += v.errors;
+        }
+        for (k, v) in &o.latency {
+            match self.latency.get_mut(k) {
+                Some(h) => h.merge(v),
+                None => {
+                    self.latency.insert(*k, v.clone());
+                }
+            }
+        }
+        self.processes.merge(&o.processes);
+        self.conversations.merge(&o.conversations);
+        self.remotes.merge(&o.remotes);
+        self.ports.merge(&o.ports);
+        self.errors.merge(&o.errors);
+        self.flag_combos.merge(&o.flag_combos);
+        self.peer_addrs.merge(&o.peer_addrs);
+        for d in 0..2 {
+            for b in 0..32 {
+                self.flag_bits[d][b] += o.flag_bits[d][b];
+            }
+            self.no_flags[d] += o.no_flags[d];
+            for b in 0..65 {
+                self.sizes[d][b] += o.sizes[d][b];
+            }
+        }
+        self.series.merge(&o.series);
+        self.slowest.merge(&o.slowest);
+        self.largest.merge(&o.largest);
+    }
+
+    /// Brings every table within its bound and flushes the series; call
+    /// before reading.
+    pub fn finish(&mut self) {
+        self.processes.finish();
+        self.conversations.finish();
+        self.remotes.finish();
+        self.ports.finish();
+        self.errors.finish();
+        self.flag_combos.finish();
+        self.peer_addrs.finish();
+        self.series.flush();
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::fmt::Write;
+    use std::net::Ipv4Addr;
+
+    pub struct Rng(pub u64);
+    impl Rng {
+        pub fn next_u64(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n
+        }
+    }
+
+    pub fn random_op(rng: &mut Rng) -> Op {
+        let pid = 100 + rng.below(5) as u32;
+        let comm = Comm::from_text(format!("p{}", rng.below(3)).as_bytes());
+        let remote = (rng.below(10) != 0).then(|| Endpoint {
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, rng.below(4) as u8)),
+            port: 8000 + rng.below(3) as u16,
+        });
+        let errno = match rng.below(20) {
+            0 => Some(11),
+            1 => Some(104),
+            2 => Some(512),
+            _ => None,
+        };
+        Op {
+            ts_ns: 1_700_000_000_000_000_000 + rng.below(600_000_000_000) as i64,
+            pid,
+            comm,
+            protocol: if rng.below(2) == 0 {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            },
+            ip_version: 4,
+            local: Endpoint {
+                addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port: 40000 + rng.below(4) as u16,
+            },
+            remote,
+            size: if errno.is_some() {
+                0
+            } else {
+                rng.below(70_000)
+            },
+            direction: if rng.below(2) == 0 {
+                Direction::Send
+            } else {
+                Direction::Receive
+            },
+            latency_ns: (rng.below(8) != 0).then(|| {
+                let bits = rng.below(34) + 1;
+                rng.below(1 << bits)
+            }),
+            errno,
+            msg_flags: match rng.below(4) {
+                0 => None,
+                1 => Some(0x40),
+                2 => Some(0x4000 | 0x8000),
+                _ => Some(0x2),
+            },
+        }
+    }
+
+    /// Everything an aggregate says, in a canonical order.
+    pub fn fingerprint(a: &Aggregate) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "{:?}", a.totals);
+        let _ = writeln!(s, "{:?}", a.overview);
+        for (k, h) in &a.latency {
+            let _ = writeln!(s, "{k:?} {:?}", h.summary());
+        }
+        let sum = |h: &Option<Box<LatencyHist>>| h.as_ref().map(|h| h.summary());
+        let mut procs: Vec<_> = a.processes.iter().collect();
+        procs.sort_by_key(|(k, _)| **k);
+        for (k, v) in procs {
+            let mut peers: Vec<_> = v.peers.iter().collect();
+            peers.sort();
+            let lats: Vec<_> = v.latency.iter().map(sum).collect();
+            let _ = writeln!(s, "{k:?} {:?} {peers:?} {lats:?}", v.c);
+        }
+        let mut convs: Vec<_> = a.conversations.iter().collect();
+        convs.sort_by_key(|(k, _)| **k);
+        for (k, v) in convs {
+            let lats: Vec<_> = v.latency.iter().map(sum).collect();
+            let _ = writeln!(s, "{k:?} {:?} {} {lats:?}", v.c, v.end_of_stream);
+        }
+        let mut r: Vec<_> = a.remotes.iter().map(|(k, v)| (*k, v.c.clone())).collect();
+        r.sort_by_key(|x| x.0);
+        let _ = writeln!(s, "{r:?}");
+        let mut p: Vec<_> = a.ports.iter().map(|(k, v)| (*k, v.clone())).collect();
+        p.sort_by_key(|x| x.0);
+        let _ = writeln!(s, "{p:?}");
+        let mut e: Vec<_> = a.errors.iter().map(|(k, v)| (*k, v.clone())).collect();
+        e.sort_by_key(|x| x.0);
+        let _ = writeln!(s, "{e:?}");
+        let mut f: Vec<_> = a.flag_combos.iter().map(|(k, v)| (*k, v.clone())).collect();
+        f.sort_by_key(|x| x.0);
+        let _ = writeln!(s, "{f:?} {:?} {:?} {:?}", a.flag_bits, a.no_flags, a.sizes);
+        let pts: Vec<_> = a.series.points().map(|(t, p)| (t, p.clone())).collect();
+        let _ = writeln!(s, "{} {pts:?}", a.series.width_s());
+        let _ = writeln!(s, "{:?} {:?}", a.slowest.items(), a.largest.items());
+        s
+    }
+
+    #[test]
+    fn merging_partials_equals_one_pass() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let ops: Vec<(Op, Source)> = (0..20_000u64)
+            .map(|i| {
+                (
+                    random_op(&mut rng),
+                    Source {
+                        file: (i / 5000) as u32,
+                        line: i % 5000 + 2,
+                    },
+                )
+            })
+            .collect();
+        let mut one = Aggregate::default();
+        for (op, src) in &ops {
+            one.add(op, *src);
+        }
+        one.finish();
+
+        // Four partials, merged in a scrambled order.
+        let mut parts: Vec<Aggregate> = (0..4).map(|_| Aggregate::default()).collect();
+        for (op, src) in &ops {
+            parts[src.file as usize].add(op, *src);
+        }
+        let mut merged = Aggregate::default();
+        for i in [2, 0, 3, 1] {
+            merged.merge(&parts[i]);
+        }
+        merged.finish();
+        assert_eq!(fingerprint(&one), fingerprint(&merged));
+        assert_eq!(one.totals.ops, 20_000);
+        assert!(one.processes.evictions() == 0 && one.conversations.evictions() == 0);
+    }
+
+    #[test]
+    fn capped_tables_keep_exact_totals() {
+        let mut rng = Rng(7);
+        let config = AggregateConfig {
+            max_conversations: 4,
+            max_processes: 2,
+            ..AggregateConfig::default()
+        };
+        let mut a = Aggregate::new(config);
+        let mut bytes = 0;
+        for i in 0..5000u64 {
+            let mut op = random_op(&mut rng);
+            op.local.port = (i % 1000) as u16;
+            bytes += op.size;
+            a.add(&op, Source::default());
+        }
+        a.finish();
+        assert!(a.conversations.len() <= 4);
+        assert!(a.conversations.evictions() > 0);
+        let tracked: u64 = a.conversations.iter().map(|(_, v)| v.c.total_bytes()).sum();
+        assert_eq!(tracked + a.conversations.other().c.total_bytes(), bytes);
+        let ops: u64 = a.processes.iter().map(|(_, v)| v.c.total_ops()).sum();
+        assert_eq!(ops + a.processes.other().c.total_ops(), 5000);
+        assert_eq!(a.totals.bytes_sent + a.totals.bytes_received, bytes);
+        assert!(a.conversations.other_keys() > 100);
+    }
+
+    #[test]
+    fn receive_split_rule() {
+        let mut rng = Rng(3);
+        let mut op = random_op(&mut rng);
+        op.direction = Direction::Receive;
+        op.errno = None;
+        op.msg_flags = None;
+        assert_eq!(op.latency_class(), LatClass::ReceiveBlocking);
+        op.msg_flags = Some(0x40 | 0x2);
+        assert_eq!(op.latency_class(), LatClass::ReceiveNonblocking);
+        op.msg_flags = None;
+        op.errno = Some(11);
+        assert_eq!(op.latency_class(), LatClass::ReceiveNonblocking);
+        op.direction = Direction::Send;
+        assert_eq!(op.latency_class(), LatClass::Send);
+    }
+}
