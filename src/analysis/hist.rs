@@ -84,6 +84,26 @@ impl LatencyHist {
         }
     }
 
+    /// What was recorded since `older`, an earlier copy of this
+    /// histogram (for a rate window from two cumulative snapshots).
+    /// `None` when `older` is not an earlier state of this one (a count
+    /// went down). The sum is exact; the max is the top of the highest
+    /// bucket left, within the histogram's precision.
+    pub fn since(&self, older: &LatencyHist) -> Option<LatencyHist> {
+        let mut h = self.h.clone();
+        h.subtract(&older.h).ok()?;
+        let max = if h.is_empty() {
+            0
+        } else {
+            h.max().min(self.max)
+        };
+        Some(LatencyHist {
+            h,
+            sum: self.sum.checked_sub(older.sum)?,
+            max,
+        })
+    }
+
     /// (bucket low, bucket high, count) for every non-empty bucket, in
     /// log2 steps (for the text histogram).
     pub fn log2_buckets(&self) -> Vec<(u64, u64, u64)> {
@@ -148,5 +168,25 @@ mod tests {
         let buckets = a.log2_buckets();
         assert_eq!(buckets.len(), 2);
         assert_eq!(buckets[0], (8, 15, 1));
+    }
+
+    #[test]
+    fn since_is_the_window_between_two_copies() {
+        let mut h = LatencyHist::new(2);
+        for v in [1_000, 2_000, 3_000] {
+            h.record(v);
+        }
+        let old = h.clone();
+        for v in [1_000_000, 2_000_000] {
+            h.record(v);
+        }
+        let w = h.since(&old).unwrap();
+        assert_eq!(w.count(), 2);
+        assert!(w.quantile(0.0) >= 990_000, "{}", w.quantile(0.0));
+        assert_eq!(w.mean(), 1_500_000.0);
+        assert!(
+            old.since(&h).is_none(),
+            "a newer copy is not an older state"
+        );
     }
 }
