@@ -18,6 +18,7 @@ pub mod names;
 pub mod output;
 pub mod schema;
 pub mod timefmt;
+pub mod top;
 
 pub(crate) mod bpf {
     // The generated skeleton carries lints we do not control.

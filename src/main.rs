@@ -20,6 +20,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Record(args) => record::record(*args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Watch(args) => watch::watch(*args),
+        Command::Top(args) => nwtrace::top::top(*args),
     }
 }
 
