@@ -40,7 +40,7 @@ impl View {
             View::Conversations => "Conversations",
             View::Endpoints => "Endpoints",
             View::Latency => "Latency",
-            View::Errors => "Errors & flags",
+            View::Errors => "Errors+flags",
             View::Health => "Health",
         }
     }

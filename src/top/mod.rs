@@ -694,3 +694,6 @@ impl TopArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -206,17 +206,23 @@ fn clock_time(ns: i64) -> String {
 
 fn title_line(app: &App, frame: Option<&Frame>) -> Line<'static> {
     let mut spans = vec![Span::styled("nwtrace top", HEAD)];
+    if app.paused {
+        spans.push(Span::styled("  PAUSED", WARN));
+    }
+    if app.frozen {
+        spans.push(Span::styled("  FROZEN", WARN));
+    }
     if let Some(frame) = frame {
         let src = match &frame.source {
             SourceInfo::Live { backend } => format!("live, backend {backend}"),
             SourceInfo::Replay { speed, done, .. } => format!(
-                "replay{}{}",
+                "replay ({}{})",
                 if *speed == 0.0 {
-                    " (as fast as possible)".to_string()
+                    "max speed".to_string()
                 } else {
-                    format!(" at {speed}x")
+                    format!("{speed}x")
                 },
-                if *done { ", finished" } else { "" }
+                if *done { ", done" } else { "" }
             ),
         };
         spans.push(Span::raw(format!(
@@ -224,12 +230,6 @@ fn title_line(app: &App, frame: Option<&Frame>) -> Line<'static> {
             app.window.label(),
             clock_time(frame.at_ns)
         )));
-    }
-    if app.paused {
-        spans.push(Span::styled("  PAUSED", WARN));
-    }
-    if app.frozen {
-        spans.push(Span::styled("  ORDER FROZEN", WARN));
     }
     Line::from(spans)
 }
@@ -293,14 +293,11 @@ fn render_footer(f: &mut TermFrame<'_>, app: &App, area: Rect) {
         Line::styled(m.clone(), WARN)
     } else {
         let mut spans = vec![Span::styled(
-            "q quit  ? help  / filter  Tab views  w window  Enter drill  Esc back  Space pause",
+            "q quit  ? help  / filter  1-6 views  w window  Enter drill  Space pause",
             DIM,
         )];
         if app.ui_dropped > 0 {
-            spans.push(Span::raw(format!(
-                "  screen updates dropped: {}",
-                app.ui_dropped
-            )));
+            spans.push(Span::raw(format!("  {} updates dropped", app.ui_dropped)));
         }
         Line::from(spans)
     };
@@ -778,7 +775,7 @@ fn render_latency(f: &mut TermFrame<'_>, frame: &Frame, b: &Base<'_>, area: Rect
             }),
         )
     });
-    let widths = [22, 5, 8, 8, 8, 8, 8, 8].map(Constraint::Length);
+    let widths = [22, 5, 7, 7, 7, 7, 7, 7].map(Constraint::Length);
     f.render_widget(Table::new(rows, widths).header(header).column_spacing(1), t);
     if lines.is_empty() {
         f.render_widget(
@@ -803,7 +800,7 @@ fn render_heat(f: &mut TermFrame<'_>, frame: &Frame, title: Rect, area: Rect) {
     f.render_widget(
         Paragraph::new(section(
             "Latency heat map",
-            &format!("  all ops; a column is {step_s} s, newest on the right; darker is more ops"),
+            &format!("  all ops; 1 column = {step_s} s, newest right; darker = more"),
         )),
         title,
     );
@@ -921,15 +918,15 @@ fn render_health(
             lines.push(kv(
                 "source",
                 format!(
-                    "replay of {} ({files} file{}), speed {}{}",
+                    "replay of {} ({files} file{}), {}{}",
                     clean(path),
                     if *files == 1 { "" } else { "s" },
                     if *speed == 0.0 {
-                        "as fast as possible".to_string()
+                        "max speed".to_string()
                     } else {
-                        format!("{speed}x")
+                        format!("speed {speed}x")
                     },
-                    if *done { ", every row read" } else { "" }
+                    if *done { ", done" } else { "" }
                 ),
             ));
             lines.push(kv(
@@ -952,8 +949,7 @@ fn render_health(
     ]));
     lines.push(kv(
         "ring fill",
-        "not shown: reading it costs the capture a shared cache line; lost events above are exact"
-            .into(),
+        "not read (costly for the capture); lost is exact".into(),
     ));
     lines.push(kv("malformed records", h.malformed.to_string()));
     lines.push(kv(
@@ -982,7 +978,7 @@ fn render_health(
     lines.push(kv(
         "tables",
         format!(
-            "{} processes, {} conversations, {} remotes tracked; {} conversations in (other)",
+            "{} processes, {} conversations, {} remotes; {} keys in other",
             agg.processes.len(),
             agg.conversations.len(),
             agg.remotes.len(),
@@ -1062,14 +1058,12 @@ fn render_conversation(
     let s = rate_suffix(b);
     let text = match (&row, stats) {
         (Some(r), Some(st)) => format!(
-            "ops {}{s}  sent {}{s}  recv {}{s}  errors {}{s}   total {} ops, {} sent, {} received",
+            "ops {}{s}  sent {}{s}  recv {}{s}  errors {}{s}  (total {} ops)",
             num(r.fig.ops),
             bytes(r.fig.sent),
             bytes(r.fig.recv),
             num(r.fig.errors()),
             st.c.total_ops(),
-            bytes(st.c.bytes[0] as f64),
-            bytes(st.c.bytes[1] as f64),
         ),
         _ => "no longer tracked (moved to (other))".into(),
     };
@@ -1110,7 +1104,7 @@ fn render_conversation(
             Line::from(op.msg_flags.map(msg_flags_text).unwrap_or_default()),
         ])
     });
-    let widths = [15, 4, 8, 9, 12, 28].map(Constraint::Length);
+    let widths = [15, 4, 8, 9, 12, 24].map(Constraint::Length);
     let _ = app;
     f.render_widget(
         Table::new(rows, widths).header(header).column_spacing(1),
@@ -1128,18 +1122,19 @@ fn histogram(f: &mut TermFrame<'_>, title: &str, h: Option<&LatencyHist>, area: 
         }
         Some(h) => {
             let s = h.summary();
-            lines.push(section(
-                title,
-                &format!(
-                    "  n={} p50 {} p99 {} max {}",
+            lines.push(section(title, ""));
+            lines.push(Line::styled(
+                format!(
+                    "n={} p50 {} p99 {} max {}",
                     s.count,
                     lat(s.p50),
                     lat(s.p99),
                     lat(s.max)
                 ),
+                DIM,
             ));
             let mut buckets = h.log2_buckets();
-            let room = (area.height as usize).saturating_sub(1).max(1);
+            let room = (area.height as usize).saturating_sub(2).max(1);
             if buckets.len() > room {
                 // Keep the fullest buckets, in latency order.
                 let mut by_count: Vec<usize> = (0..buckets.len()).collect();
