@@ -293,11 +293,11 @@ fn render_footer(f: &mut TermFrame<'_>, app: &App, area: Rect) {
         Line::styled(m.clone(), WARN)
     } else {
         let mut spans = vec![Span::styled(
-            "q quit  ? help  / filter  1-6 views  w window  Enter drill  Space pause",
+            "q quit  ? help  / filter  w window  Enter drill  Space pause",
             DIM,
         )];
         if app.ui_dropped > 0 {
-            spans.push(Span::raw(format!("  {} updates dropped", app.ui_dropped)));
+            spans.push(Span::raw(format!("  {} frames dropped", app.ui_dropped)));
         }
         Line::from(spans)
     };
