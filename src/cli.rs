@@ -41,6 +41,10 @@ pub enum Command {
     /// run. --replay DIR shows a recording instead; --json prints one
     /// object per second for scripts.
     Top(Box<TopArgs>),
+    /// Answers from a recording: coverage, busiest processes and
+    /// conversations, latency, errors, flags, plots; as text, JSON, HTML
+    /// or CSV.
+    Report(Box<crate::cmd::report::ReportArgs>),
 }
 
 /// Where `record` writes when no --output-dir is given.

@@ -16,6 +16,7 @@ pub mod input;
 pub mod logging;
 pub mod names;
 pub mod output;
+pub mod report;
 pub mod schema;
 pub mod timefmt;
 pub mod top;

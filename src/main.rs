@@ -10,7 +10,7 @@ use clap::Parser;
 
 use nwtrace::UsageError;
 use nwtrace::cli::{Cli, Command};
-use nwtrace::cmd::{doctor, record, watch};
+use nwtrace::cmd::{doctor, record, report, watch};
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -21,6 +21,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::doctor(args),
         Command::Watch(args) => watch::watch(*args),
         Command::Top(args) => nwtrace::top::top(*args),
+        Command::Report(args) => report::report(*args),
     }
 }
 

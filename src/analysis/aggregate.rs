@@ -222,6 +222,8 @@ impl Counters {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProcKey {
+    /// [`Op::machine`]: a pid is only unique on its machine.
+    pub machine: u32,
     pub pid: u32,
     pub comm: Comm,
 }
@@ -268,6 +270,7 @@ impl ProcStats {
 /// A socket as seen from its process: both directions fall on one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConvKey {
+    pub machine: u32,
     pub protocol: Protocol,
     pub pid: u32,
     pub comm: Comm,
@@ -337,6 +340,7 @@ pub struct PortKey {
 pub struct ErrKey {
     pub errno: i32,
     pub direction: Direction,
+    pub machine: u32,
     pub pid: u32,
     pub comm: Comm,
 }
@@ -494,6 +498,7 @@ impl Aggregate {
 
         let max_peers = self.config.max_peers_per_process;
         let p = self.processes.entry(ProcKey {
+            machine: op.machine,
             pid: op.pid,
             comm: op.comm,
         });
@@ -511,6 +516,7 @@ impl Aggregate {
         }
 
         let c = self.conversations.entry(ConvKey {
+            machine: op.machine,
             protocol: op.protocol,
             pid: op.pid,
             comm: op.comm,
@@ -547,6 +553,7 @@ impl Aggregate {
                 .entry(ErrKey {
                     errno,
                     direction: op.direction,
+                    machine: op.machine,
                     pid: op.pid,
                     comm: op.comm,
                 })
@@ -675,6 +682,7 @@ pub(crate) mod tests {
             _ => None,
         };
         Op {
+            machine: 0,
             ts_ns: 1_700_000_000_000_000_000 + rng.below(600_000_000_000) as i64,
             pid,
             comm,

@@ -10,6 +10,7 @@
 //! number of distinct keys is estimated with a HyperLogLog (exact below a
 //! few hundred keys in practice; about 1.6% error above).
 
+use std::collections::hash_map::Entry as HashEntry;
 use std::hash::{Hash, Hasher};
 
 use rustc_hash::{FxHashMap, FxHasher};
@@ -43,11 +44,20 @@ impl<K: Hash + Eq + Ord + Clone, V: Entry> Capped<K, V> {
     /// The entry for `key`, created empty if needed.
     #[inline]
     pub fn entry(&mut self, key: K) -> &mut V {
-        self.hll.insert(&key);
+        // Only at twice the capacity (right before a prune) does a lookup
+        // happen twice.
         if self.map.len() >= 2 * self.cap && !self.map.contains_key(&key) {
             self.prune();
         }
-        self.map.entry(key).or_default()
+        match self.map.entry(key) {
+            HashEntry::Occupied(o) => o.into_mut(),
+            // The HyperLogLog needs each key once (adding it again changes
+            // nothing), so only keys new to the map are hashed for it.
+            HashEntry::Vacant(v) => {
+                self.hll.insert(v.key());
+                v.insert(V::default())
+            }
+        }
     }
 
     /// Keeps the `cap` heaviest keys, merging the rest into `other`.

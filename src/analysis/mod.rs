@@ -37,6 +37,10 @@ pub const MSG_DONTWAIT: u32 = 0x40;
 /// One send or receive, oriented by the local socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Op {
+    /// Which machine the op ran on, as an index into the caller's list of
+    /// machines (0 for a live source): pids only mean something per
+    /// machine, so process, conversation and error keys include it.
+    pub machine: u32,
     /// Wall-clock start of the operation (its finish when the start is
     /// unknown), nanoseconds since the epoch, UTC.
     pub ts_ns: i64,
@@ -63,6 +67,7 @@ impl Op {
     /// monotonic times to the wall clock.
     pub fn from_event(ev: &NetEvent, clock: WallClock) -> Op {
         Op {
+            machine: 0,
             ts_ns: clock.to_epoch_ns(ev.start_ns.unwrap_or(ev.end_ns)),
             pid: ev.pid,
             comm: Comm::from_raw(ev.comm()),

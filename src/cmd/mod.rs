@@ -2,5 +2,6 @@
 
 pub mod doctor;
 pub mod record;
+pub mod report;
 pub mod signals;
 pub mod watch;

@@ -23,6 +23,8 @@ pub struct DataFile {
     pub name: String,
     pub compression: Compression,
     pub machine_id: String,
+    /// Index into [`Discovery::machines`].
+    pub machine: u32,
     /// The run folder's name (its TIMESTAMP).
     pub run_dir: String,
     /// Index into [`Discovery::runs`].
@@ -51,6 +53,8 @@ pub struct Run {
 pub struct Discovery {
     pub files: Vec<DataFile>,
     pub runs: Vec<Run>,
+    /// Every MACHINE_ID, sorted.
+    pub machines: Vec<String>,
 }
 
 /// `nw_<anything>.csv[.gz|.zst]`.
@@ -174,11 +178,19 @@ pub fn discover(paths: &[PathBuf]) -> Result<Discovery, String> {
                 compression: data_file_kind(&name).expect("filtered"),
                 name,
                 machine_id: machine_id.clone(),
+                machine: 0,
                 run_dir: run_dir.clone(),
                 run,
             });
         }
     }
+    let mut machines: Vec<String> = d.runs.iter().map(|r| r.machine_id.clone()).collect();
+    machines.sort();
+    machines.dedup();
+    for f in &mut d.files {
+        f.machine = machines.binary_search(&f.machine_id).unwrap_or(0) as u32;
+    }
+    d.machines = machines;
     Ok(d)
 }
 

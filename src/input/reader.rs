@@ -47,10 +47,12 @@ impl Row {
         }
     }
 
-    /// The [`Op`], or `None` when the local end is missing (a row the
-    /// writer never produces; the reader counts it as malformed).
+    /// The [`Op`] (machine 0), or `None` when the local end is missing
+    /// (a row the writer never produces; the reader counts it as
+    /// malformed).
     pub fn to_op(&self) -> Option<Op> {
         Some(Op {
+            machine: 0,
             ts_ns: self.ts_ns,
             pid: self.pid,
             comm: self.comm,
@@ -294,6 +296,26 @@ pub fn read_file(
     stats.bytes = len;
     read_from(reader, len, ends_with_newline, &mut stats, &mut each);
     stats
+}
+
+/// The timestamp of the first valid row among the first few records, for
+/// times relative to the start of a recording.
+pub fn first_timestamp(path: &Path, compression: Compression) -> Option<i64> {
+    let (reader, _, _) = open(path, compression).ok()?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
+    let mut rec = ByteRecord::new();
+    for _ in 0..16 {
+        if !rdr.read_byte_record(&mut rec).ok()? {
+            return None;
+        }
+        if let Ok(row) = parse_record(&rec) {
+            return Some(row.ts_ns);
+        }
+    }
+    None
 }
 
 /// Reads rows from any reader; `len` and `ends_with_newline` describe the

@@ -41,7 +41,8 @@ pub fn aggregate_file(
     let stats = read_file(&df.path, df.compression, |row, line| {
         res.first_ns = Some(res.first_ns.map_or(row.ts_ns, |f| f.min(row.ts_ns)));
         res.last_ns = Some(res.last_ns.map_or(row.ts_ns, |l| l.max(row.ts_ns)));
-        let op = Op::from(row);
+        let mut op = Op::from(row);
+        op.machine = df.machine;
         if filtering && !filter.matches(&op) {
             return;
         }

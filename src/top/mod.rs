@@ -162,6 +162,12 @@ fn replay(
         done: false,
         files: files.len(),
     };
+    let mut machines: Vec<String> = Vec::new();
+    for f in &files {
+        if !machines.contains(&f.machine_id) {
+            machines.push(f.machine_id.clone());
+        }
+    }
     'replay: loop {
         let mut feed = Feed::new(top_config(), Arc::clone(&control), source.clone());
         let start = Instant::now();
@@ -169,12 +175,18 @@ fn replay(
         let mut latest = i64::MIN;
         let mut restart = false;
         for df in &files {
+            // Pids only mean something per machine (as in report).
+            let machine = machines
+                .iter()
+                .position(|m| *m == df.machine_id)
+                .unwrap_or(0) as u32;
             let stats = input::read_file(&df.path, df.compression, |row, _line| {
                 if restart || stop.load(Ordering::Relaxed) {
                     return;
                 }
                 feed.health.events += 1;
-                let Some(op) = row.to_op() else { return };
+                let Some(mut op) = row.to_op() else { return };
+                op.machine = machine;
                 let first = *first.get_or_insert(op.ts_ns);
                 feed.start_at(first);
                 if speed > 0.0 {

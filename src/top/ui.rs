@@ -502,6 +502,7 @@ fn cells(kind: Kind, wide: bool, r: &TableRow) -> Vec<String> {
                 remote.push_str(" (closed)");
             }
             let [pid, comm] = proc_cells(&ProcKey {
+                machine: c.machine,
                 pid: c.pid,
                 comm: c.comm,
             });

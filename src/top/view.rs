@@ -303,7 +303,9 @@ pub fn conversations(frame: &Frame, b: &Base<'_>, of: Option<&ProcKey>) -> Vec<T
     let mut rows: Vec<TableRow> = agg
         .conversations
         .iter()
-        .filter(|(k, _)| of.is_none_or(|p| p.pid == k.pid && p.comm == k.comm))
+        .filter(|(k, _)| {
+            of.is_none_or(|p| p.machine == k.machine && p.pid == k.pid && p.comm == k.comm)
+        })
         .map(|(k, v)| {
             let old = b.old.and_then(|o| o.conversations.get(k));
             let mut fig = figures(&v.c, old.map(|o| &o.c), b);
@@ -510,7 +512,8 @@ pub fn slowest_recent(frame: &Frame, key: &ConvKey, n: usize) -> Vec<Op> {
         .recent
         .iter()
         .filter(|op| {
-            op.pid == key.pid
+            op.machine == key.machine
+                && op.pid == key.pid
                 && op.comm == key.comm
                 && op.protocol == key.protocol
                 && op.local == key.local

@@ -1,0 +1,375 @@
+//! `nwtrace report`: read recordings, aggregate them in one parallel
+//! streaming pass, and write the answers as text, JSON, HTML or CSV.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+
+use crate::UsageError;
+use crate::analysis::{AggregateConfig, Filter};
+use crate::input::reader::first_timestamp;
+use crate::input::{self, Discovery};
+use crate::report::csv_out::{self, CsvTable};
+use crate::report::model::{self, Filters, Report, SortKey};
+use crate::report::{compare, html, text};
+use crate::schema::{Direction, Protocol, parse_timestamp_ns};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Html,
+    Csv,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    Send,
+    Receive,
+}
+
+#[derive(Debug, Parser)]
+pub struct ReportArgs {
+    /// Recordings: a nw/ folder, a run folder, a machine folder, the root
+    /// of a <MACHINE_ID>/<TIMESTAMP>/nw/ tree, or nw_*.csv files.
+    #[arg(value_name = "PATH", default_value = "./linux_trace_v3_test")]
+    pub paths: Vec<PathBuf>,
+
+    /// Only this process (tgid). Repeatable.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Only threads with this exact comm. Repeatable.
+    #[arg(long = "comm", value_name = "COMM")]
+    pub comms: Vec<String>,
+
+    /// Only ops whose local or remote port is this. Repeatable.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Only this protocol.
+    #[arg(long, value_enum)]
+    pub protocol: Option<ProtocolArg>,
+
+    /// Only sends or only receives.
+    #[arg(long, value_enum)]
+    pub direction: Option<DirectionArg>,
+
+    /// Only this MACHINE_ID folder. Repeatable.
+    #[arg(long = "machine", value_name = "ID")]
+    pub machines: Vec<String>,
+
+    /// Start of the window: UTC `2026-11-26 05:08:14[.ffffff]` (or with
+    /// `T` and `Z`), or a duration after the first row, like `30s`.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// End of the window (exclusive), like --since.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// Rows per table [default: 10 in text, 50 in HTML, all in JSON/CSV].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub top: Option<u64>,
+
+    /// How tables are ranked; ties keep a stable key order.
+    #[arg(long, value_enum, default_value_t = SortKey::Bytes)]
+    pub sort: SortKey,
+
+    /// Output format; repeat with --output to write several in one pass.
+    /// With --output the file's extension (.txt, .json, .html, .csv)
+    /// chooses, and this applies to names without one of them.
+    #[arg(short, long, value_enum)]
+    pub format: Vec<Format>,
+
+    /// Write to this file instead of stdout. Repeatable.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Vec<PathBuf>,
+
+    /// The table `--format csv` writes.
+    #[arg(long, value_enum, default_value_t = CsvTable::Processes)]
+    pub csv_table: CsvTable,
+
+    /// Compare against this recording (same filters): the deltas of every
+    /// table. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub baseline: Vec<PathBuf>,
+
+    /// Conversations tracked exactly before the rest go to "other".
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    pub max_conversations: usize,
+}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError::Message(msg.into()).into()
+}
+
+/// Absolute UTC, or relative to `start`.
+fn parse_time(text: &str, start: Option<i64>) -> Result<i64> {
+    let t = text.trim();
+    let mut abs = t.replace('T', " ");
+    if let Some(s) = abs.strip_suffix('Z') {
+        abs = s.to_string();
+    }
+    if abs.len() == 19 {
+        abs.push_str(".000000");
+    }
+    if let Some(ns) = parse_timestamp_ns(abs.as_bytes()) {
+        return Ok(ns);
+    }
+    let rel = t.strip_prefix('+').unwrap_or(t);
+    if let Ok(d) = humantime::parse_duration(rel) {
+        let start = start.ok_or_else(|| usage(format!("{text:?}: no rows to count from")))?;
+        return Ok(start + d.as_nanos() as i64);
+    }
+    Err(usage(format!(
+        "{text:?} is not a time; write UTC like \"2026-11-26 05:08:14\" or a duration after the start like 30s"
+    )))
+}
+
+fn filter_for(args: &ReportArgs, d: &Discovery) -> Result<Filter> {
+    let start = if args.since.is_some() || args.until.is_some() {
+        d.files
+            .iter()
+            .filter(|f| args.machines.is_empty() || args.machines.contains(&f.machine_id))
+            .filter_map(|f| first_timestamp(&f.path, f.compression))
+            .min()
+    } else {
+        None
+    };
+    let since_ns = args
+        .since
+        .as_deref()
+        .map(|s| parse_time(s, start))
+        .transpose()?;
+    let until_ns = args
+        .until
+        .as_deref()
+        .map(|s| parse_time(s, start))
+        .transpose()?;
+    if let (Some(a), Some(b)) = (since_ns, until_ns)
+        && b <= a
+    {
+        return Err(usage("--until must be after --since"));
+    }
+    Ok(Filter {
+        pids: args.pids.clone(),
+        comms: args.comms.clone(),
+        ports: args.ports.clone(),
+        protocol: args.protocol.map(|p| match p {
+            ProtocolArg::Tcp => Protocol::Tcp,
+            ProtocolArg::Udp => Protocol::Udp,
+        }),
+        direction: args.direction.map(|d| match d {
+            DirectionArg::Send => Direction::Send,
+            DirectionArg::Receive => Direction::Receive,
+        }),
+        since_ns,
+        until_ns,
+    })
+}
+
+fn discover(paths: &[PathBuf]) -> Result<Discovery> {
+    let d = input::discover(paths).map_err(usage)?;
+    if d.files.is_empty() && d.runs.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(usage(format!(
+            "no nwtrace data (nw_*.csv or manifest.json) under {}",
+            shown.join(", ")
+        )));
+    }
+    Ok(d)
+}
+
+/// Builds the report (all rows; each renderer cuts to its top).
+fn build(args: &ReportArgs, paths: &[PathBuf]) -> Result<Report> {
+    let d = discover(paths)?;
+    if !args.machines.is_empty()
+        && !d
+            .files
+            .iter()
+            .any(|f| args.machines.contains(&f.machine_id))
+    {
+        return Err(usage(format!(
+            "no data for machine {} under the given paths",
+            args.machines.join(", ")
+        )));
+    }
+    let filter = filter_for(args, &d)?;
+    let config = AggregateConfig {
+        max_conversations: args.max_conversations.max(1),
+        ..AggregateConfig::default()
+    };
+    let scan = input::scan(d, &filter, config, &args.machines);
+    let filters = Filters {
+        pid: args.pids.clone(),
+        comm: args.comms.clone(),
+        port: args.ports.clone(),
+        protocol: filter.protocol.map(Protocol::as_str),
+        direction: filter.direction.map(Direction::as_str),
+        machine: args.machines.clone(),
+        since: filter.since_ns.map(crate::schema::format_timestamp_ns),
+        until: filter.until_ns.map(crate::schema::format_timestamp_ns),
+    };
+    Ok(model::build(
+        &scan,
+        &model::Options {
+            inputs: paths.iter().map(|p| p.display().to_string()).collect(),
+            filters,
+            sort: args.sort,
+            top: None,
+        },
+    ))
+}
+
+/// The report with every table cut to `n` rows.
+fn cut(r: &Report, n: usize) -> Report {
+    let mut r = r.clone();
+    r.processes.truncate(n);
+    r.commands.truncate(n);
+    r.conversations.truncate(n);
+    r.remote_endpoints.truncate(n);
+    r.ports.truncate(n);
+    r.errors.truncate(n);
+    r.msg_flags.combinations.truncate(n);
+    r.exemplars.slowest.truncate(n);
+    r.exemplars.largest.truncate(n);
+    for t in r.tables.values_mut() {
+        t.listed = t.listed.min(n);
+    }
+    if let Some(b) = &mut r.baseline {
+        b.commands.truncate(n);
+        b.conversations.truncate(n);
+        b.remote_endpoints.truncate(n);
+        b.ports.truncate(n);
+        b.errors.truncate(n);
+    }
+    r
+}
+
+fn format_of(path: &Path, fallback: &[Format]) -> Result<Format> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    Ok(match ext.as_deref() {
+        Some("json") => Format::Json,
+        Some("html") | Some("htm") => Format::Html,
+        Some("csv") => Format::Csv,
+        Some("txt") | Some("text") => Format::Text,
+        _ => match fallback {
+            [f] => *f,
+            _ => {
+                return Err(usage(format!(
+                    "{}: say the format with its extension (.txt, .json, .html, .csv) or one --format",
+                    path.display()
+                )));
+            }
+        },
+    })
+}
+
+fn render(r: &Report, format: Format, args: &ReportArgs, styled: bool) -> Result<Vec<u8>> {
+    let top = args.top.map(|n| n as usize);
+    Ok(match format {
+        Format::Text => text::render(
+            r,
+            &text::TextOptions {
+                styled,
+                top: top.unwrap_or(10),
+            },
+        )
+        .into_bytes(),
+        Format::Json => {
+            let r = top.map_or_else(|| r.clone(), |n| cut(r, n));
+            let mut v = serde_json::to_vec_pretty(&r).context("serialising the report")?;
+            v.push(b'\n');
+            v
+        }
+        Format::Html => html::render(r, top.unwrap_or(50))
+            .context("rendering the HTML report")?
+            .into_bytes(),
+        Format::Csv => {
+            let r = top.map_or_else(|| r.clone(), |n| cut(r, n));
+            csv_out::render(&r, args.csv_table)
+        }
+    })
+}
+
+pub fn report(args: ReportArgs) -> Result<ExitCode> {
+    // Where each format goes, checked before any work.
+    let mut plan: Vec<(Format, Option<PathBuf>)> = Vec::new();
+    if args.output.is_empty() {
+        match args.format.as_slice() {
+            [] => plan.push((Format::Text, None)),
+            [f] => plan.push((*f, None)),
+            _ => return Err(usage("several --format need an --output file each")),
+        }
+    } else {
+        for o in &args.output {
+            plan.push((format_of(o, &args.format)?, Some(o.clone())));
+        }
+    }
+
+    let mut report = build(&args, &args.paths)?;
+    if !args.baseline.is_empty() {
+        let base = build(&args, &args.baseline)?;
+        report.baseline = Some(compare::compare(&base, &report));
+    }
+
+    let stdout = io::stdout();
+    let styled = stdout.is_terminal()
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb");
+    for (format, dest) in plan {
+        match dest {
+            Some(path) => {
+                let bytes = render(&report, format, &args, false)?;
+                std::fs::write(&path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            None => {
+                let bytes = render(&report, format, &args, styled)?;
+                let mut out = stdout.lock();
+                match out.write_all(&bytes).and_then(|()| out.flush()) {
+                    Ok(()) => {}
+                    // `nwtrace report | head`: the reader has had enough.
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Err(e) => return Err(e).context("writing to stdout"),
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        let start = Some(1_000_000_000_000);
+        assert_eq!(parse_time("30s", start).unwrap(), 1_030_000_000_000);
+        assert_eq!(parse_time("+1m", start).unwrap(), 1_060_000_000_000);
+        let abs = parse_time("2026-11-26 05:08:14", None).unwrap();
+        assert_eq!(abs, 1_795_669_694_000_000_000);
+        assert_eq!(parse_time("2026-11-26T05:08:14Z", None).unwrap(), abs);
+        assert_eq!(
+            parse_time("2026-11-26 05:08:14.000001", None).unwrap(),
+            abs + 1000
+        );
+        assert!(parse_time("yesterday", start).is_err());
+        assert!(parse_time("5s", None).is_err());
+    }
+}

@@ -1,0 +1,56 @@
+//! The HTML report: one self-contained file (inline CSS and SVG, no
+//! network fetch, readable with JavaScript off; a few lines of inline
+//! script only make tables sortable). The template auto-escapes every
+//! value; the SVG is built in [`super::svg`], which escapes its own text.
+
+use minijinja::value::Value;
+use minijinja::{Environment, context};
+
+use super::model::Report;
+use super::svg;
+use super::text;
+
+const TEMPLATE: &str = include_str!("report.html.j2");
+
+pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
+    let mut env = Environment::new();
+    // Auto-escaping is chosen by the template name's extension.
+    env.add_template("report.html", TEMPLATE)?;
+    env.add_filter("num", |v: u64| text::num(v));
+    env.add_filter("bytes", |v: u64| text::bytes(v));
+    env.add_filter("dur", |v: u64| text::dur_ns(v));
+    env.add_filter("secs", |v: f64| text::seconds(v));
+    env.add_filter("pct", |v: f64| format!("{:.1}%", v * 100.0));
+    env.add_filter("rate", |v: Option<f64>| text::rate(v));
+    env.add_filter("byterate", |v: Option<f64>| {
+        v.map_or("-".into(), |b| format!("{}/s", text::bytes(b as u64)))
+    });
+
+    let sizes: Vec<(String, u64)> = r
+        .sizes
+        .iter()
+        .map(|s| {
+            let range = if s.low == s.high {
+                s.low.to_string()
+            } else {
+                format!("{}-{}", s.low, s.high)
+            };
+            (format!("{} {range} B", s.direction), s.count)
+        })
+        .collect();
+    let safe = |s: String| Value::from_safe_string(s);
+    let charts = context! {
+        ops => safe(svg::ops_chart(&r.series)),
+        bytes => safe(svg::bytes_chart(&r.series)),
+        latency => safe(svg::latency_chart(&r.latency)),
+        heatmap => safe(svg::heatmap(&r.heatmap)),
+        errors => safe(svg::errors_chart(&r.series)),
+        sizes => safe(svg::bars("Sizes (bytes per op, log2 buckets)", &sizes)),
+    };
+    let tmpl = env.get_template("report.html")?;
+    tmpl.render(context! {
+        r => Value::from_serialize(r),
+        charts => charts,
+        top => top,
+    })
+}

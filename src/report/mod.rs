@@ -1,0 +1,11 @@
+//! `nwtrace report`'s rendering: the report as data ([`model`], which is
+//! also the JSON), and its text, HTML (with [`svg`] plots) and CSV forms.
+
+pub mod compare;
+pub mod csv_out;
+pub mod html;
+pub mod model;
+pub mod svg;
+pub mod text;
+
+pub use model::{Report, SortKey};

@@ -1,0 +1,1219 @@
+//! The report as data: built once from a [`Scan`], serialised as the JSON
+//! output, and read by the text, HTML and CSV renderers, so every format
+//! shows the same numbers. Machine fields are never rounded.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::analysis::aggregate::{Counters, TopN};
+use crate::analysis::{
+    Aggregate, ConvKey, Exemplar, LatClass, LatencyHist, LatencySummary, ProcKey, ProcStats,
+};
+use crate::input::manifest::parse_iso8601;
+use crate::input::scan::Scan;
+use crate::schema::{Direction, Protocol, errno_text, format_timestamp_ns, is_retry_errno};
+use crate::schema::{msg_flag_name, msg_flags_text};
+
+pub const SCHEMA_VERSION: u32 = 1;
+/// Problems listed in the report (all are counted).
+const MAX_PROBLEMS: usize = 100;
+
+/// How to rank the tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SortKey {
+    /// Bytes sent + received.
+    Bytes,
+    /// Operations.
+    Ops,
+    /// p99 latency (sends and receives).
+    P99,
+    /// Max latency.
+    Max,
+    /// Errors, retry and hard.
+    Errors,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub nwtrace_version: &'static str,
+    pub inputs: Vec<String>,
+    pub filters: Filters,
+    pub sort: SortKey,
+    pub coverage: Coverage,
+    pub runs: Vec<RunOut>,
+    pub machines: Vec<MachineOut>,
+    pub totals: TotalsOut,
+    pub overview: Vec<OverviewOut>,
+    pub latency: Vec<LatencyOut>,
+    pub processes: Vec<ProcessOut>,
+    pub commands: Vec<ProcessOut>,
+    pub conversations: Vec<ConversationOut>,
+    pub remote_endpoints: Vec<EndpointOut>,
+    pub ports: Vec<PortOut>,
+    pub errors: Vec<ErrorOut>,
+    pub error_kinds: Vec<ErrorKindOut>,
+    pub msg_flags: FlagsOut,
+    pub sizes: Vec<SizeOut>,
+    pub series: SeriesOut,
+    pub heatmap: HeatmapOut,
+    pub exemplars: ExemplarsOut,
+    /// Per table: rows tracked, rows listed, and the "other" bucket of
+    /// keys past the memory bound.
+    pub tables: BTreeMap<&'static str, TableInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<super::compare::Comparison>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Filters {
+    pub pid: Vec<u32>,
+    pub comm: Vec<String>,
+    pub port: Vec<u16>,
+    pub protocol: Option<&'static str>,
+    pub direction: Option<&'static str>,
+    pub machine: Vec<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Coverage {
+    pub machines: usize,
+    pub runs: usize,
+    pub files: usize,
+    /// Valid rows read (before filters).
+    pub rows: u64,
+    pub bytes_read: u64,
+    pub malformed_rows: u64,
+    pub files_missing_header: u64,
+    pub files_cut_mid_row: u64,
+    pub files_unreadable: u64,
+    pub events_lost: u64,
+    pub probes_missed: u64,
+    pub rows_lost: u64,
+    pub unfinalized_runs: u64,
+    pub runs_without_manifest: u64,
+    pub deleted_files: Vec<String>,
+    pub missing_files: Vec<String>,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub first_ns: Option<i64>,
+    pub last_ns: Option<i64>,
+    pub gaps: Vec<GapOut>,
+    pub problems: Vec<ProblemOut>,
+    pub problems_total: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GapOut {
+    pub machine_id: String,
+    pub from: String,
+    pub to: String,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProblemOut {
+    pub file: String,
+    pub line: u64,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunOut {
+    pub machine_id: String,
+    pub run: String,
+    pub manifest: Option<String>,
+    /// Valid rows read from this run's files.
+    pub rows: u64,
+    /// What the manifest says was written.
+    pub rows_written: Option<u64>,
+    pub events_lost: u64,
+    pub probes_missed: u64,
+    pub rows_lost: u64,
+    /// `false` also when there is no manifest (see `manifest`).
+    pub finalized: bool,
+    pub exit_reason: Option<String>,
+    pub backend: Option<String>,
+    pub started_at: Option<String>,
+    pub stopped_at: Option<String>,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub files: usize,
+    pub deleted_files: Vec<String>,
+    pub missing_files: Vec<String>,
+    pub malformed_rows: u64,
+    pub manifest_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MachineOut {
+    pub machine_id: String,
+    pub runs: usize,
+    pub rows: u64,
+    pub ops: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub errors: u64,
+    pub events_lost: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TotalsOut {
+    pub ops: u64,
+    pub sends: u64,
+    pub receives: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub errors: u64,
+    pub retry_errors: u64,
+    pub hard_errors: u64,
+    pub end_of_stream: u64,
+    pub latency_unknown: u64,
+    pub unknown_peer: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub first_ns: Option<i64>,
+    pub last_ns: Option<i64>,
+    /// last - first, in seconds; rates are per this span.
+    pub duration_s: f64,
+    pub ops_per_s: Option<f64>,
+    pub bytes_per_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OverviewOut {
+    pub direction: &'static str,
+    pub protocol: &'static str,
+    pub ip_version: u8,
+    pub ops: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    pub ops_per_s: Option<f64>,
+    pub bytes_per_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyOut {
+    pub direction: &'static str,
+    /// `send`, `receive_blocking` or `receive_nonblocking`.
+    pub class: &'static str,
+    pub protocol: &'static str,
+    #[serde(flatten)]
+    pub summary: LatencySummary,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LatencyByDirection {
+    pub send: LatencySummary,
+    pub receive: LatencySummary,
+    pub receive_blocking: LatencySummary,
+    pub receive_nonblocking: LatencySummary,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProcessOut {
+    /// `null` in the per-command rollup.
+    pub machine_id: Option<String>,
+    /// `null` in the per-command rollup.
+    pub pid: Option<u32>,
+    pub comm: String,
+    /// Processes rolled up (1 per pid row).
+    pub processes: u64,
+    pub ops: u64,
+    pub sends: u64,
+    pub receives: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub errors: u64,
+    pub retry_errors: u64,
+    pub hard_errors: u64,
+    pub error_rate: f64,
+    /// Distinct remote endpoints (address:port).
+    pub peers: u64,
+    pub peers_capped: bool,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub latency_ns: LatencyByDirection,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConversationOut {
+    pub machine_id: String,
+    pub protocol: &'static str,
+    pub pid: u32,
+    pub comm: String,
+    pub local_address: String,
+    pub local_port: u16,
+    /// `null` for the unknown-peer bucket.
+    pub remote_address: Option<String>,
+    pub remote_port: Option<u16>,
+    pub ops: u64,
+    pub sends: u64,
+    pub receives: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub errors: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub duration_s: f64,
+    /// A successful 0-byte receive (the peer closed) was seen.
+    pub end_of_stream: bool,
+    pub latency_ns: ConvLatency,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ConvLatency {
+    pub send: LatencySummary,
+    pub receive: LatencySummary,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EndpointOut {
+    pub protocol: &'static str,
+    /// `null` for the unknown-peer bucket.
+    pub address: Option<String>,
+    pub port: Option<u16>,
+    pub ops: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub errors: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PortOut {
+    pub protocol: &'static str,
+    /// `local` or `remote`.
+    pub role: &'static str,
+    pub port: u16,
+    pub ops: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub errors: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorOut {
+    pub error: String,
+    pub errno: i32,
+    /// `retry` (EAGAIN, EINTR, ERESTARTSYS, ...) or `hard`.
+    pub kind: &'static str,
+    pub direction: &'static str,
+    pub machine_id: String,
+    pub pid: u32,
+    pub comm: String,
+    pub count: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorKindOut {
+    pub error: String,
+    pub kind: &'static str,
+    pub direction: &'static str,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FlagsOut {
+    pub combinations: Vec<FlagComboOut>,
+    pub flags: Vec<FlagOut>,
+    /// Ops without flags (write/read/io_uring, or none passed).
+    pub no_flags_send: u64,
+    pub no_flags_receive: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FlagComboOut {
+    pub direction: &'static str,
+    pub flags: String,
+    pub ops: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FlagOut {
+    pub direction: &'static str,
+    pub flag: String,
+    pub ops: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SizeOut {
+    pub direction: &'static str,
+    /// Inclusive range of sizes in bytes.
+    pub low: u64,
+    pub high: u64,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SeriesOut {
+    pub bucket_seconds: i64,
+    pub points: Vec<PointOut>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PointOut {
+    pub t: String,
+    pub t_ns: i64,
+    pub sends: u64,
+    pub receives: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub retry_errors: u64,
+    pub hard_errors: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HeatmapOut {
+    pub bucket_seconds: i64,
+    /// Row `i` counts latencies in `[2^i, 2^(i+1))` ns.
+    pub latency_buckets_log2: usize,
+    /// One per time bucket with any latency, in time order.
+    pub columns: Vec<HeatColumn>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HeatColumn {
+    pub t_ns: i64,
+    pub counts: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ExemplarsOut {
+    pub slowest: Vec<ExemplarOut>,
+    pub largest: Vec<ExemplarOut>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExemplarOut {
+    pub file: String,
+    pub line: u64,
+    pub timestamp: String,
+    pub pid: u32,
+    pub comm: String,
+    pub protocol: &'static str,
+    pub direction: &'static str,
+    pub local: String,
+    pub remote: Option<String>,
+    pub size: u64,
+    pub latency_ns: Option<u64>,
+    pub error: Option<String>,
+    pub msg_flags: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TableInfo {
+    /// Keys tracked (after the memory bound).
+    pub tracked: usize,
+    /// Rows in this report (after --top).
+    pub listed: usize,
+    /// Keys merged into the other bucket (an estimate), 0 if none.
+    pub other_keys: u64,
+    pub other_ops: u64,
+    pub other_bytes: u64,
+}
+
+fn ts(ns: Option<i64>) -> Option<String> {
+    ns.map(format_timestamp_ns)
+}
+
+fn summary(h: Option<&LatencyHist>) -> LatencySummary {
+    h.map(LatencyHist::summary).unwrap_or_default()
+}
+
+/// What the report needs beyond the scan.
+pub struct Options {
+    pub inputs: Vec<String>,
+    pub filters: Filters,
+    pub sort: SortKey,
+    /// Rows per table; `None`: everything tracked.
+    pub top: Option<usize>,
+}
+
+fn rate(n: u64, secs: f64) -> Option<f64> {
+    (secs > 0.0).then(|| n as f64 / secs)
+}
+
+/// One ranked table row: its sort values and its key order.
+struct Ranked<T> {
+    bytes: u64,
+    ops: u64,
+    p99: u64,
+    max: u64,
+    errors: u64,
+    item: T,
+}
+
+fn rank<T>(
+    mut rows: Vec<Ranked<T>>,
+    sort: SortKey,
+    key: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> Vec<T> {
+    rows.sort_by(|a, b| {
+        let (x, y) = match sort {
+            SortKey::Bytes => (a.bytes, b.bytes),
+            SortKey::Ops => (a.ops, b.ops),
+            SortKey::P99 => (a.p99, b.p99),
+            SortKey::Max => (a.max, b.max),
+            SortKey::Errors => (a.errors, b.errors),
+        };
+        // Descending, then bytes, then ops, then the key: a stable order.
+        y.cmp(&x)
+            .then(b.bytes.cmp(&a.bytes))
+            .then(b.ops.cmp(&a.ops))
+            .then_with(|| key(&a.item, &b.item))
+    });
+    rows.into_iter().map(|r| r.item).collect()
+}
+
+fn both_latency(p: &ProcStats) -> Option<LatencyHist> {
+    let mut all: Option<LatencyHist> = None;
+    for h in p.latency.iter().flatten() {
+        match &mut all {
+            Some(a) => a.merge(h),
+            None => all = Some((**h).clone()),
+        }
+    }
+    all
+}
+
+fn process_out(
+    machine_id: Option<String>,
+    pid: Option<u32>,
+    comm: String,
+    n: u64,
+    p: &ProcStats,
+) -> ProcessOut {
+    let c = &p.c;
+    let lat = |i: usize| summary(p.latency[i].as_deref());
+    ProcessOut {
+        machine_id,
+        pid,
+        comm,
+        processes: n,
+        ops: c.total_ops(),
+        sends: c.ops[0],
+        receives: c.ops[1],
+        bytes_sent: c.bytes[0],
+        bytes_received: c.bytes[1],
+        errors: c.errors(),
+        retry_errors: c.retry_errors,
+        hard_errors: c.hard_errors,
+        error_rate: if c.total_ops() == 0 {
+            0.0
+        } else {
+            c.errors() as f64 / c.total_ops() as f64
+        },
+        peers: p.peers.len() as u64,
+        peers_capped: p.peers_capped,
+        first: ts(c.first_ns),
+        last: ts(c.last_ns),
+        latency_ns: LatencyByDirection {
+            send: lat(0),
+            receive: summary(p.receive_latency().as_ref()),
+            receive_blocking: lat(1),
+            receive_nonblocking: lat(2),
+        },
+    }
+}
+
+fn ranked_process(
+    machine_id: Option<String>,
+    pid: Option<u32>,
+    comm: String,
+    n: u64,
+    p: &ProcStats,
+) -> Ranked<ProcessOut> {
+    let all = both_latency(p);
+    Ranked {
+        bytes: p.c.total_bytes(),
+        ops: p.c.total_ops(),
+        p99: all.as_ref().map_or(0, |h| h.quantile(0.99)),
+        max: all.as_ref().map_or(0, LatencyHist::max),
+        errors: p.c.errors(),
+        item: process_out(machine_id, pid, comm, n, p),
+    }
+}
+
+fn counters_ranked<T>(c: &Counters, item: T) -> Ranked<T> {
+    Ranked {
+        bytes: c.total_bytes(),
+        ops: c.total_ops(),
+        p99: 0,
+        max: 0,
+        errors: c.errors(),
+        item,
+    }
+}
+
+fn table_info<K: std::hash::Hash + Eq + Ord + Clone, V: crate::analysis::capped::Entry>(
+    t: &crate::analysis::Capped<K, V>,
+    listed: usize,
+    counters: impl Fn(&V) -> &Counters,
+) -> TableInfo {
+    let o = counters(t.other());
+    TableInfo {
+        tracked: t.len(),
+        listed,
+        other_keys: t.other_keys(),
+        other_ops: o.total_ops(),
+        other_bytes: o.total_bytes(),
+    }
+}
+
+fn exemplar_out(e: &Exemplar, files: &[String]) -> ExemplarOut {
+    let op = &e.op;
+    ExemplarOut {
+        file: files
+            .get(e.source.file as usize)
+            .cloned()
+            .unwrap_or_default(),
+        line: e.source.line,
+        timestamp: format_timestamp_ns(op.ts_ns),
+        pid: op.pid,
+        comm: op.comm.to_string(),
+        protocol: op.protocol.as_str(),
+        direction: op.direction.as_str(),
+        local: op.local.to_string(),
+        remote: op.remote.map(|r| r.to_string()),
+        size: op.size,
+        latency_ns: op.latency_ns,
+        error: op.errno.map(errno_text),
+        msg_flags: op.msg_flags.map(msg_flags_text),
+    }
+}
+
+fn exemplars(t: &TopN, files: &[String]) -> Vec<ExemplarOut> {
+    t.items()
+        .iter()
+        .map(|(_, e)| exemplar_out(e, files))
+        .collect()
+}
+
+fn cut<T>(mut v: Vec<T>, top: Option<usize>) -> Vec<T> {
+    if let Some(n) = top {
+        v.truncate(n);
+    }
+    v
+}
+
+/// Builds the report. `agg` must be finished.
+pub fn build(scan: &Scan, opts: &Options) -> Report {
+    let agg: &Aggregate = &scan.aggregate;
+    let d = &scan.discovery;
+    let file_names: Vec<String> = d
+        .files
+        .iter()
+        .map(|f| f.path.display().to_string())
+        .collect();
+    let top = opts.top;
+    let sort = opts.sort;
+    let machine_name = |i: u32| d.machines.get(i as usize).cloned().unwrap_or_default();
+
+    // Runs and coverage.
+    let mut runs: Vec<RunOut> = Vec::new();
+    let mut cov = Coverage::default();
+    for (ri, run) in d.runs.iter().enumerate() {
+        let files: Vec<usize> = (0..d.files.len())
+            .filter(|&i| d.files[i].run == ri)
+            .collect();
+        let rows: u64 = files.iter().map(|&i| scan.files[i].stats.rows).sum();
+        let malformed: u64 = files.iter().map(|&i| scan.files[i].stats.malformed).sum();
+        let first = files.iter().filter_map(|&i| scan.files[i].first_ns).min();
+        let last = files.iter().filter_map(|&i| scan.files[i].last_ns).max();
+        let m = run.manifest.as_ref();
+        let prefix = run.nw_dir.display().to_string();
+        cov.deleted_files
+            .extend(run.deleted_files.iter().map(|f| format!("{prefix}/{f}")));
+        cov.missing_files
+            .extend(run.missing_files.iter().map(|f| format!("{prefix}/{f}")));
+        runs.push(RunOut {
+            machine_id: run.machine_id.clone(),
+            run: run.run_dir.clone(),
+            manifest: run.manifest_name.clone(),
+            rows,
+            rows_written: m.map(|m| m.rows_written),
+            events_lost: m.map_or(0, |m| m.events_lost),
+            probes_missed: m.map_or(0, |m| m.probes_missed),
+            rows_lost: m.map_or(0, |m| m.rows_lost),
+            finalized: m.is_some_and(|m| m.finalized),
+            exit_reason: m.and_then(|m| m.exit_reason.clone()),
+            backend: m.and_then(|m| m.backend.clone()),
+            started_at: m.and_then(|m| m.started_at.clone()),
+            stopped_at: m.and_then(|m| m.stopped_at.clone()),
+            first: ts(first),
+            last: ts(last),
+            files: files.len(),
+            deleted_files: run.deleted_files.clone(),
+            missing_files: run.missing_files.clone(),
+            malformed_rows: malformed,
+            manifest_error: run.manifest_error.clone(),
+        });
+    }
+    runs.sort_by(|a, b| {
+        (&a.machine_id, &a.run, &a.manifest).cmp(&(&b.machine_id, &b.run, &b.manifest))
+    });
+    for r in &runs {
+        cov.events_lost += r.events_lost;
+        cov.probes_missed += r.probes_missed;
+        cov.rows_lost += r.rows_lost;
+        cov.unfinalized_runs += u64::from(r.manifest.is_some() && !r.finalized);
+        cov.runs_without_manifest += u64::from(r.manifest.is_none());
+    }
+    cov.runs = runs.len();
+    cov.files = d.files.len();
+    for (i, f) in scan.files.iter().enumerate() {
+        let s = &f.stats;
+        cov.rows += s.rows;
+        cov.bytes_read += s.bytes;
+        cov.malformed_rows += s.malformed;
+        cov.files_missing_header += u64::from(s.missing_header);
+        cov.files_cut_mid_row += u64::from(s.cut_mid_row);
+        cov.files_unreadable += u64::from(s.read_error.is_some() && s.rows == 0);
+        cov.first_ns = min_opt(cov.first_ns, f.first_ns);
+        cov.last_ns = max_opt(cov.last_ns, f.last_ns);
+        cov.problems_total += s.malformed
+            + u64::from(s.missing_header)
+            + u64::from(s.cut_mid_row)
+            + u64::from(s.read_error.is_some());
+        if let (Some(e), true) = (&s.read_error, s.problems.is_empty()) {
+            cov.problems.push(ProblemOut {
+                file: file_names[i].clone(),
+                line: 0,
+                message: e.clone(),
+            });
+        }
+        for p in &s.problems {
+            cov.problems.push(ProblemOut {
+                file: file_names[i].clone(),
+                line: p.line,
+                message: p.message.clone(),
+            });
+        }
+    }
+    cov.problems
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    cov.problems.truncate(MAX_PROBLEMS);
+    cov.first = ts(cov.first_ns);
+    cov.last = ts(cov.last_ns);
+
+    // Machines: from per-file totals (after filters) and runs.
+    let mut machines: BTreeMap<String, MachineOut> = BTreeMap::new();
+    for r in &runs {
+        let m = machines
+            .entry(r.machine_id.clone())
+            .or_insert_with(|| MachineOut {
+                machine_id: r.machine_id.clone(),
+                runs: 0,
+                rows: 0,
+                ops: 0,
+                bytes_sent: 0,
+                bytes_received: 0,
+                errors: 0,
+                events_lost: 0,
+                first: None,
+                last: None,
+            });
+        m.runs += 1;
+        m.rows += r.rows;
+        m.events_lost += r.events_lost;
+    }
+    let mut mfirst: BTreeMap<String, (Option<i64>, Option<i64>)> = BTreeMap::new();
+    for (i, f) in d.files.iter().enumerate() {
+        let t = &scan.files[i].totals;
+        if let Some(m) = machines.get_mut(&f.machine_id) {
+            m.ops += t.ops;
+            m.bytes_sent += t.bytes_sent;
+            m.bytes_received += t.bytes_received;
+            m.errors += t.errors;
+        }
+        let e = mfirst.entry(f.machine_id.clone()).or_default();
+        e.0 = min_opt(e.0, t.first_ns);
+        e.1 = max_opt(e.1, t.last_ns);
+    }
+    for (k, (a, b)) in mfirst {
+        if let Some(m) = machines.get_mut(&k) {
+            m.first = ts(a);
+            m.last = ts(b);
+        }
+    }
+    cov.machines = machines.len();
+    cov.gaps = gaps(&runs, scan);
+
+    // Totals and overview.
+    let t = &agg.totals;
+    let duration_s = match (t.first_ns, t.last_ns) {
+        (Some(a), Some(b)) => (b - a) as f64 / 1e9,
+        _ => 0.0,
+    };
+    let totals = TotalsOut {
+        ops: t.ops,
+        sends: t.sends,
+        receives: t.receives,
+        bytes_sent: t.bytes_sent,
+        bytes_received: t.bytes_received,
+        errors: t.errors,
+        retry_errors: t.retry_errors,
+        hard_errors: t.hard_errors,
+        end_of_stream: t.end_of_stream,
+        latency_unknown: t.latency_unknown,
+        unknown_peer: t.unknown_peer,
+        first: ts(t.first_ns),
+        last: ts(t.last_ns),
+        first_ns: t.first_ns,
+        last_ns: t.last_ns,
+        duration_s,
+        ops_per_s: rate(t.ops, duration_s),
+        bytes_per_s: rate(t.bytes_sent + t.bytes_received, duration_s),
+    };
+    let overview = agg
+        .overview
+        .iter()
+        .map(|(&(dir, proto, v), o)| OverviewOut {
+            direction: dir.as_str(),
+            protocol: proto.as_str(),
+            ip_version: v,
+            ops: o.ops,
+            bytes: o.bytes,
+            errors: o.errors,
+            ops_per_s: rate(o.ops, duration_s),
+            bytes_per_s: rate(o.bytes, duration_s),
+        })
+        .collect();
+    let mut latency = Vec::new();
+    for class in LatClass::ALL {
+        for proto in Protocol::ALL {
+            if let Some(h) = agg.latency.get(&(class, proto)) {
+                latency.push(LatencyOut {
+                    direction: if class == LatClass::Send {
+                        "send"
+                    } else {
+                        "receive"
+                    },
+                    class: class.as_str(),
+                    protocol: proto.as_str(),
+                    summary: h.summary(),
+                });
+            }
+        }
+    }
+
+    let mut tables = BTreeMap::new();
+
+    // Processes and the rollup by comm.
+    let procs: Vec<(&ProcKey, &ProcStats)> = agg.processes.iter().collect();
+    let ranked = procs
+        .iter()
+        .map(|(k, p)| {
+            ranked_process(
+                Some(machine_name(k.machine)),
+                Some(k.pid),
+                k.comm.to_string(),
+                1,
+                p,
+            )
+        })
+        .collect();
+    let processes = cut(
+        rank(ranked, sort, |a: &ProcessOut, b| {
+            (&a.machine_id, a.pid, &a.comm).cmp(&(&b.machine_id, b.pid, &b.comm))
+        }),
+        top,
+    );
+    tables.insert(
+        "processes",
+        table_info(&agg.processes, processes.len(), |v| &v.c),
+    );
+    let mut by_comm: BTreeMap<String, (u64, ProcStats)> = BTreeMap::new();
+    for (k, p) in &procs {
+        let e = by_comm.entry(k.comm.to_string()).or_default();
+        e.0 += 1;
+        crate::analysis::capped::Entry::merge(&mut e.1, p);
+    }
+    let ranked = by_comm
+        .iter()
+        .map(|(c, (n, p))| ranked_process(None, None, c.clone(), *n, p))
+        .collect();
+    let commands = cut(
+        rank(ranked, sort, |a: &ProcessOut, b| a.comm.cmp(&b.comm)),
+        top,
+    );
+    tables.insert(
+        "commands",
+        TableInfo {
+            tracked: by_comm.len(),
+            listed: commands.len(),
+            ..TableInfo::default()
+        },
+    );
+
+    // Conversations.
+    let ranked = agg
+        .conversations
+        .iter()
+        .map(|(k, v)| {
+            let mut all: Option<LatencyHist> = None;
+            for h in v.latency.iter().flatten() {
+                match &mut all {
+                    Some(a) => a.merge(h),
+                    None => all = Some((**h).clone()),
+                }
+            }
+            Ranked {
+                bytes: v.c.total_bytes(),
+                ops: v.c.total_ops(),
+                p99: all.as_ref().map_or(0, |h| h.quantile(0.99)),
+                max: all.as_ref().map_or(0, LatencyHist::max),
+                errors: v.c.errors(),
+                item: (*k, conv_out(machine_name(k.machine), k, v)),
+            }
+        })
+        .collect();
+    let conversations: Vec<ConversationOut> =
+        cut(rank(ranked, sort, |a: &(ConvKey, _), b| a.0.cmp(&b.0)), top)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+    tables.insert(
+        "conversations",
+        table_info(&agg.conversations, conversations.len(), |v| &v.c),
+    );
+
+    let ranked = agg
+        .remotes
+        .iter()
+        .map(|(k, v)| {
+            counters_ranked(
+                &v.c,
+                (
+                    *k,
+                    EndpointOut {
+                        protocol: k.0.as_str(),
+                        address: k.1.map(|e| e.addr.to_string()),
+                        port: k.1.map(|e| e.port),
+                        ops: v.c.total_ops(),
+                        bytes_sent: v.c.bytes[0],
+                        bytes_received: v.c.bytes[1],
+                        errors: v.c.errors(),
+                        first: ts(v.c.first_ns),
+                        last: ts(v.c.last_ns),
+                    },
+                ),
+            )
+        })
+        .collect();
+    let remote_endpoints: Vec<EndpointOut> =
+        cut(rank(ranked, sort, |a: &(_, _), b| a.0.cmp(&b.0)), top)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+    tables.insert(
+        "remote_endpoints",
+        table_info(&agg.remotes, remote_endpoints.len(), |v| &v.c),
+    );
+
+    let ranked = agg
+        .ports
+        .iter()
+        .map(|(k, c)| {
+            counters_ranked(
+                c,
+                (
+                    *k,
+                    PortOut {
+                        protocol: k.protocol.as_str(),
+                        role: k.role.as_str(),
+                        port: k.port,
+                        ops: c.total_ops(),
+                        bytes_sent: c.bytes[0],
+                        bytes_received: c.bytes[1],
+                        errors: c.errors(),
+                    },
+                ),
+            )
+        })
+        .collect();
+    let ports: Vec<PortOut> = cut(rank(ranked, sort, |a: &(_, _), b| a.0.cmp(&b.0)), top)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    tables.insert("ports", table_info(&agg.ports, ports.len(), |v| v));
+
+    // Errors: by errno x direction x process, ranked by count.
+    let mut errors: Vec<ErrorOut> = agg
+        .errors
+        .iter()
+        .map(|(k, c)| ErrorOut {
+            error: errno_text(k.errno),
+            errno: k.errno,
+            kind: kind(k.errno),
+            direction: k.direction.as_str(),
+            machine_id: machine_name(k.machine),
+            pid: k.pid,
+            comm: k.comm.to_string(),
+            count: c.total_ops(),
+            first: ts(c.first_ns),
+            last: ts(c.last_ns),
+        })
+        .collect();
+    errors.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.errno.cmp(&b.errno))
+            .then(a.direction.cmp(b.direction))
+            .then(a.machine_id.cmp(&b.machine_id))
+            .then(a.pid.cmp(&b.pid))
+            .then(a.comm.cmp(&b.comm))
+    });
+    let mut kinds: BTreeMap<(i32, &'static str), u64> = BTreeMap::new();
+    for e in &errors {
+        *kinds.entry((e.errno, e.direction)).or_default() += e.count;
+    }
+    let mut error_kinds: Vec<ErrorKindOut> = kinds
+        .into_iter()
+        .map(|((errno, dir), count)| ErrorKindOut {
+            error: errno_text(errno),
+            kind: kind(errno),
+            direction: dir,
+            count,
+        })
+        .collect();
+    error_kinds.sort_by_key(|e| std::cmp::Reverse(e.count));
+    let errors = cut(errors, top);
+    tables.insert("errors", table_info(&agg.errors, errors.len(), |v| v));
+
+    // Flags and sizes.
+    let mut combinations: Vec<FlagComboOut> = agg
+        .flag_combos
+        .iter()
+        .map(|(&(dir, f), c)| FlagComboOut {
+            direction: dir.as_str(),
+            flags: msg_flags_text(f),
+            ops: c.total_ops(),
+            bytes: c.total_bytes(),
+        })
+        .collect();
+    combinations.sort_by(|a, b| {
+        b.ops
+            .cmp(&a.ops)
+            .then(a.direction.cmp(b.direction))
+            .then(a.flags.cmp(&b.flags))
+    });
+    let mut flags = Vec::new();
+    for dir in Direction::ALL {
+        for bit in 0..32 {
+            let n = agg.flag_bits[dir.index()][bit];
+            if n > 0 {
+                flags.push(FlagOut {
+                    direction: dir.as_str(),
+                    flag: msg_flag_name(1 << bit),
+                    ops: n,
+                });
+            }
+        }
+    }
+    let msg_flags = FlagsOut {
+        combinations,
+        flags,
+        no_flags_send: agg.no_flags[0],
+        no_flags_receive: agg.no_flags[1],
+    };
+    let mut sizes = Vec::new();
+    for dir in Direction::ALL {
+        for (b, &n) in agg.sizes[dir.index()].iter().enumerate() {
+            if n > 0 {
+                let (low, high) = if b == 0 {
+                    (0, 0)
+                } else {
+                    (1u64 << (b - 1), ((1u128 << b) - 1) as u64)
+                };
+                sizes.push(SizeOut {
+                    direction: dir.as_str(),
+                    low,
+                    high,
+                    count: n,
+                });
+            }
+        }
+    }
+
+    // Time.
+    let w = agg.series.width_s();
+    let mut series = SeriesOut {
+        bucket_seconds: w,
+        points: vec![],
+    };
+    let mut heatmap = HeatmapOut {
+        bucket_seconds: w,
+        latency_buckets_log2: crate::analysis::series::HEAT_BUCKETS,
+        columns: vec![],
+    };
+    for (t_ns, p) in agg.series.points() {
+        series.points.push(PointOut {
+            t: format_timestamp_ns(t_ns),
+            t_ns,
+            sends: p.ops[0],
+            receives: p.ops[1],
+            bytes_sent: p.bytes[0],
+            bytes_received: p.bytes[1],
+            retry_errors: p.retry_errors,
+            hard_errors: p.hard_errors,
+        });
+        if !p.heat.is_empty() {
+            heatmap.columns.push(HeatColumn {
+                t_ns,
+                counts: p.heat.clone(),
+            });
+        }
+    }
+
+    let exemplars = ExemplarsOut {
+        slowest: exemplars(&agg.slowest, &file_names),
+        largest: exemplars(&agg.largest, &file_names),
+    };
+
+    Report {
+        schema_version: SCHEMA_VERSION,
+        nwtrace_version: env!("CARGO_PKG_VERSION"),
+        inputs: opts.inputs.clone(),
+        filters: opts.filters.clone(),
+        sort,
+        coverage: cov,
+        runs,
+        machines: machines.into_values().collect(),
+        totals,
+        overview,
+        latency,
+        processes,
+        commands,
+        conversations,
+        remote_endpoints,
+        ports,
+        errors,
+        error_kinds,
+        msg_flags,
+        sizes,
+        series,
+        heatmap,
+        exemplars,
+        tables,
+        baseline: None,
+    }
+}
+
+fn kind(errno: i32) -> &'static str {
+    if is_retry_errno(errno) {
+        "retry"
+    } else {
+        "hard"
+    }
+}
+
+fn conv_out(machine_id: String, k: &ConvKey, v: &crate::analysis::ConvStats) -> ConversationOut {
+    let c = &v.c;
+    ConversationOut {
+        machine_id,
+        protocol: k.protocol.as_str(),
+        pid: k.pid,
+        comm: k.comm.to_string(),
+        local_address: k.local.addr.to_string(),
+        local_port: k.local.port,
+        remote_address: k.remote.map(|r| r.addr.to_string()),
+        remote_port: k.remote.map(|r| r.port),
+        ops: c.total_ops(),
+        sends: c.ops[0],
+        receives: c.ops[1],
+        bytes_sent: c.bytes[0],
+        bytes_received: c.bytes[1],
+        errors: c.errors(),
+        first: ts(c.first_ns),
+        last: ts(c.last_ns),
+        duration_s: match (c.first_ns, c.last_ns) {
+            (Some(a), Some(b)) => (b - a) as f64 / 1e9,
+            _ => 0.0,
+        },
+        end_of_stream: v.end_of_stream,
+        latency_ns: ConvLatency {
+            send: summary(v.latency[0].as_deref()),
+            receive: summary(v.latency[1].as_deref()),
+        },
+    }
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Gaps in time per machine: stretches between one run's end and the next
+/// run's start when nothing on that machine was recording. A run's span is
+/// its manifest's start and stop (else its first and last row).
+fn gaps(runs: &[RunOut], scan: &Scan) -> Vec<GapOut> {
+    let _ = scan;
+    let mut by_machine: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    for r in runs {
+        let start = r
+            .started_at
+            .as_deref()
+            .and_then(parse_iso8601)
+            .map(|s| s * 1_000_000_000)
+            .or_else(|| {
+                r.first
+                    .as_deref()
+                    .and_then(|t| crate::schema::parse_timestamp_ns(t.as_bytes()))
+            });
+        let stop = r
+            .stopped_at
+            .as_deref()
+            .and_then(parse_iso8601)
+            .map(|s| s * 1_000_000_000)
+            .or_else(|| {
+                r.last
+                    .as_deref()
+                    .and_then(|t| crate::schema::parse_timestamp_ns(t.as_bytes()))
+            });
+        if let (Some(a), Some(b)) = (start, stop) {
+            by_machine
+                .entry(&r.machine_id)
+                .or_default()
+                .push((a, b.max(a)));
+        }
+    }
+    let mut out = Vec::new();
+    for (m, mut spans) in by_machine {
+        spans.sort();
+        let mut end = spans[0].1;
+        for &(a, b) in &spans[1..] {
+            // Gaps under a second are clock granularity, not holes.
+            if a > end + 1_000_000_000 {
+                out.push(GapOut {
+                    machine_id: m.to_string(),
+                    from: format_timestamp_ns(end),
+                    to: format_timestamp_ns(a),
+                    seconds: (a - end) as f64 / 1e9,
+                });
+            }
+            end = end.max(b);
+        }
+    }
+    out
+}

@@ -1,0 +1,824 @@
+//! The text report: aligned tables for people. Numbers here are made
+//! readable (units, separators); the JSON has the exact ones. With
+//! `styled` (a terminal, and no NO_COLOR) titles are bold; otherwise the
+//! text is plain.
+
+use std::fmt::Write;
+
+use super::model::{Report, TableInfo};
+use crate::analysis::LatencySummary;
+
+pub struct TextOptions {
+    pub styled: bool,
+    /// Rows per table.
+    pub top: usize,
+}
+
+/// Thousands separated: 1,234,567.
+pub fn num(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes in powers of 1024 with one decimal: 1.5 MiB.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+/// Nanoseconds as ns, µs, ms or s with 3 significant digits.
+pub fn dur_ns(ns: u64) -> String {
+    let v = ns as f64;
+    let (x, unit) = if ns < 1_000 {
+        return format!("{ns}ns");
+    } else if ns < 1_000_000 {
+        (v / 1e3, "us")
+    } else if ns < 1_000_000_000 {
+        (v / 1e6, "ms")
+    } else {
+        (v / 1e9, "s")
+    };
+    if x >= 100.0 {
+        format!("{x:.0}{unit}")
+    } else if x >= 10.0 {
+        format!("{x:.1}{unit}")
+    } else {
+        format!("{x:.2}{unit}")
+    }
+}
+
+pub fn rate(r: Option<f64>) -> String {
+    match r {
+        None => "-".into(),
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.2}"),
+    }
+}
+
+pub fn seconds(s: f64) -> String {
+    let total = s.round() as u64;
+    let (h, m, sec) = (total / 3600, total / 60 % 60, total % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{sec:02}s")
+    } else if m > 0 {
+        format!("{m}m{sec:02}s")
+    } else if s < 10.0 {
+        format!("{s:.3}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// A table: first column left-aligned, the others right-aligned unless
+/// listed in `left`.
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    left: Vec<usize>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: vec![],
+            left: vec![0],
+        }
+    }
+
+    /// Puts a left-aligned `machine` column first when `on`.
+    pub fn machine_first(mut self, on: bool) -> Table {
+        if on {
+            self.header.insert(0, "machine".into());
+            self.left = std::iter::once(0)
+                .chain(self.left.iter().map(|i| i + 1))
+                .collect();
+        }
+        self
+    }
+
+    pub fn left(mut self, cols: &[usize]) -> Table {
+        self.left.extend_from_slice(cols);
+        self
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let n = self.header.len();
+        let mut w = vec![0usize; n];
+        for r in std::iter::once(&self.header).chain(&self.rows) {
+            for (i, c) in r.iter().enumerate().take(n) {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        for r in std::iter::once(&self.header).chain(&self.rows) {
+            let mut line = String::from("  ");
+            for (i, c) in r.iter().enumerate().take(n) {
+                let pad = w[i] - c.chars().count();
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                if self.left.contains(&i) {
+                    line.push_str(c);
+                    if i + 1 < n {
+                        line.push_str(&" ".repeat(pad));
+                    }
+                } else {
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(c);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+}
+
+fn title(out: &mut String, o: &TextOptions, text: &str) {
+    out.push('\n');
+    if o.styled {
+        let _ = writeln!(out, "\x1b[1m{text}\x1b[0m");
+    } else {
+        let _ = writeln!(out, "{text}");
+        let _ = writeln!(out, "{}", "-".repeat(text.chars().count()));
+    }
+}
+
+fn more(out: &mut String, listed: usize, info: Option<&TableInfo>, shown: usize) {
+    if listed > shown {
+        let _ = writeln!(out, "  ... {} more (see --format json)", listed - shown);
+    }
+    if let Some(i) = info.filter(|i| i.other_keys > 0) {
+        let _ = writeln!(
+            out,
+            "  other (~{} keys past the memory bound): {} ops, {}",
+            num(i.other_keys),
+            num(i.other_ops),
+            bytes(i.other_bytes)
+        );
+    }
+}
+
+fn lat_cells(s: &LatencySummary) -> Vec<String> {
+    if s.count == 0 {
+        return vec!["-".into(); 4];
+    }
+    vec![dur_ns(s.p50), dur_ns(s.p99), dur_ns(s.p999), dur_ns(s.max)]
+}
+
+trait P99Text {
+    fn p99_text(&self) -> String;
+}
+
+impl P99Text for LatencySummary {
+    fn p99_text(&self) -> String {
+        if self.count == 0 {
+            "-".into()
+        } else {
+            dur_ns(self.p99)
+        }
+    }
+}
+
+fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_else(|| "-".into())
+}
+
+pub fn render(r: &Report, o: &TextOptions) -> String {
+    let mut out = String::new();
+    let multi = r.machines.len() > 1;
+    let with = |on: bool, m: &str, mut row: Vec<String>| {
+        if on {
+            row.insert(0, m.to_string());
+        }
+        row
+    };
+    let c = &r.coverage;
+    let t = &r.totals;
+    let _ = writeln!(
+        out,
+        "nwtrace report: {} machine(s), {} run(s), {} file(s), {} rows",
+        c.machines,
+        c.runs,
+        c.files,
+        num(c.rows)
+    );
+    let _ = writeln!(
+        out,
+        "time: {} .. {} UTC ({})",
+        opt(&c.first),
+        opt(&c.last),
+        match (c.first_ns, c.last_ns) {
+            (Some(a), Some(b)) => seconds((b - a) as f64 / 1e9),
+            _ => "-".into(),
+        }
+    );
+    let f = &r.filters;
+    let mut filters = Vec::new();
+    if !f.pid.is_empty() {
+        filters.push(format!("pid {:?}", f.pid));
+    }
+    if !f.comm.is_empty() {
+        filters.push(format!("comm {:?}", f.comm));
+    }
+    if !f.port.is_empty() {
+        filters.push(format!("port {:?}", f.port));
+    }
+    if let Some(p) = f.protocol {
+        filters.push(format!("protocol {p}"));
+    }
+    if let Some(d) = f.direction {
+        filters.push(format!("direction {d}"));
+    }
+    if !f.machine.is_empty() {
+        filters.push(format!("machine {:?}", f.machine));
+    }
+    if let Some(s) = &f.since {
+        filters.push(format!("since {s}"));
+    }
+    if let Some(u) = &f.until {
+        filters.push(format!("until {u}"));
+    }
+    if !filters.is_empty() {
+        let _ = writeln!(out, "filters: {}", filters.join(", "));
+    }
+
+    // 1. Coverage.
+    title(&mut out, o, "Coverage");
+    let _ = writeln!(
+        out,
+        "  events lost {}, probes missed {}, rows lost {}; unfinalised runs {}, runs without manifest {}",
+        num(c.events_lost),
+        num(c.probes_missed),
+        num(c.rows_lost),
+        c.unfinalized_runs,
+        c.runs_without_manifest
+    );
+    let _ = writeln!(
+        out,
+        "  malformed rows {}, files missing a header {}, files cut mid-row {}, unreadable files {}",
+        num(c.malformed_rows),
+        c.files_missing_header,
+        c.files_cut_mid_row,
+        c.files_unreadable
+    );
+    for d in &c.deleted_files {
+        let _ = writeln!(out, "  deleted by retention: {d}");
+    }
+    for d in &c.missing_files {
+        let _ = writeln!(out, "  listed in a manifest but missing: {d}");
+    }
+    for g in &c.gaps {
+        let _ = writeln!(
+            out,
+            "  gap on {}: {} .. {} ({})",
+            g.machine_id,
+            g.from,
+            g.to,
+            seconds(g.seconds)
+        );
+    }
+    for p in c.problems.iter().take(o.top) {
+        let _ = writeln!(out, "  {}:{}: {}", p.file, p.line, p.message);
+    }
+    if c.problems_total > o.top.min(c.problems.len()) as u64 {
+        let _ = writeln!(
+            out,
+            "  ... {} problems in all (see --format json)",
+            num(c.problems_total)
+        );
+    }
+    let mut tb = Table::new(&[
+        "machine",
+        "run",
+        "manifest",
+        "rows",
+        "written",
+        "lost",
+        "finalised",
+        "first",
+        "last",
+    ])
+    .left(&[1, 2, 6, 7, 8]);
+    for run in &r.runs {
+        tb.row(vec![
+            run.machine_id.clone(),
+            run.run.clone(),
+            opt(&run.manifest),
+            num(run.rows),
+            run.rows_written.map_or("-".into(), num),
+            num(run.events_lost),
+            match (&run.manifest, run.finalized) {
+                (None, _) => "no manifest".into(),
+                (_, true) => "yes".into(),
+                (_, false) => "NO".into(),
+            },
+            opt(&run.first),
+            opt(&run.last),
+        ]);
+    }
+    tb.render(&mut out);
+
+    // 11. Machines.
+    if r.machines.len() > 1 {
+        title(&mut out, o, "Machines");
+        let mut tb = Table::new(&[
+            "machine", "runs", "rows", "ops", "sent", "received", "errors", "lost",
+        ]);
+        for m in &r.machines {
+            tb.row(vec![
+                m.machine_id.clone(),
+                m.runs.to_string(),
+                num(m.rows),
+                num(m.ops),
+                bytes(m.bytes_sent),
+                bytes(m.bytes_received),
+                num(m.errors),
+                num(m.events_lost),
+            ]);
+        }
+        tb.render(&mut out);
+    }
+
+    // 2. Overview.
+    title(&mut out, o, "Overview");
+    let _ = writeln!(
+        out,
+        "  {} ops ({} sends, {} receives), {} sent, {} received, {} errors ({} retry, {} hard)",
+        num(t.ops),
+        num(t.sends),
+        num(t.receives),
+        bytes(t.bytes_sent),
+        bytes(t.bytes_received),
+        num(t.errors),
+        num(t.retry_errors),
+        num(t.hard_errors)
+    );
+    let _ = writeln!(
+        out,
+        "  {} ops/s, {}/s over {}; {} end-of-stream receives, {} ops with unknown peer",
+        rate(t.ops_per_s),
+        bytes(t.bytes_per_s.unwrap_or(0.0) as u64),
+        seconds(t.duration_s),
+        num(t.end_of_stream),
+        num(t.unknown_peer)
+    );
+    let mut tb = Table::new(&[
+        "direction",
+        "proto",
+        "ip",
+        "ops",
+        "bytes",
+        "errors",
+        "ops/s",
+        "bytes/s",
+    ])
+    .left(&[1]);
+    for v in &r.overview {
+        tb.row(vec![
+            v.direction.into(),
+            v.protocol.into(),
+            v.ip_version.to_string(),
+            num(v.ops),
+            bytes(v.bytes),
+            num(v.errors),
+            rate(v.ops_per_s),
+            v.bytes_per_s.map_or("-".into(), |b| bytes(b as u64)),
+        ]);
+    }
+    tb.render(&mut out);
+
+    // 6. Latency.
+    title(
+        &mut out,
+        o,
+        "Latency (receives split: blocking may include waiting for data)",
+    );
+    let mut tb = Table::new(&[
+        "class", "proto", "count", "mean", "p50", "p90", "p99", "p99.9", "max",
+    ])
+    .left(&[1]);
+    for l in &r.latency {
+        let s = &l.summary;
+        tb.row(vec![
+            l.class.into(),
+            l.protocol.into(),
+            num(s.count),
+            dur_ns(s.mean.round() as u64),
+            dur_ns(s.p50),
+            dur_ns(s.p90),
+            dur_ns(s.p99),
+            dur_ns(s.p999),
+            dur_ns(s.max),
+        ]);
+    }
+    tb.render(&mut out);
+
+    // 3. Processes.
+    let sort = format!("{:?}", r.sort).to_lowercase();
+    title(&mut out, o, &format!("Processes (by {sort})"));
+    let mut tb = Table::new(&[
+        "pid",
+        "comm",
+        "ops",
+        "sent",
+        "received",
+        "errors",
+        "err%",
+        "peers",
+        "send p50",
+        "p99",
+        "p99.9",
+        "max",
+        "recv(blk) p50",
+        "p99",
+        "p99.9",
+        "max",
+    ])
+    .left(&[1])
+    .machine_first(multi);
+    for p in r.processes.iter().take(o.top) {
+        let mut row = vec![
+            p.pid.map_or("-".into(), |x| x.to_string()),
+            p.comm.clone(),
+            num(p.ops),
+            bytes(p.bytes_sent),
+            bytes(p.bytes_received),
+            num(p.errors),
+            format!("{:.1}", p.error_rate * 100.0),
+            format!("{}{}", p.peers, if p.peers_capped { "+" } else { "" }),
+        ];
+        row.extend(lat_cells(&p.latency_ns.send));
+        row.extend(lat_cells(&p.latency_ns.receive_blocking));
+        tb.row(with(multi, p.machine_id.as_deref().unwrap_or("-"), row));
+    }
+    tb.render(&mut out);
+    more(
+        &mut out,
+        r.processes.len(),
+        r.tables.get("processes"),
+        o.top,
+    );
+
+    title(&mut out, o, "Commands (processes rolled up by comm)");
+    let mut tb = Table::new(&[
+        "comm", "procs", "ops", "sent", "received", "errors", "send p99", "recv p99",
+    ]);
+    for p in r.commands.iter().take(o.top) {
+        tb.row(vec![
+            p.comm.clone(),
+            num(p.processes),
+            num(p.ops),
+            bytes(p.bytes_sent),
+            bytes(p.bytes_received),
+            num(p.errors),
+            p.latency_ns.send.p99_text(),
+            p.latency_ns.receive.p99_text(),
+        ]);
+    }
+    tb.render(&mut out);
+    more(&mut out, r.commands.len(), None, o.top);
+
+    // 4. Conversations.
+    title(&mut out, o, &format!("Conversations (by {sort})"));
+    let mut tb = Table::new(&[
+        "proto", "pid", "comm", "local", "remote", "ops", "sent", "received", "errors", "eof",
+        "send p99", "recv p99", "first", "last",
+    ])
+    .left(&[2, 3, 4, 12, 13])
+    .machine_first(multi);
+    for cv in r.conversations.iter().take(o.top) {
+        let remote = match (&cv.remote_address, cv.remote_port) {
+            (Some(a), Some(p)) => endpoint(a, p),
+            _ => "(unknown peer)".into(),
+        };
+        tb.row(with(
+            multi,
+            &cv.machine_id,
+            vec![
+                cv.protocol.into(),
+                cv.pid.to_string(),
+                cv.comm.clone(),
+                endpoint(&cv.local_address, cv.local_port),
+                remote,
+                num(cv.ops),
+                bytes(cv.bytes_sent),
+                bytes(cv.bytes_received),
+                num(cv.errors),
+                if cv.end_of_stream { "yes" } else { "" }.into(),
+                cv.latency_ns.send.p99_text(),
+                cv.latency_ns.receive.p99_text(),
+                opt(&cv.first),
+                opt(&cv.last),
+            ],
+        ));
+    }
+    tb.render(&mut out);
+    more(
+        &mut out,
+        r.conversations.len(),
+        r.tables.get("conversations"),
+        o.top,
+    );
+
+    // 5. Remote endpoints and ports.
+    title(&mut out, o, "Remote endpoints");
+    let mut tb = Table::new(&["proto", "remote", "ops", "sent", "received", "errors"]).left(&[1]);
+    for e in r.remote_endpoints.iter().take(o.top) {
+        tb.row(vec![
+            e.protocol.into(),
+            match (&e.address, e.port) {
+                (Some(a), Some(p)) => endpoint(a, p),
+                _ => "(unknown peer)".into(),
+            },
+            num(e.ops),
+            bytes(e.bytes_sent),
+            bytes(e.bytes_received),
+            num(e.errors),
+        ]);
+    }
+    tb.render(&mut out);
+    more(
+        &mut out,
+        r.remote_endpoints.len(),
+        r.tables.get("remote_endpoints"),
+        o.top,
+    );
+
+    title(&mut out, o, "Ports");
+    let mut tb =
+        Table::new(&["proto", "side", "port", "ops", "sent", "received", "errors"]).left(&[1]);
+    for p in r.ports.iter().take(o.top) {
+        tb.row(vec![
+            p.protocol.into(),
+            p.role.into(),
+            p.port.to_string(),
+            num(p.ops),
+            bytes(p.bytes_sent),
+            bytes(p.bytes_received),
+            num(p.errors),
+        ]);
+    }
+    tb.render(&mut out);
+    more(&mut out, r.ports.len(), r.tables.get("ports"), o.top);
+
+    // 7. Errors.
+    title(
+        &mut out,
+        o,
+        "Errors (retry: EAGAIN, EINTR, ERESTART*, ...; hard: the rest)",
+    );
+    let mut tb = Table::new(&["error", "kind", "direction", "count"]).left(&[1, 2]);
+    for e in &r.error_kinds {
+        tb.row(vec![
+            e.error.clone(),
+            e.kind.into(),
+            e.direction.into(),
+            num(e.count),
+        ]);
+    }
+    tb.render(&mut out);
+    let mut tb = Table::new(&[
+        "error",
+        "direction",
+        "pid",
+        "comm",
+        "count",
+        "first",
+        "last",
+    ])
+    .left(&[1, 3, 5, 6])
+    .machine_first(multi);
+    for e in r.errors.iter().take(o.top) {
+        tb.row(with(
+            multi,
+            &e.machine_id,
+            vec![
+                e.error.clone(),
+                e.direction.into(),
+                e.pid.to_string(),
+                e.comm.clone(),
+                num(e.count),
+                opt(&e.first),
+                opt(&e.last),
+            ],
+        ));
+    }
+    if !r.errors.is_empty() {
+        out.push('\n');
+        tb.render(&mut out);
+        more(&mut out, r.errors.len(), r.tables.get("errors"), o.top);
+    }
+
+    // 8. Flags and sizes.
+    title(&mut out, o, "MSG flags");
+    let mf = &r.msg_flags;
+    let _ = writeln!(
+        out,
+        "  without flags (write/read/io_uring or none): {} sends, {} receives",
+        num(mf.no_flags_send),
+        num(mf.no_flags_receive)
+    );
+    let mut tb = Table::new(&["direction", "flags", "ops", "bytes"]).left(&[1]);
+    for f in mf.combinations.iter().take(o.top) {
+        tb.row(vec![
+            f.direction.into(),
+            f.flags.clone(),
+            num(f.ops),
+            bytes(f.bytes),
+        ]);
+    }
+    tb.render(&mut out);
+    let mut tb = Table::new(&["direction", "flag", "ops"]).left(&[1]);
+    for f in &mf.flags {
+        tb.row(vec![f.direction.into(), f.flag.clone(), num(f.ops)]);
+    }
+    out.push('\n');
+    tb.render(&mut out);
+
+    title(&mut out, o, "Sizes (bytes per op)");
+    histogram(
+        &mut out,
+        r.sizes.iter().map(|s| {
+            (
+                format!("{:>7} {}", s.direction, size_range(s.low, s.high)),
+                s.count,
+            )
+        }),
+    );
+
+    // 9. Over time.
+    title(
+        &mut out,
+        o,
+        &format!("Over time ({} s buckets)", r.series.bucket_seconds),
+    );
+    let pts = &r.series.points;
+    let step = pts.len().div_ceil(o.top.max(1) * 2).max(1);
+    let mut tb = Table::new(&[
+        "time",
+        "sends/s",
+        "receives/s",
+        "sent/s",
+        "received/s",
+        "retry err",
+        "hard err",
+    ]);
+    let w = r.series.bucket_seconds.max(1) as f64;
+    for chunk in pts.chunks(step) {
+        let sum = |f: fn(&super::model::PointOut) -> u64| chunk.iter().map(f).sum::<u64>();
+        let span = w * chunk.len() as f64;
+        tb.row(vec![
+            chunk[0].t.clone(),
+            rate(Some(sum(|p| p.sends) as f64 / span)),
+            rate(Some(sum(|p| p.receives) as f64 / span)),
+            bytes((sum(|p| p.bytes_sent) as f64 / span) as u64),
+            bytes((sum(|p| p.bytes_received) as f64 / span) as u64),
+            num(sum(|p| p.retry_errors)),
+            num(sum(|p| p.hard_errors)),
+        ]);
+    }
+    tb.render(&mut out);
+
+    // 10. Exemplars.
+    title(&mut out, o, "Slowest operations");
+    exemplar_table(&mut out, &r.exemplars.slowest, o.top);
+    title(&mut out, o, "Largest operations");
+    exemplar_table(&mut out, &r.exemplars.largest, o.top);
+
+    // 12. Compare.
+    if let Some(b) = &r.baseline {
+        title(
+            &mut out,
+            o,
+            &format!("Against the baseline {}", b.inputs.join(" ")),
+        );
+        let mut tb = Table::new(&["metric", "baseline", "now", "delta", "%"]);
+        for m in &b.totals {
+            tb.row(vec![
+                m.metric.into(),
+                format!("{}", m.d.baseline),
+                format!("{}", m.d.current),
+                format!("{:+}", m.d.delta),
+                pct(m.d.pct),
+            ]);
+        }
+        tb.render(&mut out);
+        for (name, rows) in [
+            ("commands", &b.commands),
+            ("conversations", &b.conversations),
+            ("remote endpoints", &b.remote_endpoints),
+            ("ports", &b.ports),
+            ("errors", &b.errors),
+        ] {
+            let _ = writeln!(out, "\n  {name}:");
+            let mut tb = Table::new(&[
+                "key", "", "bytes", "%", "ops", "%", "p99", "%", "errors", "%",
+            ])
+            .left(&[1]);
+            for d in rows.iter().take(o.top) {
+                tb.row(vec![
+                    d.key.clone(),
+                    d.presence.into(),
+                    format!("{:+}", d.bytes.delta),
+                    pct(d.bytes.pct),
+                    format!("{:+}", d.ops.delta),
+                    pct(d.ops.pct),
+                    d.p99_ns
+                        .as_ref()
+                        .map_or("-".into(), |p| format!("{:+}", p.delta)),
+                    d.p99_ns.as_ref().map_or("-".into(), |p| pct(p.pct)),
+                    format!("{:+}", d.errors.delta),
+                    pct(d.errors.pct),
+                ]);
+            }
+            tb.render(&mut out);
+            more(&mut out, rows.len(), None, o.top);
+        }
+    }
+    out
+}
+
+fn pct(p: Option<f64>) -> String {
+    p.map_or("new".into(), |p| format!("{p:+.1}%"))
+}
+
+fn endpoint(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+fn size_range(low: u64, high: u64) -> String {
+    if low == high {
+        format!("{low}")
+    } else {
+        format!("{low}-{high}")
+    }
+}
+
+/// The log2 histogram people know from bcc: label, count, bar.
+pub fn histogram(out: &mut String, rows: impl Iterator<Item = (String, u64)>) {
+    let rows: Vec<(String, u64)> = rows.collect();
+    let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
+    let lw = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let cw = rows.iter().map(|r| num(r.1).len()).max().unwrap_or(0);
+    for (label, n) in rows {
+        let bar = ((n as f64 / max as f64) * 40.0).ceil() as usize;
+        let _ = writeln!(out, "  {label:<lw$}  {:>cw$} |{}", num(n), "*".repeat(bar));
+    }
+}
+
+fn exemplar_table(out: &mut String, ex: &[super::model::ExemplarOut], top: usize) {
+    let mut tb = Table::new(&[
+        "latency",
+        "size",
+        "time",
+        "pid",
+        "comm",
+        "proto",
+        "dir",
+        "local",
+        "remote",
+        "error",
+        "file:line",
+    ])
+    .left(&[2, 4, 5, 6, 7, 8, 9, 10]);
+    for e in ex.iter().take(top) {
+        tb.row(vec![
+            e.latency_ns.map_or("-".into(), dur_ns),
+            num(e.size),
+            e.timestamp.clone(),
+            e.pid.to_string(),
+            e.comm.clone(),
+            e.protocol.into(),
+            e.direction.into(),
+            e.local.clone(),
+            e.remote.clone().unwrap_or_else(|| "(unknown)".into()),
+            e.error.clone().unwrap_or_default(),
+            format!("{}:{}", e.file, e.line),
+        ]);
+    }
+    tb.render(out);
+}

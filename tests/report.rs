@@ -1,0 +1,628 @@
+//! `nwtrace report` on the generated fixture tree: every number checked
+//! against what the generator wrote, computed here independently; merge
+//! equals one pass; bad lines counted with file:line; errors and broken
+//! pipes; snapshots of the text and JSON.
+
+mod fixture;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use fixture::{ERRORS, FLAGS, Fixture, FxRow};
+use serde_json::Value;
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nwtrace"))
+}
+
+fn fixture(tag: &str) -> Fixture {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("report-{tag}"));
+    fixture::build(&dir)
+}
+
+/// Runs `nwtrace report ARGS` in `dir`; returns (exit code, stdout, stderr).
+fn report(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .arg("report")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("running nwtrace");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).expect("UTF-8 stdout"),
+        String::from_utf8(out.stderr).expect("UTF-8 stderr"),
+    )
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let mut a = vec!["--format", "json"];
+    a.extend_from_slice(args);
+    let (code, out, err) = report(dir, &a);
+    assert_eq!(code, 0, "stderr: {err}");
+    serde_json::from_str(&out).expect("valid JSON")
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a u64: {v}"))
+}
+
+/// The value at quantile q as HdrHistogram defines it: the smallest
+/// recorded value with at least ceil(q * n) values at or below it.
+fn exact_quantile(sorted: &[u64], q: f64) -> u64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn assert_close(got: u64, want: u64, tolerance: f64, what: &str) {
+    let diff = (got as f64 - want as f64).abs();
+    assert!(
+        diff <= want as f64 * tolerance + 1.0,
+        "{what}: got {got}, want {want} within {tolerance}"
+    );
+}
+
+fn is_nonblocking(r: &FxRow) -> bool {
+    !r.send && (r.flags.contains("MSG_DONTWAIT") || r.error == Some("EAGAIN"))
+}
+
+#[test]
+fn totals_processes_conversations_errors_and_runs_match_the_rows() {
+    let fx = fixture("numbers");
+    let v = json(&fx.dir, &["tree"]);
+    assert_eq!(v["schema_version"], 1);
+    let rows = &fx.rows;
+
+    // Totals.
+    let t = &v["totals"];
+    assert_eq!(u(&t["ops"]), rows.len() as u64);
+    let sent: u64 = rows.iter().filter(|r| r.send).map(|r| r.size).sum();
+    let received: u64 = rows.iter().filter(|r| !r.send).map(|r| r.size).sum();
+    assert_eq!(u(&t["bytes_sent"]), sent);
+    assert_eq!(u(&t["bytes_received"]), received);
+    let errors = rows.iter().filter(|r| r.error.is_some()).count() as u64;
+    assert_eq!(u(&t["errors"]), errors);
+    let retry = rows
+        .iter()
+        .filter(|r| {
+            r.error
+                .is_some_and(|e| ERRORS.iter().any(|(n, retry)| *n == e && *retry))
+        })
+        .count() as u64;
+    assert_eq!(u(&t["retry_errors"]), retry);
+    assert_eq!(u(&t["hard_errors"]), errors - retry);
+    let first = rows.iter().min_by_key(|r| r.t_us).unwrap();
+    let last = rows.iter().max_by_key(|r| r.t_us).unwrap();
+    assert_eq!(t["first"], first.timestamp.as_str());
+    assert_eq!(t["last"], last.timestamp.as_str());
+    let eof = rows
+        .iter()
+        .filter(|r| !r.send && r.protocol == "TCP" && r.size == 0 && r.error.is_none())
+        .count() as u64;
+    assert_eq!(u(&t["end_of_stream"]), eof);
+
+    // Per process.
+    // A pid is a process on its machine.
+    let mut procs: BTreeMap<(String, u32, String), Vec<&FxRow>> = BTreeMap::new();
+    for r in rows {
+        procs
+            .entry((r.machine.clone(), r.pid, r.comm.clone()))
+            .or_default()
+            .push(r);
+    }
+    let list = v["processes"].as_array().unwrap();
+    assert_eq!(list.len(), procs.len());
+    for ((machine, pid, comm), rs) in &procs {
+        let p = list
+            .iter()
+            .find(|p| {
+                p["machine_id"] == machine.as_str()
+                    && p["pid"] == *pid
+                    && p["comm"] == comm.as_str()
+            })
+            .unwrap_or_else(|| panic!("process {pid} {comm} missing"));
+        assert_eq!(u(&p["ops"]), rs.len() as u64);
+        assert_eq!(u(&p["sends"]), rs.iter().filter(|r| r.send).count() as u64);
+        assert_eq!(
+            u(&p["receives"]),
+            rs.iter().filter(|r| !r.send).count() as u64
+        );
+        assert_eq!(
+            u(&p["bytes_sent"]),
+            rs.iter().filter(|r| r.send).map(|r| r.size).sum::<u64>()
+        );
+        assert_eq!(
+            u(&p["bytes_received"]),
+            rs.iter().filter(|r| !r.send).map(|r| r.size).sum::<u64>()
+        );
+        assert_eq!(
+            u(&p["errors"]),
+            rs.iter().filter(|r| r.error.is_some()).count() as u64
+        );
+        let peers: std::collections::BTreeSet<String> =
+            rs.iter().filter_map(|r| r.remote_key()).collect();
+        assert_eq!(u(&p["peers"]), peers.len() as u64);
+        for (dir, pick) in [
+            ("send", &(|r: &FxRow| r.send) as &dyn Fn(&FxRow) -> bool),
+            ("receive", &|r: &FxRow| !r.send),
+            ("receive_blocking", &|r: &FxRow| {
+                !r.send && !is_nonblocking(r)
+            }),
+            ("receive_nonblocking", &|r: &FxRow| is_nonblocking(r)),
+        ] {
+            let mut lat: Vec<u64> = rs
+                .iter()
+                .filter(|r| pick(r))
+                .filter_map(|r| r.latency)
+                .collect();
+            lat.sort();
+            let l = &p["latency_ns"][dir];
+            assert_eq!(u(&l["count"]), lat.len() as u64, "{pid} {dir}");
+            if lat.is_empty() {
+                continue;
+            }
+            assert_eq!(u(&l["max"]), *lat.last().unwrap(), "{pid} {dir} max");
+            for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)] {
+                // Per-process histograms: 2 significant digits, within 1%.
+                assert_close(
+                    u(&l[name]),
+                    exact_quantile(&lat, q),
+                    0.01,
+                    &format!("{pid} {dir} {name}"),
+                );
+            }
+        }
+    }
+
+    // Conversations: both directions of a socket on one key; the unknown
+    // peer is its own bucket.
+    type Key = (
+        String,
+        String,
+        u32,
+        String,
+        String,
+        u16,
+        Option<String>,
+        Option<u16>,
+    );
+    let mut convs: BTreeMap<Key, Vec<&FxRow>> = BTreeMap::new();
+    for r in rows {
+        let key = (
+            r.machine.clone(),
+            r.protocol.to_string(),
+            r.pid,
+            r.comm.clone(),
+            r.local.0.clone(),
+            r.local.1,
+            r.remote.as_ref().map(|x| x.0.clone()),
+            r.remote.as_ref().map(|x| x.1),
+        );
+        convs.entry(key).or_default().push(r);
+    }
+    let list = v["conversations"].as_array().unwrap();
+    assert_eq!(list.len(), convs.len());
+    let mut unknown_seen = false;
+    for (k, rs) in &convs {
+        let c = list
+            .iter()
+            .find(|c| {
+                c["machine_id"] == k.0.as_str()
+                    && c["protocol"] == k.1.as_str()
+                    && c["pid"] == k.2
+                    && c["comm"] == k.3.as_str()
+                    && c["local_address"] == k.4.as_str()
+                    && c["local_port"] == k.5
+                    && c["remote_address"].as_str().map(str::to_string) == k.6
+                    && c["remote_port"].as_u64().map(|p| p as u16) == k.7
+            })
+            .unwrap_or_else(|| panic!("conversation {k:?} missing"));
+        unknown_seen |= k.6.is_none();
+        assert_eq!(u(&c["ops"]), rs.len() as u64);
+        assert_eq!(
+            u(&c["bytes_sent"]),
+            rs.iter().filter(|r| r.send).map(|r| r.size).sum::<u64>()
+        );
+        assert_eq!(
+            u(&c["bytes_received"]),
+            rs.iter().filter(|r| !r.send).map(|r| r.size).sum::<u64>()
+        );
+        assert_eq!(
+            c["first"],
+            rs.iter().min_by_key(|r| r.t_us).unwrap().timestamp.as_str()
+        );
+        assert_eq!(
+            c["last"],
+            rs.iter().max_by_key(|r| r.t_us).unwrap().timestamp.as_str()
+        );
+    }
+    assert!(unknown_seen, "the fixture has unknown peers");
+
+    // Errors: errno x direction.
+    let mut errs: BTreeMap<(String, &str), u64> = BTreeMap::new();
+    for r in rows {
+        if let Some(e) = r.error {
+            *errs
+                .entry((e.to_string(), if r.send { "send" } else { "receive" }))
+                .or_default() += 1;
+        }
+    }
+    let kinds = v["error_kinds"].as_array().unwrap();
+    assert_eq!(kinds.len(), errs.len());
+    for ((e, d), n) in &errs {
+        let k = kinds
+            .iter()
+            .find(|k| k["error"] == e.as_str() && k["direction"] == *d)
+            .unwrap_or_else(|| panic!("{e} {d} missing"));
+        assert_eq!(u(&k["count"]), *n);
+        let retry = ERRORS.iter().find(|(n, _)| n == e).unwrap().1;
+        assert_eq!(k["kind"], if retry { "retry" } else { "hard" }, "{e}");
+    }
+    let by_process: u64 = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| u(&e["count"]))
+        .sum();
+    assert_eq!(by_process, errors);
+    for e in v["errors"].as_array().unwrap() {
+        for field in ["error", "direction", "count"] {
+            assert!(!e[field].is_null(), "{field}");
+        }
+    }
+    for (name, _) in ERRORS {
+        assert!(errs.keys().any(|(e, _)| e == name), "fixture lacks {name}");
+    }
+
+    // Every flag, counted per direction.
+    let flags = v["msg_flags"]["flags"].as_array().unwrap();
+    for (name, _) in FLAGS {
+        for dir in ["send", "receive"] {
+            let want = rows
+                .iter()
+                .filter(|r| (r.send == (dir == "send")) && r.flags.split('|').any(|f| f == name))
+                .count() as u64;
+            let got = flags
+                .iter()
+                .find(|f| f["flag"] == name && f["direction"] == dir)
+                .map_or(0, |f| u(&f["ops"]));
+            assert_eq!(got, want, "{name} {dir}");
+        }
+    }
+    let unknown_bit: u64 = flags
+        .iter()
+        .filter(|f| f["flag"] == "0x200000")
+        .map(|f| u(&f["ops"]))
+        .sum();
+    assert_eq!(
+        unknown_bit,
+        rows.iter().filter(|r| r.flags.contains("0x200000")).count() as u64
+    );
+
+    // Runs and coverage.
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    let by = |m: &str, r: &str| {
+        runs.iter()
+            .find(|x| x["machine_id"] == m && x["run"] == r)
+            .unwrap_or_else(|| panic!("run {m} {r}"))
+    };
+    for run in runs {
+        let want = rows
+            .iter()
+            .filter(|r| run["machine_id"] == r.machine.as_str() && run["run"] == r.run.as_str())
+            .count() as u64;
+        assert_eq!(u(&run["rows"]), want);
+        for field in ["machine_id", "run", "rows", "events_lost", "finalized"] {
+            assert!(!run[field].is_null(), "{field}");
+        }
+    }
+    assert_eq!(by("m-alpha", "20261126T060000Z")["finalized"], false);
+    assert_eq!(u(&by("m-alpha", "20261126T060000Z")["events_lost"]), 42);
+    assert_eq!(by("m-alpha", "20261126T050000Z")["finalized"], true);
+    assert_eq!(by("m-beta", "20261126T070000Z")["manifest"], Value::Null);
+    let cov = &v["coverage"];
+    assert_eq!(u(&cov["machines"]), 2);
+    assert_eq!(u(&cov["runs"]), 4);
+    assert_eq!(u(&cov["events_lost"]), 42);
+    assert_eq!(u(&cov["unfinalized_runs"]), 1);
+    assert_eq!(u(&cov["rows"]), rows.len() as u64);
+    assert_eq!(cov["deleted_files"], serde_json::json!(fx.deleted));
+    assert_eq!(u(&cov["malformed_rows"]), 2);
+    assert_eq!(u(&cov["files_missing_header"]), 1);
+    assert_eq!(u(&cov["files_cut_mid_row"]), 1);
+    let problems = cov["problems"].as_array().unwrap();
+    for b in &fx.bad {
+        assert!(
+            problems
+                .iter()
+                .any(|p| p["file"] == b.file.as_str() && u(&p["line"]) == b.line),
+            "{} {}:{} not reported: {problems:?}",
+            b.what,
+            b.file,
+            b.line
+        );
+    }
+    assert_eq!(problems.len(), fx.bad.len());
+    // Gaps between runs of one machine.
+    assert!(!cov["gaps"].as_array().unwrap().is_empty());
+    let machines = v["machines"].as_array().unwrap();
+    assert_eq!(machines.len(), 2);
+    let alpha_ops = rows.iter().filter(|r| r.machine == "m-alpha").count() as u64;
+    assert_eq!(u(&machines[0]["ops"]), alpha_ops);
+
+    // Exemplars point at the real line.
+    let slow = &v["exemplars"]["slowest"][0];
+    let max_lat = rows.iter().filter_map(|r| r.latency).max().unwrap();
+    assert_eq!(u(&slow["latency_ns"]), max_lat);
+    let src = rows.iter().find(|r| r.latency == Some(max_lat)).unwrap();
+    assert_eq!(slow["file"], src.file.as_str());
+    assert_eq!(u(&slow["line"]), src.line);
+    let text = std::fs::read_to_string(fx.dir.join(&src.file)).unwrap();
+    let line = text.lines().nth(src.line as usize - 1).unwrap();
+    assert!(line.contains(&max_lat.to_string()), "{line}");
+}
+
+#[test]
+fn filters_windows_top_and_sort() {
+    let fx = fixture("filters");
+    let rows = &fx.rows;
+    let v = json(&fx.dir, &["tree", "--comm", "nginx", "--protocol", "tcp"]);
+    let want: Vec<&FxRow> = rows
+        .iter()
+        .filter(|r| r.comm == "nginx" && r.protocol == "TCP")
+        .collect();
+    assert_eq!(u(&v["totals"]["ops"]), want.len() as u64);
+    assert!(
+        v["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["comm"] == "nginx")
+    );
+
+    let v = json(
+        &fx.dir,
+        &["tree", "--port", "5353", "--direction", "receive"],
+    );
+    let want = rows
+        .iter()
+        .filter(|r| {
+            !r.send && (r.local.1 == 5353 || r.remote.as_ref().is_some_and(|x| x.1 == 5353))
+        })
+        .count() as u64;
+    assert_eq!(u(&v["totals"]["ops"]), want);
+
+    let v = json(
+        &fx.dir,
+        &[
+            "tree",
+            "--since",
+            "2026-11-26 05:05:00",
+            "--until",
+            "2026-11-26T06:00:00Z",
+        ],
+    );
+    let want = rows
+        .iter()
+        .filter(|r| {
+            r.timestamp.as_str() >= "2026-11-26 05:05:00"
+                && r.timestamp.as_str() < "2026-11-26 06:00:00"
+        })
+        .count() as u64;
+    assert_eq!(u(&v["totals"]["ops"]), want);
+
+    // Relative to the first row.
+    let first = rows.iter().map(|r| r.t_us).min().unwrap();
+    let v = json(&fx.dir, &["tree", "--until", "10s"]);
+    let want = rows.iter().filter(|r| r.t_us < first + 10_000_000).count() as u64;
+    assert_eq!(u(&v["totals"]["ops"]), want);
+
+    let v = json(&fx.dir, &["tree", "--machine", "m-beta"]);
+    let want = rows.iter().filter(|r| r.machine == "m-beta").count() as u64;
+    assert_eq!(u(&v["totals"]["ops"]), want);
+
+    // --top and --sort: ranked, and ties in a stable order.
+    let v = json(&fx.dir, &["tree", "--top", "2", "--sort", "ops"]);
+    let p = v["processes"].as_array().unwrap();
+    assert_eq!(p.len(), 2);
+    assert!(u(&p[0]["ops"]) >= u(&p[1]["ops"]));
+    let mut by_ops: BTreeMap<(String, u32, String), u64> = BTreeMap::new();
+    for r in rows {
+        *by_ops
+            .entry((r.machine.clone(), r.pid, r.comm.clone()))
+            .or_default() += 1;
+    }
+    assert_eq!(u(&p[0]["ops"]), *by_ops.values().max().unwrap());
+    let a = report(&fx.dir, &["--format", "json", "tree", "--sort", "errors"]).1;
+    let b = report(&fx.dir, &["--format", "json", "tree", "--sort", "errors"]).1;
+    assert_eq!(a, b, "the same input gives the same bytes");
+}
+
+#[test]
+fn merging_per_file_partials_equals_one_sequential_pass() {
+    use nwtrace::analysis::{Aggregate, AggregateConfig, Filter};
+    use nwtrace::input::{self, Scan};
+    use nwtrace::report::model;
+
+    let fx = fixture("merge");
+    let tree = fx.dir.join("tree");
+    let config = AggregateConfig::default();
+    let parallel = input::scan(
+        input::discover(std::slice::from_ref(&tree)).unwrap(),
+        &Filter::default(),
+        config,
+        &[],
+    );
+
+    let d = input::discover(&[tree]).unwrap();
+    let mut one = Aggregate::new(config);
+    let mut files = Vec::new();
+    for (i, f) in d.files.iter().enumerate() {
+        files.push(input::aggregate_file(
+            f,
+            i as u32,
+            &Filter::default(),
+            &mut one,
+        ));
+    }
+    one.finish();
+    let sequential = Scan {
+        discovery: d,
+        aggregate: one,
+        files,
+    };
+    let opts = model::Options {
+        inputs: vec![],
+        filters: Default::default(),
+        sort: model::SortKey::Bytes,
+        top: None,
+    };
+    let a = serde_json::to_string_pretty(&model::build(&parallel, &opts)).unwrap();
+    let b = serde_json::to_string_pretty(&model::build(&sequential, &opts)).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn bad_paths_are_one_line_and_exit_2() {
+    let fx = fixture("errors");
+    let empty = fx.dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for args in [
+        vec!["empty"],
+        vec!["does-not-exist"],
+        vec!["tree", "--since", "yesterday"],
+        vec!["tree", "--machine", "nope"],
+        vec!["tree", "--format", "json", "--format", "html"],
+        vec!["tree", "--sort", "nope"],
+        vec!["tree", "-o", "out.unknown"],
+    ] {
+        let (code, out, err) = report(&fx.dir, &args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("nwtrace: error: "), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn several_formats_in_one_pass_and_csv() {
+    let fx = fixture("outputs");
+    let (code, out, err) = report(
+        &fx.dir,
+        &[
+            "tree",
+            "-o",
+            "r.json",
+            "-o",
+            "r.html",
+            "-o",
+            "r.txt",
+            "-o",
+            "r.csv",
+            "--csv-table",
+            "conversations",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty());
+    let v: Value = serde_json::from_slice(&std::fs::read(fx.dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(u(&v["totals"]["ops"]), fx.rows.len() as u64);
+    assert!(
+        std::fs::read_to_string(fx.dir.join("r.html"))
+            .unwrap()
+            .starts_with("<!DOCTYPE html>")
+    );
+    assert!(
+        std::fs::read_to_string(fx.dir.join("r.txt"))
+            .unwrap()
+            .starts_with("nwtrace report")
+    );
+    let csv = std::fs::read_to_string(fx.dir.join("r.csv")).unwrap();
+    let mut rdr = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(&rdr.headers().unwrap()[0], "protocol");
+    let n = rdr.records().inspect(|r| assert!(r.is_ok())).count();
+    assert_eq!(n, v["conversations"].as_array().unwrap().len());
+    // The comm with a comma and quotes survives the round trip.
+    assert!(csv.contains("\"a,\"\"b\"\"\""), "{csv}");
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let fx = fixture("pipe");
+    let mut child = Command::new(bin())
+        .args(["report", "tree", "--top", "1000"])
+        .current_dir(&fx.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then hang up (like `| head -c1`).
+    let mut stdout = child.stdout.take().unwrap();
+    let mut one = [0u8; 1];
+    stdout.read_exact(&mut one).unwrap();
+    drop(stdout);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(0), "{err}");
+}
+
+#[test]
+fn baseline_deltas() {
+    let fx = fixture("baseline");
+    let v = json(&fx.dir, &["tree/m-alpha", "--baseline", "tree/m-beta"]);
+    let b = &v["baseline"];
+    let ops = b["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "ops")
+        .unwrap();
+    let alpha = fx.rows.iter().filter(|r| r.machine == "m-alpha").count() as f64;
+    let beta = fx.rows.iter().filter(|r| r.machine == "m-beta").count() as f64;
+    assert_eq!(ops["baseline"].as_f64().unwrap(), beta);
+    assert_eq!(ops["current"].as_f64().unwrap(), alpha);
+    assert_eq!(ops["delta"].as_f64().unwrap(), alpha - beta);
+    let pct = ops["pct"].as_f64().unwrap();
+    assert!((pct - (alpha - beta) / beta * 100.0).abs() < 1e-9);
+    let nginx = b["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "nginx")
+        .unwrap();
+    let count = |m: &str| {
+        fx.rows
+            .iter()
+            .filter(|r| r.machine == m && r.comm == "nginx")
+            .count() as f64
+    };
+    assert_eq!(
+        nginx["ops"]["delta"].as_f64().unwrap(),
+        count("m-alpha") - count("m-beta")
+    );
+}
+
+/// Reviewed snapshots of the text and JSON on the fixed fixture.
+#[test]
+fn snapshots() {
+    let fx = fixture("snap");
+    let (code, text, err) = report(&fx.dir, &["tree"]);
+    assert_eq!(code, 0, "{err}");
+    // Not a terminal: plain text, no escape sequences.
+    assert!(!text.contains('\x1b'));
+    insta::assert_snapshot!("report_text", text);
+    let (code, json, err) = report(&fx.dir, &["tree", "--format", "json", "--top", "5"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("report_json_top5", json);
+}
