@@ -391,3 +391,60 @@ fn live_top_shows_known_traffic_records_like_record_and_cleans_up() {
     };
     assert_eq!(keys(&m), keys(&r), "the same manifest fields as record's");
 }
+
+#[test]
+fn live_json_counts_known_traffic() {
+    let _guard = serial();
+    if skip_without_root("live_json_counts_known_traffic") {
+        return;
+    }
+    let name = "nwt-top-json";
+    let mut child = Command::new(nwtrace_bin())
+        .args(["top", "--json", "--backend", &backend(), "--comm", name])
+        .args(["--duration", "6s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    // The first object comes once the capture runs.
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    let first: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(first["source"]["kind"], "live");
+    let port = traffic(name, Duration::from_secs(2));
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let objs: Vec<serde_json::Value> = rest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(objs.len() >= 3, "about one a second: {}", objs.len());
+    let last = objs.last().unwrap();
+    // Each round: a send and a receive on each side (every 20 ms for
+    // 2 s), and the server's end-of-stream receive.
+    let ops = last["totals"]["ops"].as_u64().unwrap();
+    assert!(ops >= 40, "{ops}");
+    assert_eq!(last["totals"]["end_of_stream"], 1);
+    assert_eq!(
+        last["totals"]["bytes_sent"],
+        last["totals"]["bytes_received"]
+    );
+    let procs = last["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 1, "{procs:?}");
+    assert_eq!(procs[0]["comm"], name);
+    assert_eq!(procs[0]["pid"], std::process::id());
+    let convs = last["conversations"].as_array().unwrap();
+    let remote = format!("127.0.0.1:{port}");
+    assert!(convs.iter().any(|c| c["remote"] == remote), "{convs:?}");
+    // Some interval saw the traffic as a rate.
+    assert!(
+        objs.iter()
+            .any(|o| o["interval"]["ops_per_s"].as_f64().unwrap() > 10.0)
+    );
+}

@@ -1,8 +1,8 @@
 //! The data side of `top`: ops in, frames out.
 //!
 //! A [`Feed`] folds every op into one cumulative [`Aggregate`] (the core
-//! that `report` uses) on the thread that produces the ops: the capture
-//! thread live, the reader thread in a replay. Every [`FRAME_NS`] of feed
+//! that `report` uses) off the capture thread: on the aggregator thread
+//! live, on the reader thread in a replay. Every [`FRAME_NS`] of feed
 //! time it publishes a [`Frame`]: a shared copy of the aggregate, the
 //! copies of the last seconds (rate windows are differences of two of
 //! them), the most recent ops (for the drill-down) and the capture's
@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::analysis::{Aggregate, AggregateConfig, Filter, Op, Source};
 
 /// How often a frame is published, in feed time.
-pub const FRAME_NS: i64 = 250_000_000;
+pub const FRAME_NS: i64 = 500_000_000;
 /// How far apart the kept copies are, and how many seconds they cover.
 const HISTORY_STEP_NS: i64 = 1_000_000_000;
 const HISTORY_SPAN_NS: i64 = 11_000_000_000;
@@ -31,7 +31,7 @@ pub const RECENT_OPS: usize = 4096;
 pub fn top_config() -> AggregateConfig {
     AggregateConfig {
         max_processes: 256,
-        max_conversations: 1024,
+        max_conversations: 512,
         max_remotes: 512,
         max_ports: 512,
         max_errors: 256,
@@ -75,6 +75,9 @@ pub struct Health {
     pub rows_recorded: Option<u64>,
     /// Where `--record` writes.
     pub record_dir: Option<String>,
+    /// Ops the view skipped because its aggregator fell that far behind
+    /// (live; the capture and the recording have them).
+    pub view_skipped: u64,
 }
 
 /// What the screen or the JSON writer renders.
@@ -265,6 +268,11 @@ impl Feed {
         self.start_at(now_ns);
         self.last_frame_ns = None;
         true
+    }
+
+    /// When the last frame was made.
+    pub fn last_tick_ns(&self) -> Option<i64> {
+        self.last_frame_ns
     }
 
     /// A frame when one is due at `now_ns` (or when `force`).

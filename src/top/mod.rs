@@ -2,8 +2,9 @@
 //! process, conversation, endpoint and port, with latency, errors and
 //! flags, fed by the capture session (or by a recording, `--replay`).
 //!
-//! Threads: the producer (the capture session, or the replay reader)
-//! folds ops into the aggregation core and publishes frames ([`feed`]);
+//! Threads: live, the capture thread records and batches ops, and an
+//! aggregator thread folds them into the aggregation core and publishes
+//! frames ([`feed`]); in a replay the reader thread does both;
 //! the main thread renders the newest frame ([`ui`]) from the pure app
 //! state ([`app`]), or prints it as JSON ([`json`]). The capture never
 //! waits for the screen: a frame the screen did not take in time is
@@ -74,12 +75,54 @@ impl Out {
     }
 }
 
-/// The live consumer: every event is recorded first (with --record),
-/// then folded into the feed; frames are published on the ticks.
+/// Ops waiting for the aggregator when it is behind, at most (about
+/// 40 MB); past this the view skips ops (counted), the capture and the
+/// recording never wait.
+const MAX_PENDING_OPS: usize = 1 << 18;
+/// Batches in flight to the aggregator.
+const BATCHES: usize = 16;
+
+/// What the capture thread hands to the aggregator thread.
+enum ToAggregator {
+    Ops(Vec<Op>),
+    Tick {
+        now_ns: i64,
+        health: CaptureHealth,
+        rows_recorded: Option<u64>,
+        skipped: u64,
+    },
+}
+
+/// The live consumer, on the capture thread: every event is recorded
+/// first (with --record), then turned into an op and batched; each tick
+/// hands the batch to the aggregator thread without waiting. Aggregating
+/// and copying the aggregate for the screen happen there, so neither
+/// slows the capture.
 pub struct TopConsumer<'r> {
-    pub feed: Feed,
-    out: Out,
+    batch: Vec<Op>,
+    to_agg: Option<SyncSender<ToAggregator>>,
+    /// Ops the view could not take (the aggregator that far behind).
+    skipped: u64,
     recording: Option<&'r mut CsvConsumer>,
+}
+
+impl TopConsumer<'_> {
+    fn hand_over(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let Some(tx) = &self.to_agg else { return };
+        let batch = std::mem::take(&mut self.batch);
+        match tx.try_send(ToAggregator::Ops(batch)) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(ToAggregator::Ops(b)))
+            | Err(mpsc::TrySendError::Disconnected(ToAggregator::Ops(b))) => {
+                // Keep it for the next tick, within bounds.
+                self.batch = b;
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 impl Consumer for TopConsumer<'_> {
@@ -87,39 +130,85 @@ impl Consumer for TopConsumer<'_> {
         if let Some(csv) = self.recording.as_deref_mut() {
             csv.on_event(event, clock)?;
         }
-        self.feed.add(&Op::from_event(event, *clock));
+        if self.batch.len() < MAX_PENDING_OPS {
+            self.batch.push(Op::from_event(event, *clock));
+        } else {
+            self.skipped += 1;
+        }
         ControlFlow::Continue(())
     }
 
     fn on_tick(&mut self, health: &CaptureHealth) -> ControlFlow<StopReason> {
+        let mut rows_recorded = None;
         if let Some(csv) = self.recording.as_deref_mut() {
             csv.on_tick(health)?;
-            self.feed.health.rows_recorded = Some(csv.sink().rows());
+            rows_recorded = Some(csv.sink().rows());
         }
-        self.feed.health.events = health.events;
-        self.feed.health.events_lost = health.events_lost;
-        self.feed.health.malformed = health.malformed_records;
-        let now = now_ns();
-        self.feed.poll_control(now);
-        if let Some(frame) = self.feed.tick(now, false) {
-            self.out.put(frame);
+        self.hand_over();
+        if let Some(tx) = &self.to_agg {
+            let _ = tx.try_send(ToAggregator::Tick {
+                now_ns: now_ns(),
+                health: *health,
+                rows_recorded,
+                skipped: self.skipped,
+            });
         }
         ControlFlow::Continue(())
     }
 
     fn finish(&mut self) -> ControlFlow<StopReason> {
         let r = match self.recording.as_deref_mut() {
-            Some(csv) => {
-                let r = csv.finish();
-                self.feed.health.rows_recorded = Some(csv.sink().rows());
-                r
-            }
+            Some(csv) => csv.finish(),
             None => ControlFlow::Continue(()),
         };
-        let frame = self.feed.frame(now_ns());
-        self.out.put(frame);
+        let rows_recorded = self.recording.as_deref().map(|c| c.sink().rows());
+        // The end: the rest goes over, waiting is fine now.
+        if let Some(tx) = self.to_agg.take() {
+            let _ = tx.send(ToAggregator::Ops(std::mem::take(&mut self.batch)));
+            let _ = tx.send(ToAggregator::Tick {
+                now_ns: now_ns(),
+                health: CaptureHealth::default(),
+                rows_recorded,
+                skipped: self.skipped,
+            });
+        }
         r
     }
+}
+
+/// The aggregator thread: ops into the feed, frames out on the ticks.
+fn aggregate(mut feed: Feed, rx: mpsc::Receiver<ToAggregator>, out: Out) {
+    for msg in rx {
+        match msg {
+            ToAggregator::Ops(ops) => {
+                for op in &ops {
+                    feed.add(op);
+                }
+            }
+            ToAggregator::Tick {
+                now_ns,
+                health,
+                rows_recorded,
+                skipped,
+            } => {
+                // The final tick carries no capture figures (the session
+                // gives them after the run); keep the last ones.
+                if health != CaptureHealth::default() {
+                    feed.health.events = health.events;
+                    feed.health.events_lost = health.events_lost;
+                    feed.health.malformed = health.malformed_records;
+                }
+                feed.health.rows_recorded = rows_recorded;
+                feed.health.view_skipped = skipped;
+                feed.poll_control(now_ns);
+                if let Some(frame) = feed.tick(now_ns, false) {
+                    out.put(frame);
+                }
+            }
+        }
+    }
+    let frame = feed.frame(feed.last_tick_ns().unwrap_or_else(now_ns));
+    out.put(frame);
 }
 
 /// What the producer thread ends with.
@@ -309,9 +398,25 @@ fn live(
             .map(|r| format!(" into {}", r.dir().display()))
             .unwrap_or_default()
     );
+    let (tx, rx) = mpsc::sync_channel(BATCHES);
+    let aggregator = match std::thread::Builder::new()
+        .name("nwtrace-aggregate".into())
+        .spawn(move || aggregate(feed, rx, out))
+    {
+        Ok(h) => h,
+        Err(e) => {
+            return Ended {
+                failed: true,
+                summary: vec![format!(
+                    "nwtrace: error: starting the aggregator thread: {e}"
+                )],
+            };
+        }
+    };
     let mut consumer = TopConsumer {
-        feed,
-        out,
+        batch: Vec::with_capacity(4096),
+        to_agg: Some(tx),
+        skipped: 0,
         recording: recording.as_mut().map(|r| &mut r.csv),
     };
     let result = session.run(&mut consumer, || {
@@ -322,8 +427,15 @@ fn live(
             .is_some_and(|d| Instant::now() >= d)
             .then_some(StopReason::DurationElapsed)
     });
+    let skipped = consumer.skipped;
     drop(consumer);
+    let _ = aggregator.join();
     let mut summary = Vec::new();
+    if skipped > 0 {
+        summary.push(format!(
+            "nwtrace: the view skipped {skipped} ops (it fell behind; the capture and any recording have them all)"
+        ));
+    }
     let failed = match result {
         Ok(Outcome { reason, stats }) => {
             if let Some(r) = &mut recording {

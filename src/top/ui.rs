@@ -953,6 +953,15 @@ fn render_health(
         "not read (costly for the capture); lost is exact".into(),
     ));
     lines.push(kv("malformed records", h.malformed.to_string()));
+    if h.view_skipped > 0 {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<22}", "ops the view skipped"), HEAD),
+            Span::styled(
+                format!("{} (it fell behind; the capture has them)", h.view_skipped),
+                WARN,
+            ),
+        ]));
+    }
     lines.push(kv(
         "ops counted",
         format!(
