@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use rustc_hash::FxHashSet;
 
 use super::capped::{Capped, Entry};
-use super::hist::LatencyHist;
+use super::hist::{LatencyHist, SparseHist};
 use super::series::{Series, heat_bucket};
 use super::{Op, Source};
 use crate::schema::{Comm, Direction, Endpoint, Protocol, is_retry_errno};
@@ -147,21 +147,6 @@ fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
-fn merge_hist(a: &mut Option<Box<LatencyHist>>, b: &Option<Box<LatencyHist>>) {
-    if let Some(b) = b {
-        match a {
-            Some(a) => a.merge(b),
-            None => *a = Some(b.clone()),
-        }
-    }
-}
-
-#[inline]
-fn record_hist(h: &mut Option<Box<LatencyHist>>, sigfig: u8, v: u64) {
-    h.get_or_insert_with(|| Box::new(LatencyHist::new(sigfig)))
-        .record(v);
-}
-
 /// Per-key counters shared by the tables: ops, bytes and errors by
 /// direction, first and last seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -236,7 +221,7 @@ pub struct ProcStats {
     pub peers: FxHashSet<Endpoint>,
     pub peers_capped: bool,
     /// Indexed like `LatClass::ALL`.
-    pub latency: [Option<Box<LatencyHist>>; 3],
+    pub latency: [SparseHist; 3],
 }
 
 impl Entry for ProcStats {
@@ -248,21 +233,26 @@ impl Entry for ProcStats {
         self.peers.extend(o.peers.iter().copied());
         self.peers_capped |= o.peers_capped;
         for i in 0..3 {
-            merge_hist(&mut self.latency[i], &o.latency[i]);
+            self.latency[i].merge(&o.latency[i]);
         }
+    }
+    fn absorb(&mut self, o: &Self) {
+        self.c.merge(&o.c);
     }
 }
 
 impl ProcStats {
     /// Every receive, blocking or not.
-    pub fn receive_latency(&self) -> Option<LatencyHist> {
-        let mut out: Option<LatencyHist> = None;
-        for h in self.latency[1..].iter().flatten() {
-            match &mut out {
-                Some(o) => o.merge(h),
-                None => out = Some((**h).clone()),
-            }
-        }
+    pub fn receive_latency(&self) -> SparseHist {
+        let mut out = self.latency[1].clone();
+        out.merge(&self.latency[2]);
+        out
+    }
+
+    /// Sends and receives.
+    pub fn all_latency(&self) -> SparseHist {
+        let mut out = self.receive_latency();
+        out.merge(&self.latency[0]);
         out
     }
 }
@@ -284,7 +274,7 @@ pub struct ConvStats {
     pub c: Counters,
     pub end_of_stream: bool,
     /// Indexed by `Direction::index()`.
-    pub latency: [Option<Box<LatencyHist>>; 2],
+    pub latency: [SparseHist; 2],
 }
 
 impl Entry for ConvStats {
@@ -295,8 +285,12 @@ impl Entry for ConvStats {
         self.c.merge(&o.c);
         self.end_of_stream |= o.end_of_stream;
         for i in 0..2 {
-            merge_hist(&mut self.latency[i], &o.latency[i]);
+            self.latency[i].merge(&o.latency[i]);
         }
+    }
+    fn absorb(&mut self, o: &Self) {
+        self.c.merge(&o.c);
+        self.end_of_stream |= o.end_of_stream;
     }
 }
 
@@ -511,8 +505,7 @@ impl Aggregate {
             }
         }
         if let Some(lat) = op.latency_ns {
-            let i = class as usize;
-            record_hist(&mut p.latency[i], 2, lat);
+            p.latency[class as usize].record(lat);
         }
 
         let c = self.conversations.entry(ConvKey {
@@ -526,7 +519,7 @@ impl Aggregate {
         c.c.add(op);
         c.end_of_stream |= op.is_end_of_stream();
         if let Some(lat) = op.latency_ns {
-            record_hist(&mut c.latency[d], 2, lat);
+            c.latency[d].record(lat);
         }
 
         self.remotes.entry((op.protocol, op.remote)).c.add(op);
@@ -729,7 +722,7 @@ pub(crate) mod tests {
         for (k, h) in &a.latency {
             let _ = writeln!(s, "{k:?} {:?}", h.summary());
         }
-        let sum = |h: &Option<Box<LatencyHist>>| h.as_ref().map(|h| h.summary());
+        let sum = |h: &SparseHist| h.summary();
         let mut procs: Vec<_> = a.processes.iter().collect();
         procs.sort_by_key(|(k, _)| **k);
         for (k, v) in procs {

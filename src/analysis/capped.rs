@@ -19,6 +19,12 @@ use rustc_hash::{FxHashMap, FxHasher};
 pub trait Entry: Default + Clone {
     fn weight(&self) -> u128;
     fn merge(&mut self, other: &Self);
+    /// Takes in an evicted entry, for the "other" bucket. Only the counts
+    /// matter there, so entries with histograms or sets drop them here:
+    /// evictions must stay cheap when the tail churns.
+    fn absorb(&mut self, evicted: &Self) {
+        self.merge(evicted);
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -66,9 +72,13 @@ impl<K: Hash + Eq + Ord + Clone, V: Entry> Capped<K, V> {
             return;
         }
         let mut entries: Vec<(K, V)> = self.map.drain().collect();
-        entries.sort_by(|a, b| b.1.weight().cmp(&a.1.weight()).then_with(|| a.0.cmp(&b.0)));
+        // A total order (weight, then key), so the kept set is the same
+        // whatever order the entries came in; no need to sort them all.
+        entries.select_nth_unstable_by(self.cap - 1, |a, b| {
+            b.1.weight().cmp(&a.1.weight()).then_with(|| a.0.cmp(&b.0))
+        });
         for (_, v) in entries.drain(self.cap..) {
-            self.other.merge(&v);
+            self.other.absorb(&v);
             self.evictions += 1;
         }
         self.map.extend(entries);
@@ -78,7 +88,7 @@ impl<K: Hash + Eq + Ord + Clone, V: Entry> Capped<K, V> {
         for (k, v) in &other.map {
             self.map.entry(k.clone()).or_default().merge(v);
         }
-        self.other.merge(&other.other);
+        self.other.absorb(&other.other);
         self.evictions += other.evictions;
         self.hll.merge(&other.hll);
         if self.map.len() > 2 * self.cap {

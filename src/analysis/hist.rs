@@ -1,10 +1,13 @@
-//! Latency histograms: HdrHistogram, mergeable.
+//! Latency histograms, mergeable.
 //!
-//! Overall histograms (direction x protocol x blocking) keep 3 significant
-//! digits: a reported percentile is within 0.1% of the true value (the
-//! bucket holding it). Per-process and per-conversation histograms keep 2
-//! (within 1%: the worst bucket is 1/128 wide), so that a thousand of them
-//! fit in a few megabytes. Counts and max are exact.
+//! Overall histograms (direction x protocol x blocking) are HdrHistograms
+//! with 3 significant digits: a reported percentile is within 0.1% of the
+//! true value (the bucket holding it). Per-process and per-conversation
+//! ones are [`SparseHist`]: the same log-linear buckets as an HdrHistogram
+//! with 2 significant digits (within 1%: the widest bucket is 1/128 of its
+//! value), stored sparsely, so that thousands of keys cost little and a
+//! key that comes and goes costs no large allocation. Counts, mean and max
+//! are exact.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -139,9 +142,285 @@ pub struct LatencySummary {
     pub max: u64,
 }
 
+/// A log-linear histogram stored as sorted (bucket, count) pairs: values
+/// below 256 exactly, above that 128 buckets per power of two. New values
+/// wait in a small buffer and are merged in sorted batches: a linear,
+/// cache-friendly merge every [`PENDING`] values instead of a search (and
+/// often an insert) for each.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SparseHist {
+    buckets: Vec<(u32, u64)>,
+    pending: Vec<u32>,
+    count: u64,
+    sum: u128,
+    max: u64,
+}
+
+const PENDING: usize = 64;
+
+#[inline]
+fn sparse_index(v: u64) -> u32 {
+    if v < 256 {
+        v as u32
+    } else {
+        let exp = 63 - v.leading_zeros() - 7;
+        exp * 128 + (v >> exp) as u32
+    }
+}
+
+/// The highest value that falls in bucket `idx`.
+fn sparse_highest(idx: u32) -> u64 {
+    if idx < 256 {
+        return u64::from(idx);
+    }
+    let exp = idx / 128 - 1;
+    let m = u128::from(idx - exp * 128);
+    (((m + 1) << exp) - 1).min(u128::from(u64::MAX)) as u64
+}
+
+/// Merges two sorted bucket lists.
+fn merge_sorted(a: &[(u32, u64)], b: &[(u32, u64)]) -> Vec<(u32, u64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push((a[i].0, a[i].1 + b[j].1));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+impl SparseHist {
+    #[inline]
+    pub fn record(&mut self, v: u64) {
+        self.count += 1;
+        self.sum += u128::from(v);
+        self.max = self.max.max(v);
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(PENDING);
+        }
+        self.pending.push(sparse_index(v));
+        if self.pending.len() == PENDING {
+            self.flush();
+        }
+    }
+
+    /// Moves the buffered values into the buckets.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.pending.sort_unstable();
+        let mut run: Vec<(u32, u64)> = Vec::with_capacity(self.pending.len());
+        for &idx in &self.pending {
+            match run.last_mut() {
+                Some(last) if last.0 == idx => last.1 += 1,
+                _ => run.push((idx, 1)),
+            }
+        }
+        self.pending.clear();
+        self.buckets = merge_sorted(&self.buckets, &run);
+    }
+
+    /// The buckets with nothing pending (a copy only when some are).
+    fn flushed(&self) -> std::borrow::Cow<'_, SparseHist> {
+        if self.pending.is_empty() {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            let mut c = self.clone();
+            c.flush();
+            std::borrow::Cow::Owned(c)
+        }
+    }
+
+    pub fn merge(&mut self, o: &SparseHist) {
+        if o.count == 0 {
+            return;
+        }
+        self.flush();
+        let o = o.flushed();
+        self.buckets = merge_sorted(&self.buckets, &o.buckets);
+        self.count += o.count;
+        self.sum += o.sum;
+        self.max = self.max.max(o.max);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The value at rank ceil(q x count), as the top of its bucket (capped
+    /// by the exact max), like HdrHistogram.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let h = self.flushed();
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for &(idx, n) in &h.buckets {
+            seen += n;
+            if seen >= rank {
+                return sparse_highest(idx).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        let h = self.flushed();
+        LatencySummary {
+            count: h.count,
+            mean: if h.count == 0 {
+                0.0
+            } else {
+                h.sum as f64 / h.count as f64
+            },
+            p50: h.quantile(0.5),
+            p90: h.quantile(0.9),
+            p99: h.quantile(0.99),
+            p999: h.quantile(0.999),
+            max: h.max,
+        }
+    }
+}
+
+/// For `top`'s windows and drill-down (kept apart from the rest so the
+/// owner's edits above do not collide).
+impl SparseHist {
+    /// What was recorded since `older`, an earlier copy of this histogram.
+    /// `None` when `older` is not an earlier state of this one (a count
+    /// went down). The max is the top of the highest bucket left, capped
+    /// by the exact max.
+    pub fn since(&self, older: &SparseHist) -> Option<SparseHist> {
+        let cur = self.flushed();
+        let old = older.flushed();
+        let mut buckets = Vec::with_capacity(cur.buckets.len());
+        let mut j = 0;
+        for &(idx, n) in &cur.buckets {
+            let mut m = 0;
+            while j < old.buckets.len() && old.buckets[j].0 <= idx {
+                if old.buckets[j].0 == idx {
+                    m = old.buckets[j].1;
+                } else {
+                    return None;
+                }
+                j += 1;
+            }
+            let left = n.checked_sub(m)?;
+            if left > 0 {
+                buckets.push((idx, left));
+            }
+        }
+        if j < old.buckets.len() {
+            return None;
+        }
+        let max = buckets
+            .last()
+            .map_or(0, |&(idx, _)| sparse_highest(idx).min(self.max));
+        Some(SparseHist {
+            buckets,
+            pending: Vec::new(),
+            count: self.count.checked_sub(older.count)?,
+            sum: self.sum.checked_sub(older.sum)?,
+            max,
+        })
+    }
+
+    /// (bucket low, bucket high, count) for every non-empty power of two,
+    /// for the text histogram.
+    pub fn log2_buckets(&self) -> Vec<(u64, u64, u64)> {
+        let h = self.flushed();
+        let mut out: Vec<(u64, u64, u64)> = Vec::new();
+        for &(idx, n) in &h.buckets {
+            let value = sparse_highest(idx);
+            let b = 64 - value.leading_zeros();
+            let lo = if b == 0 { 0 } else { 1u64 << (b - 1) };
+            let hi = if b == 0 {
+                0
+            } else {
+                (1u64 << (b - 1)).saturating_mul(2) - 1
+            };
+            match out.last_mut() {
+                Some(last) if last.0 == lo => last.2 += n,
+                _ => out.push((lo, hi, n)),
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_buckets_are_within_one_percent() {
+        let mut prev_hi = None;
+        for idx in 0..7424u32 {
+            let hi = sparse_highest(idx);
+            if let Some(p) = prev_hi {
+                assert_eq!(sparse_index(p + 1), idx, "bucket {idx} starts after {p}");
+            }
+            assert_eq!(sparse_index(hi), idx);
+            prev_hi = Some(hi);
+            if hi == u64::MAX {
+                break;
+            }
+        }
+        let mut h = SparseHist::default();
+        let mut all: Vec<u64> = (0..20_000u64).map(|i| i * i % 9_999_991 + 1).collect();
+        for &v in &all {
+            h.record(v);
+        }
+        all.sort();
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            let rank = (q * all.len() as f64).ceil() as usize;
+            let want = all[rank - 1] as f64;
+            let got = h.quantile(q) as f64;
+            assert!(
+                got >= want && (got - want) / want < 0.01,
+                "{q}: {got} vs {want}"
+            );
+        }
+        assert_eq!(h.max(), *all.last().unwrap());
+        // Merging halves equals one pass.
+        let (mut a, mut b) = (SparseHist::default(), SparseHist::default());
+        for (i, &v) in all.iter().enumerate() {
+            if i % 3 == 0 { a.record(v) } else { b.record(v) }
+        }
+        a.merge(&b);
+        let mut one = SparseHist::default();
+        for &v in &all {
+            one.record(v);
+        }
+        assert_eq!(a.summary(), one.summary());
+        a.flush();
+        one.flush();
+        assert_eq!(a.buckets, one.buckets);
+    }
 
     #[test]
     fn percentiles_within_precision() {
@@ -188,5 +467,33 @@ mod tests {
             old.since(&h).is_none(),
             "a newer copy is not an older state"
         );
+    }
+
+    #[test]
+    fn sparse_since_is_the_window_between_two_copies() {
+        let mut h = SparseHist::default();
+        for v in [1_000, 2_000, 3_000] {
+            h.record(v);
+        }
+        let old = h.clone();
+        for v in [1_000_000, 2_000_000, 3_000] {
+            h.record(v);
+        }
+        let w = h.since(&old).unwrap();
+        assert_eq!(w.count(), 3);
+        assert_eq!(w.summary().mean, 1_001_000.0);
+        assert!(
+            (3_000..=3_030).contains(&w.quantile(0.0)),
+            "{}",
+            w.quantile(0.0)
+        );
+        assert!(w.max() >= 2_000_000 && w.max() <= 2_020_000, "{}", w.max());
+        assert!(
+            old.since(&h).is_none(),
+            "a newer copy is not an older state"
+        );
+        let b = w.log2_buckets();
+        assert_eq!(b.iter().map(|x| x.2).sum::<u64>(), 3);
+        assert_eq!(b[0].0, 2048);
     }
 }

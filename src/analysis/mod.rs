@@ -24,7 +24,7 @@ pub use aggregate::{
 };
 pub use capped::Capped;
 pub use filter_text::{filter_text, parse_filter};
-pub use hist::{LatencyHist, LatencySummary};
+pub use hist::{LatencyHist, LatencySummary, SparseHist};
 pub use series::{Series, SeriesPoint};
 
 use crate::capture::event::NetEvent;

@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analysis::aggregate::{Counters, TopN};
-use crate::analysis::{
-    Aggregate, ConvKey, Exemplar, LatClass, LatencyHist, LatencySummary, ProcKey, ProcStats,
-};
+use crate::analysis::{Aggregate, ConvKey, Exemplar, LatClass, LatencySummary, ProcKey, ProcStats};
 use crate::input::manifest::parse_iso8601;
 use crate::input::scan::Scan;
 use crate::schema::{Direction, Protocol, errno_text, format_timestamp_ns, is_retry_errno};
@@ -427,10 +425,6 @@ fn ts(ns: Option<i64>) -> Option<String> {
     ns.map(format_timestamp_ns)
 }
 
-fn summary(h: Option<&LatencyHist>) -> LatencySummary {
-    h.map(LatencyHist::summary).unwrap_or_default()
-}
-
 /// What the report needs beyond the scan.
 pub struct Options {
     pub inputs: Vec<String>,
@@ -476,17 +470,6 @@ fn rank<T>(
     rows.into_iter().map(|r| r.item).collect()
 }
 
-fn both_latency(p: &ProcStats) -> Option<LatencyHist> {
-    let mut all: Option<LatencyHist> = None;
-    for h in p.latency.iter().flatten() {
-        match &mut all {
-            Some(a) => a.merge(h),
-            None => all = Some((**h).clone()),
-        }
-    }
-    all
-}
-
 fn process_out(
     machine_id: Option<String>,
     pid: Option<u32>,
@@ -495,7 +478,7 @@ fn process_out(
     p: &ProcStats,
 ) -> ProcessOut {
     let c = &p.c;
-    let lat = |i: usize| summary(p.latency[i].as_deref());
+    let lat = |i: usize| p.latency[i].summary();
     ProcessOut {
         machine_id,
         pid,
@@ -520,7 +503,7 @@ fn process_out(
         last: ts(c.last_ns),
         latency_ns: LatencyByDirection {
             send: lat(0),
-            receive: summary(p.receive_latency().as_ref()),
+            receive: p.receive_latency().summary(),
             receive_blocking: lat(1),
             receive_nonblocking: lat(2),
         },
@@ -534,12 +517,12 @@ fn ranked_process(
     n: u64,
     p: &ProcStats,
 ) -> Ranked<ProcessOut> {
-    let all = both_latency(p);
+    let all = p.all_latency();
     Ranked {
         bytes: p.c.total_bytes(),
         ops: p.c.total_ops(),
-        p99: all.as_ref().map_or(0, |h| h.quantile(0.99)),
-        max: all.as_ref().map_or(0, LatencyHist::max),
+        p99: all.quantile(0.99),
+        max: all.max(),
         errors: p.c.errors(),
         item: process_out(machine_id, pid, comm, n, p),
     }
@@ -862,18 +845,13 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
         .conversations
         .iter()
         .map(|(k, v)| {
-            let mut all: Option<LatencyHist> = None;
-            for h in v.latency.iter().flatten() {
-                match &mut all {
-                    Some(a) => a.merge(h),
-                    None => all = Some((**h).clone()),
-                }
-            }
+            let mut all = v.latency[0].clone();
+            all.merge(&v.latency[1]);
             Ranked {
                 bytes: v.c.total_bytes(),
                 ops: v.c.total_ops(),
-                p99: all.as_ref().map_or(0, |h| h.quantile(0.99)),
-                max: all.as_ref().map_or(0, LatencyHist::max),
+                p99: all.quantile(0.99),
+                max: all.max(),
                 errors: v.c.errors(),
                 item: (*k, conv_out(machine_name(k.machine), k, v)),
             }
@@ -1144,8 +1122,8 @@ fn conv_out(machine_id: String, k: &ConvKey, v: &crate::analysis::ConvStats) -> 
         },
         end_of_stream: v.end_of_stream,
         latency_ns: ConvLatency {
-            send: summary(v.latency[0].as_deref()),
-            receive: summary(v.latency[1].as_deref()),
+            send: v.latency[0].summary(),
+            receive: v.latency[1].summary(),
         },
     }
 }

@@ -6,7 +6,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState};
 
-use crate::analysis::{ConvKey, LatClass, LatencyHist, LatencySummary, ProcKey};
+use crate::analysis::{ConvKey, LatClass, LatencySummary, ProcKey, SparseHist};
 use crate::schema::{
     Direction, Endpoint, Protocol, errno_text, format_timestamp_ns, is_retry_errno, msg_flags_text,
 };
@@ -1123,7 +1123,7 @@ fn render_conversation(
 }
 
 /// A log2 histogram with bars, as bcc's tools print them.
-fn histogram(f: &mut TermFrame<'_>, title: &str, h: Option<&LatencyHist>, area: Rect) {
+fn histogram(f: &mut TermFrame<'_>, title: &str, h: Option<&SparseHist>, area: Rect) {
     let mut lines = Vec::new();
     match h {
         None => {

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 
 use crate::analysis::{
     Aggregate, ConvKey, ErrKey, LatClass, LatencyHist, LatencySummary, Op, PortKey, ProcKey,
-    aggregate::Counters,
+    SparseHist, aggregate::Counters,
 };
 use crate::schema::{Direction, Endpoint, Protocol};
 
@@ -231,13 +231,10 @@ fn figures(cur: &Counters, old: Option<&Counters>, b: &Base<'_>) -> Figures {
     }
 }
 
-fn merged(hists: &[Option<Box<LatencyHist>>]) -> Option<LatencyHist> {
-    let mut out: Option<LatencyHist> = None;
-    for h in hists.iter().flatten() {
-        match &mut out {
-            Some(o) => o.merge(h),
-            None => out = Some((**h).clone()),
-        }
+fn merged(hists: &[SparseHist]) -> SparseHist {
+    let mut out = SparseHist::default();
+    for h in hists {
+        out.merge(h);
     }
     out
 }
@@ -253,11 +250,18 @@ pub fn window_hist(cur: Option<LatencyHist>, old: Option<LatencyHist>) -> Option
     (!h.is_empty()).then_some(h)
 }
 
-fn window_summary(
-    cur: &[Option<Box<LatencyHist>>],
-    old: Option<&[Option<Box<LatencyHist>>]>,
-) -> Option<LatencySummary> {
-    window_hist(merged(cur), old.and_then(merged)).map(|h| h.summary())
+/// The same for the per-key (sparse) histograms.
+pub fn window_sparse(cur: &SparseHist, old: Option<&SparseHist>) -> Option<SparseHist> {
+    let h = match old {
+        Some(old) => cur.since(old)?,
+        None => cur.clone(),
+    };
+    (!h.is_empty()).then_some(h)
+}
+
+fn window_summary(cur: &[SparseHist], old: Option<&[SparseHist]>) -> Option<LatencySummary> {
+    let old = old.map(merged);
+    window_sparse(&merged(cur), old.as_ref()).map(|h| h.summary())
 }
 
 pub fn processes(frame: &Frame, b: &Base<'_>) -> Vec<TableRow> {
@@ -491,18 +495,10 @@ pub fn health_rates(frame: &Frame, b: &Base<'_>) -> (f64, f64) {
 }
 
 /// A conversation's latency per direction over the window.
-pub fn conversation_latency(
-    frame: &Frame,
-    b: &Base<'_>,
-    key: &ConvKey,
-) -> [Option<LatencyHist>; 2] {
+pub fn conversation_latency(frame: &Frame, b: &Base<'_>, key: &ConvKey) -> [Option<SparseHist>; 2] {
     let cur = frame.cur.agg.conversations.get(key);
     let old = b.old.and_then(|o| o.conversations.get(key));
-    let one = |d: usize| {
-        let c = cur.and_then(|c| c.latency[d].as_deref().cloned());
-        let o = old.and_then(|o| o.latency[d].as_deref().cloned());
-        window_hist(c, o)
-    };
+    let one = |d: usize| window_sparse(&cur?.latency[d], old.map(|o| &o.latency[d]));
     [one(0), one(1)]
 }
 
