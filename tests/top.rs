@@ -206,6 +206,31 @@ fn a_terminal_too_small_says_so() {
 }
 
 #[test]
+fn closing_the_window_ends_top() {
+    let _guard = serial();
+    let t = Tmux::start(
+        "close",
+        &format!("{} top --replay {FIXTURE} --speed 0", bin()),
+    );
+    t.wait_for(&["postgres"], Duration::from_secs(30));
+    let top_pid = *children(t.pane_pid()).first().expect("top under the shell");
+    // The window goes away: SIGHUP, and the terminal's input ends.
+    drop(t);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{top_pid}")).exists() {
+        let state = std::fs::read_to_string(format!("/proc/{top_pid}/stat")).unwrap_or_default();
+        if state.contains(") Z ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "top is still running after its window closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn without_a_terminal_top_is_a_usage_error() {
     let out = Command::new(nwtrace_bin())
         .args(["top", "--replay", FIXTURE])

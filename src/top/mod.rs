@@ -419,7 +419,12 @@ fn live(
         skipped: 0,
         recording: recording.as_mut().map(|r| &mut r.csv),
     };
+    // The manifest names the signal that ended the run, as record's does.
+    let signals = StopSignals::install(SecondInterrupt::Ignored).ok();
     let result = session.run(&mut consumer, || {
+        if let Some(sig) = signals.as_ref().and_then(StopSignals::received) {
+            return Some(StopReason::Signal(sig));
+        }
         if stop.load(Ordering::Relaxed) {
             return Some(StopReason::ConsumerDone("quit".into()));
         }
@@ -704,6 +709,7 @@ pub fn top(args: TopArgs) -> Result<ExitCode> {
         )
     };
 
+    let producer_done = Arc::new(AtomicBool::new(false));
     let producer = if let Some(dir) = &args.replay {
         // In a replay, --pid and --comm are filters like the others.
         filter.pids.extend(&args.capture.pids);
@@ -719,7 +725,14 @@ pub fn top(args: TopArgs) -> Result<ExitCode> {
         let out = out.clone();
         std::thread::Builder::new()
             .name("nwtrace-replay".into())
-            .spawn(move || replay(path, files, speed, c, out, s))
+            .spawn({
+                let done = Arc::clone(&producer_done);
+                move || {
+                    let e = replay(path, files, speed, c, out, s);
+                    done.store(true, Ordering::Relaxed);
+                    e
+                }
+            })
             .context("starting the replay thread")?
     } else {
         control.set_filter(filter.clone());
@@ -742,7 +755,14 @@ pub fn top(args: TopArgs) -> Result<ExitCode> {
         );
         let handle = std::thread::Builder::new()
             .name("nwtrace-capture".into())
-            .spawn(move || live(&a, output, c, o, s, tx, deadline))
+            .spawn({
+                let done = Arc::clone(&producer_done);
+                move || {
+                    let e = live(&a, output, c, o, s, tx, deadline);
+                    done.store(true, Ordering::Relaxed);
+                    e
+                }
+            })
             .context("starting the capture thread")?;
         // A failed start is reported before the screen is touched.
         match rx.recv() {
@@ -764,6 +784,12 @@ pub fn top(args: TopArgs) -> Result<ExitCode> {
     let result = match json_in {
         Some(j) => run_json(j, &stop, &signals, &producer),
         None => {
+            let screen_done = Arc::new(AtomicBool::new(false));
+            watchdog(
+                Arc::clone(&screen_done),
+                Arc::clone(&stop),
+                Arc::clone(&producer_done),
+            )?;
             crate::logging::redirect(Some(Box::new(logs.clone())));
             let r = run_screen(
                 mailbox.as_deref().expect("a mailbox for the screen"),
@@ -774,6 +800,7 @@ pub fn top(args: TopArgs) -> Result<ExitCode> {
                 &logs,
                 &crate::analysis::filter_text(&filter),
             );
+            screen_done.store(true, Ordering::Relaxed);
             crate::logging::redirect(None);
             r
         }
@@ -803,6 +830,42 @@ pub fn top(args: TopArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Ends the process cleanly when the screen cannot: when the terminal goes
+/// away (SIGHUP from a closed window), crossterm's reader spins on the
+/// end of its input and never returns to the loop that checks signals.
+/// After a stop signal, the screen gets 2 s to end by itself; then this
+/// restores the terminal, stops the capture, waits for it to finish (the
+/// recording's manifest is finalised then) and exits.
+fn watchdog(
+    screen_done: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    producer_done: Arc<AtomicBool>,
+) -> Result<()> {
+    let signals = StopSignals::install(SecondInterrupt::Ignored)?;
+    std::thread::Builder::new()
+        .name("nwtrace-watchdog".into())
+        .spawn(move || {
+            let mut since: Option<Instant> = None;
+            while !screen_done.load(Ordering::Relaxed) {
+                if since.is_none() && signals.received().is_some() {
+                    since = Some(Instant::now());
+                }
+                if since.is_some_and(|t| t.elapsed() >= Duration::from_secs(2)) {
+                    restore_terminal();
+                    stop.store(true, Ordering::Relaxed);
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while !producer_done.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    std::process::exit(0);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .context("starting the watchdog thread")?;
+    Ok(())
 }
 
 /// For `top --record DIR`: the output options of record, with DIR.
