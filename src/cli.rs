@@ -52,6 +52,11 @@ pub enum Command {
     /// Write the man pages or the shell completions into DIR (packaging).
     #[command(hide = true)]
     Generate(GenerateArgs),
+    /// A live full-screen view: processes, conversations, endpoints,
+    /// latency, errors and flags, with rates over 1 s, 10 s or the whole
+    /// run. --replay DIR shows a recording instead; --json prints one
+    /// object per second for scripts.
+    Top(Box<TopArgs>),
     /// Answers from a recording: coverage, busiest processes and
     /// conversations, latency, errors, flags, plots; as text, JSON, HTML
     /// or CSV.
@@ -114,6 +119,60 @@ pub struct WatchArgs {
     /// does (rows that could not be printed are never lost then).
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+}
+
+#[derive(Debug, Clone, Parser)]
+pub struct TopArgs {
+    /// Show a recording (a folder that record wrote) instead of tracing:
+    /// needs no root and no BPF.
+    #[arg(long, value_name = "DIR", conflicts_with = "record")]
+    pub replay: Option<PathBuf>,
+
+    /// With --replay: the pace, as a multiple of the recorded one; 0 reads
+    /// as fast as possible.
+    #[arg(long, value_name = "N", default_value_t = 1.0, requires = "replay")]
+    pub speed: f64,
+
+    /// Also record every row into this output folder, exactly as record
+    /// does (the same files and manifest).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+
+    /// Instead of the screen: one JSON object per second on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Start with this filter, in the syntax of the / box:
+    /// "pid:123 comm:nginx port:443 proto:tcp dir:send".
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+
+    /// Stop after this long, e.g. 30s, 5m.
+    #[arg(short, long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// With --record: as record's --machine-id.
+    #[arg(long, requires = "record")]
+    pub machine_id: Option<String>,
+
+    /// With --record: as record's --timestamp.
+    #[arg(long, value_name = "NAME", requires = "record")]
+    pub timestamp: Option<String>,
+
+    /// With --record: as record's --rotate-size.
+    #[arg(long, value_name = "SIZE", default_value = "100M", value_parser = parse_size)]
+    pub rotate_size: u64,
+
+    /// With --record: as record's --max-files.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), requires = "record")]
+    pub max_files: Option<u64>,
+
+    /// With --record: as record's --max-size.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "record")]
+    pub max_size: Option<u64>,
 
     #[command(flatten)]
     pub capture: CaptureArgs,

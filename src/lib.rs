@@ -21,6 +21,7 @@ pub mod output;
 pub mod report;
 pub mod schema;
 pub mod timefmt;
+pub mod top;
 
 pub(crate) mod bpf {
     // The generated skeleton carries lints we do not control.

@@ -87,6 +87,26 @@ impl LatencyHist {
         }
     }
 
+    /// What was recorded since `older`, an earlier copy of this
+    /// histogram (for a rate window from two cumulative snapshots).
+    /// `None` when `older` is not an earlier state of this one (a count
+    /// went down). The sum is exact; the max is the top of the highest
+    /// bucket left, within the histogram's precision.
+    pub fn since(&self, older: &LatencyHist) -> Option<LatencyHist> {
+        let mut h = self.h.clone();
+        h.subtract(&older.h).ok()?;
+        let max = if h.is_empty() {
+            0
+        } else {
+            h.max().min(self.max)
+        };
+        Some(LatencyHist {
+            h,
+            sum: self.sum.checked_sub(older.sum)?,
+            max,
+        })
+    }
+
     /// (bucket low, bucket high, count) for every non-empty bucket, in
     /// log2 steps (for the text histogram).
     pub fn log2_buckets(&self) -> Vec<(u64, u64, u64)> {
@@ -287,6 +307,71 @@ impl SparseHist {
     }
 }
 
+/// For `top`'s windows and drill-down (kept apart from the rest so the
+/// owner's edits above do not collide).
+impl SparseHist {
+    /// What was recorded since `older`, an earlier copy of this histogram.
+    /// `None` when `older` is not an earlier state of this one (a count
+    /// went down). The max is the top of the highest bucket left, capped
+    /// by the exact max.
+    pub fn since(&self, older: &SparseHist) -> Option<SparseHist> {
+        let cur = self.flushed();
+        let old = older.flushed();
+        let mut buckets = Vec::with_capacity(cur.buckets.len());
+        let mut j = 0;
+        for &(idx, n) in &cur.buckets {
+            let mut m = 0;
+            while j < old.buckets.len() && old.buckets[j].0 <= idx {
+                if old.buckets[j].0 == idx {
+                    m = old.buckets[j].1;
+                } else {
+                    return None;
+                }
+                j += 1;
+            }
+            let left = n.checked_sub(m)?;
+            if left > 0 {
+                buckets.push((idx, left));
+            }
+        }
+        if j < old.buckets.len() {
+            return None;
+        }
+        let max = buckets
+            .last()
+            .map_or(0, |&(idx, _)| sparse_highest(idx).min(self.max));
+        Some(SparseHist {
+            buckets,
+            pending: Vec::new(),
+            count: self.count.checked_sub(older.count)?,
+            sum: self.sum.checked_sub(older.sum)?,
+            max,
+        })
+    }
+
+    /// (bucket low, bucket high, count) for every non-empty power of two,
+    /// for the text histogram.
+    pub fn log2_buckets(&self) -> Vec<(u64, u64, u64)> {
+        let h = self.flushed();
+        let mut out: Vec<(u64, u64, u64)> = Vec::new();
+        for &(idx, n) in &h.buckets {
+            let value = sparse_highest(idx);
+            let b = 64 - value.leading_zeros();
+            let lo = if b == 0 { 0 } else { 1u64 << (b - 1) };
+            let hi = if b == 0 {
+                0
+            } else {
+                (1u64 << (b - 1)).saturating_mul(2) - 1
+            };
+            match out.last_mut() {
+                Some(last) if last.0 == lo => last.2 += n,
+                _ => out.push((lo, hi, n)),
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,5 +447,53 @@ mod tests {
         let buckets = a.log2_buckets();
         assert_eq!(buckets.len(), 2);
         assert_eq!(buckets[0], (8, 15, 1));
+    }
+
+    #[test]
+    fn since_is_the_window_between_two_copies() {
+        let mut h = LatencyHist::new(2);
+        for v in [1_000, 2_000, 3_000] {
+            h.record(v);
+        }
+        let old = h.clone();
+        for v in [1_000_000, 2_000_000] {
+            h.record(v);
+        }
+        let w = h.since(&old).unwrap();
+        assert_eq!(w.count(), 2);
+        assert!(w.quantile(0.0) >= 990_000, "{}", w.quantile(0.0));
+        assert_eq!(w.mean(), 1_500_000.0);
+        assert!(
+            old.since(&h).is_none(),
+            "a newer copy is not an older state"
+        );
+    }
+
+    #[test]
+    fn sparse_since_is_the_window_between_two_copies() {
+        let mut h = SparseHist::default();
+        for v in [1_000, 2_000, 3_000] {
+            h.record(v);
+        }
+        let old = h.clone();
+        for v in [1_000_000, 2_000_000, 3_000] {
+            h.record(v);
+        }
+        let w = h.since(&old).unwrap();
+        assert_eq!(w.count(), 3);
+        assert_eq!(w.summary().mean, 1_001_000.0);
+        assert!(
+            (3_000..=3_030).contains(&w.quantile(0.0)),
+            "{}",
+            w.quantile(0.0)
+        );
+        assert!(w.max() >= 2_000_000 && w.max() <= 2_020_000, "{}", w.max());
+        assert!(
+            old.since(&h).is_none(),
+            "a newer copy is not an older state"
+        );
+        let b = w.log2_buckets();
+        assert_eq!(b.iter().map(|x| x.2).sum::<u64>(), 3);
+        assert_eq!(b[0].0, 2048);
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod aggregate;
 pub mod capped;
+pub mod filter_text;
 pub mod hist;
 pub mod series;
 
@@ -22,6 +23,7 @@ pub use aggregate::{
     PortKey, PortRole, ProcKey, ProcStats, Totals,
 };
 pub use capped::Capped;
+pub use filter_text::{filter_text, parse_filter};
 pub use hist::{LatencyHist, LatencySummary, SparseHist};
 pub use series::{Series, SeriesPoint};
 
