@@ -80,6 +80,40 @@ impl Log {
     }
 }
 
+/// Whether io_uring rows carry a Latency (issue to completion) here: where
+/// the io_uring tracepoints carry the request (5.19+; not 5.10), on every
+/// backend. Read from the tracepoints' formats (the tracer has mounted
+/// tracefs by the time the scenarios run).
+fn uring_latency_known() -> bool {
+    let has_req = |event: &str| {
+        ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+            .iter()
+            .filter_map(|root| {
+                std::fs::read_to_string(format!("{root}/events/io_uring/{event}/format")).ok()
+            })
+            .any(|f| f.contains("field:void * req;"))
+    };
+    has_req("io_uring_complete")
+        && (has_req("io_uring_submit_req") || has_req("io_uring_submit_sqe"))
+}
+
+impl Log {
+    /// One io_uring request on a socket: Size is its CQE result, no MSG
+    /// flags (there is no such syscall).
+    fn uring_op(
+        &mut self,
+        protocol: &'static str,
+        dir: Dir,
+        local: SocketAddr,
+        peer: Option<SocketAddr>,
+        res: i32,
+    ) {
+        let result = if res < 0 { Err(-res) } else { Ok(res as usize) };
+        self.op(protocol, dir, local, peer, result, "");
+        self.rows.last_mut().unwrap().latency_known = uring_latency_known();
+    }
+}
+
 fn fd<T: AsRawFd>(s: &T) -> i32 {
     s.as_raw_fd()
 }
@@ -628,6 +662,173 @@ fn mptcp_pair(listen: &str) -> SysResult<(TcpStream, TcpStream)> {
     Ok((c, s))
 }
 
+/// A ring, or the reason this kernel cannot give one (then the scenario
+/// is skipped with that reason).
+fn uring(log: &mut Log) -> Option<io_uring::IoUring> {
+    match io_uring::IoUring::new(8) {
+        Ok(ring) => Some(ring),
+        Err(e) => {
+            let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .map(|v| format!("kernel.io_uring_disabled = {}", v.trim()))
+                .unwrap_or_else(|_| "no kernel.io_uring_disabled".into());
+            log.skipped = Some(format!(
+                "no io_uring here: io_uring_setup failed: {e} ({disabled})"
+            ));
+            None
+        }
+    }
+}
+
+/// Submits one request and waits for its completion; returns the CQE result.
+fn uring_run(ring: &mut io_uring::IoUring, sqe: io_uring::squeue::Entry) -> i32 {
+    // SAFETY: every buffer the entry points to outlives this call, which
+    // waits for the request's completion.
+    unsafe { ring.submission().push(&sqe).expect("submission queue full") };
+    ring.submit_and_wait(1).expect("io_uring_enter");
+    let cqe = ring.completion().next().expect("a completion");
+    cqe.result()
+}
+
+/// io_uring send and recv on TCP with data (or buffer space) there at
+/// issue: one row per request, Size = the CQE result, on every kernel.
+fn uring_tcp(log: &mut Log) {
+    use io_uring::{opcode, types};
+    let Some(mut ring) = uring(log) else { return };
+    let (c, s) = tcp_pair("127.0.0.1:0");
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    let (send, recv) = (Dir::Send, Dir::Receive);
+
+    let buf = [1u8; 64];
+    let sqe = opcode::Send::new(types::Fd(fd(&c)), buf.as_ptr(), 64).build();
+    let r = uring_run(&mut ring, sqe);
+    assert_eq!(r, 64);
+    log.uring_op(TCP, send, cl, Some(sl), r);
+    settle();
+    let mut rbuf = vec![0u8; 4096];
+    let sqe = opcode::Recv::new(types::Fd(fd(&s)), rbuf.as_mut_ptr(), 4096).build();
+    let r = uring_run(&mut ring, sqe);
+    assert_eq!(r, 64);
+    log.uring_op(TCP, recv, sl, Some(cl), r);
+}
+
+/// io_uring requests that the kernel attempts more than once: a receive
+/// that waits for its data (its first, non-blocking attempt's EAGAIN is
+/// not a row), a send larger than the socket buffer, and a MSG_WAITALL
+/// send that 6.x issues in pieces. One row each, where the io_uring
+/// tracepoints carry the request; skipped where they do not (5.10), which
+/// gives a row per attempt, as the README says.
+fn uring_retry(log: &mut Log) {
+    use io_uring::{opcode, types};
+    if !uring_latency_known() {
+        log.skipped = Some(
+            "the io_uring tracepoints carry no request pointer here (before 5.19): \
+             a request is a row per protocol call (README, \"io_uring\")"
+                .into(),
+        );
+        return;
+    }
+    let Some(mut ring) = uring(log) else { return };
+    let (c, s) = tcp_pair("127.0.0.1:0");
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    let (send, recv) = (Dir::Send, Dir::Receive);
+    let mut rbuf = vec![0u8; 4096];
+
+    // A receive with nothing to read yet: the kernel tries once without
+    // blocking, arms a poll, and retries when the data comes.
+    let sqe = opcode::Recv::new(types::Fd(fd(&s)), rbuf.as_mut_ptr(), 4096).build();
+    // SAFETY: rbuf outlives the request, which completes below.
+    unsafe { ring.submission().push(&sqe).unwrap() };
+    ring.submit().expect("io_uring_enter");
+    settle();
+    let r = sys::send(fd(&c), &[2; 10], 0);
+    log.op(TCP, send, cl, Some(sl), r, "");
+    ring.submit_and_wait(1).expect("io_uring_enter");
+    let r = ring.completion().next().expect("a completion").result();
+    assert_eq!(r, 10);
+    log.uring_op(TCP, recv, sl, Some(cl), r);
+
+    // A send far larger than the socket buffer, drained by another
+    // thread: one request, one row, whatever pieces the kernel sends.
+    let big = vec![3u8; 4 << 20];
+    let drainer = drain(s);
+    let sqe = opcode::Send::new(types::Fd(fd(&c)), big.as_ptr(), big.len() as u32).build();
+    let r = uring_run(&mut ring, sqe);
+    assert!(r > 0, "big send: {r}");
+    log.uring_op(TCP, send, cl, Some(sl), r);
+    // The same with MSG_WAITALL: 6.x sends the rest in further pieces
+    // within the one request (5.10 completes it short).
+    let sqe = opcode::Send::new(types::Fd(fd(&c)), big.as_ptr(), big.len() as u32)
+        .flags(libc::MSG_WAITALL)
+        .build();
+    let r = uring_run(&mut ring, sqe);
+    assert!(r > 0, "big MSG_WAITALL send: {r}");
+    log.uring_op(TCP, send, cl, Some(sl), r);
+    sys::shutdown_write(fd(&c));
+    let (_s, got) = drainer.join().unwrap();
+    for g in got {
+        log.op(TCP, recv, sl, Some(cl), g, "");
+    }
+}
+
+fn sockaddr_in(a: SocketAddr) -> libc::sockaddr_in {
+    let SocketAddr::V4(a) = a else {
+        panic!("IPv4 only: {a}")
+    };
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// io_uring sendmsg with a destination and recvmsg with a name buffer on
+/// unconnected UDP: one row each, with the addresses of the datagram.
+fn uring_udp(log: &mut Log) {
+    use io_uring::{opcode, types};
+    let Some(mut ring) = uring(log) else { return };
+    let (a, b) = (udp("127.0.0.1:0"), udp("127.0.0.1:0"));
+    let (al, bl) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+
+    let payload = [7u8; 33];
+    let mut to = sockaddr_in(bl);
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut _,
+        iov_len: payload.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid; the fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = &mut to as *mut _ as *mut _;
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    let sqe = opcode::SendMsg::new(types::Fd(fd(&a)), &msg).build();
+    let r = uring_run(&mut ring, sqe);
+    assert_eq!(r, 33);
+    log.uring_op(UDP, Dir::Send, al, Some(bl), r);
+
+    let mut rbuf = [0u8; 100];
+    // SAFETY: as above.
+    let mut from: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut riov = libc::iovec {
+        iov_base: rbuf.as_mut_ptr() as *mut _,
+        iov_len: rbuf.len(),
+    };
+    // SAFETY: as above.
+    let mut rmsg: libc::msghdr = unsafe { std::mem::zeroed() };
+    rmsg.msg_name = &mut from as *mut _ as *mut _;
+    rmsg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    rmsg.msg_iov = &mut riov;
+    rmsg.msg_iovlen = 1;
+    let sqe = opcode::RecvMsg::new(types::Fd(fd(&b)), &mut rmsg).build();
+    let r = uring_run(&mut ring, sqe);
+    assert_eq!(r, 33);
+    assert_eq!(u16::from_be(from.sin_port), al.port());
+    log.uring_op(UDP, Dir::Receive, bl, Some(al), r);
+}
+
 /// A thread whose comm needs CSV quoting.
 fn odd_comm(log: &mut Log) {
     let (a, b) = (udp("127.0.0.1:0"), udp("127.0.0.1:0"));
@@ -713,6 +914,21 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         thread: "nwt-mptcp",
         body: mptcp,
+        unordered: false,
+    },
+    Scenario {
+        thread: "nwt-uring-tcp",
+        body: uring_tcp,
+        unordered: false,
+    },
+    Scenario {
+        thread: "nwt-uring-retry",
+        body: uring_retry,
+        unordered: true,
+    },
+    Scenario {
+        thread: "nwt-uring-udp",
+        body: uring_udp,
         unordered: false,
     },
     Scenario {

@@ -253,7 +253,13 @@ fn a_closed_pipe_ends_watch_quietly_and_leaves_no_program() {
         let took = closed_at.elapsed();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(code, 0);
-        assert!(took < Duration::from_secs(1), "exit took {took:?}");
+        // The kernel destroys each classic (perf) tracepoint attachment
+        // under an RCU grace period, one after the other behind its
+        // event_mutex: about 40 ms for each of nwtrace's syscall
+        // tracepoints on the development host, some 0.8 s in all (README,
+        // "Watch"). Closing them in parallel was tried: the mutex
+        // serialises them anyway.
+        assert!(took < Duration::from_secs(2), "exit took {took:?}");
     });
     let loaded = loaded_prog_ids();
     let left: Vec<_> = held.iter().filter(|id| loaded.contains(id)).collect();

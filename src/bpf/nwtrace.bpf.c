@@ -812,6 +812,224 @@ int sys_exit_splice(struct nw_sys_exit *ctx)
 	return 0;
 }
 
+/* ---- io_uring: one row per request, made at its completion -------------- */
+
+/*
+ * A send/recv/sendmsg/recvmsg request on a socket reaches the same protocol
+ * calls as a syscall (in the submitter inside io_uring_enter, in task_work
+ * after a poll wakeup, or in an io-wq worker), possibly several times: a
+ * non-blocking first attempt that returns -EAGAIN and is retried, a
+ * MSG_WAITALL send issued in pieces. Where the io_uring tracepoints carry
+ * the request (the tracepoint rework of 5.19 added `req` to
+ * io_uring_complete and io_uring_submit_sqe; 6.1, 6.12 and 6.18 have it,
+ * 5.10 does not; the loader checks the records' BTF, not versions), the row
+ * is made at io_uring:io_uring_complete with the CQE result, Timestamp =
+ * the request's issue (io_uring_submit_sqe, renamed io_uring_submit_req in
+ * 6.4) and Latency to its completion. The protocol calls in between only
+ * leave their addresses (uring_claim()). On 5.10 the tracepoints have no
+ * request pointer: these programs are not loaded and each protocol call
+ * stays a row without Latency.
+ *
+ * Not claimed (rows as before): fixed files (the fd is an index into the
+ * ring's table), multishot receives (their data completions are posted
+ * with no request pointer), and the other opcodes.
+ *
+ * Cost: these tracepoints fire only in processes that use io_uring, once
+ * per submitted request and once per completion; the socket-layer hook
+ * looks the socket up only for an operation no syscall armed.
+ */
+#define NW_IORING_OP_SENDMSG 9
+#define NW_IORING_OP_RECVMSG 10
+#define NW_IORING_OP_SEND 26
+#define NW_IORING_OP_RECV 27
+#define NW_REQ_F_FIXED_FILE 1	    /* REQ_F_FIXED_FILE == IOSQE_FIXED_FILE (uapi) */
+#define NW_IORING_RECV_MULTISHOT 2  /* uapi, io_sr_msg.flags */
+#define NW_IORING_CQE_F_MORE 2	    /* uapi */
+
+struct uring_req {
+	__u64 start_ns;
+	__u64 sk;
+	__u64 umsg;     /* sendmsg/recvmsg: the user's msghdr */
+	__u8 direction;
+	__u8 seen;      /* ev holds the last protocol call's view */
+	__u8 _pad[6];
+	struct nw_event ev;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* struct io_kiocb * */
+	__type(value, struct uring_req);
+} uring_reqs SEC(".maps");
+
+struct uring_sk_key {
+	__u64 sk;
+	__u64 direction;
+};
+
+/* The request last issued on a socket, per direction. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct uring_sk_key);
+	__type(value, __u64);
+} uring_by_sk SEC(".maps");
+
+/* The 6.1 record (io_uring_submit_sqe got `req` in 5.19); 5.10's has none. */
+struct trace_event_raw_io_uring_submit_sqe___nw {
+	void *req;
+} __attribute__((preserve_access_index));
+
+static __always_inline void uring_submit(struct io_kiocb *req)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct uring_sk_key key = {};
+	struct uring_req ur = {};
+	__u16 family, protocol;
+	struct sock *sk;
+	__u64 reqp = (__u64)req;
+	__u8 opcode;
+	int fd;
+
+	if (!req || !tgid_wanted(tgid))
+		return;
+	if (filter_comms) {
+		struct comm_key ck = {};
+
+		bpf_get_current_comm(ck.comm, sizeof(ck.comm));
+		if (!comm_wanted(&ck))
+			return;
+	}
+	opcode = BPF_CORE_READ(req, opcode);
+	if (opcode == NW_IORING_OP_SEND || opcode == NW_IORING_OP_SENDMSG)
+		ur.direction = NW_DIR_SEND;
+	else if (opcode == NW_IORING_OP_RECV || opcode == NW_IORING_OP_RECVMSG)
+		ur.direction = NW_DIR_RECV;
+	else
+		return;
+	if (!bpf_core_field_exists(req->cqe.fd) || !bpf_core_type_exists(struct io_sr_msg))
+		return;
+	/* Only the low bits matter; flags is 32 bits wide before 6.10. */
+	if ((__u32)BPF_CORE_READ(req, flags) & NW_REQ_F_FIXED_FILE)
+		return;
+	/* The command data (struct io_sr_msg) sits at the start of the request. */
+	if (BPF_CORE_READ((struct io_sr_msg *)req, flags) & NW_IORING_RECV_MULTISHOT)
+		return;
+	fd = BPF_CORE_READ(req, cqe.fd);
+	sk = sock_of_fd(fd);
+	if (!sk || !traced_socket(sk, &family, &protocol, false))
+		return;
+	if (opcode == NW_IORING_OP_SENDMSG || opcode == NW_IORING_OP_RECVMSG)
+		ur.umsg = (__u64)BPF_CORE_READ((struct io_sr_msg *)req, umsg);
+	ur.start_ns = bpf_ktime_get_ns();
+	ur.sk = (__u64)sk;
+	bpf_map_update_elem(&uring_reqs, &reqp, &ur, BPF_ANY);
+	key.sk = (__u64)sk;
+	key.direction = ur.direction;
+	bpf_map_update_elem(&uring_by_sk, &key, &reqp, BPF_ANY);
+}
+
+/* A protocol call that no syscall armed, on a socket with a request in
+ * flight in that direction: that request's. Its view (addresses, comm) is
+ * kept for the row that its completion makes. */
+static __always_inline struct nw_event *uring_claim(struct sock *sk, __u8 direction)
+{
+	struct uring_sk_key key = { .sk = (__u64)sk, .direction = direction };
+	struct uring_req *ur;
+	__u64 *req;
+
+	req = bpf_map_lookup_elem(&uring_by_sk, &key);
+	if (!req)
+		return NULL;
+	ur = bpf_map_lookup_elem(&uring_reqs, req);
+	if (!ur || ur->sk != (__u64)sk)
+		return NULL;
+	ur->seen = 1;
+	return &ur->ev;
+}
+
+static __always_inline void uring_complete(void *req, int res, __u32 cflags)
+{
+	__u64 reqp = (__u64)req, now = bpf_ktime_get_ns();
+	__u16 family = 0, protocol = 0;
+	struct uring_sk_key key = {};
+	struct uring_req *ur;
+	struct nw_event *e;
+	struct sock *sk;
+	__u64 *last;
+
+	if (!req)
+		return;
+	ur = bpf_map_lookup_elem(&uring_reqs, &reqp);
+	if (!ur)
+		return;
+	sk = (struct sock *)ur->sk;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+	} else if (!traced_socket(sk, &family, &protocol, false)) {
+		bpf_ringbuf_discard(e, 0);
+	} else {
+		if (ur->seen) {
+			__builtin_memcpy(e, &ur->ev, sizeof(*e));
+		} else {
+			/* Failed before any protocol call (a bad buffer, say). */
+			fill_event(e, sk, family, protocol, ur->direction, res,
+				   bpf_get_current_pid_tgid() >> 32, now, NULL, false);
+			read_sock_peer(e, sk, family, false);
+		}
+		/* The tracepoint backend sees no kernel msghdr: an unconnected
+		 * UDP peer is in the application's (for a receive, the kernel
+		 * has copied the source there by now). */
+		if (!(e->info & NW_INFO_PEER_KNOWN) && ur->umsg && (res >= 0 || !ur->direction)) {
+			struct user_msghdr *hdr = (struct user_msghdr *)ur->umsg;
+			__u64 name = 0;
+
+			if (!bpf_probe_read_user(&name, sizeof(name), &hdr->msg_name))
+				read_user_peer(e, name);
+		}
+		e->ret = res;
+		e->start_ns = ur->start_ns;
+		e->end_ns = now;
+		e->info |= NW_INFO_HAS_START;
+		bpf_ringbuf_submit(e, submit_flags());
+	}
+	if (cflags & NW_IORING_CQE_F_MORE)
+		return;
+	key.sk = ur->sk;
+	key.direction = ur->direction;
+	last = bpf_map_lookup_elem(&uring_by_sk, &key);
+	if (last && *last == reqp)
+		bpf_map_delete_elem(&uring_by_sk, &key);
+	bpf_map_delete_elem(&uring_reqs, &reqp);
+}
+
+/* 6.4 and later (commit 2ad57931db64 renamed io_uring_submit_sqe). */
+SEC("tracepoint/io_uring/io_uring_submit_req")
+int uring_submit_req(struct trace_event_raw_io_uring_submit_req *ctx)
+{
+	uring_submit((struct io_kiocb *)ctx->req);
+	return 0;
+}
+
+/* 5.19 to 6.3: the same event under its old name, with `req`. */
+SEC("tracepoint/io_uring/io_uring_submit_sqe")
+int uring_submit_sqe(struct trace_event_raw_io_uring_submit_sqe___nw *ctx)
+{
+	uring_submit((struct io_kiocb *)ctx->req);
+	return 0;
+}
+
+/* The record's fields, not tp_btf's arguments: those changed in 6.x to
+ * (ctx, req, cqe) while the record kept ctx, req, user_data, res, cflags. */
+SEC("tracepoint/io_uring/io_uring_complete")
+int uring_complete_tp(struct trace_event_raw_io_uring_complete *ctx)
+{
+	uring_complete(ctx->req, ctx->res, ctx->cflags);
+	return 0;
+}
+
 /*
  * The shared handler: one send or receive on a socket has completed with
  * result ret. Every backend ends here.
@@ -862,6 +1080,16 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 	if (!kmsg && armed && protocol == IPPROTO_UDP && armed->op != NW_OP_WRITE &&
 	    armed->op != NW_OP_READ)
 		name = user_name_of(armed, &namelen_ptr);
+
+	/* An io_uring request's attempt: its completion makes the row. */
+	e = armed ? NULL : uring_claim(sk, direction);
+	if (e) {
+		fill_event(e, sk, family, protocol, direction, ret, tgid, now, NULL, direct);
+		if (!(protocol == IPPROTO_UDP && kmsg && (direction == NW_DIR_SEND || ret >= 0) &&
+		      read_peer(e, (__u64)KREAD(direct, kmsg, msg_name), false)))
+			read_sock_peer(e, sk, family, direct);
+		return;
+	}
 
 	if (armed && direction == NW_DIR_RECV && name && ret >= 0) {
 		/* Unconnected-style UDP receive with a name buffer: the source

@@ -45,6 +45,20 @@ fn has_tcp_sendpage(facts: &KernelFacts) -> bool {
     facts.has_tcp_sendpage
 }
 
+/// io_uring requests on sockets are rows made at their completion, with
+/// the issue as start, where both tracepoints carry the request (5.19+).
+fn has_uring_submit_req(facts: &KernelFacts) -> bool {
+    facts.uring_complete_req && facts.uring_submit_req
+}
+
+fn has_uring_submit_sqe(facts: &KernelFacts) -> bool {
+    facts.uring_complete_req && !facts.uring_submit_req && facts.uring_submit_sqe_req
+}
+
+fn has_uring_requests(facts: &KernelFacts) -> bool {
+    has_uring_submit_req(facts) || has_uring_submit_sqe(facts)
+}
+
 const fn prog(name: &'static str) -> Prog {
     Prog {
         name,
@@ -72,7 +86,9 @@ const fn return_probe(name: &'static str, func: &'static str) -> Prog {
 /// The syscall tracepoints every backend uses: at entry for the flags, the
 /// address arguments and the start time; at the exit of sendfile and splice
 /// for their one row per syscall (the kernel cuts them into chunks, which
-/// the backend's own programs see and drop).
+/// the backend's own programs see and drop); and, where the io_uring
+/// tracepoints carry the request (5.19+), at io_uring submit and completion
+/// for one row per socket request with its latency (README, "io_uring").
 pub const SHARED_PROGRAMS: &[Prog] = &[
     prog("sys_enter_sendto"),
     prog("sys_enter_sendmsg"),
@@ -88,6 +104,9 @@ pub const SHARED_PROGRAMS: &[Prog] = &[
     prog("sys_enter_readv"),
     prog("sys_exit_sendfile64"),
     prog("sys_exit_splice"),
+    prog_if("uring_submit_req", has_uring_submit_req),
+    prog_if("uring_submit_sqe", has_uring_submit_sqe),
+    prog_if("uring_complete_tp", has_uring_requests),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

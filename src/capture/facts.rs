@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use libbpf_rs::btf::types::{Func, FuncProto, Typedef};
+use libbpf_rs::btf::types::{Func, FuncProto, Struct, Typedef};
 use libbpf_rs::btf::{Btf, ReferencesType};
 use libbpf_rs::{MapType, ProgramType};
 use serde::Serialize;
@@ -156,12 +156,24 @@ pub struct KernelFacts {
     pub has_mptcp: bool,
     /// sock:sock_send_length and sock:sock_recv_length exist (6.3).
     pub sock_tracepoints: bool,
+    /// io_uring:io_uring_submit_req exists (6.4; CONFIG_IO_URING).
+    pub uring_submit_req: bool,
+    /// io_uring:io_uring_submit_sqe carries the request (5.19 to 6.3).
+    pub uring_submit_sqe_req: bool,
+    /// io_uring:io_uring_complete carries the request (5.19; not 5.10).
+    pub uring_complete_req: bool,
 }
 
 fn func_nargs(btf: &Btf<'_>, name: &str) -> Option<i32> {
     let func: Func<'_> = btf.type_by_name(name)?;
     let proto: FuncProto<'_> = func.referenced_type().try_into().ok()?;
     Some(proto.len() as i32)
+}
+
+/// Whether the struct `name` exists and has a member `member`.
+fn has_member(btf: &Btf<'_>, name: &str, member: &str) -> bool {
+    btf.type_by_name::<Struct<'_>>(name)
+        .is_some_and(|s| s.iter().any(|m| m.name.is_some_and(|n| n == member)))
 }
 
 fn has_typedef(btf: &Btf<'_>, name: &str) -> bool {
@@ -189,6 +201,10 @@ impl KernelFacts {
                 && btf.type_by_name::<Func<'_>>("mptcp_recvmsg").is_some(),
             // The BTF typedef every tp_btf target has.
             sock_tracepoints: has_typedef(&btf, "btf_trace_sock_send_length"),
+            // A tracepoint's record type is named after it.
+            uring_submit_req: has_member(&btf, "trace_event_raw_io_uring_submit_req", "req"),
+            uring_submit_sqe_req: has_member(&btf, "trace_event_raw_io_uring_submit_sqe", "req"),
+            uring_complete_req: has_member(&btf, "trace_event_raw_io_uring_complete", "req"),
         })
     }
 }

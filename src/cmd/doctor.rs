@@ -217,6 +217,16 @@ fn write_text(out: &mut impl Write, r: &DoctorReport) -> io::Result<()> {
             "absent (they arrived in 6.3)"
         },
     )?;
+    line(
+        "io_uring requests",
+        if facts.uring_complete_req && (facts.uring_submit_req || facts.uring_submit_sqe_req) {
+            "tracepoints carry the request: one row per send/recv request, with its latency"
+        } else if facts.uring_submit_sqe_req || facts.uring_submit_req || facts.uring_complete_req {
+            "tracepoints incomplete: io_uring rows come from the socket layer, no latency"
+        } else {
+            "no io_uring tracepoints with the request (before 5.19, or no CONFIG_IO_URING): rows from the socket layer, no latency"
+        },
+    )?;
     writeln!(out, "\n{:<18}result", "backend")?;
     for v in &r.backends {
         let text = match (&v.error, v.hint) {
