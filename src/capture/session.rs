@@ -154,10 +154,13 @@ impl Session {
             if let Some(reason) = d.stop.take() {
                 break reason;
             }
+            let (ring_used, ring_size) = ring_fill(&ring);
             let health = CaptureHealth {
                 events: d.events,
                 events_lost: load::lost_events(&self.loaded.skel).unwrap_or(0),
                 malformed_records: d.malformed,
+                ring_used,
+                ring_size,
             };
             if let ControlFlow::Break(reason) = d.consumer.on_tick(&health) {
                 break reason;
@@ -195,6 +198,24 @@ impl Session {
             },
         })
     }
+}
+
+/// Unread bytes in the ring and its size. Read once a tick from the
+/// reader's side: it loads the producer position, a cache line the BPF
+/// side writes, ten times a second at most (not per event).
+fn ring_fill(ring: &libbpf_rs::RingBuffer<'_>) -> (u64, u64) {
+    use libbpf_rs::AsRawLibbpf;
+    use libbpf_rs::libbpf_sys::{ring__avail_data_size, ring__size, ring_buffer__ring};
+    // SAFETY: the pointer is the live ring_buffer that `ring` owns; index 0
+    // is the one ring added to it (the events map). libbpf returns NULL
+    // for an index it does not have.
+    let r = unsafe { ring_buffer__ring(ring.as_libbpf_object().as_ptr(), 0) };
+    if r.is_null() {
+        return (0, 0);
+    }
+    // SAFETY: r is a ring of that ring_buffer, valid while it lives; both
+    // calls only read its positions and size.
+    unsafe { (ring__avail_data_size(r) as u64, ring__size(r) as u64) }
 }
 
 /// What the ring buffer callback needs, behind one RefCell.

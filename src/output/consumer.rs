@@ -56,6 +56,11 @@ pub struct CaptureHealth {
     pub events_lost: u64,
     /// Records that did not decode.
     pub malformed_records: u64,
+    /// Bytes in the ring buffer not yet read, and its size, sampled after
+    /// the drain (so mostly 0: a high value means the reader falls
+    /// behind).
+    pub ring_used: u64,
+    pub ring_size: u64,
 }
 
 pub trait Consumer {

@@ -78,6 +78,10 @@ pub struct Health {
     /// Ops the view skipped because its aggregator fell that far behind
     /// (live; the capture and the recording have them).
     pub view_skipped: u64,
+    /// Unread bytes in the ring buffer after the last drain, and its size
+    /// (live only).
+    pub ring_used: u64,
+    pub ring_size: u64,
 }
 
 /// What the screen or the JSON writer renders.

@@ -136,6 +136,8 @@ pub fn object(frame: &Frame, b: &Base<'_>, dropped: u64) -> Value {
             "events_lost": h.events_lost,
             "events_lost_per_s": lost_rate,
             "malformed_records": h.malformed,
+            "ring_used_bytes": h.ring_used,
+            "ring_size_bytes": h.ring_size,
             "rows_recorded": h.rows_recorded,
             "updates_dropped": dropped,
         },

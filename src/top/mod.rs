@@ -197,6 +197,8 @@ fn aggregate(mut feed: Feed, rx: mpsc::Receiver<ToAggregator>, out: Out) {
                     feed.health.events = health.events;
                     feed.health.events_lost = health.events_lost;
                     feed.health.malformed = health.malformed_records;
+                    feed.health.ring_used = health.ring_used;
+                    feed.health.ring_size = health.ring_size;
                 }
                 feed.health.rows_recorded = rows_recorded;
                 feed.health.view_skipped = skipped;

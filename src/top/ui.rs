@@ -948,10 +948,16 @@ fn render_health(
             lost_style,
         ),
     ]));
-    lines.push(kv(
-        "ring fill",
-        "not read (costly for the capture); lost is exact".into(),
-    ));
+    if h.ring_size > 0 {
+        lines.push(kv(
+            "ring fill",
+            format!(
+                "{:.1}% of {} after the last drain",
+                100.0 * h.ring_used as f64 / h.ring_size as f64,
+                bytes(h.ring_size as f64)
+            ),
+        ));
+    }
     lines.push(kv("malformed records", h.malformed.to_string()));
     if h.view_skipped > 0 {
         lines.push(Line::from(vec![
