@@ -473,6 +473,8 @@ def load_runs(work):
 def tracer_label(t):
     if t.startswith("nwtrace:"):
         return f"nwtrace (backend {t.split(':', 1)[1]})"
+    if t.startswith("nwtrace-top:"):
+        return f"nwtrace top --json --record (backend {t.split(':', 1)[1]})"
     if t.startswith("nwtrace-null:"):
         return f"nwtrace capture alone, rows discarded (backend {t.split(':', 1)[1]})"
     return {
