@@ -306,22 +306,7 @@ impl CsvSink {
         if self.compression != Compression::None {
             return self.flush_compressed();
         }
-        let mut done = 0;
-        let mut failure = None;
-        while done < self.buf.len() {
-            match self.file.write(&self.buf[done..]) {
-                Ok(0) => {
-                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
-                    break;
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
+        let (done, failure) = write_some(&mut self.file, &self.buf);
         let kept = match failure {
             None => done,
             Some(_) => self.buf[..done]
@@ -419,22 +404,7 @@ impl CsvSink {
     }
 
     fn write_frame(&mut self, frame: &[u8], rows: u64) -> Result<(), SinkError> {
-        let mut done = 0;
-        let mut failure = None;
-        while done < frame.len() {
-            match self.file.write(&frame[done..]) {
-                Ok(0) => {
-                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
-                    break;
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
+        let (_, failure) = write_some(&mut self.file, frame);
         let current = self.files.last_mut().expect("a sink always has a file");
         match failure {
             None => {
@@ -457,6 +427,22 @@ impl CsvSink {
     pub fn count_lost(&mut self, rows: u64) {
         self.rows_lost += rows;
     }
+}
+
+/// Writes `data` with as few writes as the kernel allows, and says how much
+/// reached the file and, if it stopped short, why: the caller decides what
+/// of a partial write to keep.
+fn write_some(file: &mut File, data: &[u8]) -> (usize, Option<io::Error>) {
+    let mut done = 0;
+    while done < data.len() {
+        match file.write(&data[done..]) {
+            Ok(0) => return (done, Some(io::Error::from(io::ErrorKind::WriteZero))),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
 }
 
 /// Creates the first free `nw_NNNN.csv` from `*seq` on, exclusively, and
