@@ -107,6 +107,10 @@ impl Kretprobes {
     }
 
     /// Returns that the kernel missed, from kprobe_profile's third column.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
     pub fn missed(&self) -> u64 {
         let Ok(profile) = std::fs::read_to_string(self.tracefs.join("kprobe_profile")) else {
             return 0;

@@ -12,6 +12,7 @@ use crate::bpf::{NwtraceLinks, NwtraceSkel, NwtraceSkelBuilder};
 use crate::capture::backends::{Attach, BackendDef};
 use crate::capture::facts::KernelFacts;
 use crate::capture::kretprobe::Kretprobes;
+use crate::capture::teardown::PerfEventHold;
 
 /// The in-kernel filters and the ring size.
 #[derive(Clone, Debug, Default)]
@@ -35,10 +36,60 @@ pub struct Loaded {
 
 impl Loaded {
     /// Detaches every program: no event is produced after this returns.
+    /// Returns at once: the kernel's slow teardown of the classic
+    /// tracepoints' perf events is left to a child process where that is
+    /// safe (see teardown.rs).
     pub fn detach(&mut self) {
+        // The kprobe backend's return probes are tracefs events that can
+        // only be removed once their perf events are closed: there every
+        // descriptor closes here, as before.
+        let hold = if self.kretprobes.is_empty() && perf_links_supported(&self.skel) {
+            Some(PerfEventHold::take())
+        } else {
+            None
+        };
+        // With the duplicates held, libbpf's closes are not the last
+        // references and return at once.
         self.skel.links = NwtraceLinks::default();
         self.kretprobes.detach();
+        if let Some(mut hold) = hold {
+            hold.close_links();
+            let n = hold.len();
+            if hold.release() {
+                log::debug!("nwtrace: {n} perf events handed to a child to close");
+            }
+        }
     }
+}
+
+/// Whether libbpf attached the tracepoint programs through BPF perf links
+/// (`BPF_LINK_TYPE_PERF_EVENT`, kernel 5.15, commit b89fbfbb854c), so that
+/// closing a link detaches its program while the perf event stays open.
+/// Before that, `PERF_EVENT_IOC_SET_BPF` made the perf event itself hold
+/// the program. Probed as libbpf does: linking a loaded tracepoint program
+/// to descriptor -1 fails with EBADF only where the link type exists.
+fn perf_links_supported(skel: &NwtraceSkel<'_>) -> bool {
+    use libbpf_rs::libbpf_sys;
+    let Some(prog) = skel
+        .object()
+        .progs()
+        .find(|p| p.autoload() && p.prog_type() == libbpf_rs::ProgramType::Tracepoint)
+    else {
+        return false;
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&prog));
+    // SAFETY: a plain syscall wrapper; fd is an open program descriptor,
+    // the target -1 makes it fail without creating anything, and NULL
+    // options are allowed.
+    let rc = unsafe {
+        libbpf_sys::bpf_link_create(fd, -1, libbpf_sys::BPF_PERF_EVENT, std::ptr::null())
+    };
+    if rc >= 0 {
+        // SAFETY: a descriptor the call just made (cannot happen with -1).
+        unsafe { libc::close(rc) };
+        return false;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
 }
 
 /// Storage for one open object. The skeleton borrows it for as long as it

@@ -9,3 +9,4 @@ pub mod kretprobe;
 pub mod load;
 pub mod privileges;
 pub mod session;
+pub mod teardown;
