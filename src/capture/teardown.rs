@@ -160,6 +160,12 @@ fn child(keep: &[RawFd], go: RawFd, perf: &[OwnedFd]) -> ! {
     // integers or the static NAME; the child never returns into Rust.
     unsafe {
         libc::prctl(libc::PR_SET_NAME, NAME.as_ptr());
+        // The parent's handlers only set flags nobody reads here: let a
+        // stop signal (systemd's SIGTERM, a second Ctrl-C) end the child;
+        // the kernel then closes the perf events itself, just the same.
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
         // Close every descriptor but `keep` (sorted): the gaps between
         // them, then everything above the last.
         let mut first: libc::c_uint = 0;
