@@ -71,7 +71,17 @@ pub struct Filters {
     pub comm: Vec<String>,
     pub port: Vec<u16>,
     pub protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_version: Option<u8>,
     pub direction: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cgroup: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub container: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude_comm: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub netns: Vec<u64>,
     pub machine: Vec<String>,
     pub since: Option<String>,
     pub until: Option<String>,
