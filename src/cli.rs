@@ -150,6 +150,13 @@ pub struct TopArgs {
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
 
+    /// --port, --protocol, --ip-version, --direction, --cgroup,
+    /// --container, --exclude-comm: as record's, applied to every op top
+    /// counts (and shown in the / box). When CaptureArgs takes these
+    /// flags for the kernel side, this flatten goes (one set of flags).
+    #[command(flatten)]
+    pub filters: crate::analysis::op_filter::FilterArgs,
+
     /// Stop after this long, e.g. 30s, 5m.
     #[arg(short, long, value_parser = parse_duration)]
     pub duration: Option<Duration>,

@@ -214,7 +214,8 @@ impl Layout {
         n_extra: 0,
     };
 
-    pub fn len(&self) -> usize {
+    /// Fields in a row of this layout.
+    pub fn fields(&self) -> usize {
         schema::NUM_COLUMNS + usize::from(self.n_extra)
     }
 
@@ -355,8 +356,8 @@ pub fn parse_record_with(
     syms: &mut SymCache,
 ) -> Result<Row, String> {
     use schema::*;
-    if r.len() != layout.len() {
-        return Err(format!("{} fields, expected {}", r.len(), layout.len()));
+    if r.len() != layout.fields() {
+        return Err(format!("{} fields, expected {}", r.len(), layout.fields()));
     }
     let f = |i: usize| &r[i];
     let ts_ns = parse_timestamp_ns(f(COL_TIMESTAMP))
