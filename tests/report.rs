@@ -767,6 +767,14 @@ fn per_container_view_of_a_mixed_recording() {
     assert_eq!((u(&l["send"]["count"]), u(&l["send"]["max"])), (2, 2000));
     assert_eq!(c[2]["error_rate"].as_f64().unwrap(), 1.0 / 3.0);
     assert_eq!(u(&v["tables"]["containers"]["tracked"]), 3);
+    // --top cuts these tables too, keeping the heaviest.
+    let top1 = json(&attr_dir(), &[".", "--top", "1"]);
+    for (t, n) in [("containers", 3), ("cgroups", 4), ("netns", 3)] {
+        assert_eq!(top1[t].as_array().unwrap().len(), 1, "{t}");
+        assert_eq!(u(&top1["tables"][t]["listed"]), 1, "{t}");
+        assert_eq!(u(&top1["tables"][t]["tracked"]), n, "{t}");
+    }
+    assert!(top1["containers"][0]["container_id"].is_null());
 
     // Cgroups: row 11's file has no Cgroup column.
     let g: BTreeMap<String, (u64, u64)> = v["cgroups"]

@@ -224,6 +224,15 @@ fn cut(r: &Report, n: usize) -> Report {
     r.processes.truncate(n);
     r.commands.truncate(n);
     r.conversations.truncate(n);
+    for v in r.containers.iter_mut() {
+        v.truncate(n);
+    }
+    for v in r.cgroups.iter_mut() {
+        v.truncate(n);
+    }
+    for v in r.netns.iter_mut() {
+        v.truncate(n);
+    }
     r.remote_endpoints.truncate(n);
     r.ports.truncate(n);
     r.errors.truncate(n);
