@@ -968,6 +968,25 @@ fn the_filter_words_of_record_keep_exactly_their_rows() {
     assert_eq!(v["filters"]["container"], serde_json::json!([&C1[..12]]));
     assert_eq!(v["filters"]["cgroup"], serde_json::json!(["/a/b"]));
     assert_eq!(v["filters"]["ip_version"], 4);
+    let (_, text, _) = report(
+        &attr_dir(),
+        &[
+            ".",
+            "--container",
+            &C1[..12],
+            "--exclude-comm",
+            "app",
+            "--netns",
+            "7",
+        ],
+    );
+    let line = text.lines().find(|l| l.starts_with("filters: ")).unwrap();
+    assert!(
+        line.contains(&format!("container [\"{}\"]", &C1[..12]))
+            && line.contains("exclude-comm [\"app\"]")
+            && line.contains("netns [7]"),
+        "{line}"
+    );
 
     for bad in [
         vec!["--container", "3f4e1c2b9a8"],

@@ -246,8 +246,23 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     if let Some(p) = f.protocol {
         filters.push(format!("protocol {p}"));
     }
+    if let Some(v) = f.ip_version {
+        filters.push(format!("ip-version {v}"));
+    }
     if let Some(d) = f.direction {
         filters.push(format!("direction {d}"));
+    }
+    if !f.exclude_comm.is_empty() {
+        filters.push(format!("exclude-comm {:?}", f.exclude_comm));
+    }
+    if !f.cgroup.is_empty() {
+        filters.push(format!("cgroup {:?}", f.cgroup));
+    }
+    if !f.container.is_empty() {
+        filters.push(format!("container {:?}", f.container));
+    }
+    if !f.netns.is_empty() {
+        filters.push(format!("netns {:?}", f.netns));
     }
     if !f.machine.is_empty() {
         filters.push(format!("machine {:?}", f.machine));
