@@ -380,20 +380,34 @@ pub struct ConvStats {
     pub end_of_stream: bool,
     /// Indexed by `Direction::index()`.
     pub latency: [SparseHist; 2],
-    /// A cookie conversation: the process and endpoints of its first op,
-    /// which its key shows.
-    pub first_view: Option<ConvKey>,
+    /// A cookie conversation: the start time and the process and
+    /// endpoints of its earliest op (ties: the smallest), whatever order
+    /// the ops or partials came in. Show these (see [`ConvStats::shown`]):
+    /// the map's key holds whichever op came first to this aggregate.
+    pub first_view: Option<(i64, ConvKey)>,
     /// A cookie conversation whose ops came from more than one process,
     /// or (unconnected UDP) went to more than one peer.
     pub shared: bool,
 }
 
 impl ConvStats {
-    fn note_view(&mut self, k: &ConvKey) {
+    fn note_view(&mut self, ts: i64, k: &ConvKey) {
         match &self.first_view {
-            None => self.first_view = Some(*k),
-            Some(v) => self.shared |= !v.same_view(k),
+            None => self.first_view = Some((ts, *k)),
+            Some((t, v)) => {
+                self.shared |= !v.same_view(k);
+                let view = |k: &ConvKey| (k.pid, k.comm, k.local, k.remote);
+                if (ts, view(k)) < (*t, view(v)) {
+                    self.first_view = Some((ts, *k));
+                }
+            }
         }
+    }
+
+    /// The key to show for the conversation stored under `key`: for a
+    /// cookie conversation, its earliest op's process and endpoints.
+    pub fn shown(&self, key: &ConvKey) -> ConvKey {
+        self.first_view.map_or(*key, |(_, k)| k)
     }
 }
 
@@ -408,8 +422,8 @@ impl Entry for ConvStats {
             self.latency[i].merge(&o.latency[i]);
         }
         self.shared |= o.shared;
-        if let Some(v) = &o.first_view {
-            self.note_view(v);
+        if let Some((t, v)) = &o.first_view {
+            self.note_view(*t, v);
         }
     }
     fn absorb(&mut self, o: &Self) {
@@ -638,7 +652,7 @@ impl Aggregate {
         let new_conversation = c.c.total_ops() == 0;
         let new_peer = if key.cookie.is_some() {
             let was_shared = c.shared;
-            c.note_view(&key);
+            c.note_view(op.ts_ns, &key);
             new_conversation || c.shared != was_shared || c.shared
         } else {
             new_conversation
@@ -911,8 +925,12 @@ pub(crate) mod tests {
             let lats: Vec<_> = v.latency.iter().map(sum).collect();
             let _ = writeln!(
                 s,
-                "{k:?} {:?} {} {lats:?} {}",
-                v.c, v.end_of_stream, v.shared
+                "{:?} {:?} {} {lats:?} {} {:?}",
+                v.shown(k),
+                v.c,
+                v.end_of_stream,
+                v.shared,
+                v.first_view
             );
         }
         let group = |v: &ProcStats| {
@@ -1020,15 +1038,16 @@ pub(crate) mod tests {
             one.add(op, *src);
         }
         one.finish();
-        // Merged in file order (what report's scan does): the display
-        // fields of a cookie conversation are those of its first op.
+        // Merged in a scrambled order (report's workers finish in any
+        // order): what a cookie conversation shows is its earliest op's,
+        // whichever partial holds it.
         let mut parts: Vec<Aggregate> = (0..4).map(|_| Aggregate::default()).collect();
         for (op, src) in &ops {
             parts[src.file as usize].add(op, *src);
         }
         let mut merged = Aggregate::default();
-        for p in &parts {
-            merged.merge(p);
+        for i in [3, 1, 0, 2] {
+            merged.merge(&parts[i]);
         }
         merged.finish();
         assert_eq!(fingerprint(&one), fingerprint(&merged));

@@ -1262,6 +1262,7 @@ fn kind(errno: i32) -> &'static str {
 }
 
 fn conv_out(machine_id: String, k: &ConvKey, v: &crate::analysis::ConvStats) -> ConversationOut {
+    let k = &v.shown(k);
     let c = &v.c;
     ConversationOut {
         machine_id,

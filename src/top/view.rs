@@ -338,10 +338,14 @@ pub fn conversations(frame: &Frame, b: &Base<'_>, of: Option<&ProcKey>) -> Vec<T
     let mut rows: Vec<TableRow> = agg
         .conversations
         .iter()
+        // A cookie conversation shows (and belongs to the process of) its
+        // earliest op, as in report.
+        .map(|(k, v)| (v.shown(k), v))
         .filter(|(k, _)| {
             of.is_none_or(|p| p.machine == k.machine && p.pid == k.pid && p.comm == k.comm)
         })
         .map(|(k, v)| {
+            let k = &k;
             let old = b.old.and_then(|o| o.conversations.get(k));
             let mut fig = figures(&v.c, old.map(|o| &o.c), b);
             fig.latency = window_summary(&v.latency, old.map(|o| &o.latency[..]));
