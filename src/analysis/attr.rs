@@ -102,7 +102,8 @@ pub struct Attribution {
     /// `UID`: the thread's real uid.
     pub uid: Option<u32>,
     /// `Cgroup`: the cgroup v2 path relative to the root (no leading
-    /// `/`), or `id:NNN` when it could not be resolved.
+    /// `/`; the root itself is the empty text), or `id:NNN` when it could
+    /// not be resolved.
     pub cgroup: Option<Sym>,
     /// `Container ID`: `Some` of the empty text when the column was
     /// recorded and the op ran outside any container (the host), `Some`

@@ -148,13 +148,9 @@ pub fn parse_cgroup(text: &str) -> Result<String, String> {
 
 /// A container id or a prefix of one: 12 to 64 hex digits, kept
 /// lowercase.
+/// (The same check as the recorder's: `attribution::container`.)
 pub fn parse_container(text: &str) -> Result<String, String> {
-    if !(12..=64).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "{text:?}: a container is its id or a prefix of at least 12 hex digits"
-        ));
-    }
-    Ok(text.to_ascii_lowercase())
+    crate::attribution::container::parse_container_prefix(text)
 }
 
 pub fn parse_comm(text: &str) -> Result<String, String> {

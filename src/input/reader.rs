@@ -318,10 +318,9 @@ fn parse_attr(r: &ByteRecord, layout: &Layout, syms: &mut SymCache) -> Result<At
     a.uid = small(ExtraColumn::Uid)?;
     a.netns = number(ExtraColumn::Netns)?;
     a.cookie = number(ExtraColumn::Cookie)?;
-    a.cgroup = match field(ExtraColumn::Cgroup) {
-        None | Some(b"") => None,
-        Some(t) => Some(syms.get(t.strip_prefix(b"/").unwrap_or(t))),
-    };
+    // The recorder always knows the cgroup (a path, or id:NNN), so an
+    // empty field is the root cgroup, whose relative path is empty.
+    a.cgroup = field(ExtraColumn::Cgroup).map(|t| syms.get(t.strip_prefix(b"/").unwrap_or(t)));
     a.container = match field(ExtraColumn::Container) {
         None => None,
         // Recorded, and outside any container: the host.
@@ -685,6 +684,11 @@ mod tests {
         assert_eq!(b.cgroup.unwrap().as_str(), "user.slice/session-2.scope");
         assert_eq!(rows[2].0.attr.cgroup.unwrap().as_str(), "id:9999");
         assert_eq!(rows[2].0.attr.netns, None);
+        // The root cgroup's path is empty: the column is there, so it is
+        // the root, not unknown.
+        let (root, stats) = read(&format!("{header}{row},1,0,,,,\n"));
+        assert_eq!(stats.malformed, 0, "{:?}", stats.problems);
+        assert_eq!(root[0].0.attr.cgroup.map(|s| s.as_str()), Some(""));
         // The standard fields read as without the columns, and the op
         // carries the attribution.
         let plain = read(&format!("{}{ROW}", schema::HEADER)).0[0].0;
