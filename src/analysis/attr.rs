@@ -92,18 +92,18 @@ impl fmt::Display for Sym {
 }
 
 /// The optional columns, as an op carries them. Build one with
-/// [`Attribution::default`] (nothing recorded) and set what the source
+/// [`OpAttr::default`] (nothing recorded) and set what the source
 /// knows; the live capture fills it from the event in
 /// [`Op::from_event_with`](super::Op::from_event_with).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Attribution {
+pub struct OpAttr {
     /// `TID`: the thread.
     pub tid: Option<u32>,
     /// `UID`: the thread's real uid.
     pub uid: Option<u32>,
     /// `Cgroup`: the cgroup v2 path relative to the root (no leading
-    /// `/`; the root itself is the empty text), or `id:NNN` when it could
-    /// not be resolved.
+    /// `/`: the column's `/` root is the empty text here), or `id:NNN`
+    /// when it could not be resolved.
     pub cgroup: Option<Sym>,
     /// `Container ID`: `Some` of the empty text when the column was
     /// recorded and the op ran outside any container (the host), `Some`
@@ -115,7 +115,7 @@ pub struct Attribution {
     pub cookie: Option<u64>,
 }
 
-impl Attribution {
+impl OpAttr {
     /// The container id, or `None` for the host; only meaningful when
     /// `container` is `Some`.
     pub fn container_id(&self) -> Option<&'static str> {

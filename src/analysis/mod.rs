@@ -24,7 +24,7 @@ pub use aggregate::{
     Aggregate, AggregateConfig, ConvKey, ConvStats, EndpointStats, ErrKey, Exemplar, LatClass,
     PortKey, PortRole, ProcKey, ProcStats, Totals,
 };
-pub use attr::{Attribution, ExtraColumn, Sym};
+pub use attr::{ExtraColumn, OpAttr, Sym};
 pub use capped::Capped;
 pub use filter_text::{filter_text, parse_filter};
 pub use hist::{LatencyHist, LatencySummary, SparseHist};
@@ -65,14 +65,14 @@ pub struct Op {
     pub msg_flags: Option<u32>,
     /// The optional columns (`record --columns`); all `None` when the
     /// recording or the capture does not have them.
-    pub attr: Attribution,
+    pub attr: OpAttr,
 }
 
 impl Op {
     /// From a decoded kernel event, with the clock that maps its
     /// monotonic times to the wall clock.
     pub fn from_event(ev: &NetEvent, clock: WallClock) -> Op {
-        Op::from_event_with(ev, clock, Attribution::default())
+        Op::from_event_with(ev, clock, OpAttr::default())
     }
 
     /// [`Op::from_event`] with the optional attribution that the capture
@@ -82,7 +82,7 @@ impl Op {
     /// capture was not asked for it or could not get it; a container
     /// column that was asked for but found no container is
     /// `Some(Sym::intern(""))` (the host).
-    pub fn from_event_with(ev: &NetEvent, clock: WallClock, attr: Attribution) -> Op {
+    pub fn from_event_with(ev: &NetEvent, clock: WallClock, attr: OpAttr) -> Op {
         Op {
             machine: 0,
             ts_ns: clock.to_epoch_ns(ev.start_ns.unwrap_or(ev.end_ns)),

@@ -128,7 +128,15 @@ pub fn parse_ip_version(text: &str) -> Result<u8, String> {
 /// A cgroup v2 path, relative to the root (a leading `/` is allowed and
 /// dropped), or an unresolved `id:NNN` as the Cgroup column writes it.
 pub fn parse_cgroup(text: &str) -> Result<String, String> {
-    let t = super::attr::normalize_cgroup(text);
+    // A folder under this host's cgroup2 mount, as record also takes it
+    // (and as its --cgroup keeps it), is the same path from the root.
+    let under_mount = crate::attribution::cgroup::cgroup2_root().and_then(|root| {
+        std::path::Path::new(text)
+            .strip_prefix(&root)
+            .ok()
+            .map(|rel| rel.to_string_lossy().into_owned())
+    });
+    let t = super::attr::normalize_cgroup(under_mount.as_deref().unwrap_or(text));
     if text.is_empty() {
         return Err("a cgroup is a path like system.slice/nginx.service".into());
     }
@@ -164,7 +172,7 @@ pub fn parse_comm(text: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Attribution, Op, Sym};
+    use super::super::{Op, OpAttr, Sym};
     use super::*;
     use crate::schema::{Comm, Endpoint};
     use clap::Parser;
@@ -220,7 +228,7 @@ mod tests {
             latency_ns: None,
             errno: None,
             msg_flags: None,
-            attr: Attribution::default(),
+            attr: OpAttr::default(),
         }
     }
 
@@ -323,6 +331,22 @@ mod tests {
                 .collect::<Vec<_>>(),
             [0, 2]
         );
+    }
+
+    /// record's --cgroup also takes a folder under the cgroup2 mount: the
+    /// same cgroup as its path from the root.
+    #[test]
+    fn a_cgroup_under_the_mount_is_its_path_from_the_root() {
+        let Some(root) = crate::attribution::cgroup::cgroup2_root() else {
+            return; // no cgroup2 mount here
+        };
+        let abs = root.join("system.slice/nginx.service");
+        assert_eq!(
+            parse_cgroup(abs.to_str().unwrap()).unwrap(),
+            "system.slice/nginx.service"
+        );
+        assert_eq!(parse_cgroup(root.to_str().unwrap()).unwrap(), "");
+        assert_eq!(parse_cgroup("/system.slice/").unwrap(), "system.slice");
     }
 
     #[test]

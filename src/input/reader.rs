@@ -13,7 +13,7 @@ use csv::ByteRecord;
 use rustc_hash::FxHashMap;
 
 use super::discover::Compression;
-use crate::analysis::{Attribution, ExtraColumn, Op, Sym};
+use crate::analysis::{ExtraColumn, Op, OpAttr, Sym};
 use crate::schema::{self, Comm, Direction, Endpoint, Protocol};
 
 /// One row, typed, in the file's own orientation (source → destination).
@@ -32,7 +32,7 @@ pub struct Row {
     pub errno: Option<i32>,
     pub msg_flags: Option<u32>,
     /// The optional columns the file has (all `None` without them).
-    pub attr: Attribution,
+    pub attr: OpAttr,
 }
 
 impl Row {
@@ -295,8 +295,8 @@ impl SymCache {
     }
 }
 
-fn parse_attr(r: &ByteRecord, layout: &Layout, syms: &mut SymCache) -> Result<Attribution, String> {
-    let mut a = Attribution::default();
+fn parse_attr(r: &ByteRecord, layout: &Layout, syms: &mut SymCache) -> Result<OpAttr, String> {
+    let mut a = OpAttr::default();
     if layout.n_extra == 0 {
         return Ok(a);
     }
@@ -318,11 +318,19 @@ fn parse_attr(r: &ByteRecord, layout: &Layout, syms: &mut SymCache) -> Result<At
     a.uid = small(ExtraColumn::Uid)?;
     a.netns = number(ExtraColumn::Netns)?;
     a.cookie = number(ExtraColumn::Cookie)?;
-    // The recorder always knows the cgroup (a path, or id:NNN), so an
-    // empty field is the root cgroup, whose relative path is empty.
-    a.cgroup = field(ExtraColumn::Cgroup).map(|t| syms.get(t.strip_prefix(b"/").unwrap_or(t)));
+    // The recorder writes the path as /proc/PID/cgroup does (`/` is the
+    // root), or id:NNN; empty when it had no cgroup for the event. Kept
+    // relative to the root: the root is the empty text.
+    let cgroup_field = field(ExtraColumn::Cgroup);
+    a.cgroup = match cgroup_field {
+        None | Some(b"") => None,
+        Some(t) => Some(syms.get(t.strip_prefix(b"/").unwrap_or(t))),
+    };
     a.container = match field(ExtraColumn::Container) {
         None => None,
+        // The recorder derives the container from the cgroup: with no
+        // cgroup for this event, an empty id is unknown, not the host.
+        Some(b"") if cgroup_field == Some(b"") => None,
         // Recorded, and outside any container: the host.
         Some(b"") => Some(syms.get(b"")),
         Some(t) => {
@@ -684,17 +692,21 @@ mod tests {
         assert_eq!(b.cgroup.unwrap().as_str(), "user.slice/session-2.scope");
         assert_eq!(rows[2].0.attr.cgroup.unwrap().as_str(), "id:9999");
         assert_eq!(rows[2].0.attr.netns, None);
-        // The root cgroup's path is empty: the column is there, so it is
-        // the root, not unknown.
-        let (root, stats) = read(&format!("{header}{row},1,0,,,,\n"));
+        // The root cgroup is `/`, kept as the empty path. An empty Cgroup
+        // is unknown (the recorder had none for the event), and so is an
+        // empty Container ID beside it: not the host.
+        let (more, stats) = read(&format!("{header}{row},1,0,/,,,\n{row},1,0,,,,\n"));
         assert_eq!(stats.malformed, 0, "{:?}", stats.problems);
-        assert_eq!(root[0].0.attr.cgroup.map(|s| s.as_str()), Some(""));
+        let (root, unknown) = (more[0].0.attr, more[1].0.attr);
+        assert_eq!(root.cgroup.map(|s| s.as_str()), Some(""));
+        assert_eq!(root.container.map(|s| s.as_str()), Some(""));
+        assert_eq!((unknown.cgroup, unknown.container), (None, None));
         // The standard fields read as without the columns, and the op
         // carries the attribution.
         let plain = read(&format!("{}{ROW}", schema::HEADER)).0[0].0;
         assert_eq!(
             Row {
-                attr: Attribution::default(),
+                attr: OpAttr::default(),
                 ..rows[0].0
             },
             plain
