@@ -420,6 +420,32 @@ mod tests {
         }
     }
 
+    /// clap's own checks: no two arguments of a command share a name (top
+    /// flattens the capture flags and the filter flags).
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "nwtrace",
+            "top",
+            "--replay",
+            "x",
+            "--port",
+            "6379",
+            "--container",
+            "3f4e1c2b9a8d",
+            "--exclude-comm",
+            "sshd",
+        ])
+        .unwrap();
+        let Command::Top(t) = cli.command else {
+            panic!("parsed as top");
+        };
+        assert_eq!(t.filters.ports, [6379]);
+        assert_eq!(t.filters.containers, ["3f4e1c2b9a8d"]);
+    }
+
     #[test]
     fn cli_parses() {
         let cli = Cli::try_parse_from([

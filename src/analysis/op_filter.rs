@@ -105,6 +105,41 @@ impl FilterArgs {
         f.exclude_comms.extend(self.exclude_comms.iter().cloned());
     }
 
+    /// The same flags from values another parser already took (the
+    /// capture side's `CaptureArgs`, whose `--cgroup` keeps the absolute
+    /// folder): for `top`, whose capture flags are these words too.
+    pub fn from_values(
+        ports: &[u16],
+        protocol: Option<Protocol>,
+        ip_version: Option<u8>,
+        direction: Option<Direction>,
+        cgroups: &[String],
+        containers: &[String],
+        exclude_comms: &[String],
+    ) -> Result<FilterArgs, String> {
+        Ok(FilterArgs {
+            ports: ports.to_vec(),
+            protocol: protocol.map(|p| match p {
+                Protocol::Tcp => ProtocolArg::Tcp,
+                Protocol::Udp => ProtocolArg::Udp,
+            }),
+            ip_version,
+            direction: direction.map(|d| match d {
+                Direction::Send => DirectionArg::Send,
+                Direction::Receive => DirectionArg::Receive,
+            }),
+            cgroups: cgroups
+                .iter()
+                .map(|c| parse_cgroup(c))
+                .collect::<Result<_, _>>()?,
+            containers: containers
+                .iter()
+                .map(|c| parse_container(c))
+                .collect::<Result<_, _>>()?,
+            exclude_comms: exclude_comms.to_vec(),
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         let mut f = Filter::default();
         self.apply(&mut f);
@@ -347,6 +382,25 @@ mod tests {
         );
         assert_eq!(parse_cgroup(root.to_str().unwrap()).unwrap(), "");
         assert_eq!(parse_cgroup("/system.slice/").unwrap(), "system.slice");
+        // What the capture side parsed, as words on ops.
+        let a = FilterArgs::from_values(
+            &[6379],
+            Some(Protocol::Tcp),
+            Some(4),
+            None,
+            &[abs.to_string_lossy().into_owned()],
+            &["3F4E1C2B9A8D".into()],
+            &["sshd".into()],
+        )
+        .unwrap();
+        let mut f = Filter::default();
+        a.apply(&mut f);
+        assert_eq!(f.cgroups, ["system.slice/nginx.service"]);
+        assert_eq!(f.containers, ["3f4e1c2b9a8d"]);
+        assert_eq!(
+            (f.ports.as_slice(), f.protocol, f.ip_version),
+            (&[6379][..], Some(Protocol::Tcp), Some(4))
+        );
     }
 
     #[test]
