@@ -150,6 +150,13 @@ pub struct TopArgs {
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
 
+    /// --port, --protocol, --ip-version, --direction, --cgroup,
+    /// --container, --exclude-comm: as record's, applied to every op top
+    /// counts (and shown in the / box). When CaptureArgs takes these
+    /// flags for the kernel side, this flatten goes (one set of flags).
+    #[command(flatten)]
+    pub filters: crate::analysis::op_filter::FilterArgs,
+
     /// Stop after this long, e.g. 30s, 5m.
     #[arg(short, long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -411,6 +418,32 @@ mod tests {
         for bad in ["", "5", "abc", "0s", "-3s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// clap's own checks: no two arguments of a command share a name (top
+    /// flattens the capture flags and the filter flags).
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "nwtrace",
+            "top",
+            "--replay",
+            "x",
+            "--port",
+            "6379",
+            "--container",
+            "3f4e1c2b9a8d",
+            "--exclude-comm",
+            "sshd",
+        ])
+        .unwrap();
+        let Command::Top(t) = cli.command else {
+            panic!("parsed as top");
+        };
+        assert_eq!(t.filters.ports, [6379]);
+        assert_eq!(t.filters.containers, ["3f4e1c2b9a8d"]);
     }
 
     #[test]

@@ -456,12 +456,22 @@ fn filters_windows_top_and_sort() {
 
 #[test]
 fn merging_per_file_partials_equals_one_sequential_pass() {
+    let fx = fixture("merge");
+    let a = parallel_and_sequential(fx.dir.join("tree"));
+    assert_eq!(a.0, a.1);
+    // The mixed recording: files with all the optional columns, some of
+    // them, and none; cookie conversations that span two files.
+    let b = parallel_and_sequential(attr_dir());
+    assert_eq!(b.0, b.1);
+    assert!(b.0.contains("\"containers\"") && b.0.contains("\"socket_cookie\": 11"));
+}
+
+/// The report's JSON from the parallel scan and from one sequential pass.
+fn parallel_and_sequential(tree: PathBuf) -> (String, String) {
     use nwtrace::analysis::{Aggregate, AggregateConfig, Filter};
     use nwtrace::input::{self, Scan};
     use nwtrace::report::model;
 
-    let fx = fixture("merge");
-    let tree = fx.dir.join("tree");
     let config = AggregateConfig::default();
     let parallel = input::scan(
         input::discover(std::slice::from_ref(&tree)).unwrap(),
@@ -495,7 +505,7 @@ fn merging_per_file_partials_equals_one_sequential_pass() {
     };
     let a = serde_json::to_string_pretty(&model::build(&parallel, &opts)).unwrap();
     let b = serde_json::to_string_pretty(&model::build(&sequential, &opts)).unwrap();
-    assert_eq!(a, b);
+    (a, b)
 }
 
 #[test]
@@ -677,4 +687,352 @@ fn any_level_of_the_tree_is_an_input() {
         ],
     );
     assert_eq!(u(&v["totals"]["ops"]), fx.rows.len() as u64);
+}
+
+// ---------------------------------------------------------------------
+// The optional columns of `record --columns` (issue #12), on the
+// hand-written mixed recording in tests/fixtures/attr:
+//
+//   run 120000Z nw_0001.csv: all six columns, 8 rows
+//     1,2   redis-server pid 100, container C1, cookie 11: send 100, recv 50
+//     3,4   app pid 200, container C2, cookie 22: send 50, recv 100
+//     5     app pid 201 (a forked child) on cookie 22: send 0, EPIPE
+//     6,7   curl pid 300 on the host, same pid and ports, cookies 33 and 34:
+//           send 80 each
+//     8     dnsmasq pid 400 (UDP, IPv6) on the host, no cookie, cgroup id:777:
+//           send 60
+//   run 120000Z nw_0002.csv: Container ID and Socket Cookie only
+//     11    redis-server pid 100, C1, cookie 11: recv 30
+//   run 130000Z nw_0001.csv: the 14 columns only
+//     9     redis-server pid 100 on the same endpoints as cookie 11: send 1000
+//     10    nginx pid 500 (IPv6): send 2000
+//
+// Every figure below is counted from that list by hand.
+// ---------------------------------------------------------------------
+
+const C1: &str = "3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+const C2: &str = "c0ffee0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
+
+fn attr_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/attr")
+}
+
+#[test]
+fn per_container_view_of_a_mixed_recording() {
+    let v = json(&attr_dir(), &["."]);
+    assert_eq!(u(&v["totals"]["ops"]), 11);
+    let a = &v["attribution"];
+    assert_eq!(
+        a["columns"],
+        serde_json::json!([
+            "TID",
+            "UID",
+            "Cgroup",
+            "Container ID",
+            "Netns",
+            "Socket Cookie"
+        ])
+    );
+    assert_eq!((u(&a["files_with"]), u(&a["files_without"])), (2, 1));
+    // Rows 9 and 10.
+    assert_eq!(u(&a["ops_without_container"]), 2);
+    assert_eq!(u(&a["bytes_without_container"]), 3000);
+
+    // By bytes: the host 220, C1 180, C2 150.
+    let c = v["containers"].as_array().unwrap();
+    let got: Vec<_> = c
+        .iter()
+        .map(|c| {
+            (
+                c["container_id"].as_str().map(str::to_string),
+                u(&c["ops"]),
+                u(&c["bytes_sent"]),
+                u(&c["bytes_received"]),
+                u(&c["errors"]),
+                u(&c["hard_errors"]),
+                u(&c["peers"]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (None, 3, 220, 0, 0, 0, 2),
+            (Some(C1.to_string()), 3, 100, 80, 0, 0, 1),
+            (Some(C2.to_string()), 3, 50, 100, 1, 1, 1),
+        ]
+    );
+    assert!(c.iter().all(|c| c["machine_id"] == "m1"));
+    // Latency: counts and max are exact.
+    let l = &c[1]["latency_ns"];
+    assert_eq!((u(&l["send"]["count"]), u(&l["send"]["max"])), (1, 1000));
+    assert_eq!(
+        (
+            u(&l["receive_blocking"]["count"]),
+            u(&l["receive_blocking"]["max"])
+        ),
+        (2, 3000)
+    );
+    let l = &c[2]["latency_ns"];
+    assert_eq!((u(&l["send"]["count"]), u(&l["send"]["max"])), (2, 2000));
+    assert_eq!(c[2]["error_rate"].as_f64().unwrap(), 1.0 / 3.0);
+    assert_eq!(u(&v["tables"]["containers"]["tracked"]), 3);
+    // --top cuts these tables too, keeping the heaviest.
+    let top1 = json(&attr_dir(), &[".", "--top", "1"]);
+    for (t, n) in [("containers", 3), ("cgroups", 4), ("netns", 3)] {
+        assert_eq!(top1[t].as_array().unwrap().len(), 1, "{t}");
+        assert_eq!(u(&top1["tables"][t]["listed"]), 1, "{t}");
+        assert_eq!(u(&top1["tables"][t]["tracked"]), n, "{t}");
+    }
+    assert!(top1["containers"][0]["container_id"].is_null());
+
+    // Cgroups: row 11's file has no Cgroup column.
+    let g: BTreeMap<String, (u64, u64)> = v["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["cgroup"].as_str().unwrap().to_string(),
+                (u(&g["ops"]), u(&g["bytes_sent"]) + u(&g["bytes_received"])),
+            )
+        })
+        .collect();
+    let want: BTreeMap<String, (u64, u64)> = [
+        (format!("system.slice/docker-{C1}.scope"), (2, 150)),
+        (format!("system.slice/docker-{C2}.scope"), (3, 150)),
+        (
+            "user.slice/user-0.slice/session-1.scope".to_string(),
+            (2, 160),
+        ),
+        ("id:777".to_string(), (1, 60)),
+    ]
+    .into();
+    assert_eq!(g, want);
+    let n: Vec<(u64, u64)> = v["netns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (u(&n["netns"]), u(&n["ops"])))
+        .collect();
+    assert_eq!(n, [(4026531840, 3), (4026532002, 3), (4026532001, 2)]);
+
+    // The text: the host is its own row, ids are cut to 12 digits, and
+    // the ops without the column are said.
+    let (code, text, err) = report(&attr_dir(), &["."]);
+    assert_eq!(code, 0, "{err}");
+    let section = text
+        .split("Containers (by bytes)")
+        .nth(1)
+        .expect("a Containers section");
+    let lines: Vec<&str> = section.lines().skip(3).take(4).collect();
+    let host: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(&host[..6], ["host", "(no", "container)", "3", "220", "B"]);
+    assert!(
+        lines[1]
+            .trim_start()
+            .starts_with(&format!("{}  ", &C1[..12])),
+        "{}",
+        lines[1]
+    );
+    assert!(!section.split("\n\n").next().unwrap().contains(C1));
+    assert!(lines[3].contains("2 ops") && lines[3].contains("without the Container ID column"));
+
+    // CSV of the containers table: the host's id is empty.
+    let (code, csv, _) = report(
+        &attr_dir(),
+        &[".", "--format", "csv", "--csv-table", "containers"],
+    );
+    assert_eq!(code, 0);
+    let mut rdr = csv::Reader::from_reader(csv.as_bytes());
+    let h: Vec<&str> = rdr.headers().unwrap().iter().take(3).collect();
+    assert_eq!(h, ["machine_id", "container_id", "ops"]);
+    let recs: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    assert_eq!(recs.len(), 3);
+    assert_eq!((&recs[0][1], &recs[0][2], &recs[0][5]), ("", "3", "220"));
+    assert_eq!((&recs[2][1], &recs[2][7]), (C2, "1"));
+}
+
+#[test]
+fn conversations_are_keyed_by_socket_cookie_where_recorded() {
+    let v = json(&attr_dir(), &["."]);
+    let convs = v["conversations"].as_array().unwrap();
+    // Cookies 11, 22, 33, 34, and the cookie-less rows 8, 9 and 10.
+    assert_eq!(convs.len(), 7);
+    let by_cookie = |c: u64| -> &Value {
+        let mut m = convs.iter().filter(|x| x["socket_cookie"] == c);
+        let x = m.next().unwrap_or_else(|| panic!("cookie {c}"));
+        assert!(m.next().is_none(), "one conversation per cookie");
+        x
+    };
+    // One socket across two files and both directions.
+    let s = by_cookie(11);
+    assert_eq!(
+        (u(&s["ops"]), u(&s["bytes_sent"]), u(&s["bytes_received"])),
+        (3, 100, 80)
+    );
+    assert_eq!(s.get("shared_socket"), None);
+    // A forked child's op stays on its parent's socket; the first op's
+    // pid is shown, and the socket is marked shared.
+    let s = by_cookie(22);
+    assert_eq!((u(&s["ops"]), u(&s["pid"]), u(&s["errors"])), (3, 200, 1));
+    assert_eq!(s["shared_socket"], true);
+    // Same pid, same ports, two sockets: two conversations.
+    for c in [33, 34] {
+        let s = by_cookie(c);
+        assert_eq!(
+            (u(&s["ops"]), u(&s["pid"]), u(&s["remote_port"])),
+            (1, 300, 443)
+        );
+    }
+    // Row 9 (no cookie column) is not merged into cookie 11's socket,
+    // even though pid and endpoints are the same.
+    let plain: Vec<&Value> = convs
+        .iter()
+        .filter(|x| x.get("socket_cookie").is_none())
+        .collect();
+    assert_eq!(plain.len(), 3);
+    let row9 = plain.iter().find(|x| x["comm"] == "redis-server").unwrap();
+    assert_eq!((u(&row9["ops"]), u(&row9["bytes_sent"])), (1, 1000));
+
+    // Without the cookie column nothing changes: the classic key, no
+    // cookie fields, no attribution sections.
+    let v = json(&attr_dir(), &["m1/20261126T130000Z"]);
+    assert_eq!(v["conversations"].as_array().unwrap().len(), 2);
+    for key in ["attribution", "containers", "cgroups", "netns"] {
+        assert!(v.get(key).is_none(), "{key}");
+    }
+    assert!(v["conversations"][0].get("socket_cookie").is_none());
+    let (_, text, _) = report(&attr_dir(), &["m1/20261126T130000Z"]);
+    assert!(!text.contains("Containers") && !text.contains("socket"));
+}
+
+#[test]
+fn the_filter_words_of_record_keep_exactly_their_rows() {
+    let c1 = &C1[..12];
+    let c2 = &C2[..16];
+    let cg1 = format!("/system.slice/docker-{C1}.scope");
+    // (arguments, rows kept, from the list above)
+    let cases: Vec<(Vec<&str>, &[u32])> = vec![
+        (vec![], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
+        (vec!["--port", "6379"], &[1, 2, 3, 4, 5, 9, 11]),
+        (vec!["--port", "443", "--port", "53"], &[6, 7, 8, 10]),
+        (vec!["--protocol", "udp"], &[8]),
+        (vec!["--ip-version", "6"], &[8, 10]),
+        (
+            vec!["--ip-version", "4", "--direction", "receive"],
+            &[2, 4, 11],
+        ),
+        (vec!["--cgroup", "system.slice"], &[1, 2, 3, 4, 5]),
+        (vec!["--cgroup", &cg1], &[1, 2]),
+        (
+            vec!["--cgroup", "user.slice", "--cgroup", "id:777"],
+            &[6, 7, 8],
+        ),
+        (vec!["--cgroup", "/"], &[1, 2, 3, 4, 5, 6, 7]),
+        (vec!["--container", c1], &[1, 2, 11]),
+        (
+            vec!["--container", c1, "--container", c2],
+            &[1, 2, 3, 4, 5, 11],
+        ),
+        (vec!["--container", c2, "--direction", "send"], &[3, 5]),
+        (vec!["--exclude-comm", "app"], &[1, 2, 6, 7, 8, 9, 10, 11]),
+        (
+            vec!["--exclude-comm", "app", "--exclude-comm", "redis-server"],
+            &[6, 7, 8, 10],
+        ),
+        (vec!["--netns", "4026531840"], &[6, 7, 8]),
+        (
+            vec!["--port", "6379", "--comm", "app", "--pid", "201"],
+            &[5],
+        ),
+    ];
+    // Sizes by row number, to check bytes as well as ops.
+    let size = |r: u32| [0, 100, 50, 50, 100, 0, 80, 80, 60, 1000, 2000, 30][r as usize];
+    for (args, rows) in cases {
+        let mut a = vec!["."];
+        a.extend(&args);
+        let v = json(&attr_dir(), &a);
+        let t = &v["totals"];
+        assert_eq!(u(&t["ops"]), rows.len() as u64, "{args:?}");
+        let bytes: u64 = rows.iter().map(|&r| size(r)).sum();
+        assert_eq!(
+            u(&t["bytes_sent"]) + u(&t["bytes_received"]),
+            bytes,
+            "{args:?}"
+        );
+    }
+    // The filters are written back into the JSON.
+    let v = json(
+        &attr_dir(),
+        &[
+            ".",
+            "--container",
+            &C1[..12].to_ascii_uppercase(),
+            "--cgroup",
+            "a/b/",
+            "--ip-version",
+            "4",
+        ],
+    );
+    assert_eq!(v["filters"]["container"], serde_json::json!([&C1[..12]]));
+    assert_eq!(v["filters"]["cgroup"], serde_json::json!(["/a/b"]));
+    assert_eq!(v["filters"]["ip_version"], 4);
+    let (_, text, _) = report(
+        &attr_dir(),
+        &[
+            ".",
+            "--container",
+            &C1[..12],
+            "--exclude-comm",
+            "app",
+            "--netns",
+            "7",
+        ],
+    );
+    let line = text.lines().find(|l| l.starts_with("filters: ")).unwrap();
+    assert!(
+        line.contains(&format!("container [\"{}\"]", &C1[..12]))
+            && line.contains("exclude-comm [\"app\"]")
+            && line.contains("netns [7]"),
+        "{line}"
+    );
+
+    for bad in [
+        vec!["--container", "3f4e1c2b9a8"],
+        vec!["--container", "not-hex-at-all"],
+        vec!["--ip-version", "5"],
+        vec!["--protocol", "sctp"],
+        vec!["--port", "65536"],
+        vec!["--cgroup", "a/../b"],
+        vec!["--exclude-comm", "0123456789abcdef"],
+        vec!["--netns", "x"],
+    ] {
+        let mut a = vec!["."];
+        a.extend(&bad);
+        let (code, out, err) = report(&attr_dir(), &a);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(out.is_empty());
+        assert_eq!(err.lines().count(), 1, "{bad:?}: {err}");
+        assert!(err.starts_with("nwtrace: error: "), "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn attribution_text_is_escaped_in_html() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-attr-html/m/r/nw");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = "Timestamp,PID,Command,Protocol,IP Version,Source Address,Destination Address,Source Port,Destination Port,Size,Direction,Latency,Error,MSG Flags,Cgroup,Container ID";
+    let row = "2026-11-26 12:00:00.000001,1,x,TCP,4,10.0.0.1,10.0.0.2,1,2,5,send,1,,";
+    std::fs::write(
+        dir.join("nw_0001.csv"),
+        format!("{header}\n{row},\"evil/<script>alert(1)</script>\",{C1}\n"),
+    )
+    .unwrap();
+    let (code, html, err) = report(&dir, &[".", "--format", "html"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!html.contains("<script>alert(1)"), "the cgroup is escaped");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;"));
+    assert!(html.contains("id=\"containers\"") && html.contains(&format!("title=\"{C1}\"")));
 }

@@ -290,6 +290,123 @@ fn replay_json_is_one_versioned_object_per_second() {
     assert_eq!(last["filter"], "comm:curl dir:send");
 }
 
+/// The hand-written recording with the optional columns of `record
+/// --columns` (tests/fixtures/attr; its rows are listed in
+/// tests/report.rs).
+const ATTR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/attr");
+const C1: &str = "3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+
+#[test]
+fn replay_in_tmux_shows_containers() {
+    let _guard = serial();
+    let t = Tmux::start("attr", &format!("{} top --replay {ATTR} --speed 0", bin()));
+    let s = t.wait_for(
+        &["replay (max speed, done)", "7 Containers"],
+        Duration::from_secs(30),
+    );
+    assert!(
+        s.contains("1 Processes"),
+        "full tab titles fit at 120:\n{s}"
+    );
+    t.keys(&["w", "w", "7"]);
+    let s = t.wait_for(
+        &["window cumulative", "host (no container)"],
+        Duration::from_secs(5),
+    );
+    // Totals by hand: the host 3 ops 220 B, C1 180 B, C2 150 B; the two
+    // ops of the run without the column are in no row.
+    let host = lines_with(&s, "host (no container)")[0];
+    assert!(host.contains("220B"), "{host}");
+    let c1 = lines_with(&s, &C1[..12]);
+    assert_eq!(c1.len(), 1, "{s}");
+    assert!(c1[0].contains("180B"), "{}", c1[0]);
+    assert!(!s.contains(&C1[..13]), "ids are cut to 12 digits:\n{s}");
+    assert_eq!(lines_with(&s, "c0ffee012345").len(), 1, "{s}");
+    // The container filter word.
+    t.keys(&["/", &format!("container:{}", &C1[..12]), "Enter"]);
+    let s = t.wait_until(
+        |s| s.contains("filter container:") && !s.contains("host (no container)"),
+        Duration::from_secs(10),
+    );
+    // One row (the summary line also names the filter).
+    assert_eq!(
+        s.lines().filter(|l| l.starts_with(&C1[..12])).count(),
+        1,
+        "{s}"
+    );
+    assert!(s.contains("ops 3 "), "rows 1, 2 and 11:\n{s}");
+    t.keys(&["q"]);
+    t.wait_for(&["EXITED 0"], Duration::from_secs(10));
+}
+
+#[test]
+fn replay_json_with_the_filter_flags_of_record() {
+    let run = |extra: &[&str]| -> (Option<i32>, serde_json::Value, String) {
+        let out = Command::new(nwtrace_bin())
+            .args(["top", "--replay", ATTR, "--speed", "0", "--json"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let last = text
+            .lines()
+            .last()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .unwrap_or_default();
+        (
+            out.status.code(),
+            last,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, last, err) = run(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(last["totals"]["ops"], 11);
+    let c = last["containers"].as_array().unwrap();
+    let got: Vec<(Option<&str>, u64)> = c
+        .iter()
+        .map(|c| (c["container_id"].as_str(), c["total_ops"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (None, 3),
+            (Some(C1), 3),
+            (
+                Some("c0ffee0123456789abcdef0123456789abcdef0123456789abcdef0123456789"),
+                3
+            )
+        ]
+    );
+    // (flags, rows kept: see the list in tests/report.rs)
+    for (flags, ops) in [
+        (vec!["--container", &C1[..12]], 3),
+        (vec!["--port", "6379", "--exclude-comm", "app"], 4),
+        // (record's --cgroup wants a cgroup of this host; a recording's
+        // may not exist here, so the word says it)
+        (
+            vec!["--filter", "cgroup:/system.slice", "--direction", "send"],
+            3,
+        ),
+        (vec!["--ip-version", "6"], 2),
+        (vec!["--protocol", "udp", "--filter", "ipv:6"], 1),
+    ] {
+        let (code, last, err) = run(&flags);
+        assert_eq!(code, Some(0), "{flags:?}: {err}");
+        assert_eq!(last["totals"]["ops"], ops, "{flags:?}");
+    }
+    for bad in [
+        vec!["--container", "abc"],
+        vec!["--ip-version", "5"],
+        vec!["--protocol", "tcp", "--filter", "proto:udp"],
+    ] {
+        let (code, _, err) = run(&bad);
+        assert_eq!(code, Some(2), "{bad:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{bad:?}: {err}");
+    }
+}
+
 /// The pids of `pid`'s children.
 fn children(pid: i32) -> Vec<i32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashSet;
 
+use super::attr::Sym;
 use super::capped::{Capped, Entry};
 use super::hist::{LatencyHist, SparseHist};
 use super::series::{Series, heat_bucket};
@@ -21,6 +22,8 @@ pub struct AggregateConfig {
     pub max_ports: usize,
     pub max_errors: usize,
     pub max_flag_combos: usize,
+    /// Containers, cgroups and network namespaces, each.
+    pub max_groups: usize,
     /// Distinct peers counted exactly per process, up to this many.
     pub max_peers_per_process: usize,
     pub exemplars: usize,
@@ -35,6 +38,7 @@ impl Default for AggregateConfig {
             max_ports: 2048,
             max_errors: 1024,
             max_flag_combos: 256,
+            max_groups: 512,
             max_peers_per_process: 1024,
             exemplars: 10,
         }
@@ -241,6 +245,26 @@ impl Entry for ProcStats {
 }
 
 impl ProcStats {
+    /// Counts `op` in a group table: counters, latency and distinct peers
+    /// (peers checked per op here, bounded like a process's).
+    #[inline]
+    fn add_group(&mut self, op: &Op, class: LatClass) {
+        self.c.add(op);
+        if let Some(lat) = op.latency_ns {
+            self.latency[class as usize].record(lat);
+        }
+        if let Some(r) = op.remote
+            && !self.peers_capped
+            && !self.peers.contains(&r)
+        {
+            if self.peers.len() < 1024 {
+                self.peers.insert(r);
+            } else {
+                self.peers_capped = true;
+            }
+        }
+    }
+
     /// Every receive, blocking or not.
     pub fn receive_latency(&self) -> SparseHist {
         let mut out = self.latency[1].clone();
@@ -256,8 +280,18 @@ impl ProcStats {
     }
 }
 
-/// A socket as seen from its process: both directions fall on one key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A conversation: both directions of a socket fall on one key.
+///
+/// Without socket cookies a socket is known by its process and endpoints:
+/// (machine, protocol, pid, comm, local, remote). With the `Socket Cookie`
+/// column, one cookie is one socket and one conversation, whatever process
+/// or peer used it: a socket shared after fork stays one, and a new socket
+/// that reuses the pid, fd and ports of an old one is another. Equality,
+/// hashing and order then look at (machine, protocol, cookie) only; the
+/// other fields hold what the first op of the socket said (the first in
+/// input order), for display, and [`ConvStats::shared`] says when later
+/// ops said otherwise.
+#[derive(Clone, Copy, Debug)]
 pub struct ConvKey {
     pub machine: u32,
     pub protocol: Protocol,
@@ -266,6 +300,78 @@ pub struct ConvKey {
     pub local: Endpoint,
     /// `None`: the peer was unknown (its own bucket, never a guess).
     pub remote: Option<Endpoint>,
+    /// The socket cookie, when the recording or capture has it.
+    pub cookie: Option<u64>,
+}
+
+impl ConvKey {
+    pub fn of(op: &Op) -> ConvKey {
+        ConvKey {
+            machine: op.machine,
+            protocol: op.protocol,
+            pid: op.pid,
+            comm: op.comm,
+            local: op.local,
+            remote: op.remote,
+            cookie: op.attr.cookie,
+        }
+    }
+
+    /// Is `op` on this conversation?
+    pub fn holds(&self, op: &Op) -> bool {
+        *self == ConvKey::of(op)
+    }
+
+    /// Does `o` show the same process and endpoints (what a cookie key
+    /// does not compare)?
+    fn same_view(&self, o: &ConvKey) -> bool {
+        (self.pid, self.comm, self.local, self.remote) == (o.pid, o.comm, o.local, o.remote)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn identity(
+        &self,
+    ) -> (
+        u32,
+        Protocol,
+        Option<u64>,
+        Option<(u32, &Comm, Endpoint, Option<Endpoint>)>,
+    ) {
+        let rest = match self.cookie {
+            Some(_) => None,
+            None => Some((self.pid, &self.comm, self.local, self.remote)),
+        };
+        (self.machine, self.protocol, self.cookie, rest)
+    }
+}
+
+impl PartialEq for ConvKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.identity() == o.identity()
+    }
+}
+
+impl Eq for ConvKey {}
+
+impl std::hash::Hash for ConvKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+
+impl Ord for ConvKey {
+    /// Cookie-less keys first (in their field order), as before cookies.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        let a = self.identity();
+        let b = o.identity();
+        (a.0, a.1, a.2.is_some(), a.3, a.2).cmp(&(b.0, b.1, b.2.is_some(), b.3, b.2))
+    }
+}
+
+impl PartialOrd for ConvKey {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -274,6 +380,35 @@ pub struct ConvStats {
     pub end_of_stream: bool,
     /// Indexed by `Direction::index()`.
     pub latency: [SparseHist; 2],
+    /// A cookie conversation: the start time and the process and
+    /// endpoints of its earliest op (ties: the smallest), whatever order
+    /// the ops or partials came in. Show these (see [`ConvStats::shown`]):
+    /// the map's key holds whichever op came first to this aggregate.
+    pub first_view: Option<(i64, ConvKey)>,
+    /// A cookie conversation whose ops came from more than one process,
+    /// or (unconnected UDP) went to more than one peer.
+    pub shared: bool,
+}
+
+impl ConvStats {
+    fn note_view(&mut self, ts: i64, k: &ConvKey) {
+        match &self.first_view {
+            None => self.first_view = Some((ts, *k)),
+            Some((t, v)) => {
+                self.shared |= !v.same_view(k);
+                let view = |k: &ConvKey| (k.pid, k.comm, k.local, k.remote);
+                if (ts, view(k)) < (*t, view(v)) {
+                    self.first_view = Some((ts, *k));
+                }
+            }
+        }
+    }
+
+    /// The key to show for the conversation stored under `key`: for a
+    /// cookie conversation, its earliest op's process and endpoints.
+    pub fn shown(&self, key: &ConvKey) -> ConvKey {
+        self.first_view.map_or(*key, |(_, k)| k)
+    }
 }
 
 impl Entry for ConvStats {
@@ -286,11 +421,23 @@ impl Entry for ConvStats {
         for i in 0..2 {
             self.latency[i].merge(&o.latency[i]);
         }
+        self.shared |= o.shared;
+        if let Some((t, v)) = &o.first_view {
+            self.note_view(*t, v);
+        }
     }
     fn absorb(&mut self, o: &Self) {
         self.c.merge(&o.c);
         self.end_of_stream |= o.end_of_stream;
     }
+}
+
+/// A group of ops by one attribution column (container, cgroup, netns),
+/// per machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupKey<T> {
+    pub machine: u32,
+    pub value: T,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -416,6 +563,13 @@ pub struct Aggregate {
     pub latency: BTreeMap<(LatClass, Protocol), LatencyHist>,
     pub processes: Capped<ProcKey, ProcStats>,
     pub conversations: Capped<ConvKey, ConvStats>,
+    /// Ops by container (`Container ID` column): the empty id is the host.
+    /// Only ops that have the column count here.
+    pub containers: Capped<GroupKey<Sym>, ProcStats>,
+    /// Ops by cgroup path (`Cgroup` column).
+    pub cgroups: Capped<GroupKey<Sym>, ProcStats>,
+    /// Ops by network namespace inode (`Netns` column).
+    pub netns: Capped<GroupKey<u64>, ProcStats>,
     /// Remote endpoints; `None` is the unknown-peer bucket.
     pub remotes: Capped<(Protocol, Option<Endpoint>), EndpointStats>,
     pub ports: Capped<PortKey, Counters>,
@@ -453,6 +607,9 @@ impl Aggregate {
             latency: BTreeMap::new(),
             processes: Capped::new(config.max_processes),
             conversations: Capped::new(config.max_conversations),
+            containers: Capped::new(config.max_groups),
+            cgroups: Capped::new(config.max_groups),
+            netns: Capped::new(config.max_groups),
             remotes: Capped::new(config.max_remotes),
             ports: Capped::new(config.max_ports),
             errors: Capped::new(config.max_errors),
@@ -486,18 +643,20 @@ impl Aggregate {
                 .record(lat);
         }
 
-        let c = self.conversations.entry(ConvKey {
-            machine: op.machine,
-            protocol: op.protocol,
-            pid: op.pid,
-            comm: op.comm,
-            local: op.local,
-            remote: op.remote,
-        });
+        let key = ConvKey::of(op);
+        let c = self.conversations.entry(key);
         // A conversation's first op (or its first since an eviction) is
         // when its remote end can be new to the process: the peer set is
-        // only touched then, not on every op.
+        // only touched then, not on every op. (A cookie conversation can
+        // see several peers: each is offered to the process.)
         let new_conversation = c.c.total_ops() == 0;
+        let new_peer = if key.cookie.is_some() {
+            let was_shared = c.shared;
+            c.note_view(op.ts_ns, &key);
+            new_conversation || c.shared != was_shared || c.shared
+        } else {
+            new_conversation
+        };
         c.c.add(op);
         c.end_of_stream |= op.is_end_of_stream();
         if let Some(lat) = op.latency_ns {
@@ -511,7 +670,7 @@ impl Aggregate {
             comm: op.comm,
         });
         p.c.add(op);
-        if let (Some(r), true) = (op.remote, new_conversation) {
+        if let (Some(r), true) = (op.remote, new_peer) {
             if p.peers.len() < max_peers {
                 p.peers.insert(r);
             } else if !p.peers.contains(&r) {
@@ -520,6 +679,31 @@ impl Aggregate {
         }
         if let Some(lat) = op.latency_ns {
             p.latency[class as usize].record(lat);
+        }
+
+        if let Some(g) = op.attr.container {
+            self.containers
+                .entry(GroupKey {
+                    machine: op.machine,
+                    value: g,
+                })
+                .add_group(op, class);
+        }
+        if let Some(g) = op.attr.cgroup {
+            self.cgroups
+                .entry(GroupKey {
+                    machine: op.machine,
+                    value: g,
+                })
+                .add_group(op, class);
+        }
+        if let Some(n) = op.attr.netns {
+            self.netns
+                .entry(GroupKey {
+                    machine: op.machine,
+                    value: n,
+                })
+                .add_group(op, class);
         }
 
         self.remotes.entry((op.protocol, op.remote)).c.add(op);
@@ -607,6 +791,9 @@ impl Aggregate {
         }
         self.processes.merge(&o.processes);
         self.conversations.merge(&o.conversations);
+        self.containers.merge(&o.containers);
+        self.cgroups.merge(&o.cgroups);
+        self.netns.merge(&o.netns);
         self.remotes.merge(&o.remotes);
         self.ports.merge(&o.ports);
         self.errors.merge(&o.errors);
@@ -630,6 +817,9 @@ impl Aggregate {
     pub fn finish(&mut self) {
         self.processes.finish();
         self.conversations.finish();
+        self.containers.finish();
+        self.cgroups.finish();
+        self.netns.finish();
         self.remotes.finish();
         self.ports.finish();
         self.errors.finish();
@@ -708,6 +898,7 @@ pub(crate) mod tests {
                 2 => Some(0x4000 | 0x8000),
                 _ => Some(0x2),
             },
+            attr: Default::default(),
         }
     }
 
@@ -732,8 +923,31 @@ pub(crate) mod tests {
         convs.sort_by_key(|(k, _)| **k);
         for (k, v) in convs {
             let lats: Vec<_> = v.latency.iter().map(sum).collect();
-            let _ = writeln!(s, "{k:?} {:?} {} {lats:?}", v.c, v.end_of_stream);
+            let _ = writeln!(
+                s,
+                "{:?} {:?} {} {lats:?} {} {:?}",
+                v.shown(k),
+                v.c,
+                v.end_of_stream,
+                v.shared,
+                v.first_view
+            );
         }
+        let group = |v: &ProcStats| {
+            let mut peers: Vec<_> = v.peers.iter().collect();
+            peers.sort();
+            let lats: Vec<_> = v.latency.iter().map(|h| h.summary()).collect();
+            format!("{:?} {peers:?} {lats:?}", v.c)
+        };
+        let mut g: Vec<_> = a.containers.iter().map(|(k, v)| (*k, group(v))).collect();
+        g.sort();
+        let _ = writeln!(s, "{g:?}");
+        let mut g: Vec<_> = a.cgroups.iter().map(|(k, v)| (*k, group(v))).collect();
+        g.sort();
+        let _ = writeln!(s, "{g:?}");
+        let mut g: Vec<_> = a.netns.iter().map(|(k, v)| (*k, group(v))).collect();
+        g.sort();
+        let _ = writeln!(s, "{g:?}");
         let mut r: Vec<_> = a.remotes.iter().map(|(k, v)| (*k, v.c.clone())).collect();
         r.sort_by_key(|x| x.0);
         let _ = writeln!(s, "{r:?}");
@@ -785,6 +999,135 @@ pub(crate) mod tests {
         assert_eq!(fingerprint(&one), fingerprint(&merged));
         assert_eq!(one.totals.ops, 20_000);
         assert!(one.processes.evictions() == 0 && one.conversations.evictions() == 0);
+    }
+
+    /// Random attribution on top of `random_op`: a few containers (and
+    /// the host), cgroups, namespaces, and cookies shared by several
+    /// processes and peers.
+    pub fn with_random_attr(rng: &mut Rng, mut op: Op) -> Op {
+        use super::super::Sym;
+        let c = rng.below(4);
+        op.attr.container = Some(Sym::intern(match c {
+            0 => "",
+            1 => "3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f",
+            _ => "aaaabbbbccccddddeeeeffff0000111122223333444455556666777788889999",
+        }));
+        op.attr.cgroup = Some(Sym::intern(&format!("system.slice/s{c}.scope")));
+        op.attr.netns = Some(4026531840 + rng.below(2));
+        op.attr.cookie = (rng.below(5) != 0).then(|| 1 + rng.below(12));
+        op
+    }
+
+    #[test]
+    fn merging_partials_equals_one_pass_with_attribution() {
+        let mut rng = Rng(0x51ed_270b_2734_9a6d);
+        let ops: Vec<(Op, Source)> = (0..20_000u64)
+            .map(|i| {
+                let op = random_op(&mut rng);
+                (
+                    with_random_attr(&mut rng, op),
+                    Source {
+                        file: (i / 5000) as u32,
+                        line: i % 5000 + 2,
+                    },
+                )
+            })
+            .collect();
+        let mut one = Aggregate::default();
+        for (op, src) in &ops {
+            one.add(op, *src);
+        }
+        one.finish();
+        // Merged in a scrambled order (report's workers finish in any
+        // order): what a cookie conversation shows is its earliest op's,
+        // whichever partial holds it.
+        let mut parts: Vec<Aggregate> = (0..4).map(|_| Aggregate::default()).collect();
+        for (op, src) in &ops {
+            parts[src.file as usize].add(op, *src);
+        }
+        let mut merged = Aggregate::default();
+        for i in [3, 1, 0, 2] {
+            merged.merge(&parts[i]);
+        }
+        merged.finish();
+        assert_eq!(fingerprint(&one), fingerprint(&merged));
+        // 12 cookies x 2 protocols (a cookie's conversation is one socket
+        // whatever pid or peer used it), plus the cookie-less ones.
+        let with_cookie = one
+            .conversations
+            .iter()
+            .filter(|(k, _)| k.cookie.is_some())
+            .count();
+        assert_eq!(with_cookie, 24);
+        assert!(
+            one.conversations
+                .iter()
+                .all(|(k, v)| k.cookie.is_none() || v.shared)
+        );
+        assert_eq!(one.containers.len(), 3);
+        assert_eq!(one.netns.len(), 2);
+        let in_groups: u64 = one.containers.iter().map(|(_, v)| v.c.total_ops()).sum();
+        assert_eq!(in_groups, 20_000);
+    }
+
+    /// One socket is one conversation: a cookie keeps a forked child's ops
+    /// on its parent's socket together, and keeps apart two sockets that
+    /// reused the same pid and ports one after the other.
+    #[test]
+    fn conversations_by_socket_cookie() {
+        let mut rng = Rng(11);
+        let mut base = random_op(&mut rng);
+        base.remote = Some(Endpoint {
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)),
+            port: 6379,
+        });
+        base.protocol = Protocol::Tcp;
+        let mut a = Aggregate::default();
+        // Socket 7: the parent (pid 100), then a forked child (pid 101).
+        let mut op = base;
+        op.pid = 100;
+        op.attr.cookie = Some(7);
+        a.add(&op, Source::default());
+        op.pid = 101;
+        a.add(&op, Source::default());
+        // Socket 8: pid 100 again, same endpoints (fd and port reuse).
+        op.pid = 100;
+        op.attr.cookie = Some(8);
+        a.add(&op, Source::default());
+        a.add(&op, Source::default());
+        // Without cookies the same four ops are two conversations by pid.
+        let mut b = Aggregate::default();
+        for pid in [100, 101, 100, 100] {
+            let mut op = base;
+            op.pid = pid;
+            b.add(&op, Source::default());
+        }
+        a.finish();
+        b.finish();
+        let mut got: Vec<_> = a
+            .conversations
+            .iter()
+            .map(|(k, v)| (k.cookie, k.pid, v.c.total_ops(), v.shared))
+            .collect();
+        got.sort();
+        assert_eq!(got, [(Some(7), 100, 2, true), (Some(8), 100, 2, false)]);
+        let mut got: Vec<_> = b
+            .conversations
+            .iter()
+            .map(|(k, v)| (k.pid, v.c.total_ops()))
+            .collect();
+        got.sort();
+        assert_eq!(got, [(100, 3), (101, 1)]);
+        let mut child = base;
+        child.pid = 101;
+        child.attr.cookie = Some(7);
+        let key = a
+            .conversations
+            .iter()
+            .find(|(k, _)| k.cookie == Some(7))
+            .unwrap()
+            .0;
+        assert!(key.holds(&child));
     }
 
     #[test]

@@ -13,15 +13,18 @@
 //! window by diffing two snapshots of the counters it shows.
 
 pub mod aggregate;
+pub mod attr;
 pub mod capped;
 pub mod filter_text;
 pub mod hist;
+pub mod op_filter;
 pub mod series;
 
 pub use aggregate::{
     Aggregate, AggregateConfig, ConvKey, ConvStats, EndpointStats, ErrKey, Exemplar, LatClass,
     PortKey, PortRole, ProcKey, ProcStats, Totals,
 };
+pub use attr::{ExtraColumn, OpAttr, Sym};
 pub use capped::Capped;
 pub use filter_text::{filter_text, parse_filter};
 pub use hist::{LatencyHist, LatencySummary, SparseHist};
@@ -60,12 +63,26 @@ pub struct Op {
     /// Flags passed to a send/recv syscall; `None` for write/read/io_uring
     /// and for a row whose flags field is empty.
     pub msg_flags: Option<u32>,
+    /// The optional columns (`record --columns`); all `None` when the
+    /// recording or the capture does not have them.
+    pub attr: OpAttr,
 }
 
 impl Op {
     /// From a decoded kernel event, with the clock that maps its
     /// monotonic times to the wall clock.
     pub fn from_event(ev: &NetEvent, clock: WallClock) -> Op {
+        Op::from_event_with(ev, clock, OpAttr::default())
+    }
+
+    /// [`Op::from_event`] with the optional attribution that the capture
+    /// resolved for this event (tid, uid, cgroup path and container id
+    /// interned with [`Sym::intern`], netns, socket cookie): the hook for
+    /// `record --columns` on the live side. Leave a field `None` when the
+    /// capture was not asked for it or could not get it; a container
+    /// column that was asked for but found no container is
+    /// `Some(Sym::intern(""))` (the host).
+    pub fn from_event_with(ev: &NetEvent, clock: WallClock, attr: OpAttr) -> Op {
         Op {
             machine: 0,
             ts_ns: clock.to_epoch_ns(ev.start_ns.unwrap_or(ev.end_ns)),
@@ -81,6 +98,7 @@ impl Op {
             errno: (ev.ret < 0).then(|| -ev.ret),
             // The writer leaves the field empty for 0 too.
             msg_flags: ev.msg_flags.filter(|&f| f != 0),
+            attr,
         }
     }
 
@@ -123,15 +141,30 @@ pub struct Source {
     pub line: u64,
 }
 
-/// Which ops every view counts. Empty lists match everything.
+/// Which ops every view counts. Empty lists match everything. Kinds
+/// combine with AND, the values of one kind with OR. The words and flags
+/// that build one are in [`op_filter`] and [`filter_text`].
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub pids: Vec<u32>,
     pub comms: Vec<String>,
+    /// Ops of these comms are left out (checked after `comms`).
+    pub exclude_comms: Vec<String>,
     /// Matches the local or the remote port.
     pub ports: Vec<u16>,
     pub protocol: Option<Protocol>,
+    /// 4 or 6, as the row's IP Version.
+    pub ip_version: Option<u8>,
     pub direction: Option<Direction>,
+    /// Cgroup paths, normalised (no leading or trailing `/`): an op
+    /// matches when its cgroup is one of them or below one. An op without
+    /// a recorded cgroup never matches.
+    pub cgroups: Vec<String>,
+    /// Container id prefixes (lowercase hex, at least 12 digits). An op
+    /// outside any container, or without the column, never matches.
+    pub containers: Vec<String>,
+    /// Network namespace inodes. An op without the column never matches.
+    pub netns: Vec<u64>,
     /// Inclusive start, exclusive end, ns since the epoch.
     pub since_ns: Option<i64>,
     pub until_ns: Option<i64>,
@@ -141,9 +174,14 @@ impl Filter {
     pub fn is_empty(&self) -> bool {
         self.pids.is_empty()
             && self.comms.is_empty()
+            && self.exclude_comms.is_empty()
             && self.ports.is_empty()
             && self.protocol.is_none()
+            && self.ip_version.is_none()
             && self.direction.is_none()
+            && self.cgroups.is_empty()
+            && self.containers.is_empty()
+            && self.netns.is_empty()
             && self.since_ns.is_none()
             && self.until_ns.is_none()
     }
@@ -157,6 +195,7 @@ impl Filter {
         }
         if self.protocol.is_some_and(|p| p != op.protocol)
             || self.direction.is_some_and(|d| d != op.direction)
+            || self.ip_version.is_some_and(|v| v != op.ip_version)
         {
             return false;
         }
@@ -171,11 +210,38 @@ impl Filter {
         {
             return false;
         }
+        if self
+            .exclude_comms
+            .iter()
+            .any(|c| c.as_bytes() == op.comm.as_bytes())
+        {
+            return false;
+        }
         if !self.ports.is_empty()
             && !self
                 .ports
                 .iter()
                 .any(|&p| p == op.local.port || op.remote.is_some_and(|r| r.port == p))
+        {
+            return false;
+        }
+        if !self.netns.is_empty() && !op.attr.netns.is_some_and(|n| self.netns.contains(&n)) {
+            return false;
+        }
+        if !self.containers.is_empty()
+            && !op.attr.container_id().is_some_and(|id| {
+                self.containers
+                    .iter()
+                    .any(|p| id.len() >= p.len() && id[..p.len()].eq_ignore_ascii_case(p))
+            })
+        {
+            return false;
+        }
+        if !self.cgroups.is_empty()
+            && !op.attr.cgroup.is_some_and(|g| {
+                let have = g.as_str();
+                self.cgroups.iter().any(|w| attr::cgroup_within(have, w))
+            })
         {
             return false;
         }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 
 use crate::UsageError;
+use crate::analysis::op_filter::FilterArgs;
 use crate::analysis::{AggregateConfig, Filter};
 use crate::input::reader::first_timestamp;
 use crate::input::{self, Discovery};
@@ -23,18 +24,6 @@ pub enum Format {
     Json,
     Html,
     Csv,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ProtocolArg {
-    Tcp,
-    Udp,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DirectionArg {
-    Send,
-    Receive,
 }
 
 #[derive(Debug, Parser)]
@@ -52,17 +41,15 @@ pub struct ReportArgs {
     #[arg(long = "comm", value_name = "COMM")]
     pub comms: Vec<String>,
 
-    /// Only ops whose local or remote port is this. Repeatable.
-    #[arg(long = "port", value_name = "PORT")]
-    pub ports: Vec<u16>,
+    /// --port, --protocol, --ip-version, --direction, --cgroup,
+    /// --container, --exclude-comm: the same words as record's.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
-    /// Only this protocol.
-    #[arg(long, value_enum)]
-    pub protocol: Option<ProtocolArg>,
-
-    /// Only sends or only receives.
-    #[arg(long, value_enum)]
-    pub direction: Option<DirectionArg>,
+    /// Only ops in this network namespace (its inode, as the Netns column
+    /// and /proc/PID/ns/net say). Repeatable.
+    #[arg(long = "netns", value_name = "INODE")]
+    pub netns: Vec<u64>,
 
     /// Only this MACHINE_ID folder. Repeatable.
     #[arg(long = "machine", value_name = "ID")]
@@ -161,21 +148,16 @@ fn filter_for(args: &ReportArgs, d: &Discovery) -> Result<Filter> {
     {
         return Err(usage("--until must be after --since"));
     }
-    Ok(Filter {
+    let mut f = Filter {
         pids: args.pids.clone(),
         comms: args.comms.clone(),
-        ports: args.ports.clone(),
-        protocol: args.protocol.map(|p| match p {
-            ProtocolArg::Tcp => Protocol::Tcp,
-            ProtocolArg::Udp => Protocol::Udp,
-        }),
-        direction: args.direction.map(|d| match d {
-            DirectionArg::Send => Direction::Send,
-            DirectionArg::Receive => Direction::Receive,
-        }),
+        netns: args.netns.clone(),
         since_ns,
         until_ns,
-    })
+        ..Filter::default()
+    };
+    args.filter.apply(&mut f);
+    Ok(f)
 }
 
 fn discover(paths: &[PathBuf]) -> Result<Discovery> {
@@ -213,9 +195,14 @@ fn build(args: &ReportArgs, paths: &[PathBuf]) -> Result<Report> {
     let filters = Filters {
         pid: args.pids.clone(),
         comm: args.comms.clone(),
-        port: args.ports.clone(),
+        port: filter.ports.clone(),
         protocol: filter.protocol.map(Protocol::as_str),
+        ip_version: filter.ip_version,
         direction: filter.direction.map(Direction::as_str),
+        cgroup: filter.cgroups.iter().map(|c| format!("/{c}")).collect(),
+        container: filter.containers.clone(),
+        exclude_comm: filter.exclude_comms.clone(),
+        netns: filter.netns.clone(),
         machine: args.machines.clone(),
         since: filter.since_ns.map(crate::schema::format_timestamp_ns),
         until: filter.until_ns.map(crate::schema::format_timestamp_ns),
@@ -237,6 +224,15 @@ fn cut(r: &Report, n: usize) -> Report {
     r.processes.truncate(n);
     r.commands.truncate(n);
     r.conversations.truncate(n);
+    for v in r.containers.iter_mut() {
+        v.truncate(n);
+    }
+    for v in r.cgroups.iter_mut() {
+        v.truncate(n);
+    }
+    for v in r.netns.iter_mut() {
+        v.truncate(n);
+    }
     r.remote_endpoints.truncate(n);
     r.ports.truncate(n);
     r.errors.truncate(n);

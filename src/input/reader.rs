@@ -10,8 +10,10 @@ use std::path::Path;
 
 use csv::ByteRecord;
 
+use rustc_hash::FxHashMap;
+
 use super::discover::Compression;
-use crate::analysis::Op;
+use crate::analysis::{ExtraColumn, Op, OpAttr, Sym};
 use crate::schema::{self, Comm, Direction, Endpoint, Protocol};
 
 /// One row, typed, in the file's own orientation (source → destination).
@@ -29,6 +31,8 @@ pub struct Row {
     pub latency_ns: Option<u64>,
     pub errno: Option<i32>,
     pub msg_flags: Option<u32>,
+    /// The optional columns the file has (all `None` without them).
+    pub attr: OpAttr,
 }
 
 impl Row {
@@ -65,6 +69,7 @@ impl Row {
             latency_ns: self.latency_ns,
             errno: self.errno,
             msg_flags: self.msg_flags,
+            attr: self.attr,
         })
     }
 }
@@ -96,6 +101,9 @@ pub struct FileStats {
     pub read_error: Option<String>,
     /// The first few problems, with their lines.
     pub problems: Vec<Problem>,
+    /// The optional columns (`record --columns`) the header names, in
+    /// file order.
+    pub extra_columns: Vec<ExtraColumn>,
 }
 
 const MAX_PROBLEMS_KEPT: usize = 20;
@@ -190,11 +198,173 @@ fn lossy(b: &[u8]) -> String {
     }
 }
 
-/// Parses one record. The message says which field is wrong.
+/// Which columns a file has: the 14 standard ones, then any subset of the
+/// optional ones in their fixed order (see [`ExtraColumn`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// Where each optional column is, by `ExtraColumn as usize`.
+    extra: [Option<u8>; 6],
+    n_extra: u8,
+}
+
+impl Layout {
+    /// The 14 standard columns only.
+    pub const STANDARD: Layout = Layout {
+        extra: [None; 6],
+        n_extra: 0,
+    };
+
+    /// Fields in a row of this layout.
+    pub fn fields(&self) -> usize {
+        schema::NUM_COLUMNS + usize::from(self.n_extra)
+    }
+
+    pub fn columns(&self) -> Vec<ExtraColumn> {
+        let mut v: Vec<(u8, ExtraColumn)> = ExtraColumn::ALL
+            .into_iter()
+            .filter_map(|c| self.extra[c as usize].map(|i| (i, c)))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// From a header record: `Ok(None)` when it is not a header at all
+    /// (the first field is not `Timestamp`: data without a header), an
+    /// error when it is a damaged or unknown one.
+    pub fn from_header(r: &ByteRecord) -> Result<Option<Layout>, String> {
+        if r.get(0) != Some(schema::COLUMNS[0].as_bytes()) {
+            return Ok(None);
+        }
+        if r.len() < schema::NUM_COLUMNS
+            || !r
+                .iter()
+                .take(schema::NUM_COLUMNS)
+                .eq(schema::COLUMNS.iter().map(|c| c.as_bytes()))
+        {
+            return Err(format!(
+                "wrong header: the first {} columns must be {}",
+                schema::NUM_COLUMNS,
+                schema::COLUMNS.join(",")
+            ));
+        }
+        let mut layout = Layout::STANDARD;
+        let mut last: Option<ExtraColumn> = None;
+        for (i, name) in r.iter().enumerate().skip(schema::NUM_COLUMNS) {
+            let Some(c) = ExtraColumn::from_header(name) else {
+                return Err(format!(
+                    "wrong header: unknown column {:?} after the {} standard ones (the optional ones are {})",
+                    lossy(name),
+                    schema::NUM_COLUMNS,
+                    ExtraColumn::ALL.map(ExtraColumn::header).join(", ")
+                ));
+            };
+            if last.is_some_and(|l| l >= c) {
+                return Err(format!(
+                    "wrong header: column {:?} is repeated or out of order (the order is {})",
+                    c.header(),
+                    ExtraColumn::ALL.map(ExtraColumn::header).join(", ")
+                ));
+            }
+            last = Some(c);
+            layout.extra[c as usize] = Some(i as u8);
+            layout.n_extra += 1;
+        }
+        Ok(Some(layout))
+    }
+}
+
+/// Interned texts of one file, so that the process-wide table is looked
+/// up once per distinct cgroup or container per file, not per row.
+#[derive(Default)]
+pub struct SymCache {
+    map: FxHashMap<Box<[u8]>, Sym>,
+}
+
+impl SymCache {
+    fn get(&mut self, text: &[u8]) -> Sym {
+        if let Some(&s) = self.map.get(text) {
+            return s;
+        }
+        let s = Sym::intern(&String::from_utf8_lossy(text));
+        // A file with an unbounded number of distinct texts should not
+        // make the cache unbounded; the global table still answers.
+        if self.map.len() < 4096 {
+            self.map.insert(text.into(), s);
+        }
+        s
+    }
+}
+
+fn parse_attr(r: &ByteRecord, layout: &Layout, syms: &mut SymCache) -> Result<OpAttr, String> {
+    let mut a = OpAttr::default();
+    if layout.n_extra == 0 {
+        return Ok(a);
+    }
+    let field = |c: ExtraColumn| layout.extra[c as usize].map(|i| &r[usize::from(i)]);
+    let number = |c: ExtraColumn| -> Result<Option<u64>, String> {
+        match field(c) {
+            None | Some(b"") => Ok(None),
+            Some(t) => parse_u64(t)
+                .map(Some)
+                .ok_or_else(|| format!("bad {} {:?}", c.header(), lossy(t))),
+        }
+    };
+    let small = |c: ExtraColumn| -> Result<Option<u32>, String> {
+        number(c)?
+            .map(|v| u32::try_from(v).map_err(|_| format!("bad {} {v}", c.header())))
+            .transpose()
+    };
+    a.tid = small(ExtraColumn::Tid)?;
+    a.uid = small(ExtraColumn::Uid)?;
+    a.netns = number(ExtraColumn::Netns)?;
+    a.cookie = number(ExtraColumn::Cookie)?;
+    // The recorder writes the path as /proc/PID/cgroup does (`/` is the
+    // root), or id:NNN; empty when it had no cgroup for the event. Kept
+    // relative to the root: the root is the empty text.
+    let cgroup_field = field(ExtraColumn::Cgroup);
+    a.cgroup = match cgroup_field {
+        None | Some(b"") => None,
+        Some(t) => Some(syms.get(t.strip_prefix(b"/").unwrap_or(t))),
+    };
+    a.container = match field(ExtraColumn::Container) {
+        None => None,
+        // The recorder derives the container from the cgroup: with no
+        // cgroup for this event, an empty id is unknown, not the host.
+        Some(b"") if cgroup_field == Some(b"") => None,
+        // Recorded, and outside any container: the host.
+        Some(b"") => Some(syms.get(b"")),
+        Some(t) => {
+            if t.len() > 64
+                || !t
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            {
+                return Err(format!(
+                    "bad Container ID {:?} (lowercase hex expected)",
+                    lossy(t)
+                ));
+            }
+            Some(syms.get(t))
+        }
+    };
+    Ok(a)
+}
+
+/// Parses one record of a file with the 14 standard columns only.
 pub fn parse_record(r: &ByteRecord) -> Result<Row, String> {
+    parse_record_with(r, &Layout::STANDARD, &mut SymCache::default())
+}
+
+/// Parses one record of a file with this layout. The message says which
+/// field is wrong.
+pub fn parse_record_with(
+    r: &ByteRecord,
+    layout: &Layout,
+    syms: &mut SymCache,
+) -> Result<Row, String> {
     use schema::*;
-    if r.len() != NUM_COLUMNS {
-        return Err(format!("{} fields, expected {NUM_COLUMNS}", r.len()));
+    if r.len() != layout.fields() {
+        return Err(format!("{} fields, expected {}", r.len(), layout.fields()));
     }
     let f = |i: usize| &r[i];
     let ts_ns = parse_timestamp_ns(f(COL_TIMESTAMP))
@@ -241,6 +411,7 @@ pub fn parse_record(r: &ByteRecord) -> Result<Row, String> {
         latency_ns,
         errno,
         msg_flags,
+        attr: parse_attr(r, layout, syms)?,
     };
     if row.local().is_none() {
         return Err(format!(
@@ -316,11 +487,19 @@ pub fn first_timestamp(path: &Path, compression: Compression) -> Option<i64> {
         .flexible(true)
         .from_reader(reader);
     let mut rec = ByteRecord::new();
-    for _ in 0..16 {
+    let mut layout = Layout::STANDARD;
+    let mut syms = SymCache::default();
+    for i in 0..16 {
         if !rdr.read_byte_record(&mut rec).ok()? {
             return None;
         }
-        if let Ok(row) = parse_record(&rec) {
+        if i == 0
+            && let Ok(Some(l)) = Layout::from_header(&rec)
+        {
+            layout = l;
+            continue;
+        }
+        if let Ok(row) = parse_record_with(&rec, &layout, &mut syms) {
             return Some(row.ts_ns);
         }
     }
@@ -343,6 +522,8 @@ pub fn read_from(
         .from_reader(reader);
     let mut rec = ByteRecord::new();
     let mut first = true;
+    let mut layout = Layout::STANDARD;
+    let mut syms = SymCache::default();
     loop {
         match rdr.read_byte_record(&mut rec) {
             Ok(true) => {}
@@ -364,15 +545,30 @@ pub fn read_from(
         }
         if first {
             first = false;
-            if rec.iter().eq(schema::COLUMNS.iter().map(|c| c.as_bytes())) {
-                continue;
+            match Layout::from_header(&rec) {
+                Ok(Some(l)) => {
+                    layout = l;
+                    stats.extra_columns = l.columns();
+                    continue;
+                }
+                Ok(None) => {
+                    stats.missing_header = true;
+                    stats.problem(line, "missing or wrong header");
+                    // The data may still be good: read this line as a
+                    // row, and count it as malformed only when it is not
+                    // one.
+                }
+                Err(msg) => {
+                    // A damaged or unknown header: say so once, and read
+                    // the rows as the 14 standard columns (a row with
+                    // more is malformed, each counted with its line).
+                    stats.missing_header = true;
+                    stats.problem(line, msg);
+                    continue;
+                }
             }
-            stats.missing_header = true;
-            stats.problem(line, "missing or wrong header");
-            // The data may still be good: read this line as a row, and
-            // count it as malformed only when it is not one.
         }
-        match parse_record(&rec) {
+        match parse_record_with(&rec, &layout, &mut syms) {
             Ok(row) => {
                 stats.rows += 1;
                 each(&row, line);
@@ -453,6 +649,135 @@ mod tests {
 
         let (rows, stats) = read("");
         assert!(rows.is_empty() && !stats.missing_header && !stats.cut_mid_row);
+    }
+
+    const CID: &str = "3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+
+    #[test]
+    fn all_six_optional_columns() {
+        let header = format!(
+            "{},TID,UID,Cgroup,Container ID,Netns,Socket Cookie\n",
+            schema::HEADER.trim_end()
+        );
+        let row = ROW.trim_end();
+        let text = format!(
+            "{header}\
+             {row},1236,1000,system.slice/docker-{CID}.scope,{CID},4026532001,8193\n\
+             {row},1234,0,/user.slice/session-2.scope,,4026531840,\n\
+             {row},1234,0,id:9999,,,\n"
+        );
+        let (rows, stats) = read(&text);
+        assert_eq!(
+            (stats.malformed, stats.missing_header),
+            (0, false),
+            "{:?}",
+            stats.problems
+        );
+        assert_eq!(stats.extra_columns, ExtraColumn::ALL);
+        assert_eq!(rows.len(), 3);
+        let a = rows[0].0.attr;
+        assert_eq!((a.tid, a.uid), (Some(1236), Some(1000)));
+        assert_eq!(
+            a.cgroup.unwrap().as_str(),
+            format!("system.slice/docker-{CID}.scope")
+        );
+        assert_eq!(a.container_id(), Some(CID));
+        assert_eq!((a.netns, a.cookie), (Some(4026532001), Some(8193)));
+        // An empty Container ID is the host; an empty cookie is unknown.
+        let b = rows[1].0.attr;
+        assert_eq!(b.container.map(|s| s.as_str()), Some(""));
+        assert_eq!(b.container_id(), None);
+        assert_eq!(b.cookie, None);
+        // The leading `/` is dropped, as the column is relative to the root.
+        assert_eq!(b.cgroup.unwrap().as_str(), "user.slice/session-2.scope");
+        assert_eq!(rows[2].0.attr.cgroup.unwrap().as_str(), "id:9999");
+        assert_eq!(rows[2].0.attr.netns, None);
+        // The root cgroup is `/`, kept as the empty path. An empty Cgroup
+        // is unknown (the recorder had none for the event), and so is an
+        // empty Container ID beside it: not the host.
+        let (more, stats) = read(&format!("{header}{row},1,0,/,,,\n{row},1,0,,,,\n"));
+        assert_eq!(stats.malformed, 0, "{:?}", stats.problems);
+        let (root, unknown) = (more[0].0.attr, more[1].0.attr);
+        assert_eq!(root.cgroup.map(|s| s.as_str()), Some(""));
+        assert_eq!(root.container.map(|s| s.as_str()), Some(""));
+        assert_eq!((unknown.cgroup, unknown.container), (None, None));
+        // The standard fields read as without the columns, and the op
+        // carries the attribution.
+        let plain = read(&format!("{}{ROW}", schema::HEADER)).0[0].0;
+        assert_eq!(
+            Row {
+                attr: OpAttr::default(),
+                ..rows[0].0
+            },
+            plain
+        );
+        assert_eq!(Op::from(&rows[0].0).attr, a);
+    }
+
+    #[test]
+    fn any_subset_in_order() {
+        let row = ROW.trim_end();
+        let text = format!(
+            "{},Container ID,Socket Cookie\n{row},{CID},42\n{row},,\n",
+            schema::HEADER.trim_end()
+        );
+        let (rows, stats) = read(&text);
+        assert_eq!(stats.malformed, 0, "{:?}", stats.problems);
+        assert_eq!(
+            stats.extra_columns,
+            [ExtraColumn::Container, ExtraColumn::Cookie]
+        );
+        let a = rows[0].0.attr;
+        assert_eq!(
+            (a.container_id(), a.cookie, a.tid, a.netns),
+            (Some(CID), Some(42), None, None)
+        );
+        let text = format!("{},TID\n{row},77\n", schema::HEADER.trim_end());
+        let (rows, stats) = read(&text);
+        assert_eq!(stats.malformed, 0);
+        assert_eq!(rows[0].0.attr.tid, Some(77));
+        assert_eq!(rows[0].0.attr.container, None);
+    }
+
+    #[test]
+    fn damaged_and_unknown_layouts_are_refused_clearly() {
+        let row = ROW.trim_end();
+        let h = schema::HEADER.trim_end();
+        for (header, says) in [
+            (format!("{h},Socket Cookie,TID"), "out of order"),
+            (format!("{h},TID,TID"), "repeated or out of order"),
+            (format!("{h},Pod"), "unknown column \"Pod\""),
+            (format!("{h},tid"), "unknown column \"tid\""),
+            (
+                h.replace("Latency", "Latency ns"),
+                "the first 14 columns must be",
+            ),
+        ] {
+            let text = format!("{header}\n{row},1\n{row},1\n");
+            let (rows, stats) = read(&text);
+            assert!(stats.missing_header, "{header}");
+            assert_eq!(stats.problems[0].line, 1);
+            assert!(
+                stats.problems[0].message.contains(says),
+                "{header}: {:?}",
+                stats.problems
+            );
+            // Rows are not guessed into a layout the header does not say.
+            assert!(rows.is_empty(), "{header}");
+            assert_eq!(stats.malformed, 2, "{header}");
+        }
+        // A row whose optional field is damaged is malformed, with its line.
+        let text = format!("{h},Container ID,Netns\n{row},XYZ,1\n{row},,n\n{row},,\n{row},1\n");
+        let (rows, stats) = read(&text);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(stats.malformed, 3);
+        assert!(
+            stats.problems[0].message.contains("Container ID"),
+            "{:?}",
+            stats.problems
+        );
+        assert!(stats.problems[1].message.contains("Netns"));
+        assert_eq!(stats.problems[2].message, "15 fields, expected 16");
     }
 
     #[test]

@@ -12,6 +12,65 @@ pub enum CsvTable {
     Ports,
     Errors,
     Series,
+    /// Ops by container (the host's row has an empty container_id); with
+    /// the Container ID column.
+    Containers,
+    /// Ops by cgroup; with the Cgroup column.
+    Cgroups,
+    /// Ops by network namespace; with the Netns column.
+    Netns,
+}
+
+const GROUP_HEADER: [&str; 21] = [
+    "ops",
+    "sends",
+    "receives",
+    "bytes_sent",
+    "bytes_received",
+    "errors",
+    "retry_errors",
+    "hard_errors",
+    "peers",
+    "first",
+    "last",
+    "send_count",
+    "send_p50_ns",
+    "send_p99_ns",
+    "send_max_ns",
+    "receive_count",
+    "receive_p50_ns",
+    "receive_p99_ns",
+    "receive_max_ns",
+    "receive_blocking_p99_ns",
+    "receive_nonblocking_p99_ns",
+];
+
+fn group_cells(g: &super::model::GroupStatsOut) -> Vec<String> {
+    let l = &g.latency_ns;
+    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+    vec![
+        g.ops.to_string(),
+        g.sends.to_string(),
+        g.receives.to_string(),
+        g.bytes_sent.to_string(),
+        g.bytes_received.to_string(),
+        g.errors.to_string(),
+        g.retry_errors.to_string(),
+        g.hard_errors.to_string(),
+        g.peers.to_string(),
+        o(&g.first),
+        o(&g.last),
+        l.send.count.to_string(),
+        l.send.p50.to_string(),
+        l.send.p99.to_string(),
+        l.send.max.to_string(),
+        l.receive.count.to_string(),
+        l.receive.p50.to_string(),
+        l.receive.p99.to_string(),
+        l.receive.max.to_string(),
+        l.receive_blocking.p99.to_string(),
+        l.receive_nonblocking.p99.to_string(),
+    ]
 }
 
 pub fn render(r: &Report, table: CsvTable) -> Vec<u8> {
@@ -100,6 +159,7 @@ pub fn render(r: &Report, table: CsvTable) -> Vec<u8> {
                     o(&c.last),
                     s(&c.latency_ns.send.p99),
                     s(&c.latency_ns.receive.p99),
+                    c.socket_cookie.map(|x| x.to_string()).unwrap_or_default(),
                 ]);
             }
             &[
@@ -121,6 +181,7 @@ pub fn render(r: &Report, table: CsvTable) -> Vec<u8> {
                 "last",
                 "send_p99_ns",
                 "receive_p99_ns",
+                "socket_cookie",
             ]
         }
         CsvTable::Endpoints => {
@@ -195,6 +256,7 @@ pub fn render(r: &Report, table: CsvTable) -> Vec<u8> {
                 "last",
             ]
         }
+        CsvTable::Containers | CsvTable::Cgroups | CsvTable::Netns => &[],
         CsvTable::Series => {
             for p in &r.series.points {
                 rows.push(vec![
@@ -219,6 +281,46 @@ pub fn render(r: &Report, table: CsvTable) -> Vec<u8> {
                 "hard_errors",
             ]
         }
+    };
+    let owned: Vec<&str>;
+    let header: &[&str] = match table {
+        CsvTable::Containers | CsvTable::Cgroups | CsvTable::Netns => {
+            let key = match table {
+                CsvTable::Containers => {
+                    for c in r.containers.iter().flatten() {
+                        let mut row = vec![
+                            c.machine_id.clone(),
+                            c.container_id.clone().unwrap_or_default(),
+                        ];
+                        row.extend(group_cells(&c.stats));
+                        rows.push(row);
+                    }
+                    "container_id"
+                }
+                CsvTable::Cgroups => {
+                    for c in r.cgroups.iter().flatten() {
+                        let mut row = vec![c.machine_id.clone(), c.cgroup.clone()];
+                        row.extend(group_cells(&c.stats));
+                        rows.push(row);
+                    }
+                    "cgroup"
+                }
+                _ => {
+                    for n in r.netns.iter().flatten() {
+                        let mut row = vec![n.machine_id.clone(), n.netns.to_string()];
+                        row.extend(group_cells(&n.stats));
+                        rows.push(row);
+                    }
+                    "netns"
+                }
+            };
+            owned = ["machine_id", key]
+                .into_iter()
+                .chain(GROUP_HEADER)
+                .collect();
+            &owned
+        }
+        _ => header,
     };
     // Writing to a Vec cannot fail.
     let _ = w.write_record(header);

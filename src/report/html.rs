@@ -52,5 +52,6 @@ pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
         r => Value::from_serialize(r),
         charts => charts,
         top => top,
+        cookies => r.conversations.iter().any(|c| c.socket_cookie.is_some()),
     })
 }

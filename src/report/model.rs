@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analysis::aggregate::{Counters, TopN};
-use crate::analysis::{Aggregate, ConvKey, Exemplar, LatClass, LatencySummary, ProcKey, ProcStats};
+use crate::analysis::{
+    Aggregate, ConvKey, Exemplar, ExtraColumn, LatClass, LatencySummary, ProcKey, ProcStats,
+};
 use crate::input::manifest::parse_iso8601;
 use crate::input::scan::Scan;
 use crate::schema::{Direction, Protocol, errno_text, format_timestamp_ns, is_retry_errno};
@@ -49,6 +51,21 @@ pub struct Report {
     pub processes: Vec<ProcessOut>,
     pub commands: Vec<ProcessOut>,
     pub conversations: Vec<ConversationOut>,
+    /// Which optional columns (`record --columns`) the inputs have, and
+    /// how many ops came from files without the container column. Absent
+    /// when no input has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<AttributionOut>,
+    /// Ops by container, the host (`container_id: null`) as its own row.
+    /// Present when some input has the `Container ID` column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containers: Option<Vec<ContainerOut>>,
+    /// Ops by cgroup path; present with the `Cgroup` column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroups: Option<Vec<CgroupOut>>,
+    /// Ops by network namespace; present with the `Netns` column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Vec<NetnsOut>>,
     pub remote_endpoints: Vec<EndpointOut>,
     pub ports: Vec<PortOut>,
     pub errors: Vec<ErrorOut>,
@@ -71,7 +88,17 @@ pub struct Filters {
     pub comm: Vec<String>,
     pub port: Vec<u16>,
     pub protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_version: Option<u8>,
     pub direction: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cgroup: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub container: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude_comm: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub netns: Vec<u64>,
     pub machine: Vec<String>,
     pub since: Option<String>,
     pub until: Option<String>,
@@ -266,6 +293,75 @@ pub struct ConversationOut {
     /// A successful 0-byte receive (the peer closed) was seen.
     pub end_of_stream: bool,
     pub latency_ns: ConvLatency,
+    /// With the `Socket Cookie` column: the socket this conversation is
+    /// (pid, comm and endpoints are then its first op's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_cookie: Option<u64>,
+    /// A cookie conversation whose ops came from more than one process or
+    /// went to more than one peer.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shared_socket: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AttributionOut {
+    /// Header names, in column order, of the optional columns that at
+    /// least one input file has.
+    pub columns: Vec<&'static str>,
+    /// Files with at least one optional column, and without any.
+    pub files_with: usize,
+    pub files_without: usize,
+    /// Ops (after the filters) from files without the `Container ID`
+    /// column: in no row of `containers`.
+    pub ops_without_container: u64,
+    pub bytes_without_container: u64,
+}
+
+/// Counters and latency of a group of ops (a container, a cgroup, a
+/// network namespace).
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupStatsOut {
+    pub ops: u64,
+    pub sends: u64,
+    pub receives: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub errors: u64,
+    pub retry_errors: u64,
+    pub hard_errors: u64,
+    pub error_rate: f64,
+    pub peers: u64,
+    pub peers_capped: bool,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub latency_ns: LatencyByDirection,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ContainerOut {
+    pub machine_id: String,
+    /// The full id; `null` for the host (ops outside any container).
+    pub container_id: Option<String>,
+    #[serde(flatten)]
+    pub stats: GroupStatsOut,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CgroupOut {
+    pub machine_id: String,
+    /// Relative to the cgroup root, as the `Cgroup` column (`id:NNN`
+    /// when the recorder could not resolve it).
+    pub cgroup: String,
+    #[serde(flatten)]
+    pub stats: GroupStatsOut,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NetnsOut {
+    pub machine_id: String,
+    pub netns: u64,
+    #[serde(flatten)]
+    pub stats: GroupStatsOut,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -870,6 +966,67 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
         table_info(&agg.conversations, conversations.len(), |v| &v.c),
     );
 
+    // The optional columns: which files have them, and the groups.
+    let mut present = [false; 6];
+    let (mut files_with, mut files_without) = (0, 0);
+    for f in &scan.files {
+        for c in &f.stats.extra_columns {
+            present[*c as usize] = true;
+        }
+        if f.stats.extra_columns.is_empty() {
+            files_without += 1;
+        } else {
+            files_with += 1;
+        }
+    }
+    let has = |c: ExtraColumn| present[c as usize];
+    let attribution = (files_with > 0).then(|| {
+        let (ops, bytes) = agg
+            .containers
+            .iter()
+            .map(|(_, v)| &v.c)
+            .chain([&agg.containers.other().c])
+            .fold((0, 0), |(o, b), c| (o + c.total_ops(), b + c.total_bytes()));
+        AttributionOut {
+            columns: ExtraColumn::ALL
+                .into_iter()
+                .filter(|&c| has(c))
+                .map(ExtraColumn::header)
+                .collect(),
+            files_with,
+            files_without,
+            ops_without_container: t.ops - ops,
+            bytes_without_container: t.bytes_sent + t.bytes_received - bytes,
+        }
+    });
+    let containers = has(ExtraColumn::Container).then(|| {
+        let v = group_table(&agg.containers, sort, top, |k, stats| ContainerOut {
+            machine_id: machine_name(k.machine),
+            container_id: Some(k.value.as_str().to_string()).filter(|s| !s.is_empty()),
+            stats,
+        });
+        tables.insert("containers", table_info(&agg.containers, v.len(), |v| &v.c));
+        v
+    });
+    let cgroups = has(ExtraColumn::Cgroup).then(|| {
+        let v = group_table(&agg.cgroups, sort, top, |k, stats| CgroupOut {
+            machine_id: machine_name(k.machine),
+            cgroup: k.value.as_str().to_string(),
+            stats,
+        });
+        tables.insert("cgroups", table_info(&agg.cgroups, v.len(), |v| &v.c));
+        v
+    });
+    let netns = has(ExtraColumn::Netns).then(|| {
+        let v = group_table(&agg.netns, sort, top, |k, stats| NetnsOut {
+            machine_id: machine_name(k.machine),
+            netns: k.value,
+            stats,
+        });
+        tables.insert("netns", table_info(&agg.netns, v.len(), |v| &v.c));
+        v
+    });
+
     let ranked = agg
         .remotes
         .iter()
@@ -1078,6 +1235,10 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
         processes,
         commands,
         conversations,
+        attribution,
+        containers,
+        cgroups,
+        netns,
         remote_endpoints,
         ports,
         errors,
@@ -1101,6 +1262,7 @@ fn kind(errno: i32) -> &'static str {
 }
 
 fn conv_out(machine_id: String, k: &ConvKey, v: &crate::analysis::ConvStats) -> ConversationOut {
+    let k = &v.shown(k);
     let c = &v.c;
     ConversationOut {
         machine_id,
@@ -1128,7 +1290,56 @@ fn conv_out(machine_id: String, k: &ConvKey, v: &crate::analysis::ConvStats) -> 
             send: v.latency[0].summary(),
             receive: v.latency[1].summary(),
         },
+        socket_cookie: k.cookie,
+        shared_socket: v.shared,
     }
+}
+
+fn group_stats(p: &ProcStats) -> GroupStatsOut {
+    let o = process_out(None, None, String::new(), 1, p);
+    GroupStatsOut {
+        ops: o.ops,
+        sends: o.sends,
+        receives: o.receives,
+        bytes_sent: o.bytes_sent,
+        bytes_received: o.bytes_received,
+        errors: o.errors,
+        retry_errors: o.retry_errors,
+        hard_errors: o.hard_errors,
+        error_rate: o.error_rate,
+        peers: o.peers,
+        peers_capped: o.peers_capped,
+        first: o.first,
+        last: o.last,
+        latency_ns: o.latency_ns,
+    }
+}
+
+/// A group table ranked like the others; ties by machine then key.
+fn group_table<K: Copy + Ord + std::hash::Hash, T>(
+    t: &crate::analysis::Capped<crate::analysis::aggregate::GroupKey<K>, ProcStats>,
+    sort: SortKey,
+    top: Option<usize>,
+    out: impl Fn(&crate::analysis::aggregate::GroupKey<K>, GroupStatsOut) -> T,
+) -> Vec<T> {
+    let ranked = t
+        .iter()
+        .map(|(k, p)| {
+            let all = p.all_latency();
+            Ranked {
+                bytes: p.c.total_bytes(),
+                ops: p.c.total_ops(),
+                p99: all.quantile(0.99),
+                max: all.max(),
+                errors: p.c.errors(),
+                item: (*k, out(k, group_stats(p))),
+            }
+        })
+        .collect();
+    cut(rank(ranked, sort, |a: &(_, T), b| a.0.cmp(&b.0)), top)
+        .into_iter()
+        .map(|(_, x)| x)
+        .collect()
 }
 
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {

@@ -246,8 +246,23 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     if let Some(p) = f.protocol {
         filters.push(format!("protocol {p}"));
     }
+    if let Some(v) = f.ip_version {
+        filters.push(format!("ip-version {v}"));
+    }
     if let Some(d) = f.direction {
         filters.push(format!("direction {d}"));
+    }
+    if !f.exclude_comm.is_empty() {
+        filters.push(format!("exclude-comm {:?}", f.exclude_comm));
+    }
+    if !f.cgroup.is_empty() {
+        filters.push(format!("cgroup {:?}", f.cgroup));
+    }
+    if !f.container.is_empty() {
+        filters.push(format!("container {:?}", f.container));
+    }
+    if !f.netns.is_empty() {
+        filters.push(format!("netns {:?}", f.netns));
     }
     if !f.machine.is_empty() {
         filters.push(format!("machine {:?}", f.machine));
@@ -503,14 +518,74 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     tb.render(&mut out);
     more(&mut out, r.commands.len(), None, o.top);
 
+    // 3b. The optional columns: containers, cgroups, network namespaces.
+    if let Some(cs) = &r.containers {
+        title(&mut out, o, &format!("Containers (by {sort})"));
+        group_table(
+            &mut out,
+            "container",
+            cs.iter().map(|c| {
+                (
+                    c.machine_id.as_str(),
+                    container_label(c.container_id.as_deref()),
+                    &c.stats,
+                )
+            }),
+            multi,
+            o.top,
+        );
+        more(&mut out, cs.len(), r.tables.get("containers"), o.top);
+        if let Some(a) = r
+            .attribution
+            .as_ref()
+            .filter(|a| a.ops_without_container > 0)
+        {
+            let _ = writeln!(
+                out,
+                "  {} ops ({}) come from files without the Container ID column and are in no row",
+                num(a.ops_without_container),
+                bytes(a.bytes_without_container)
+            );
+        }
+    }
+    if let Some(cs) = &r.cgroups {
+        title(&mut out, o, &format!("Cgroups (by {sort})"));
+        group_table(
+            &mut out,
+            "cgroup",
+            cs.iter()
+                .map(|c| (c.machine_id.as_str(), cgroup_label(&c.cgroup), &c.stats)),
+            multi,
+            o.top,
+        );
+        more(&mut out, cs.len(), r.tables.get("cgroups"), o.top);
+    }
+    if let Some(ns) = &r.netns {
+        title(&mut out, o, &format!("Network namespaces (by {sort})"));
+        group_table(
+            &mut out,
+            "netns",
+            ns.iter()
+                .map(|n| (n.machine_id.as_str(), n.netns.to_string(), &n.stats)),
+            multi,
+            o.top,
+        );
+        more(&mut out, ns.len(), r.tables.get("netns"), o.top);
+    }
+
     // 4. Conversations.
     title(&mut out, o, &format!("Conversations (by {sort})"));
-    let mut tb = Table::new(&[
+    let cookies = r.conversations.iter().any(|c| c.socket_cookie.is_some());
+    let mut head = vec![
         "proto", "pid", "comm", "local", "remote", "ops", "sent", "received", "errors", "eof",
         "send p99", "recv p99", "first", "last",
-    ])
-    .left(&[2, 3, 4, 12, 13])
-    .machine_first(multi);
+    ];
+    if cookies {
+        head.push("socket");
+    }
+    let mut tb = Table::new(&head)
+        .left(&[2, 3, 4, 12, 13])
+        .machine_first(multi);
     for cv in r.conversations.iter().take(o.top) {
         let remote = match (&cv.remote_address, cv.remote_port) {
             (Some(a), Some(p)) => endpoint(a, p),
@@ -534,10 +609,25 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
                 cv.latency_ns.receive.p99_text(),
                 opt(&cv.first),
                 opt(&cv.last),
-            ],
+            ]
+            .into_iter()
+            .chain(cookies.then(|| {
+                cv.socket_cookie.map_or("-".into(), |c| {
+                    // `*`: more than one process or peer used the socket;
+                    // pid, comm and endpoints are its first op's.
+                    format!("{c}{}", if cv.shared_socket { "*" } else { "" })
+                })
+            }))
+            .collect(),
         ));
     }
     tb.render(&mut out);
+    if cookies {
+        let _ = writeln!(
+            out,
+            "  keyed by socket cookie where recorded: one socket, one row; * = used by more than one process or peer (pid, comm, endpoints: its first op's)"
+        );
+    }
     more(
         &mut out,
         r.conversations.len(),
@@ -764,6 +854,69 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
 }
 
 /// The change in percent; "new" from a baseline of 0, "-" for 0 to 0.
+/// A container's short id (12 digits, as `docker ps`), or the host.
+pub fn container_label(id: Option<&str>) -> String {
+    match id {
+        Some(id) => id.chars().take(12).collect(),
+        None => "host (no container)".into(),
+    }
+}
+
+/// A cgroup path as `/a/b` from the root; an unresolved `id:NNN` as is.
+pub fn cgroup_label(path: &str) -> String {
+    if path.starts_with("id:") {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    }
+}
+
+fn group_table<'a>(
+    out: &mut String,
+    what: &str,
+    rows: impl Iterator<Item = (&'a str, String, &'a super::model::GroupStatsOut)>,
+    multi: bool,
+    top: usize,
+) {
+    let mut tb = Table::new(&[
+        what,
+        "ops",
+        "sent",
+        "received",
+        "errors",
+        "err%",
+        "peers",
+        "send p50",
+        "p99",
+        "p99.9",
+        "max",
+        "recv(blk) p50",
+        "p99",
+        "p99.9",
+        "max",
+    ])
+    .left(&[0])
+    .machine_first(multi);
+    for (machine, label, g) in rows.take(top) {
+        let mut row = vec![
+            label,
+            num(g.ops),
+            bytes(g.bytes_sent),
+            bytes(g.bytes_received),
+            num(g.errors),
+            format!("{:.1}", g.error_rate * 100.0),
+            format!("{}{}", g.peers, if g.peers_capped { "+" } else { "" }),
+        ];
+        row.extend(lat_cells(&g.latency_ns.send));
+        row.extend(lat_cells(&g.latency_ns.receive_blocking));
+        if multi {
+            row.insert(0, machine.to_string());
+        }
+        tb.row(row);
+    }
+    tb.render(out);
+}
+
 fn pct(d: &super::compare::Delta) -> String {
     match d.pct {
         Some(p) => format!("{p:+.1}%"),

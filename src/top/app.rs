@@ -22,6 +22,8 @@ pub enum View {
     Latency,
     Errors,
     Health,
+    /// Only when the ops carry the Container ID column (key 7).
+    Containers,
 }
 
 impl View {
@@ -42,11 +44,8 @@ impl View {
             View::Latency => "Latency",
             View::Errors => "Errors+flags",
             View::Health => "Health",
+            View::Containers => "Containers",
         }
-    }
-
-    fn index(self) -> usize {
-        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
     }
 }
 
@@ -65,7 +64,7 @@ pub enum Action {
     None,
     Quit,
     /// Count afresh under this filter.
-    SetFilter(Filter),
+    SetFilter(Box<Filter>),
 }
 
 pub struct App {
@@ -105,6 +104,7 @@ enum TableId {
     Conversations(Option<ProcKey>),
     Remotes,
     Errors,
+    Containers,
 }
 
 impl Default for App {
@@ -148,6 +148,21 @@ impl App {
         self.refresh(false);
     }
 
+    /// The views on offer: the six, and Containers when the ops carry
+    /// containers (a recording or capture with the Container ID column).
+    pub fn views(&self) -> Vec<View> {
+        let mut v = View::ALL.to_vec();
+        if self.view == View::Containers
+            || self.frame.as_ref().is_some_and(|f| {
+                let c = &f.cur.agg.containers;
+                !c.is_empty() || c.other().c.total_ops() > 0
+            })
+        {
+            v.push(View::Containers);
+        }
+        v
+    }
+
     pub fn selected_row(&self) -> Option<&TableRow> {
         self.rows.get(self.selected)
     }
@@ -160,6 +175,7 @@ impl App {
             (View::Conversations, None) => Some(TableId::Conversations(None)),
             (View::Endpoints, None) => Some(TableId::Remotes),
             (View::Errors, None) => Some(TableId::Errors),
+            (View::Containers, None) => Some(TableId::Containers),
             _ => None,
         }
     }
@@ -177,6 +193,7 @@ impl App {
             TableId::Conversations(of) => view::conversations(frame, &b, of.as_ref()),
             TableId::Remotes => view::remotes(frame, &b),
             TableId::Errors => view::errors(frame, &b),
+            TableId::Containers => view::containers(frame, &b),
         };
         view::sort_rows(&mut rows, self.sort, self.desc);
         let now = frame.at_ns;
@@ -249,7 +266,7 @@ impl App {
                             self.message = None;
                             self.filter_text = filter_text(&f);
                             self.drill.clear();
-                            return Action::SetFilter(f);
+                            return Action::SetFilter(Box::new(f));
                         }
                         Err(e) => self.message = Some(e),
                     }
@@ -282,10 +299,22 @@ impl App {
                 }
             }
             KeyCode::Char('/') => self.editing = Some(self.filter_text.clone()),
-            KeyCode::Tab => self.set_view(View::ALL[(self.view.index() + 1) % View::ALL.len()]),
-            KeyCode::BackTab => self
-                .set_view(View::ALL[(self.view.index() + View::ALL.len() - 1) % View::ALL.len()]),
-            KeyCode::Char(c @ '1'..='6') => self.set_view(View::ALL[c as usize - '1' as usize]),
+            KeyCode::Tab | KeyCode::BackTab => {
+                let views = self.views();
+                let i = views.iter().position(|v| *v == self.view).unwrap_or(0);
+                let n = views.len();
+                let next = if key.code == KeyCode::Tab {
+                    i + 1
+                } else {
+                    i + n - 1
+                };
+                self.set_view(views[next % n]);
+            }
+            KeyCode::Char(c @ '1'..='7') => {
+                if let Some(v) = self.views().get(c as usize - '1' as usize) {
+                    self.set_view(*v);
+                }
+            }
             KeyCode::Down | KeyCode::Char('j') => self.select(self.selected + 1),
             KeyCode::Up | KeyCode::Char('k') => self.select(self.selected.saturating_sub(1)),
             KeyCode::PageDown => self.select(self.selected + page),

@@ -36,6 +36,7 @@ pub fn top_config() -> AggregateConfig {
         max_ports: 512,
         max_errors: 256,
         max_flag_combos: 64,
+        max_groups: 256,
         max_peers_per_process: 256,
         exemplars: 10,
     }

@@ -85,6 +85,11 @@ fn row(r: &TableRow) -> Value {
             put("direction", json!(d.as_str()));
             put("flags", json!(msg_flags_text(*f)));
         }
+        RowKey::Container(k) => {
+            let id = k.value.as_str();
+            put("container_id", json!((!id.is_empty()).then_some(id)));
+            put("peers", json!(r.peers));
+        }
         RowKey::Other => put("other", json!(true)),
     }
     Value::Object(m)
@@ -122,7 +127,8 @@ pub fn object(frame: &Frame, b: &Base<'_>, dropped: u64) -> Value {
         })
         .collect();
     let nf = view::no_flags(frame, b);
-    json!({
+    let containers = view::containers(frame, b);
+    let mut v = json!({
         "nwtrace_top": VERSION,
         "time": format_timestamp_ns(frame.at_ns),
         "time_ns": frame.at_ns,
@@ -157,5 +163,11 @@ pub fn object(frame: &Frame, b: &Base<'_>, dropped: u64) -> Value {
         "errors": table(view::errors(frame, b)),
         "flags": table(view::flags(frame, b)),
         "no_flags_per_s": {"send": nf[0], "receive": nf[1]},
-    })
+    });
+    // Only with the Container ID column, so the object is unchanged
+    // without it.
+    if !containers.is_empty() {
+        v["containers"] = table(containers);
+    }
+    v
 }

@@ -579,7 +579,7 @@ fn run_screen(
             match event::read()? {
                 Event::Key(k) if k.kind != KeyEventKind::Release => match app.handle_key(k) {
                     Action::Quit => break,
-                    Action::SetFilter(f) => control.set_filter(f),
+                    Action::SetFilter(f) => control.set_filter(*f),
                     Action::None => {}
                 },
                 Event::Resize(..) => terminal.autoresize()?,
@@ -689,6 +689,22 @@ pub fn top(args: TopArgs) -> Result<ExitCode> {
         }
         None => Filter::default(),
     };
+    // The filter flags are words of the same filter (AND across kinds).
+    let before = filter.clone();
+    args.filters.apply(&mut filter);
+    if before.protocol.is_some_and(|p| Some(p) != filter.protocol)
+        || before
+            .direction
+            .is_some_and(|d| Some(d) != filter.direction)
+        || before
+            .ip_version
+            .is_some_and(|v| Some(v) != filter.ip_version)
+    {
+        return Err(UsageError::Message(
+            "--filter and the filter flags ask for two different protocols, directions or IP versions".into(),
+        )
+        .into());
+    }
     if !(args.json || io::stdout().is_terminal() && io::stdin().is_terminal()) {
         return Err(UsageError::Message(
             "top needs a terminal; use --json for one JSON object per second on stdout".into(),

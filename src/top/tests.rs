@@ -166,7 +166,7 @@ fn filter_box_counts_afresh_under_the_filter() {
     assert_eq!(f.comms, ["postgres"]);
     assert_eq!(f.ports, [5432]);
     // The runner hands it to the feed, which counts afresh.
-    app.on_frame(frame_with(f));
+    app.on_frame(frame_with(*f));
     assert!(
         app.rows
             .iter()
@@ -243,4 +243,183 @@ fn formats() {
     assert_eq!(ui::lat(12_345), "12.3µs");
     assert_eq!(ui::lat(2_500_000_000), "2.50s");
     assert_eq!(ui::clean("a\x1b[2Jb"), "a\\x1b[2Jb");
+}
+
+// The optional columns (issue #12), on the hand-written recording of
+// tests/fixtures/attr (see tests/report.rs for its rows). Its first run:
+// nw_0001.csv with all six columns (rows 1-8, 12:00:00 to 12:00:05) and
+// nw_0002.csv with Container ID and Socket Cookie (row 11, 12:00:06).
+
+const ATTR_RUN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/attr/m1/20261126T120000Z/nw"
+);
+const C1: &str = "3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+
+fn attr_frame(filter: Filter) -> Frame {
+    let control = Arc::new(Control::default());
+    control.set_filter(filter);
+    let mut feed = Feed::new(
+        top_config(),
+        control,
+        SourceInfo::Replay {
+            path: "tests/fixtures/attr".into(),
+            speed: 0.0,
+            done: true,
+            files: 2,
+        },
+    );
+    let mut ops = Vec::new();
+    for f in ["nw_0001.csv", "nw_0002.csv"] {
+        let path = std::path::Path::new(ATTR_RUN).join(f);
+        let stats = read_file(&path, Compression::None, |row, _| {
+            ops.push(row.to_op().unwrap())
+        });
+        assert_eq!(stats.malformed, 0, "{:?}", stats.problems);
+    }
+    assert_eq!(ops.len(), 9);
+    ops.sort_by_key(|o| o.ts_ns);
+    feed.start_at(at("2026-11-26 12:00:00.000000"));
+    for op in &ops {
+        let _ = feed.tick(op.ts_ns, false);
+        feed.health.events += 1;
+        feed.add(op);
+    }
+    feed.frame(at("2026-11-26 12:00:06.500000"))
+}
+
+/// The Containers view (key 7, cumulative window) of the attr run.
+fn attr_app() -> App {
+    let mut app = App::new();
+    app.on_frame(attr_frame(Filter::default()));
+    app.handle_key(key('w'));
+    app.handle_key(key('w'));
+    app
+}
+
+#[test]
+fn containers_view_only_when_recorded() {
+    // The fixture without the columns: six views, and 7 does nothing.
+    let mut app = app_on('6');
+    assert_eq!(app.views(), View::ALL);
+    app.handle_key(key('7'));
+    assert_eq!(app.view, View::Health);
+    assert!(!screen(&app, 120, 40).contains("Containers"));
+
+    let mut app = attr_app();
+    assert_eq!(app.views().last(), Some(&View::Containers));
+    app.handle_key(key('7'));
+    assert_eq!(app.view, View::Containers);
+    // Totals counted by hand: the host 3 ops 220 B, C1 (rows 1, 2, 11)
+    // 3 ops 180 B, C2 (rows 3-5) 3 ops 150 B, in that order by bytes.
+    let got: Vec<(String, u64, u64)> = app
+        .rows
+        .iter()
+        .map(|r| match r.key {
+            RowKey::Container(k) => (
+                k.value.as_str().to_string(),
+                r.fig.total_ops,
+                r.fig.total_bytes,
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (String::new(), 3, 220),
+            (C1.to_string(), 3, 180),
+            (
+                "c0ffee0123456789abcdef0123456789abcdef0123456789abcdef0123456789".to_string(),
+                3,
+                150
+            )
+        ]
+    );
+    insta::assert_snapshot!("containers_80x24", screen(&app, 80, 24));
+    insta::assert_snapshot!("containers_120x40", screen(&app, 120, 40));
+    // Tab goes round all seven.
+    app.handle_key(code(KeyCode::Tab));
+    assert_eq!(app.view, View::Processes);
+    app.handle_key(code(KeyCode::BackTab));
+    assert_eq!(app.view, View::Containers);
+}
+
+#[test]
+fn conversations_by_socket_cookie_in_top() {
+    let mut app = attr_app();
+    app.handle_key(key('2'));
+    // Cookies 11, 22, 33, 34, and dnsmasq's row without a cookie.
+    let mut got: Vec<(Option<u64>, u32, u64)> = app
+        .rows
+        .iter()
+        .map(|r| match r.key {
+            RowKey::Conv(c) => (c.cookie, c.pid, r.fig.total_ops),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (None, 400, 1),
+            (Some(11), 100, 3),
+            (Some(22), 200, 3),
+            (Some(33), 300, 1),
+            (Some(34), 300, 1)
+        ]
+    );
+    // Socket 22 holds the forked child's op too: the drill-down's
+    // slowest ops include pid 201's.
+    let i = app
+        .rows
+        .iter()
+        .position(|r| matches!(r.key, RowKey::Conv(c) if c.cookie == Some(22)))
+        .unwrap();
+    app.handle_key(key('g'));
+    for _ in 0..i {
+        app.handle_key(key('j'));
+    }
+    app.handle_key(code(KeyCode::Enter));
+    let Some(super::app::Drill::Conversation(c)) = app.drill.last().copied() else {
+        panic!("drilled into a conversation");
+    };
+    let frame = app.frame.as_ref().unwrap();
+    let mut pids: Vec<u32> = super::view::slowest_recent(frame, &c, 10)
+        .iter()
+        .map(|o| o.pid)
+        .collect();
+    pids.sort();
+    assert_eq!(pids, [200, 200, 201]);
+    let s = screen(&app, 120, 40);
+    assert!(
+        s.lines().nth(3).unwrap().contains("socket 22, shared"),
+        "{s}"
+    );
+    insta::assert_snapshot!("drill_cookie_conversation_120x40", s);
+}
+
+#[test]
+fn container_and_cgroup_words_in_the_filter_box() {
+    let mut app = attr_app();
+    app.handle_key(key('/'));
+    for c in format!("container:{} exclude-comm:x", &C1[..12]).chars() {
+        app.handle_key(key(c));
+    }
+    let Action::SetFilter(f) = app.handle_key(code(KeyCode::Enter)) else {
+        panic!("a valid filter");
+    };
+    let frame = attr_frame(*f);
+    // Rows 1, 2 and 11.
+    assert_eq!(frame.cur.agg.totals.ops, 3);
+    app.on_frame(frame);
+    assert_eq!(
+        app.filter_text,
+        format!("exclude-comm:x container:{}", &C1[..12])
+    );
+    let f = crate::analysis::parse_filter("cgroup:/system.slice ip-version:4").unwrap();
+    // Rows 1-5 (row 11's file has no Cgroup column).
+    assert_eq!(attr_frame(f).cur.agg.totals.ops, 5);
+    let f = crate::analysis::parse_filter("netns:4026531840").unwrap();
+    assert_eq!(attr_frame(f).cur.agg.totals.ops, 3);
 }

@@ -50,7 +50,7 @@ pub fn render(f: &mut TermFrame<'_>, app: &App, logs: &[String]) {
     let b = view::base(frame, app.window);
     f.render_widget(Paragraph::new(title_line(app, Some(frame))), header);
     f.render_widget(Paragraph::new(summary_line(app, frame, &b)), summary);
-    f.render_widget(Paragraph::new(tab_line(app)), tabs);
+    f.render_widget(Paragraph::new(tab_line(app, tabs.width)), tabs);
     match app.drill.last() {
         Some(Drill::Conversation(c)) => render_conversation(f, app, frame, &b, c, body),
         Some(Drill::Process(p)) => {
@@ -95,6 +95,14 @@ pub fn render(f: &mut TermFrame<'_>, app: &App, logs: &[String]) {
             View::Latency => render_latency(f, frame, &b, body),
             View::Errors => render_errors(f, app, frame, &b, body),
             View::Health => render_health(f, app, frame, &b, logs, body),
+            View::Containers => render_table(
+                f,
+                app,
+                Kind::Containers,
+                &app.rows,
+                Some(app.selected),
+                body,
+            ),
         },
     }
     render_footer(f, app, footer);
@@ -261,10 +269,30 @@ fn summary_line(app: &App, frame: &Frame, b: &Base<'_>) -> Line<'static> {
     Line::from(spans)
 }
 
-fn tab_line(app: &App) -> Line<'static> {
+/// Short tab titles, for when the seventh tab would not fit.
+fn short_title(v: View) -> &'static str {
+    match v {
+        View::Processes => "Procs",
+        View::Conversations => "Convs",
+        View::Endpoints => "Endpts",
+        View::Errors => "Errors",
+        other => other.title(),
+    }
+}
+
+fn tab_line(app: &App, width: u16) -> Line<'static> {
+    let views = app.views();
+    let full: usize = views.iter().map(|v| v.title().chars().count() + 4).sum();
+    let title = |v: View| {
+        if full > usize::from(width) {
+            short_title(v)
+        } else {
+            v.title()
+        }
+    };
     let mut spans = Vec::new();
-    for (i, v) in View::ALL.iter().enumerate() {
-        let label = format!(" {} {} ", i + 1, v.title());
+    for (i, v) in views.iter().enumerate() {
+        let label = format!(" {} {} ", i + 1, title(*v));
         if *v == app.view {
             spans.push(Span::styled(label, SELECTED));
         } else {
@@ -312,6 +340,7 @@ enum Kind {
     Ports,
     Errors,
     Flags,
+    Containers,
 }
 
 fn endpoint(e: Option<Endpoint>) -> String {
@@ -410,6 +439,27 @@ fn columns(kind: Kind, wide: bool, b_per_s: bool) -> Vec<Col> {
             recv(8),
             p99(8),
             errs(6),
+        ],
+        (Kind::Containers, false) => vec![
+            key("CONTAINER", 20, false),
+            ops(8),
+            sent(9),
+            recv(9),
+            p50(8),
+            p99(8),
+            errs(7),
+        ],
+        (Kind::Containers, true) => vec![
+            key("CONTAINER", 20, false),
+            ops(9),
+            sent(10),
+            recv(10),
+            p50(9),
+            p99(9),
+            errs(8),
+            col("PEERS", 6, None, true),
+            col("TOTAL OPS", 10, None, true),
+            col("TOTAL BYTES", 11, None, true),
         ],
         (Kind::Remotes, _) => vec![
             col("PROTO", 5, None, false),
@@ -547,6 +597,29 @@ fn cells(kind: Kind, wide: bool, r: &TableRow) -> Vec<String> {
             ];
             if wide {
                 v.push(fig(f.errors()));
+            }
+            v
+        }
+        (Kind::Containers, _) => {
+            let name = match &r.key {
+                RowKey::Container(k) => crate::report::text::container_label(
+                    Some(k.value.as_str()).filter(|s| !s.is_empty()),
+                ),
+                _ => "(other)".into(),
+            };
+            let mut v = vec![
+                name,
+                fig(f.ops),
+                bytes(f.sent),
+                bytes(f.recv),
+                opt_lat(f.latency, |s| s.p50),
+                opt_lat(f.latency, |s| s.p99),
+                fig(f.errors()),
+            ];
+            if wide {
+                v.push(r.peers.map_or(String::new(), |p| p.to_string()));
+                v.push(num(f.total_ops as f64));
+                v.push(bytes(f.total_bytes as f64));
             }
             v
         }
@@ -1064,6 +1137,16 @@ fn render_conversation(
                 },
                 DIM,
             ),
+            Span::styled(
+                match c.cookie {
+                    Some(k) if stats.is_some_and(|s| s.shared) => {
+                        format!("  socket {k}, shared")
+                    }
+                    Some(k) => format!("  socket {k}"),
+                    None => String::new(),
+                },
+                DIM,
+            ),
             Span::styled("   Esc: back", DIM),
         ])),
         head,
@@ -1180,7 +1263,7 @@ fn histogram(f: &mut TermFrame<'_>, title: &str, h: Option<&SparseHist>, area: R
 fn render_help(f: &mut TermFrame<'_>, area: Rect) {
     let text = [
         "Views      1-6 or Tab/Shift-Tab: Processes, Conversations, Endpoints,",
-        "           Latency, Errors & flags, Health",
+        "           Latency, Errors & flags, Health; 7 Containers if recorded",
         "Move       Up/Down or k/j, PgUp/PgDn, g/Home top, G/End bottom",
         "Drill      Enter: process -> its conversations -> latency and slowest ops",
         "           Esc/Backspace/Left: back",
@@ -1189,6 +1272,8 @@ fn render_help(f: &mut TermFrame<'_>, area: Rect) {
         "           m p50  l p99  e errors  n key; again or i flips the order",
         "Order      rows re-rank every 3 s at most; f freezes the order",
         "Filter     / then e.g.  pid:123 comm:nginx port:443 proto:tcp dir:send",
+        "           ip-version:6 cgroup:/system.slice container:<12+ hex digits>",
+        "           exclude-comm:sshd netns:<inode>  (as the flags of record)",
         "           same kind: any of them; different kinds: all; empty: none",
         "           counting starts afresh under a new filter",
         "Pause      Space freezes the screen (the capture goes on)",

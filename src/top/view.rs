@@ -6,7 +6,8 @@ use std::cmp::Ordering;
 
 use crate::analysis::{
     Aggregate, ConvKey, ErrKey, LatClass, LatencyHist, LatencySummary, Op, PortKey, ProcKey,
-    SparseHist, aggregate::Counters,
+    SparseHist, Sym,
+    aggregate::{Counters, GroupKey},
 };
 use crate::schema::{Direction, Endpoint, Protocol};
 
@@ -140,6 +141,8 @@ pub enum RowKey {
     Port(PortKey),
     Err(ErrKey),
     Flags(Direction, u32),
+    /// A container (the empty id: the host).
+    Container(GroupKey<Sym>),
     /// The table's "other" bucket (keys past its bound).
     Other,
 }
@@ -301,16 +304,48 @@ fn push_other(rows: &mut Vec<TableRow>, cur: &Counters, old: Option<&Counters>, 
     }
 }
 
+/// Ops by container, the host as its own row (only ops whose source has
+/// the Container ID column).
+pub fn containers(frame: &Frame, b: &Base<'_>) -> Vec<TableRow> {
+    let agg = &frame.cur.agg;
+    let mut rows: Vec<TableRow> = agg
+        .containers
+        .iter()
+        .map(|(k, v)| {
+            let old = b.old.and_then(|o| o.containers.get(k));
+            let mut fig = figures(&v.c, old.map(|o| &o.c), b);
+            fig.latency = window_summary(&v.latency, old.map(|o| &o.latency[..]));
+            TableRow {
+                key: RowKey::Container(*k),
+                fig,
+                peers: Some(v.peers.len() as u64),
+                end_of_stream: false,
+            }
+        })
+        .collect();
+    push_other(
+        &mut rows,
+        &agg.containers.other().c,
+        b.old.map(|o| &o.containers.other().c),
+        b,
+    );
+    rows
+}
+
 /// Conversations, all or those of one process.
 pub fn conversations(frame: &Frame, b: &Base<'_>, of: Option<&ProcKey>) -> Vec<TableRow> {
     let agg = &frame.cur.agg;
     let mut rows: Vec<TableRow> = agg
         .conversations
         .iter()
+        // A cookie conversation shows (and belongs to the process of) its
+        // earliest op, as in report.
+        .map(|(k, v)| (v.shown(k), v))
         .filter(|(k, _)| {
             of.is_none_or(|p| p.machine == k.machine && p.pid == k.pid && p.comm == k.comm)
         })
         .map(|(k, v)| {
+            let k = &k;
             let old = b.old.and_then(|o| o.conversations.get(k));
             let mut fig = figures(&v.c, old.map(|o| &o.c), b);
             fig.latency = window_summary(&v.latency, old.map(|o| &o.latency[..]));
@@ -507,14 +542,9 @@ pub fn slowest_recent(frame: &Frame, key: &ConvKey, n: usize) -> Vec<Op> {
     let mut ops: Vec<Op> = frame
         .recent
         .iter()
-        .filter(|op| {
-            op.machine == key.machine
-                && op.pid == key.pid
-                && op.comm == key.comm
-                && op.protocol == key.protocol
-                && op.local == key.local
-                && op.remote == key.remote
-        })
+        // The conversation's own key rule: by socket cookie when there is
+        // one, else by process and endpoints.
+        .filter(|op| key.holds(op))
         .copied()
         .collect();
     ops.sort_by(|a, b| {
