@@ -848,8 +848,9 @@ int sys_exit_splice(struct nw_sys_exit *ctx)
  * tracepoint makes its row, found by (ctx, user_data).
  *
  * The requests in flight are kept in plain hash maps of 16384: a request
- * that finds them full is counted as lost (lost_events), and its protocol
- * calls make rows as on 5.10. Nothing is evicted silently.
+ * that finds them full is counted as lost (uring_lost, which userspace
+ * adds to the lost events), and its protocol calls make rows as on 5.10.
+ * Nothing is evicted silently.
  *
  * Not claimed (rows as before): fixed files (the fd is an index into the
  * ring's table), IOSQE_CQE_SKIP_SUCCESS requests (no CQE, no tracepoint on
@@ -917,6 +918,24 @@ struct {
 	__type(value, __u64);
 } uring_by_ud SEC(".maps");
 
+/* Requests that found uring_reqs (or its indexes) full, per CPU: their
+ * rows are lost. Userspace adds them to the lost events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} uring_lost SEC(".maps");
+
+static __always_inline void uring_count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *lost = bpf_map_lookup_elem(&uring_lost, &zero);
+
+	if (lost)
+		__sync_fetch_and_add(lost, 1);
+}
+
 /* The 6.1 record (io_uring_submit_sqe got `req` in 5.19); 5.10's has none. */
 struct trace_event_raw_io_uring_submit_sqe___nw {
 	void *req;
@@ -978,7 +997,7 @@ static __always_inline void uring_submit(struct io_kiocb *req)
 	if (bpf_map_update_elem(&uring_reqs, &reqp, &ur, BPF_ANY)) {
 		/* Full: this request's row is lost (its protocol calls make
 		 * rows of their own, as on 5.10). */
-		count_lost();
+		uring_count_lost();
 		return;
 	}
 	key.sk = (__u64)sk;
@@ -990,7 +1009,7 @@ static __always_inline void uring_submit(struct io_kiocb *req)
 	if (bpf_map_update_elem(&uring_by_sk, &key, &reqp, BPF_ANY) ||
 	    bpf_map_update_elem(&uring_by_ud, &udk, &reqp, BPF_ANY)) {
 		bpf_map_delete_elem(&uring_reqs, &reqp);
-		count_lost();
+		uring_count_lost();
 	}
 }
 
