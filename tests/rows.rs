@@ -929,6 +929,49 @@ fn uring_async(log: &mut Log) {
     log.uring_op(TCP, Dir::Receive, sl, Some(cl), r);
 }
 
+/// More completions than the CQ ring holds: the CQEs that overflow reach
+/// the application later from the kernel's overflow list, and never
+/// io_uring_complete. Each request is still one row.
+fn uring_overflow(log: &mut Log) {
+    use io_uring::{opcode, types};
+    if let Some(why) = uring_requests_unseen() {
+        log.skipped = Some(why);
+        return;
+    }
+    // 2 SQ entries, 4 CQ entries.
+    let mut ring = match io_uring::IoUring::new(2) {
+        Ok(r) => r,
+        Err(e) => {
+            log.skipped = Some(format!("no io_uring here: {e}"));
+            return;
+        }
+    };
+    let (c, s) = tcp_pair("127.0.0.1:0");
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    let buf = [9u8; 64];
+    let sizes: [u32; 7] = [11, 12, 13, 14, 15, 16, 17];
+    for (i, &n) in sizes.iter().enumerate() {
+        let sqe = opcode::Send::new(types::Fd(fd(&c)), buf.as_ptr(), n)
+            .build()
+            .user_data(i as u64);
+        // SAFETY: buf outlives the requests, all reaped below.
+        unsafe { ring.submission().push(&sqe).unwrap() };
+        // Submits and waits for this one, without reaping anything.
+        ring.submit_and_wait(1).expect("io_uring_enter");
+    }
+    let mut got = Vec::new();
+    while got.len() < sizes.len() {
+        // Entering with GETEVENTS moves overflowed CQEs into the ring.
+        ring.submit_and_wait(1).expect("io_uring_enter");
+        got.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+    }
+    got.sort();
+    for (i, &n) in sizes.iter().enumerate() {
+        assert_eq!(got[i], (i as u64, n as i32), "CQE {i}");
+        log.uring_op(TCP, Dir::Send, cl, Some(sl), got[i].1);
+    }
+}
+
 /// A thread whose comm needs CSV quoting.
 fn odd_comm(log: &mut Log) {
     let (a, b) = (udp("127.0.0.1:0"), udp("127.0.0.1:0"));
@@ -1039,6 +1082,11 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         thread: "nwt-uring-async",
         body: uring_async,
+        unordered: false,
+    },
+    Scenario {
+        thread: "nwt-uring-ovf",
+        body: uring_overflow,
         unordered: false,
     },
     Scenario {
