@@ -972,6 +972,70 @@ fn uring_overflow(log: &mut Log) {
     }
 }
 
+/// A multishot receive whose CQ ring fills up (4 entries, nothing reaped):
+/// the kernel cannot post the fifth message's CQE as an extra one, so it
+/// ends the multishot with that data on the request's final CQE, which
+/// itself overflows. Five messages, five rows, none twice.
+fn uring_multishot_full(log: &mut Log) {
+    use io_uring::{cqueue, opcode, types};
+    if let Some(why) = uring_requests_unseen() {
+        log.skipped = Some(why);
+        return;
+    }
+    let mut ring = match io_uring::IoUring::new(2) {
+        Ok(r) => r,
+        Err(e) => {
+            log.skipped = Some(format!("no io_uring here: {e}"));
+            return;
+        }
+    };
+    let (c, s) = tcp_pair("127.0.0.1:0");
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    const BGID: u16 = 9;
+    const BUF: usize = 1024;
+    let sizes = [21usize, 22, 23, 24, 25];
+    let mut pool = vec![0u8; BUF * 8];
+    let sqe = opcode::ProvideBuffers::new(pool.as_mut_ptr(), BUF as i32, 8, BGID, 0).build();
+    assert_eq!(uring_run(&mut ring, sqe), 0);
+    let sqe = opcode::RecvMulti::new(types::Fd(fd(&s)), BGID)
+        .build()
+        .user_data(0x66);
+    // SAFETY: the pool outlives the request, which ends below.
+    unsafe { ring.submission().push(&sqe).unwrap() };
+    ring.submit().expect("io_uring_enter");
+    settle();
+    if let Some(cqe) = ring.completion().next() {
+        if cqe.result() == -libc::EINVAL {
+            log.skipped = Some("no multishot receive here (IORING_RECV_MULTISHOT is 6.0+)".into());
+            return;
+        }
+        panic!("multishot receive ended before any data: {}", cqe.result());
+    }
+    for (i, &n) in sizes.iter().enumerate() {
+        let r = sys::send(fd(&c), &vec![i as u8; n], 0);
+        log.op(TCP, Dir::Send, cl, Some(sl), r, "");
+        // Each message's receive runs from task_work; entering the ring
+        // without reaping makes sure it has run before the next send.
+        ring.submit().expect("io_uring_enter");
+        settle();
+    }
+    let mut got = Vec::new();
+    while got.last().is_none_or(|&(_, more)| more) {
+        ring.submit_and_wait(1).expect("io_uring_enter");
+        got.extend(
+            ring.completion()
+                .filter(|c| c.user_data() == 0x66)
+                .map(|c| (c.result(), cqueue::more(c.flags()))),
+        );
+    }
+    let results: Vec<i32> = got.iter().map(|g| g.0).collect();
+    let want: Vec<i32> = sizes.iter().map(|&n| n as i32).collect();
+    assert_eq!(results, want, "CQEs (result, more): {got:?}");
+    for r in results {
+        log.uring_op(TCP, Dir::Receive, sl, Some(cl), r);
+    }
+}
+
 /// A thread whose comm needs CSV quoting.
 fn odd_comm(log: &mut Log) {
     let (a, b) = (udp("127.0.0.1:0"), udp("127.0.0.1:0"));
@@ -1088,6 +1152,11 @@ const SCENARIOS: &[Scenario] = &[
         thread: "nwt-uring-ovf",
         body: uring_overflow,
         unordered: false,
+    },
+    Scenario {
+        thread: "nwt-mshot-full",
+        body: uring_multishot_full,
+        unordered: true,
     },
     Scenario {
         thread: "a,\"b",
