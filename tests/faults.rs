@@ -520,3 +520,65 @@ fn a_closed_stderr_does_not_stop_a_recording() {
     assert_eq!(manifest["exit_reason"], "duration elapsed");
     assert!(assert_whole_rows(&dir) > 0);
 }
+
+/// More io_uring requests in flight than nwtrace's table of them holds
+/// (16384): each one beyond is counted as lost, in the manifest and in the
+/// summary, never forgotten silently.
+#[test]
+fn uring_requests_beyond_the_table_are_counted_as_lost() {
+    use io_uring::{opcode, types};
+    use std::os::fd::AsRawFd;
+    let _guard = serial();
+    if skip_without_root("uring_requests_beyond_the_table_are_counted_as_lost") {
+        return;
+    }
+    let has_req = |event: &str| {
+        std::fs::read_to_string(format!(
+            "/sys/kernel/tracing/events/io_uring/{event}/format"
+        ))
+        .is_ok_and(|f| f.contains("field:void * req;"))
+    };
+    const TABLE: u64 = 16384;
+    const BEYOND: u64 = 300;
+    let (dir, mut tracer) = trace_self("uring-full", &[]);
+    // The tracer has mounted tracefs by now.
+    if !(has_req("io_uring_complete") && has_req("io_uring_submit_req")) {
+        tracer.stop();
+        eprintln!("skipped: the io_uring tracepoints carry no request here (6.4+ needed)");
+        return;
+    }
+    let Ok(mut ring) = io_uring::IoUring::new(4096) else {
+        tracer.stop();
+        eprintln!("skipped: no io_uring here");
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 16];
+    // Receives that wait for data that never comes: all stay in flight.
+    for i in 0..TABLE + BEYOND {
+        let sqe = opcode::Recv::new(types::Fd(server.as_raw_fd()), buf.as_mut_ptr(), 16)
+            .build()
+            .user_data(i);
+        // SAFETY: buf outlives the ring, which cancels the requests when
+        // it is dropped below.
+        while unsafe { ring.submission().push(&sqe) }.is_err() {
+            ring.submit().expect("io_uring_enter");
+        }
+    }
+    ring.submit().expect("io_uring_enter");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(ring);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(tracer.stop(), 0, "{}", tracer.stderr.join("\n"));
+    let manifest = manifest_under(&dir);
+    assert_eq!(manifest["uring_requests_lost"], BEYOND, "{manifest}");
+    assert_eq!(manifest["events_lost"], BEYOND, "{manifest}");
+    let said = format!("; {BEYOND} events lost (io_uring requests issued while 16384");
+    assert!(
+        tracer.stderr.iter().any(|l| l.contains(&said)),
+        "{:?}",
+        tracer.stderr
+    );
+}

@@ -59,6 +59,12 @@ fn has_uring_requests(facts: &KernelFacts) -> bool {
     has_uring_submit_req(facts) || has_uring_submit_sqe(facts)
 }
 
+/// A request's CQE that overflowed the CQ ring never reaches
+/// io_uring_complete; io_uring_cqe_overflow (5.19) makes its row.
+fn has_uring_overflow(facts: &KernelFacts) -> bool {
+    has_uring_requests(facts) && facts.uring_cqe_overflow
+}
+
 const fn prog(name: &'static str) -> Prog {
     Prog {
         name,
@@ -107,6 +113,7 @@ pub const SHARED_PROGRAMS: &[Prog] = &[
     prog_if("uring_submit_req", has_uring_submit_req),
     prog_if("uring_submit_sqe", has_uring_submit_sqe),
     prog_if("uring_complete_tp", has_uring_requests),
+    prog_if("uring_overflow_tp", has_uring_overflow),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -162,6 +162,8 @@ pub struct KernelFacts {
     pub uring_submit_sqe_req: bool,
     /// io_uring:io_uring_complete carries the request (5.19; not 5.10).
     pub uring_complete_req: bool,
+    /// io_uring:io_uring_cqe_overflow exists (5.19).
+    pub uring_cqe_overflow: bool,
 }
 
 fn func_nargs(btf: &Btf<'_>, name: &str) -> Option<i32> {
@@ -205,6 +207,11 @@ impl KernelFacts {
             uring_submit_req: has_member(&btf, "trace_event_raw_io_uring_submit_req", "req"),
             uring_submit_sqe_req: has_member(&btf, "trace_event_raw_io_uring_submit_sqe", "req"),
             uring_complete_req: has_member(&btf, "trace_event_raw_io_uring_complete", "req"),
+            uring_cqe_overflow: has_member(
+                &btf,
+                "trace_event_raw_io_uring_cqe_overflow",
+                "user_data",
+            ),
         })
     }
 }

@@ -194,13 +194,23 @@ pub fn load_and_attach(
     Ok(Loaded { skel, kretprobes })
 }
 
-/// Ring buffer reservations that failed, summed over CPUs.
+/// Every event the kernel side saw and could not hand over, summed over
+/// CPUs: failed ring buffer reservations, and io_uring requests that found
+/// the table of requests in flight full (`uring_requests_lost`).
 pub fn lost_events(skel: &NwtraceSkel<'_>) -> Result<u64> {
-    let per_cpu = skel
-        .maps
-        .lost_events
+    Ok(percpu_sum(&skel.maps.lost_events)? + uring_requests_lost(skel)?)
+}
+
+/// io_uring requests whose row is lost because the table of requests in
+/// flight (16384) was full when they were issued.
+pub fn uring_requests_lost(skel: &NwtraceSkel<'_>) -> Result<u64> {
+    percpu_sum(&skel.maps.uring_lost)
+}
+
+fn percpu_sum(map: &impl MapCore) -> Result<u64> {
+    let per_cpu = map
         .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
-        .context("reading the lost-event counters")?
+        .with_context(|| format!("reading the counters of {}", map.name().to_string_lossy()))?
         .unwrap_or_default();
     Ok(per_cpu
         .iter()

@@ -46,15 +46,38 @@ pub struct CaptureOptions {
 pub struct RunStats {
     /// Events delivered to the consumer.
     pub events: u64,
-    /// Ring buffer reservations that failed: events the kernel side saw
-    /// and could not hand over.
+    /// Events the kernel side saw and could not hand over: ring buffer
+    /// reservations that failed, and `uring_requests_lost`.
     pub events_lost: u64,
+    /// io_uring requests that found the table of requests in flight full
+    /// (part of `events_lost`).
+    pub uring_requests_lost: u64,
     /// Kretprobe returns the kernel missed (kprobe backend).
     pub probes_missed: u64,
     /// Records that did not decode.
     pub malformed_records: u64,
     /// Each program's run count and time, when BPF statistics were on.
     pub programs: Vec<ProgramStats>,
+}
+
+impl RunStats {
+    /// Why events were lost, for the summary line after their number.
+    pub fn lost_hint(&self) -> String {
+        lost_hint(self.events_lost, self.uring_requests_lost)
+    }
+}
+
+/// Why `lost` events were lost, `uring` of them io_uring requests: a
+/// parenthesis for a summary line, empty when nothing was lost.
+pub fn lost_hint(lost: u64, uring: u64) -> String {
+    const RING: &str = "the ring buffer was full: try a larger --ring-size";
+    const URING: &str = "io_uring requests issued while 16384 were in flight";
+    match (lost, uring) {
+        (0, _) => String::new(),
+        (_, 0) => format!(" ({RING})"),
+        (l, u) if l == u => format!(" ({URING})"),
+        (_, u) => format!(" ({RING}; {u} of them {URING})"),
+    }
 }
 
 pub struct Outcome {
@@ -182,6 +205,7 @@ impl Session {
         let _ = ring.consume();
         drop(ring);
         let events_lost = load::lost_events(&self.loaded.skel)?;
+        let uring_requests_lost = load::uring_requests_lost(&self.loaded.skel)?;
         let d = delivery.into_inner();
         let reason = match d.consumer.finish() {
             ControlFlow::Break(last) if !reason.is_failure() => last,
@@ -192,6 +216,7 @@ impl Session {
             stats: RunStats {
                 events: d.events,
                 events_lost,
+                uring_requests_lost,
                 probes_missed,
                 malformed_records: d.malformed,
                 programs,
@@ -271,4 +296,26 @@ fn program_stats(loaded: &Loaded) -> Vec<ProgramStats> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lost_hint;
+
+    #[test]
+    fn the_lost_hint_names_what_was_full() {
+        assert_eq!(lost_hint(0, 0), "");
+        assert_eq!(
+            lost_hint(7, 0),
+            " (the ring buffer was full: try a larger --ring-size)"
+        );
+        assert_eq!(
+            lost_hint(3, 3),
+            " (io_uring requests issued while 16384 were in flight)"
+        );
+        assert_eq!(
+            lost_hint(10, 4),
+            " (the ring buffer was full: try a larger --ring-size; 4 of them io_uring requests issued while 16384 were in flight)"
+        );
+    }
 }

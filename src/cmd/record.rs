@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 use crate::UsageError;
 use crate::capture::facts;
-use crate::capture::session::{Outcome, RunStats, Session};
+use crate::capture::session::{self, Outcome, RunStats, Session};
 use crate::cli::{DEFAULT_OUTPUT_DIR, OutputArgs, RecordArgs};
 use crate::cmd::signals::{SecondInterrupt, StopSignals};
 use crate::output::consumer::{Consumer, NullConsumer, StopReason};
@@ -131,6 +131,7 @@ impl Recording {
             rows_written: 0,
             events_captured: 0,
             events_lost: 0,
+            uring_requests_lost: 0,
             probes_missed: 0,
             rows_lost: 0,
             malformed_records: 0,
@@ -165,6 +166,7 @@ impl Recording {
         m.rows_written = sink.rows();
         m.events_captured = stats.events;
         m.events_lost = stats.events_lost;
+        m.uring_requests_lost = stats.uring_requests_lost;
         m.probes_missed = stats.probes_missed;
         m.rows_lost = sink.rows_lost();
         m.malformed_records = stats.malformed_records;
@@ -258,11 +260,7 @@ fn summarize(m: &Manifest, dir: &Path) {
         files.join(", "),
         dir.display(),
         m.events_lost,
-        if m.events_lost > 0 {
-            " (the ring buffer was full: try a larger --ring-size)"
-        } else {
-            ""
-        }
+        session::lost_hint(m.events_lost, m.uring_requests_lost)
     );
     if m.probes_missed > 0 {
         log::warn!(

@@ -265,8 +265,9 @@ pub fn watch(args: WatchArgs) -> Result<ExitCode> {
     }
     if stats.events_lost > 0 {
         log::warn!(
-            "nwtrace: {} events lost (the ring buffer was full: try a larger --ring-size)",
-            stats.events_lost
+            "nwtrace: {} events lost{}",
+            stats.events_lost,
+            stats.lost_hint()
         );
     }
     if reason.is_failure() {

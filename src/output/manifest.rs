@@ -34,6 +34,10 @@ pub struct Manifest {
     #[serde(default)]
     pub events_captured: u64,
     pub events_lost: u64,
+    /// io_uring requests issued while the table of requests in flight
+    /// (16384) was full: their rows are lost (part of `events_lost`).
+    #[serde(default)]
+    pub uring_requests_lost: u64,
     /// Kretprobe returns the kernel missed (kprobe backend only).
     pub probes_missed: u64,
     /// Rows captured but not written (a write error stopped the run).
@@ -164,6 +168,7 @@ mod tests {
             rows_written: 0,
             events_captured: 0,
             events_lost: 0,
+            uring_requests_lost: 0,
             probes_missed: 0,
             rows_lost: 0,
             malformed_records: 0,

@@ -454,8 +454,9 @@ fn live(
                 ));
             } else if stats.events_lost > 0 {
                 summary.push(format!(
-                    "nwtrace: {} events lost (the ring buffer was full: try a larger --ring-size)",
-                    stats.events_lost
+                    "nwtrace: {} events lost{}",
+                    stats.events_lost,
+                    stats.lost_hint()
                 ));
             }
             if reason.is_failure() {
