@@ -162,6 +162,9 @@ pub struct KernelFacts {
     pub uring_submit_sqe_req: bool,
     /// io_uring:io_uring_complete carries the request (5.19; not 5.10).
     pub uring_complete_req: bool,
+    /// Tracing programs (tp_btf, fexit) may call bpf_get_socket_cookie():
+    /// 5.12 (commit c5dbb89fc2ac), which added bpf_get_socket_ptr_cookie.
+    pub socket_cookie_tracing: bool,
 }
 
 fn func_nargs(btf: &Btf<'_>, name: &str) -> Option<i32> {
@@ -205,6 +208,8 @@ impl KernelFacts {
             uring_submit_req: has_member(&btf, "trace_event_raw_io_uring_submit_req", "req"),
             uring_submit_sqe_req: has_member(&btf, "trace_event_raw_io_uring_submit_sqe", "req"),
             uring_complete_req: has_member(&btf, "trace_event_raw_io_uring_complete", "req"),
+            // BPF_CALL_1() declares a btf_<name> typedef for each helper.
+            socket_cookie_tracing: has_typedef(&btf, "btf_bpf_get_socket_ptr_cookie"),
         })
     }
 }

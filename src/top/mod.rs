@@ -367,7 +367,8 @@ fn live(
     let backend = session.backend().name;
     let mut recording = match output {
         Some((output, names, start_secs)) => {
-            match Recording::create(&output, names, backend, start_secs) {
+            let columns = args.capture.columns.unwrap_or_default();
+            match Recording::create(&output, names, backend, start_secs, columns) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     let _ = started.send(Err(e));
