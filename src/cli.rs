@@ -546,4 +546,88 @@ mod tests {
         assert!(Cli::try_parse_from(["nwtrace", "record", "--comm", "0123456789abcdef"]).is_err());
         assert!(Cli::try_parse_from(["nwtrace", "record", "--bogus"]).is_err());
     }
+
+    fn capture_of(args: &[&str]) -> Result<CaptureArgs, String> {
+        let argv = ["nwtrace", "record"].iter().chain(args);
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Command::Record(r),
+                ..
+            }) => Ok(r.capture),
+            Ok(_) => panic!("parsed as record"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn filters_and_columns_parse() {
+        let c = capture_of(&[
+            "--port",
+            "6379",
+            "--port",
+            "443",
+            "--protocol",
+            "tcp",
+            "--ip-version",
+            "6",
+            "--direction",
+            "receive",
+            "--container",
+            "3F9C1B2A4D5E",
+            "--exclude-comm",
+            "sshd",
+            "--columns",
+            "cookie,tid",
+        ])
+        .unwrap();
+        assert_eq!(c.ports, [6379, 443]);
+        assert_eq!(c.protocol, Some(ProtocolFilter::Tcp));
+        assert_eq!(c.ip_version, Some(6));
+        assert_eq!(c.direction, Some(DirectionFilter::Receive));
+        assert_eq!(c.containers, ["3f9c1b2a4d5e"]);
+        assert_eq!(c.exclude_comms, ["sshd"]);
+        assert_eq!(c.columns.unwrap().to_string(), "tid,cookie");
+        let none = capture_of(&[]).unwrap();
+        assert!(none.columns.is_none() && none.ports.is_empty() && none.protocol.is_none());
+        let o = c.options();
+        assert_eq!(o.filters.ports, [6379, 443]);
+        assert_eq!(o.columns.to_string(), "tid,cookie");
+
+        for bad in [
+            &["--port", "0"][..],
+            &["--port", "65536"],
+            &["--port", "http"],
+            &["--protocol", "sctp"],
+            &["--ip-version", "5"],
+            &["--direction", "both"],
+            &["--container", "3f9c1b2a4d5"],
+            &["--container", "zzzzzzzzzzzzzz"],
+            &["--exclude-comm", "0123456789abcdef"],
+            &["--columns", "pid"],
+            &["--columns", "tid,tid"],
+            &["--cgroup", "no/such/cgroup/nwtrace-test"],
+            &["--cgroup", "../etc"],
+        ] {
+            assert!(capture_of(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cgroup_paths_in_either_form() {
+        let root = std::env::temp_dir().join(format!("nwtrace-cli-cg-{}", std::process::id()));
+        let scope = root.join("system.slice/foo.service");
+        std::fs::create_dir_all(&scope).unwrap();
+        for text in [
+            "system.slice/foo.service",
+            "/system.slice/foo.service",
+            scope.to_str().unwrap(),
+        ] {
+            assert_eq!(cgroup_folder(&root, text), Some(scope.clone()), "{text}");
+        }
+        assert_eq!(cgroup_folder(&root, "/"), Some(root.clone()));
+        assert_eq!(cgroup_folder(&root, "system.slice/bar.service"), None);
+        assert_eq!(cgroup_folder(&root, "system.slice/../.."), None);
+        assert_eq!(cgroup_folder(&root, ""), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -262,7 +262,10 @@ mod tests {
             Columns::parse("tid,uid,cgroup,container,netns,cookie").unwrap(),
             Columns::all()
         );
-        assert_eq!(Columns::parse(" uid , netns ").unwrap().to_string(), "uid,netns");
+        assert_eq!(
+            Columns::parse(" uid , netns ").unwrap().to_string(),
+            "uid,netns"
+        );
         for bad in ["", "pid", "tid,,uid", "TID", "tid,tid", "tid;uid"] {
             assert!(Columns::parse(bad).is_err(), "{bad:?}");
         }
@@ -274,9 +277,7 @@ mod tests {
         let h = Columns::parse("cookie,netns,container,cgroup,uid,tid")
             .unwrap()
             .header();
-        assert!(h.ends_with(
-            ",MSG Flags,TID,UID,Cgroup,Container ID,Netns,Socket Cookie\n"
-        ));
+        assert!(h.ends_with(",MSG Flags,TID,UID,Cgroup,Container ID,Netns,Socket Cookie\n"));
         assert_eq!(Columns::all().all_names().len(), 20);
     }
 
@@ -345,7 +346,10 @@ mod tests {
                 ),
                 id,
             ),
-            (format!("kubepods.slice/kubepods-pod0a1b.slice/crio-{id}.scope"), id),
+            (
+                format!("kubepods.slice/kubepods-pod0a1b.slice/crio-{id}.scope"),
+                id,
+            ),
             (format!("machine.slice/libpod-{id}.scope"), id),
             (format!("machine.slice/libpod-conmon-{id}.scope"), ""),
             ("user.slice/user-1000.slice/session-3.scope".to_string(), ""),

@@ -178,7 +178,9 @@ mod tests {
         assert_eq!(f.new_ids(), [ino(&docker)]);
         assert_eq!(f.new_ids(), Vec::<u64>::new(), "nothing new");
         // The same container under Kubernetes, started later.
-        let later = root.join(format!("kubepods.slice/kubepods-pod1.slice/cri-containerd-{ID}.scope"));
+        let later = root.join(format!(
+            "kubepods.slice/kubepods-pod1.slice/cri-containerd-{ID}.scope"
+        ));
         std::fs::create_dir_all(&later).unwrap();
         assert_eq!(f.new_ids(), [ino(&later)]);
         std::fs::remove_dir_all(&root).unwrap();

@@ -3,5 +3,5 @@
 //! the optional columns; these are the userspace halves, pure and tested.)
 
 pub mod cgroup;
-pub mod container;
 pub mod columns;
+pub mod container;

@@ -8,11 +8,11 @@ use anyhow::{Context, Result, anyhow};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, OpenObject};
 
+use crate::attribution::columns::Columns;
+use crate::attribution::container::ContainerCgroups;
 use crate::bpf::{NwtraceLinks, NwtraceSkel, NwtraceSkelBuilder};
 use crate::capture::backends::{Attach, Backend, BackendDef};
 use crate::capture::facts::KernelFacts;
-use crate::attribution::columns::Columns;
-use crate::attribution::container::ContainerCgroups;
 use crate::capture::kretprobe::Kretprobes;
 use crate::cli::{DirectionFilter, ProtocolFilter};
 

@@ -244,13 +244,12 @@ pub fn watch(args: WatchArgs) -> Result<ExitCode> {
         ),
     }
 
-    let mut lines =
-        WatchConsumer::start(
-            format,
-            args.capture.columns.unwrap_or_default(),
-            args.count,
-            recording.as_mut().map(|r| &mut r.csv),
-        );
+    let mut lines = WatchConsumer::start(
+        format,
+        args.capture.columns.unwrap_or_default(),
+        args.count,
+        recording.as_mut().map(|r| &mut r.csv),
+    );
     let deadline = args.duration.map(|d| Instant::now() + d);
     let should_stop = || {
         if let Some(sig) = signals.received() {

@@ -173,6 +173,7 @@ mod tests {
             rows_lost: 0,
             malformed_records: 0,
             programs: vec![],
+            columns: vec![],
             on_close: None,
         }
     }

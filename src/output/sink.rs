@@ -120,7 +120,13 @@ impl CsvSink {
         retention: Retention,
         compression: Compression,
     ) -> Result<Self, SinkError> {
-        Self::create_with_header(run, rotate_bytes, retention, compression, HEADER.to_string())
+        Self::create_with_header(
+            run,
+            rotate_bytes,
+            retention,
+            compression,
+            HEADER.to_string(),
+        )
     }
 
     /// As [`CsvSink::create_with`], each file starting with `header`
