@@ -1456,7 +1456,7 @@ impl Cgroups {
         let pid = std::process::id();
         let id = format!(
             "{:012x}{}",
-            0xc0ffee00_0000u64 + u64::from(pid),
+            0xc0ff_ee00_0000_u64 + u64::from(pid),
             "5".repeat(52)
         );
         let parent = root.join(format!("nwtrace-rows-{pid}"));
@@ -1507,8 +1507,8 @@ fn cgroup_child(procs: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Runs a child in `cgroup`; returns its pid and the rows it made.
-fn run_cgroup_child(cgroup: &std::path::Path) -> (String, Vec<Expected>) {
+/// Runs a child in `cgroup`; returns the rows it made.
+fn run_cgroup_child(cgroup: &std::path::Path) -> Vec<Expected> {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .env(CGROUP_CHILD_ENV, cgroup.join("cgroup.procs"))
         .output()
@@ -1524,8 +1524,7 @@ fn run_cgroup_child(cgroup: &std::path::Path) -> (String, Vec<Expected>) {
     log.op(TCP, Dir::Receive, sl, Some(cl), Ok(10), "");
     log.op(TCP, Dir::Send, sl, Some(cl), Ok(5), "");
     log.op(TCP, Dir::Receive, cl, Some(sl), Ok(5), "");
-    // The pid is not printed: the rows say it, and must be one process's.
-    (String::new(), log.rows)
+    log.rows
 }
 
 /// A --cgroup or --container tracer saw exactly the inside child's rows,
@@ -1644,7 +1643,7 @@ fn main() -> ExitCode {
     // cgroup within a second (twice that, and more, for a slow VM).
     std::fs::create_dir(&cg.scope).expect("making the docker-named cgroup");
     std::thread::sleep(Duration::from_millis(3000));
-    let (_, inside) = run_cgroup_child(&cg.scope);
+    let inside = run_cgroup_child(&cg.scope);
     let _ = run_cgroup_child(&cg.outside);
 
     // Rows reach the files at least once a second; stopping flushes them all.
