@@ -284,27 +284,38 @@ static __always_inline bool comm_wanted(struct comm_key *key)
 #define NW_MAX_CGROUP_DEPTH 32
 
 /* Whether the current thread is in (or below) a cgroup of --cgroup, and
- * in (or below) one of a container of --container. One helper call and
- * one or two lookups per level, and only with those filters on. */
+ * in (or below) one of a container of --container: the thread's cgroup v2
+ * and its ancestors, each by id (its kernfs node id, which is what
+ * bpf_get_current_cgroup_id() returns and the cgroupfs inode number),
+ * against the maps. Two probe reads and one or two lookups per level, and
+ * only with those filters on. The parents are walked by hand because
+ * bpf_get_current_ancestor_cgroup_id() cannot be called from tracing,
+ * kprobe or tracepoint programs on 5.10 (the verifier refuses it there;
+ * seen on the VM matrix's 5.10 kernel). */
 static __always_inline bool cgroup_wanted(void)
 {
 	bool cg = !filter_cgroups, ct = !filter_containers;
+	struct task_struct *task;
+	struct cgroup *cgrp;
 	int level;
 
 	if (cg && ct)
 		return true;
-	for (level = 0; level < NW_MAX_CGROUP_DEPTH; level++) {
-		/* 0 past the thread's own level. */
-		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+	task = (struct task_struct *)bpf_get_current_task();
+	cgrp = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+	for (level = 0; level < NW_MAX_CGROUP_DEPTH && cgrp; level++) {
+		/* kernfs_node.id is a u64 since 5.5 (commit 67c0496e87d1). */
+		__u64 id = BPF_CORE_READ(cgrp, kn, id);
 
-		if (!id)
-			break;
 		if (!cg && bpf_map_lookup_elem(&cgroup_filter, &id))
 			cg = true;
 		if (!ct && bpf_map_lookup_elem(&container_filter, &id))
 			ct = true;
 		if (cg && ct)
 			return true;
+		/* A cgroup's css `self` is its first member: the parent's css
+		 * is the parent cgroup. NULL at the root. */
+		cgrp = (struct cgroup *)BPF_CORE_READ(cgrp, self.parent);
 	}
 	return false;
 }
