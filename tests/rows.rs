@@ -846,14 +846,30 @@ fn odd_comm(log: &mut Log) {
 
 // ---- attribution columns and filters (issue #12) ------------------------
 
-/// The fixed ports of nwt-port, which the --port tracer lists.
-const PORT_TCP: u16 = 47613;
-const PORT_UDP: u16 = 47614;
+/// The sockets of nwt-port whose ports the --port tracers list: bound
+/// before the tracers start (so that their ports are known, and no other
+/// test on the machine can hold them), used by the scenario.
+static PORT_SOCKETS: std::sync::Mutex<Option<(TcpListener, UdpSocket)>> =
+    std::sync::Mutex::new(None);
+static PORTS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+/// Binds the listed ports' sockets; returns their ports as text.
+fn bind_listed_ports() -> (String, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a TCP listener");
+    let rx = udp("127.0.0.1:0");
+    let ports = (
+        listener.local_addr().unwrap().port().to_string(),
+        rx.local_addr().unwrap().port().to_string(),
+    );
+    *PORT_SOCKETS.lock().unwrap() = Some((listener, rx));
+    PORTS.set(ports.clone()).expect("bound once");
+    ports
+}
 
 /// TCP on one listed port, unconnected UDP to the other (its peer port
 /// comes from sendto's address, not the socket), and TCP on neither.
 fn ports(log: &mut Log) {
-    let listener = TcpListener::bind(("127.0.0.1", PORT_TCP)).expect("bind the fixed TCP port");
+    let (listener, rx) = PORT_SOCKETS.lock().unwrap().take().expect("bound in main");
     let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (s, _) = listener.accept().unwrap();
     let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
@@ -862,7 +878,6 @@ fn ports(log: &mut Log) {
     let r = sys::recv(fd(&s), 4096, 0);
     log.op(TCP, Dir::Receive, sl, Some(cl), r, "");
 
-    let rx = udp(&format!("127.0.0.1:{PORT_UDP}"));
     let tx = udp("127.0.0.1:0");
     let (rl, tl) = (rx.local_addr().unwrap(), tx.local_addr().unwrap());
     let r = sys::sendto(fd(&tx), &[2; 7], 0, rl);
@@ -1226,22 +1241,23 @@ const EXTRA: [&str; 6] = [
 ];
 
 /// A tracer with in-kernel filters (and --pid, so also AND across kinds),
-/// and which of the unfiltered tracer's rows it must keep.
+/// and which of the unfiltered tracer's rows it must keep. In `args`,
+/// `TCP_PORT` and `UDP_PORT` stand for nwt-port's listed ports.
 struct FilterCase {
     args: &'static [&'static str],
     keep: fn(&Row) -> bool,
 }
 
 fn on_listed_port(r: &Row) -> bool {
-    let listed = [PORT_TCP.to_string(), PORT_UDP.to_string()];
-    listed
+    let (tcp, udp) = PORTS.get().expect("bound in main");
+    [tcp, udp]
         .iter()
-        .any(|p| r.get("Source Port") == p || r.get("Destination Port") == p)
+        .any(|p| r.get("Source Port") == *p || r.get("Destination Port") == *p)
 }
 
 const FILTER_CASES: &[FilterCase] = &[
     FilterCase {
-        args: &["--port", "47613", "--port", "47614"],
+        args: &["--port", "TCP_PORT", "--port", "UDP_PORT"],
         keep: on_listed_port,
     },
     FilterCase {
@@ -1267,9 +1283,9 @@ const FILTER_CASES: &[FilterCase] = &[
             "--direction",
             "send",
             "--port",
-            "47613",
+            "TCP_PORT",
             "--port",
-            "47614",
+            "UDP_PORT",
         ],
         keep: |r| r.get("Protocol") == "TCP" && r.get("Direction") == "send" && on_listed_port(r),
     },
@@ -1585,14 +1601,24 @@ fn main() -> ExitCode {
         &out_comm,
         &[&["--comm", FILTERED_THREAD][..], &common_args].concat(),
     );
+    let (tcp_port, udp_port) = bind_listed_ports();
     let mut filter_tracers: Vec<(String, PathBuf, Tracer)> = FILTER_CASES
         .iter()
         .enumerate()
         .map(|(i, case)| {
             let dir = scratch_dir(&format!("filter{i}"));
-            let args = [&["--pid", &pid][..], case.args, &common_args].concat();
+            let case_args: Vec<&str> = case
+                .args
+                .iter()
+                .map(|a| match *a {
+                    "TCP_PORT" => tcp_port.as_str(),
+                    "UDP_PORT" => udp_port.as_str(),
+                    a => a,
+                })
+                .collect();
+            let args = [&["--pid", &pid][..], &case_args, &common_args].concat();
             let t = Tracer::start(&dir, &args);
-            (case.args.join(" "), dir, t)
+            (case_args.join(" "), dir, t)
         })
         .collect();
     let out_cols = scratch_dir("columns");
