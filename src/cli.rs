@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::attribution::columns::Columns;
 use crate::capture::backends::BACKENDS;
 use crate::capture::load::Filters;
 use crate::capture::session::CaptureOptions;
@@ -150,13 +151,6 @@ pub struct TopArgs {
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
 
-    /// --port, --protocol, --ip-version, --direction, --cgroup,
-    /// --container, --exclude-comm: as record's, applied to every op top
-    /// counts (and shown in the / box). When CaptureArgs takes these
-    /// flags for the kernel side, this flatten goes (one set of flags).
-    #[command(flatten)]
-    pub filters: crate::analysis::op_filter::FilterArgs,
-
     /// Stop after this long, e.g. 30s, 5m.
     #[arg(short, long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -226,6 +220,47 @@ pub struct CaptureArgs {
     #[arg(short, long = "comm", value_name = "COMM", value_parser = parse_comm)]
     pub comms: Vec<String>,
 
+    /// Only operations on this port, local or remote. Repeat for several.
+    #[arg(long = "port", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: Vec<u16>,
+
+    /// Only TCP, or only UDP.
+    #[arg(long, value_enum)]
+    pub protocol: Option<ProtocolFilter>,
+
+    /// Only rows of this IP version (as the row's IP Version says: an
+    /// IPv4-mapped peer of an IPv6 socket is 4).
+    #[arg(long, value_name = "4|6", value_parser = parse_ip_version)]
+    pub ip_version: Option<u8>,
+
+    /// Only sends, or only receives.
+    #[arg(long, value_enum)]
+    pub direction: Option<DirectionFilter>,
+
+    /// Only threads in this cgroup v2 or below it: a path relative to the
+    /// cgroup root as /proc/PID/cgroup shows it (system.slice/foo.service),
+    /// or under the cgroup mount. Repeat for several.
+    #[arg(long = "cgroup", value_name = "PATH", value_parser = parse_cgroup)]
+    pub cgroups: Vec<String>,
+
+    /// Only threads of this container (docker, containerd, CRI-O, podman):
+    /// 12 to 64 hex digits of its id. Containers that start later are
+    /// picked up within a second. Repeat for several.
+    #[arg(long = "container", value_name = "ID", value_parser = crate::attribution::container::parse_container_prefix)]
+    pub containers: Vec<String>,
+
+    /// Leave out threads with this command name (exact, at most 15
+    /// bytes). Repeat for several.
+    #[arg(long = "exclude-comm", value_name = "COMM", value_parser = parse_comm)]
+    pub exclude_comms: Vec<String>,
+
+    /// Add optional columns after the 14, comma-separated, from
+    /// tid,uid,cgroup,container,netns,cookie. They are always written in
+    /// that order, with the headers TID, UID, Cgroup, Container ID, Netns,
+    /// Socket Cookie.
+    #[arg(long, value_name = "LIST", value_parser = Columns::parse)]
+    pub columns: Option<Columns>,
+
     /// Which family of probes to use.
     #[arg(short, long, default_value = "auto", value_parser = backend_values())]
     pub backend: String,
@@ -242,10 +277,69 @@ impl CaptureArgs {
             filters: Filters {
                 pids: self.pids.clone(),
                 comms: self.comms.clone(),
+                ports: self.ports.clone(),
+                protocol: self.protocol,
+                ip_version: self.ip_version,
+                direction: self.direction,
+                cgroups: self.cgroups.clone(),
+                containers: self.containers.clone(),
+                exclude_comms: self.exclude_comms.clone(),
             },
+            columns: self.columns.unwrap_or_default(),
             ring_size: self.ring_size,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolFilter {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DirectionFilter {
+    Send,
+    Receive,
+}
+
+fn parse_ip_version(text: &str) -> Result<u8, String> {
+    match text {
+        "4" => Ok(4),
+        "6" => Ok(6),
+        _ => Err(format!("{text:?}: the IP version is 4 or 6")),
+    }
+}
+
+/// A `--cgroup` value: an existing cgroup v2 folder, given relative to the
+/// cgroup root (with or without a leading `/`, as /proc/PID/cgroup writes
+/// it) or as a path under the cgroup2 mount. Kept as the absolute folder.
+fn parse_cgroup(text: &str) -> Result<String, String> {
+    let root = crate::attribution::cgroup::cgroup2_root()
+        .ok_or_else(|| "no cgroup v2 hierarchy is mounted here".to_string())?;
+    cgroup_folder(&root, text)
+        .map(|p| p.to_string_lossy().into_owned())
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is not a cgroup: give a path under {} or relative to it",
+                root.display()
+            )
+        })
+}
+
+/// The folder of cgroup `text` under `root`, if it exists and stays in it.
+pub fn cgroup_folder(root: &std::path::Path, text: &str) -> Option<PathBuf> {
+    let t = text.trim();
+    if t.is_empty() || t.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let path = match std::path::Path::new(t).strip_prefix(root) {
+        Ok(rel) => root.join(rel),
+        Err(_) => root.join(t.trim_start_matches('/')),
+    };
+    std::fs::symlink_metadata(&path)
+        .is_ok_and(|m| m.is_dir())
+        .then_some(path)
 }
 
 /// Where and how the CSV files are written.
@@ -442,8 +536,8 @@ mod tests {
         let Command::Top(t) = cli.command else {
             panic!("parsed as top");
         };
-        assert_eq!(t.filters.ports, [6379]);
-        assert_eq!(t.filters.containers, ["3f4e1c2b9a8d"]);
+        assert_eq!(t.capture.ports, [6379]);
+        assert_eq!(t.capture.containers, ["3f4e1c2b9a8d"]);
     }
 
     #[test]
@@ -477,5 +571,89 @@ mod tests {
         assert!(Cli::try_parse_from(["nwtrace", "record", "--pid", "0"]).is_err());
         assert!(Cli::try_parse_from(["nwtrace", "record", "--comm", "0123456789abcdef"]).is_err());
         assert!(Cli::try_parse_from(["nwtrace", "record", "--bogus"]).is_err());
+    }
+
+    fn capture_of(args: &[&str]) -> Result<CaptureArgs, String> {
+        let argv = ["nwtrace", "record"].iter().chain(args);
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Command::Record(r),
+                ..
+            }) => Ok(r.capture),
+            Ok(_) => panic!("parsed as record"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn filters_and_columns_parse() {
+        let c = capture_of(&[
+            "--port",
+            "6379",
+            "--port",
+            "443",
+            "--protocol",
+            "tcp",
+            "--ip-version",
+            "6",
+            "--direction",
+            "receive",
+            "--container",
+            "3F9C1B2A4D5E",
+            "--exclude-comm",
+            "sshd",
+            "--columns",
+            "cookie,tid",
+        ])
+        .unwrap();
+        assert_eq!(c.ports, [6379, 443]);
+        assert_eq!(c.protocol, Some(ProtocolFilter::Tcp));
+        assert_eq!(c.ip_version, Some(6));
+        assert_eq!(c.direction, Some(DirectionFilter::Receive));
+        assert_eq!(c.containers, ["3f9c1b2a4d5e"]);
+        assert_eq!(c.exclude_comms, ["sshd"]);
+        assert_eq!(c.columns.unwrap().to_string(), "tid,cookie");
+        let none = capture_of(&[]).unwrap();
+        assert!(none.columns.is_none() && none.ports.is_empty() && none.protocol.is_none());
+        let o = c.options();
+        assert_eq!(o.filters.ports, [6379, 443]);
+        assert_eq!(o.columns.to_string(), "tid,cookie");
+
+        for bad in [
+            &["--port", "0"][..],
+            &["--port", "65536"],
+            &["--port", "http"],
+            &["--protocol", "sctp"],
+            &["--ip-version", "5"],
+            &["--direction", "both"],
+            &["--container", "3f9c1b2a4d5"],
+            &["--container", "zzzzzzzzzzzzzz"],
+            &["--exclude-comm", "0123456789abcdef"],
+            &["--columns", "pid"],
+            &["--columns", "tid,tid"],
+            &["--cgroup", "no/such/cgroup/nwtrace-test"],
+            &["--cgroup", "../etc"],
+        ] {
+            assert!(capture_of(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cgroup_paths_in_either_form() {
+        let root = std::env::temp_dir().join(format!("nwtrace-cli-cg-{}", std::process::id()));
+        let scope = root.join("system.slice/foo.service");
+        std::fs::create_dir_all(&scope).unwrap();
+        for text in [
+            "system.slice/foo.service",
+            "/system.slice/foo.service",
+            scope.to_str().unwrap(),
+        ] {
+            assert_eq!(cgroup_folder(&root, text), Some(scope.clone()), "{text}");
+        }
+        assert_eq!(cgroup_folder(&root, "/"), Some(root.clone()));
+        assert_eq!(cgroup_folder(&root, "system.slice/bar.service"), None);
+        assert_eq!(cgroup_folder(&root, "system.slice/../.."), None);
+        assert_eq!(cgroup_folder(&root, ""), None);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

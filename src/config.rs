@@ -585,9 +585,41 @@ mod tests {
             "comm",
             "backend",
             "ring-size",
+            "port",
+            "protocol",
+            "ip-version",
+            "direction",
+            "cgroup",
+            "container",
+            "exclude-comm",
+            "columns",
         ] {
             assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
         }
+    }
+
+    #[test]
+    fn columns_and_filters_from_a_file() {
+        let d = dir(
+            "attr",
+            &[(
+                MAIN_FILE,
+                "columns = \"cookie,tid\"\nport = [6379, 443]\nprotocol = \"tcp\"\nip-version = \"6\"\nexclude-comm = [\"sshd\"]\ncontainer = [\"3f9c1b2a4d5e\"]\n",
+            )],
+        );
+        let r = run(&d, &[], &[]).unwrap();
+        let c = &r.args.capture;
+        assert_eq!(c.columns.unwrap().to_string(), "tid,cookie");
+        assert_eq!(c.ports, [6379, 443]);
+        assert_eq!(c.protocol, Some(crate::cli::ProtocolFilter::Tcp));
+        assert_eq!(c.ip_version, Some(6));
+        assert_eq!(c.exclude_comms, ["sshd"]);
+        assert_eq!(c.containers, ["3f9c1b2a4d5e"]);
+        assert!(matches!(source_of(&r, "columns"), Source::File { .. }));
+        // A bad value in the file is one line naming it.
+        let bad = dir("attr-bad", &[(MAIN_FILE, "columns = \"tid,pid\"\n")]);
+        let e = error_of(run(&bad, &[], &[]));
+        assert!(e.contains("pid") && !e.contains('\n'), "{e}");
     }
 }
 

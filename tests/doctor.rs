@@ -44,6 +44,22 @@ fn doctor_explains_every_backend_and_record_agrees() {
         assert_eq!(works, v["error"].is_null(), "{v}");
         works
     };
+    // Which backend gives the Socket Cookie column: the tracing-program
+    // backends on a 5.12+ kernel, never kprobes (README, "Optional columns").
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut it = rel
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let new_enough = (it.next().unwrap(), it.next().unwrap()) >= (5, 12);
+    assert_eq!(
+        report["facts"]["socket_cookie_tracing"], new_enough,
+        "{report}"
+    );
+    for v in verdicts {
+        let want = new_enough && v["name"] != "kprobe";
+        assert_eq!(v["socket_cookie"], want, "{v}");
+    }
     let chosen = report["record_would_use"]
         .as_str()
         .unwrap_or_else(|| panic!("no choice: {report}"))

@@ -15,6 +15,7 @@ mod common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -28,6 +29,12 @@ struct Log {
     rows: Vec<Expected>,
     /// Why the scenario could not run here (then it expects no rows).
     skipped: Option<String>,
+    /// The scenario thread's id (for the TID column).
+    tid: i32,
+    /// The network namespace its sockets are in, when not the process's.
+    netns: Option<u64>,
+    /// Each socket's cookie from getsockopt(SO_COOKIE), by local port.
+    cookies: Vec<(u16, u64)>,
 }
 
 fn errno_name(e: i32) -> &'static str {
@@ -1057,6 +1064,136 @@ fn odd_comm(log: &mut Log) {
     log.op(UDP, Dir::Send, al, Some(bl), r, "");
 }
 
+// ---- attribution columns and filters (issue #12) ------------------------
+
+/// The sockets of nwt-port whose ports the --port tracers list: bound
+/// before the tracers start (so that their ports are known, and no other
+/// test on the machine can hold them), used by the scenario.
+static PORT_SOCKETS: std::sync::Mutex<Option<(TcpListener, UdpSocket)>> =
+    std::sync::Mutex::new(None);
+static PORTS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+/// Binds the listed ports' sockets; returns their ports as text.
+fn bind_listed_ports() -> (String, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a TCP listener");
+    let rx = udp("127.0.0.1:0");
+    let ports = (
+        listener.local_addr().unwrap().port().to_string(),
+        rx.local_addr().unwrap().port().to_string(),
+    );
+    *PORT_SOCKETS.lock().unwrap() = Some((listener, rx));
+    PORTS.set(ports.clone()).expect("bound once");
+    ports
+}
+
+/// TCP on one listed port, unconnected UDP to the other (its peer port
+/// comes from sendto's address, not the socket), and TCP on neither.
+fn ports(log: &mut Log) {
+    let (listener, rx) = PORT_SOCKETS.lock().unwrap().take().expect("bound in main");
+    let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (s, _) = listener.accept().unwrap();
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    let r = sys::send(fd(&c), &[1; 20], 0);
+    log.op(TCP, Dir::Send, cl, Some(sl), r, "");
+    let r = sys::recv(fd(&s), 4096, 0);
+    log.op(TCP, Dir::Receive, sl, Some(cl), r, "");
+
+    let tx = udp("127.0.0.1:0");
+    let (rl, tl) = (rx.local_addr().unwrap(), tx.local_addr().unwrap());
+    let r = sys::sendto(fd(&tx), &[2; 7], 0, rl);
+    log.op(UDP, Dir::Send, tl, Some(rl), r, "");
+    let (n, from) = sys::recvfrom(fd(&rx), 100, 0).unwrap();
+    log.op(UDP, Dir::Receive, rl, from, Ok(n), "");
+
+    let (a, b) = tcp_pair("127.0.0.1:0");
+    let (al, bl) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let r = sys::send(fd(&a), &[3; 3], 0);
+    log.op(TCP, Dir::Send, al, Some(bl), r, "");
+    let r = sys::recv(fd(&b), 4096, 0);
+    log.op(TCP, Dir::Receive, bl, Some(al), r, "");
+}
+
+fn so_cookie(fd: i32) -> u64 {
+    let mut cookie = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: cookie and len are valid out-parameters of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockopt(SO_COOKIE)");
+    cookie
+}
+
+/// Two TCP connections, both ends of each used twice: the Socket Cookie
+/// column must give each of the four sockets its own kernel cookie.
+fn cookies(log: &mut Log) {
+    for _ in 0..2 {
+        let (c, s) = tcp_pair("127.0.0.1:0");
+        let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+        for size in [11, 12] {
+            let r = sys::send(fd(&c), &vec![1; size], 0);
+            log.op(TCP, Dir::Send, cl, Some(sl), r, "");
+            let r = sys::recv(fd(&s), 4096, 0);
+            log.op(TCP, Dir::Receive, sl, Some(cl), r, "");
+            let r = sys::send(fd(&s), &vec![2; size], 0);
+            log.op(TCP, Dir::Send, sl, Some(cl), r, "");
+            let r = sys::recv(fd(&c), 4096, 0);
+            log.op(TCP, Dir::Receive, cl, Some(sl), r, "");
+        }
+        log.cookies.push((cl.port(), so_cookie(fd(&c))));
+        log.cookies.push((sl.port(), so_cookie(fd(&s))));
+    }
+}
+
+/// The inode of a namespace link such as /proc/thread-self/ns/net.
+fn ns_inode(link: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(link).expect("a namespace link").ino()
+}
+
+/// TCP on loopback in a network namespace of its own (this thread only,
+/// as `unshare -n` does for a process), with lo brought up.
+fn netns(log: &mut Log) {
+    // SAFETY: unshare with a flag only changes this thread's namespaces.
+    assert_eq!(
+        unsafe { libc::unshare(libc::CLONE_NEWNET) },
+        0,
+        "unshare(CLONE_NEWNET)"
+    );
+    lo_up();
+    log.netns = Some(ns_inode("/proc/thread-self/ns/net"));
+    let (c, s) = tcp_pair("127.0.0.1:0");
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    let r = sys::send(fd(&c), &[5; 30], 0);
+    log.op(TCP, Dir::Send, cl, Some(sl), r, "");
+    let r = sys::recv(fd(&s), 4096, 0);
+    log.op(TCP, Dir::Receive, sl, Some(cl), r, "");
+}
+
+/// `ip link set lo up` in the current thread's network namespace.
+fn lo_up() {
+    // SAFETY: plain socket and ioctl calls on a zeroed ifreq whose name is
+    // set; the socket is closed before returning.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(sock >= 0);
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        assert_eq!(libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut ifr), 0);
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(libc::ioctl(sock, libc::SIOCSIFFLAGS, &mut ifr), 0, "lo up");
+        libc::close(sock);
+    }
+}
+
 struct Scenario {
     /// Also the thread name, hence the rows' Command.
     thread: &'static str,
@@ -1181,6 +1318,21 @@ const SCENARIOS: &[Scenario] = &[
         body: blocked_receivers,
         unordered: true,
     },
+    Scenario {
+        thread: "nwt-port",
+        body: ports,
+        unordered: false,
+    },
+    Scenario {
+        thread: "nwt-cookie",
+        body: cookies,
+        unordered: false,
+    },
+    Scenario {
+        thread: "nwt-netns",
+        body: netns,
+        unordered: false,
+    },
 ];
 
 /// The --comm filtered tracer follows this scenario.
@@ -1192,6 +1344,9 @@ const CLOCK_SLACK_US: i64 = 5_000;
 
 struct Ran {
     thread: &'static str,
+    tid: i32,
+    netns: Option<u64>,
+    cookies: Vec<(u16, u64)>,
     skipped: Option<String>,
     unordered: bool,
     expected: Vec<Expected>,
@@ -1205,7 +1360,11 @@ fn run_scenario(s: &Scenario) -> Result<Ran, String> {
     let handle = std::thread::Builder::new()
         .name(s.thread.to_string())
         .spawn(move || {
-            let mut log = Log::default();
+            let mut log = Log {
+                // SAFETY: gettid has no preconditions.
+                tid: unsafe { libc::gettid() },
+                ..Log::default()
+            };
             body(&mut log);
             log
         })
@@ -1220,6 +1379,9 @@ fn run_scenario(s: &Scenario) -> Result<Ran, String> {
     })?;
     Ok(Ran {
         thread: s.thread,
+        tid: log.tid,
+        netns: log.netns,
+        cookies: log.cookies,
         skipped: log.skipped,
         unordered: s.unordered,
         expected: log.rows,
@@ -1249,6 +1411,7 @@ fn check(ran: &Ran, rows: &[Row], pid: &str) -> Vec<String> {
     let ran = &Ran {
         expected,
         skipped: None,
+        cookies: Vec::new(),
         ..*ran
     };
     if actual.len() != ran.expected.len() {
@@ -1307,7 +1470,364 @@ fn rows_under(dir: &std::path::Path) -> Vec<Row> {
     csv_files(dir).iter().flat_map(|f| read_rows(f)).collect()
 }
 
+/// The optional columns, all of them, as the header names them.
+const EXTRA: [&str; 6] = [
+    "TID",
+    "UID",
+    "Cgroup",
+    "Container ID",
+    "Netns",
+    "Socket Cookie",
+];
+
+/// A tracer with in-kernel filters (and --pid, so also AND across kinds),
+/// and which of the unfiltered tracer's rows it must keep. In `args`,
+/// `TCP_PORT` and `UDP_PORT` stand for nwt-port's listed ports.
+struct FilterCase {
+    args: &'static [&'static str],
+    keep: fn(&Row) -> bool,
+}
+
+fn on_listed_port(r: &Row) -> bool {
+    let (tcp, udp) = PORTS.get().expect("bound in main");
+    [tcp, udp]
+        .iter()
+        .any(|p| r.get("Source Port") == *p || r.get("Destination Port") == *p)
+}
+
+const FILTER_CASES: &[FilterCase] = &[
+    FilterCase {
+        args: &["--port", "TCP_PORT", "--port", "UDP_PORT"],
+        keep: on_listed_port,
+    },
+    FilterCase {
+        args: &["--protocol", "udp"],
+        keep: |r| r.get("Protocol") == "UDP",
+    },
+    FilterCase {
+        args: &["--ip-version", "6"],
+        keep: |r| r.get("IP Version") == "6",
+    },
+    FilterCase {
+        args: &["--direction", "receive"],
+        keep: |r| r.get("Direction") == "receive",
+    },
+    FilterCase {
+        args: &["--exclude-comm", FILTERED_THREAD],
+        keep: |r| r.get("Command") != FILTERED_THREAD,
+    },
+    FilterCase {
+        args: &[
+            "--protocol",
+            "tcp",
+            "--direction",
+            "send",
+            "--port",
+            "TCP_PORT",
+            "--port",
+            "UDP_PORT",
+        ],
+        keep: |r| r.get("Protocol") == "TCP" && r.get("Direction") == "send" && on_listed_port(r),
+    },
+];
+
+/// Compares a filtered tracer's rows with the unfiltered rows it must
+/// keep: the same rows, and none that the filter drops.
+fn check_filtered(ours: &[Row], got: &[Row], keep: fn(&Row) -> bool) -> Vec<String> {
+    let key = |r: &Row| {
+        let mut k = exact_fields_of(r);
+        k.push(r.get("Command").to_string());
+        k.push(r.get("PID").to_string());
+        k
+    };
+    let mut want: Vec<_> = ours.iter().filter(|r| keep(r)).map(key).collect();
+    let mut kept: Vec<_> = got.iter().map(key).collect();
+    want.sort();
+    kept.sort();
+    let mut problems = Vec::new();
+    if want.is_empty() {
+        problems.push("the scenarios made no row that this filter keeps".to_string());
+    }
+    let wrong = got.iter().filter(|r| !keep(r)).count();
+    if wrong != 0 {
+        problems.push(format!("{wrong} rows that the filter should have dropped"));
+    }
+    if want != kept {
+        let missing = want.iter().filter(|k| !kept.contains(k)).count();
+        problems.push(format!(
+            "kept {} rows, expected {} ({missing} missing)",
+            kept.len(),
+            want.len()
+        ));
+    }
+    problems
+}
+
+/// The kernel release's major and minor numbers.
+fn kernel_version() -> (u32, u32) {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = rel.trim().split(['.', '-']).map(|p| p.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// A 64-hex run in a cgroup path (a container id), if there is one.
+fn hex64_in(path: &str) -> String {
+    path.split(|c: char| !c.is_ascii_hexdigit() || c.is_ascii_uppercase())
+        .find(|w| w.len() == 64)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Checks the rows of the --columns tracer against the unfiltered rows and
+/// against what the kernel says of this process, its threads and sockets.
+fn check_columns(ours: &[Row], cols: &[Row], ran: &[Ran], backend: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let key = |r: &Row| {
+        let mut k = exact_fields_of(r);
+        k.push(r.get("Command").to_string());
+        k
+    };
+    let mut want: Vec<_> = ours.iter().map(key).collect();
+    let mut got: Vec<_> = cols.iter().map(key).collect();
+    want.sort();
+    got.sort();
+    if want != got {
+        problems.push(format!(
+            "the 14 columns differ from the default tracer's rows ({} vs {} rows)",
+            got.len(),
+            want.len()
+        ));
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() }.to_string();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let cgroup = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a cgroup v2 line")
+        .to_string();
+    let container = hex64_in(&cgroup);
+    let netns = ns_inode("/proc/self/ns/net").to_string();
+    let (major, minor) = kernel_version();
+    // Tracing programs (tp_btf, fexit) have bpf_get_socket_cookie() from
+    // 5.12; kprobes never.
+    let cookie_known = matches!(backend, "tracepoint" | "fentry") && (major, minor) >= (5, 12);
+    let by_thread = |t: &str| ran.iter().find(|r| r.thread == t);
+    let mut seen_cookies = std::collections::HashMap::new();
+    for r in cols {
+        let f = &r.fields[14..];
+        let line = r.fields.join(",");
+        let thread = by_thread(r.get("Command"));
+        if f[0].parse::<i32>().is_err() {
+            problems.push(format!("TID {:?} is not a number: {line}", f[0]));
+        }
+        if let Some(t) =
+            thread.filter(|t| ["nwt-port", "nwt-cookie", "nwt-netns"].contains(&t.thread))
+            && f[0] != t.tid.to_string()
+        {
+            problems.push(format!(
+                "TID {} is not the thread's {}: {line}",
+                f[0], t.tid
+            ));
+        }
+        if f[1] != uid {
+            problems.push(format!("UID {} is not {uid}: {line}", f[1]));
+        }
+        if f[2] != cgroup || f[3] != container {
+            problems.push(format!(
+                "Cgroup/Container ID {:?}/{:?} are not {cgroup:?}/{container:?}: {line}",
+                f[2], f[3]
+            ));
+        }
+        let want_netns = thread
+            .and_then(|t| t.netns)
+            .map_or(netns.clone(), |n| n.to_string());
+        if f[4] != want_netns {
+            problems.push(format!("Netns {} is not {want_netns}: {line}", f[4]));
+        }
+        let cookie = &f[5];
+        if !cookie_known {
+            if !cookie.is_empty() {
+                problems.push(format!(
+                    "Socket Cookie {cookie} where {backend} has none: {line}"
+                ));
+            }
+            continue;
+        }
+        // splice() from a TCP socket reaches no hook that may call the
+        // helper (tcp_splice_read calls no recvmsg): its rows have the
+        // cookie only if an earlier operation made one (README).
+        if cookie.is_empty() && r.get("Command") == "nwt-splice" && r.get("Direction") == "receive"
+        {
+            continue;
+        }
+        if cookie.parse::<u64>().is_err() {
+            problems.push(format!(
+                "Socket Cookie {cookie:?} should be a number: {line}"
+            ));
+            continue;
+        }
+        if let Some(t) = thread.filter(|t| t.thread == "nwt-cookie") {
+            let local = match r.get("Direction") {
+                "send" => r.get("Source Port"),
+                _ => r.get("Destination Port"),
+            };
+            let want = t
+                .cookies
+                .iter()
+                .find(|(p, _)| p.to_string() == local)
+                .map(|(_, c)| c.to_string());
+            if want.as_deref() != Some(cookie.as_str()) {
+                problems.push(format!(
+                    "Socket Cookie {cookie} is not SO_COOKIE {want:?} of the socket on port {local}: {line}"
+                ));
+            }
+            seen_cookies.insert(local.to_string(), cookie.clone());
+        }
+    }
+    if cookie_known {
+        let distinct: std::collections::HashSet<_> = seen_cookies.values().collect();
+        if seen_cookies.len() != 4 || distinct.len() != 4 {
+            problems.push(format!(
+                "four sockets should show four cookies: {seen_cookies:?}"
+            ));
+        }
+    }
+    problems
+}
+
+/// `--cgroup` and `--container` with real cgroups: a child process moved
+/// into a cgroup named as docker names its scopes (made after the tracers
+/// started, as a container would be), and one outside it.
+struct Cgroups {
+    parent: PathBuf,
+    outside: PathBuf,
+    scope: PathBuf,
+    id: String,
+}
+
+impl Cgroups {
+    fn new() -> Cgroups {
+        let root = nwtrace::attribution::cgroup::cgroup2_root().expect("a cgroup2 mount");
+        let pid = std::process::id();
+        let id = format!(
+            "{:012x}{}",
+            0xc0ff_ee00_0000_u64 + u64::from(pid),
+            "5".repeat(52)
+        );
+        let parent = root.join(format!("nwtrace-rows-{pid}"));
+        let outside = root.join(format!("nwtrace-rows-{pid}-out"));
+        std::fs::create_dir_all(&parent).expect("making a cgroup");
+        std::fs::create_dir_all(&outside).expect("making a cgroup");
+        let scope = parent.join(format!("docker-{id}.scope"));
+        Cgroups {
+            parent,
+            outside,
+            scope,
+            id,
+        }
+    }
+
+    /// The cgroup path as /proc/PID/cgroup and the Cgroup column write it.
+    fn scope_path(&self) -> String {
+        format!(
+            "/{}/{}",
+            self.parent.file_name().unwrap().to_string_lossy(),
+            self.scope.file_name().unwrap().to_string_lossy()
+        )
+    }
+
+    fn remove(&self) {
+        for d in [&self.scope, &self.parent, &self.outside] {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+const CGROUP_CHILD_ENV: &str = "NWTRACE_ROWS_CGROUP_CHILD";
+const CGROUP_CHILD_COMM: &str = "nwt-cgchild";
+
+/// The child: moves itself into the cgroup whose cgroup.procs is `procs`,
+/// then makes 4 rows and prints their addresses.
+fn cgroup_child(procs: &str) -> ExitCode {
+    std::fs::write(procs, std::process::id().to_string()).expect("moving into the cgroup");
+    let name = std::ffi::CString::new(CGROUP_CHILD_COMM).unwrap();
+    // SAFETY: PR_SET_NAME with a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    let (c, s) = tcp_pair("127.0.0.1:0");
+    assert_eq!(sys::send(fd(&c), &[1; 10], 0), Ok(10));
+    assert_eq!(sys::recv(fd(&s), 100, 0), Ok(10));
+    assert_eq!(sys::send(fd(&s), &[2; 5], 0), Ok(5));
+    assert_eq!(sys::recv(fd(&c), 100, 0), Ok(5));
+    println!("{} {}", c.local_addr().unwrap(), s.local_addr().unwrap());
+    ExitCode::SUCCESS
+}
+
+/// Runs a child in `cgroup`; returns the rows it made.
+fn run_cgroup_child(cgroup: &std::path::Path) -> Vec<Expected> {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(CGROUP_CHILD_ENV, cgroup.join("cgroup.procs"))
+        .output()
+        .expect("running the cgroup child");
+    assert!(out.status.success(), "cgroup child: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut it = text
+        .split_whitespace()
+        .map(|a| a.parse::<SocketAddr>().unwrap());
+    let (cl, sl) = (it.next().unwrap(), it.next().unwrap());
+    let mut log = Log::default();
+    log.op(TCP, Dir::Send, cl, Some(sl), Ok(10), "");
+    log.op(TCP, Dir::Receive, sl, Some(cl), Ok(10), "");
+    log.op(TCP, Dir::Send, sl, Some(cl), Ok(5), "");
+    log.op(TCP, Dir::Receive, cl, Some(sl), Ok(5), "");
+    log.rows
+}
+
+/// A --cgroup or --container tracer saw exactly the inside child's rows,
+/// with its cgroup and container in the columns, and nothing else of the
+/// whole machine.
+fn check_cgroup_rows(rows: &[Row], inside: &[Expected], cg: &Cgroups) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut want: Vec<_> = inside.iter().map(|e| e.exact_fields()).collect();
+    let mut got: Vec<_> = rows
+        .iter()
+        .filter(|r| r.get("Command") == CGROUP_CHILD_COMM)
+        .map(exact_fields_of)
+        .collect();
+    want.sort();
+    got.sort();
+    if want != got {
+        problems.push(format!(
+            "expected the inside child's rows {want:?}\n     got {got:?}"
+        ));
+    }
+    let pids: std::collections::HashSet<_> = rows.iter().map(|r| r.get("PID")).collect();
+    if pids.len() > 1 {
+        problems.push(format!("rows of several processes: {pids:?}"));
+    }
+    for r in rows {
+        if r.get("Command") != CGROUP_CHILD_COMM {
+            problems.push(format!(
+                "row from outside the cgroup: {}",
+                r.fields.join(",")
+            ));
+        }
+        let (path, id) = (&r.fields[14], &r.fields[15]);
+        if *path != cg.scope_path() || *id != cg.id {
+            problems.push(format!(
+                "Cgroup/Container ID {path:?}/{id:?} are not {:?}/{:?}",
+                cg.scope_path(),
+                cg.id
+            ));
+        }
+    }
+    problems
+}
+
 fn main() -> ExitCode {
+    if let Ok(procs) = std::env::var(CGROUP_CHILD_ENV) {
+        return cgroup_child(&procs);
+    }
     if skip_without_root("rows") {
         println!("0 passed, 0 failed, 1 skipped");
         return ExitCode::SUCCESS;
@@ -1320,6 +1840,57 @@ fn main() -> ExitCode {
     let mut filtered = Tracer::start(
         &out_comm,
         &[&["--comm", FILTERED_THREAD][..], &common_args].concat(),
+    );
+    let (tcp_port, udp_port) = bind_listed_ports();
+    let mut filter_tracers: Vec<(String, PathBuf, Tracer)> = FILTER_CASES
+        .iter()
+        .enumerate()
+        .map(|(i, case)| {
+            let dir = scratch_dir(&format!("filter{i}"));
+            let case_args: Vec<&str> = case
+                .args
+                .iter()
+                .map(|a| match *a {
+                    "TCP_PORT" => tcp_port.as_str(),
+                    "UDP_PORT" => udp_port.as_str(),
+                    a => a,
+                })
+                .collect();
+            let args = [&["--pid", &pid][..], &case_args, &common_args].concat();
+            let t = Tracer::start(&dir, &args);
+            (case_args.join(" "), dir, t)
+        })
+        .collect();
+    let out_cols = scratch_dir("columns");
+    let all_columns = "tid,uid,cgroup,container,netns,cookie";
+    let mut cols = Tracer::start(
+        &out_cols,
+        &[&["--pid", &pid, "--columns", all_columns][..], &common_args].concat(),
+    );
+    let cg = Cgroups::new();
+    let cg_arg = cg
+        .parent
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let out_cg = scratch_dir("cgroup");
+    let mut cg_tracer = Tracer::start(
+        &out_cg,
+        &[
+            &["--cgroup", &cg_arg, "--columns", "cgroup,container"][..],
+            &common_args,
+        ]
+        .concat(),
+    );
+    let out_ct = scratch_dir("container");
+    let mut ct_tracer = Tracer::start(
+        &out_ct,
+        &[
+            &["--container", &cg.id[..12], "--columns", "cgroup,container"][..],
+            &common_args,
+        ]
+        .concat(),
     );
 
     let mut passed = 0;
@@ -1334,9 +1905,24 @@ fn main() -> ExitCode {
             }
         }
     }
+    // The container starts after the tracers: --container finds its
+    // cgroup within a second (twice that, and more, for a slow VM).
+    std::fs::create_dir(&cg.scope).expect("making the docker-named cgroup");
+    std::thread::sleep(Duration::from_millis(3000));
+    let inside = run_cgroup_child(&cg.scope);
+    let _ = run_cgroup_child(&cg.outside);
+
     // Rows reach the files at least once a second; stopping flushes them all.
     let code_all = all.stop();
     let code_filtered = filtered.stop();
+    let code_cols = cols.stop();
+    let code_cg = cg_tracer.stop();
+    let code_ct = ct_tracer.stop();
+    cg.remove();
+    let filter_codes: Vec<i32> = filter_tracers
+        .iter_mut()
+        .map(|(_, _, t)| t.stop())
+        .collect();
 
     let mut outcome = |name: &str, problems: Vec<String>| {
         if problems.is_empty() {
@@ -1424,6 +2010,77 @@ fn main() -> ExitCode {
         ));
     }
     outcome("--comm filter and a second concurrent tracer", problems);
+
+    // Each in-kernel filter keeps exactly the rows it should.
+    for ((name, dir, tracer), (case, code)) in filter_tracers
+        .iter()
+        .zip(FILTER_CASES.iter().zip(&filter_codes))
+    {
+        let mut problems = Vec::new();
+        if *code != 0 {
+            problems.push(format!(
+                "tracer exited {code}: {}",
+                tracer.stderr.join(" | ")
+            ));
+        }
+        let got = rows_under(dir);
+        problems.extend(check_filtered(&ours, &got, case.keep));
+        outcome(&format!("filter {name}"), problems);
+    }
+
+    // --columns: the same rows, and what the kernel says of each.
+    let mut problems = Vec::new();
+    if code_cols != 0 {
+        problems.push(format!(
+            "tracer exited {code_cols}: {}",
+            cols.stderr.join(" | ")
+        ));
+    }
+    let manifest = cols.manifest();
+    let backend = manifest["backend"].as_str().unwrap_or_default().to_string();
+    let want_names: Vec<&str> = HEADER.iter().chain(&EXTRA).copied().collect();
+    if manifest["columns"] != serde_json::json!(want_names) {
+        problems.push(format!("manifest columns: {}", manifest["columns"]));
+    }
+    let col_rows: Vec<Row> = csv_files(&out_cols)
+        .iter()
+        .flat_map(|f| read_rows_with(f, &EXTRA))
+        .collect();
+    problems.extend(check_columns(&ours, &col_rows, &ran, &backend));
+    outcome(
+        &format!("--columns {all_columns} (backend {backend})"),
+        problems,
+    );
+
+    // --cgroup and --container: one child process inside, one outside.
+    for (name, code, tracer, dir) in [
+        (
+            "--cgroup (and a docker-named child cgroup)",
+            code_cg,
+            &cg_tracer,
+            &out_cg,
+        ),
+        (
+            "--container (started after the tracer)",
+            code_ct,
+            &ct_tracer,
+            &out_ct,
+        ),
+    ] {
+        let mut problems = Vec::new();
+        if code != 0 {
+            problems.push(format!(
+                "tracer exited {code}: {}",
+                tracer.stderr.join(" | ")
+            ));
+        }
+        let rows: Vec<Row> = csv_files(dir)
+            .iter()
+            .flat_map(|f| read_rows_with(f, &["Cgroup", "Container ID"]))
+            .collect();
+        problems.extend(check_cgroup_rows(&rows, &inside, &cg));
+        outcome(name, problems);
+    }
 
     println!("{passed} passed, {failed} failed, {skipped} skipped");
     if failed == 0 {

@@ -284,3 +284,119 @@ fn detach_children() -> usize {
         })
         .count()
 }
+
+const EXTRA: [&str; 6] = [
+    "TID",
+    "UID",
+    "Cgroup",
+    "Container ID",
+    "Netns",
+    "Socket Cookie",
+];
+const ALL_COLUMNS: &str = "tid,uid,cgroup,container,netns,cookie";
+
+/// `watch --columns`: JSON Lines carry the optional columns under their
+/// header names, with the same values as record's rows of the same
+/// operations; text lines end in name=value pairs.
+#[test]
+fn jsonl_optional_columns_equal_records() {
+    let _guard = serial();
+    if skip_without_root("jsonl_optional_columns_equal_records") {
+        return;
+    }
+    let name = "nwt-watch-cols";
+    let dir = scratch_dir("watch-cols");
+    let mut record = Tracer::start(&dir, &["--comm", name, "--columns", ALL_COLUMNS]);
+    let (mut watch, mut out) = start_watch(&[
+        "--format",
+        "jsonl",
+        "--comm",
+        name,
+        "--count",
+        "16",
+        "--columns",
+        ALL_COLUMNS,
+    ]);
+    traffic(name);
+    assert_eq!(wait_exit(&mut watch, Duration::from_secs(30)), 0);
+    let mut text = String::new();
+    out.read_to_string(&mut text).unwrap();
+    assert_eq!(record.stop(), 0);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let rows: Vec<Row> = csv_files(&dir)
+        .iter()
+        .flat_map(|f| read_rows_with(f, &EXTRA))
+        .collect();
+    assert_eq!((lines.len(), rows.len()), (16, 16), "{text}");
+    let mut got: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            assert_eq!(
+                l.as_object().unwrap().len(),
+                HEADER.len() + EXTRA.len(),
+                "{l}"
+            );
+            for key in ["TID", "UID", "Netns"] {
+                assert!(l[key].is_u64(), "{key}: {l}");
+            }
+            assert!(
+                l["Socket Cookie"].is_u64() || l["Socket Cookie"].is_null(),
+                "{l}"
+            );
+            assert!(
+                l["Cgroup"].as_str().is_some_and(|c| c.starts_with('/')),
+                "{l}"
+            );
+            EXTRA.iter().map(|k| as_field(&l[*k])).collect()
+        })
+        .collect();
+    let mut want: Vec<Vec<String>> = rows.iter().map(|r| r.fields[14..].to_vec()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() }.to_string();
+    assert!(want.iter().all(|w| w[1] == uid), "{want:?}");
+}
+
+/// `watch --format csv --columns` prints exactly the file it records.
+#[test]
+fn csv_with_columns_is_byte_identical_to_the_recorded_files() {
+    let _guard = serial();
+    if skip_without_root("csv_with_columns_is_byte_identical_to_the_recorded_files") {
+        return;
+    }
+    let name = "nwt-watch-csvc";
+    let dir = scratch_dir("watch-csv-cols");
+    let (mut watch, mut out) = start_watch(&[
+        "--format",
+        "csv",
+        "--comm",
+        name,
+        "--count",
+        "16",
+        "--columns",
+        "cookie,tid",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    traffic(name);
+    assert_eq!(wait_exit(&mut watch, Duration::from_secs(30)), 0);
+    let mut printed = Vec::new();
+    out.read_to_end(&mut printed).unwrap();
+    let files = csv_files(&dir);
+    assert_eq!(files.len(), 1);
+    let recorded = std::fs::read(&files[0]).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&printed),
+        String::from_utf8_lossy(&recorded)
+    );
+    // File order, whatever order --columns named them in.
+    assert_eq!(
+        read_rows_with(&files[0], &["TID", "Socket Cookie"]).len(),
+        16
+    );
+}

@@ -57,6 +57,56 @@ pub fn parse_container_prefix(text: &str) -> Result<String, String> {
     }
 }
 
+/// Finds the cgroups of the containers whose ids start with given
+/// prefixes, by walking the cgroup v2 hierarchy: for `--container`, whose
+/// in-kernel filter is a set of cgroup ids. Each call returns only the
+/// cgroups not returned before, so it can be called again to pick up
+/// containers that started since.
+pub struct ContainerCgroups {
+    root: std::path::PathBuf,
+    prefixes: Vec<String>,
+    seen: std::collections::HashSet<u64>,
+}
+
+impl ContainerCgroups {
+    pub fn new(root: std::path::PathBuf, prefixes: Vec<String>) -> Self {
+        ContainerCgroups {
+            root,
+            prefixes,
+            seen: Default::default(),
+        }
+    }
+
+    /// The ids (cgroupfs inodes) of matching cgroups not returned before.
+    /// A container's own sub-cgroups match too (they are below it anyway).
+    pub fn new_ids(&mut self) -> Vec<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let path = entry.path();
+                let name = entry.file_name();
+                if let Some(id) = id_of_component(&name.to_string_lossy())
+                    && self.prefixes.iter().any(|p| matches_prefix(id, p))
+                    && let Ok(meta) = std::fs::symlink_metadata(&path)
+                    && self.seen.insert(meta.ino())
+                {
+                    out.push(meta.ino());
+                }
+                stack.push(path);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +162,28 @@ mod tests {
         ] {
             assert_eq!(container_id(path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn container_cgroups_are_found_once_and_later_ones_too() {
+        use std::os::unix::fs::MetadataExt;
+        let root = std::env::temp_dir().join(format!("nwtrace-ct-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let docker = root.join(format!("system.slice/docker-{ID}.scope"));
+        let other = root.join(format!("system.slice/docker-{}.scope", "0".repeat(64)));
+        std::fs::create_dir_all(&docker).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        let mut f = ContainerCgroups::new(root.clone(), vec![ID[..12].to_string()]);
+        let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(f.new_ids(), [ino(&docker)]);
+        assert_eq!(f.new_ids(), Vec::<u64>::new(), "nothing new");
+        // The same container under Kubernetes, started later.
+        let later = root.join(format!(
+            "kubepods.slice/kubepods-pod1.slice/cri-containerd-{ID}.scope"
+        ));
+        std::fs::create_dir_all(&later).unwrap();
+        assert_eq!(f.new_ids(), [ino(&later)]);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -3,4 +3,5 @@
 //! the optional columns; these are the userspace halves, pure and tested.)
 
 pub mod cgroup;
+pub mod columns;
 pub mod container;

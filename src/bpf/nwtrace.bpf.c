@@ -39,6 +39,7 @@
 #include "nwtrace.h"
 
 _Static_assert(sizeof(struct nw_event) == NW_EVENT_SIZE, "nw_event layout changed");
+_Static_assert(sizeof(struct nw_event_attr) == NW_EVENT_ATTR_SIZE, "nw_event_attr layout changed");
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -73,8 +74,45 @@ const volatile int udpv6_recvmsg_nargs = 5;
 /* mptcp_recvmsg lost the same arguments in the same commits. */
 const volatile int mptcp_recvmsg_nargs = 5;
 
+/*
+ * Optional columns (`--columns`). Off by default, and then every record is
+ * the 88-byte struct nw_event, made exactly as before: each branch below
+ * tests a read-only value that the verifier knows, so the code of the
+ * columns that are off is not even loaded. With any column on, every
+ * record is a struct nw_event_attr (tag NW_RECORD_EVENT_ATTR, 120 bytes),
+ * and only the fields of attr_mask are read (the others stay 0). One
+ * record per row, rather than a second record that follows the event,
+ * keeps rows whole in the ring (a reservation can fail between two
+ * records) and costs one reservation per row either way.
+ */
+const volatile bool emit_attr = false;
+const volatile __u32 attr_mask = 0; /* NW_ATTR_* */
+/* bpf_get_socket_cookie() may be called from tracing programs (tp_btf,
+ * fexit): 5.12 and later (commit c5dbb89fc2ac). Userspace sets this only
+ * for the tracepoint and fentry backends on such a kernel; kprobes and
+ * classic tracepoints never have it. */
+const volatile bool cookie_helper = false;
+
+/*
+ * In-kernel filters (besides pid and comm above). Those of the thread
+ * (comm, cgroup) stop an operation before any state is armed; those of the
+ * row (protocol, direction, IP version, port) need the finished row, so
+ * with any of them on (filter_rows) the row is built in a per-CPU scratch
+ * record and copied into the ring only when it passes: a row that is
+ * filtered out reserves nothing in the ring buffer.
+ */
+const volatile bool filter_rows = false;
+const volatile __u8 want_protocol = 0;   /* 0: any; IPPROTO_TCP or IPPROTO_UDP */
+const volatile __u8 want_direction = 0;  /* 0: any; NW_DIR_* + 1 */
+const volatile __u8 want_ip_version = 0; /* 0: any; 4 or 6, as the row says */
+const volatile bool filter_ports = false;
+const volatile bool filter_exclude_comms = false;
+const volatile bool filter_cgroups = false;
+const volatile bool filter_containers = false;
+
 /* Keeps struct nw_event in the object's BTF so the skeleton emits its type. */
 struct nw_event nw_event_type = {};
+struct nw_event_attr nw_event_attr_type = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -118,6 +156,47 @@ struct {
 	__type(value, __u8);
 } comm_filter SEC(".maps");
 
+/* --exclude-comm */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct comm_key);
+	__type(value, __u8);
+} exclude_comm_filter SEC(".maps");
+
+/* --port: local or remote port, host byte order. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} port_filter SEC(".maps");
+
+/* --cgroup and --container: cgroup v2 ids (cgroupfs inodes) whose
+ * processes and their descendants' are traced. Userspace adds the cgroups
+ * of containers that start later as it finds them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroup_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} container_filter SEC(".maps");
+
+/* Where a row is built when filter_rows is on (see above). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nw_event_attr);
+} scratch_records SEC(".maps");
+
 /* Which syscall armed a thread's state. */
 enum nw_op {
 	NW_OP_NONE = 0,
@@ -150,7 +229,7 @@ struct task_state {
 	__u64 fn_msg;
 	__u64 pending_name;    /* user struct sockaddr * of the pending receive */
 	__u64 pending_namelen; /* user int * holding its length */
-	struct nw_event pending_event;
+	struct nw_event_attr pending_event;
 };
 
 struct {
@@ -199,6 +278,62 @@ static __always_inline bool tgid_wanted(__u32 tgid)
 static __always_inline bool comm_wanted(struct comm_key *key)
 {
 	return !filter_comms || bpf_map_lookup_elem(&comm_filter, key);
+}
+
+/* Deeper than any real hierarchy (systemd + kubepods nest about 6). */
+#define NW_MAX_CGROUP_DEPTH 32
+
+/* Whether the current thread is in (or below) a cgroup of --cgroup, and
+ * in (or below) one of a container of --container: the thread's cgroup v2
+ * and its ancestors, each by id (its kernfs node id, which is what
+ * bpf_get_current_cgroup_id() returns and the cgroupfs inode number),
+ * against the maps. Two probe reads and one or two lookups per level, and
+ * only with those filters on. The parents are walked by hand because
+ * bpf_get_current_ancestor_cgroup_id() cannot be called from tracing,
+ * kprobe or tracepoint programs on 5.10 (the verifier refuses it there;
+ * seen on the VM matrix's 5.10 kernel). */
+static __always_inline bool cgroup_wanted(void)
+{
+	bool cg = !filter_cgroups, ct = !filter_containers;
+	struct task_struct *task;
+	struct cgroup *cgrp;
+	int level;
+
+	if (cg && ct)
+		return true;
+	task = (struct task_struct *)bpf_get_current_task();
+	cgrp = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+	for (level = 0; level < NW_MAX_CGROUP_DEPTH && cgrp; level++) {
+		/* kernfs_node.id is a u64 since 5.5 (commit 67c0496e87d1). */
+		__u64 id = BPF_CORE_READ(cgrp, kn, id);
+
+		if (!cg && bpf_map_lookup_elem(&cgroup_filter, &id))
+			cg = true;
+		if (!ct && bpf_map_lookup_elem(&container_filter, &id))
+			ct = true;
+		if (cg && ct)
+			return true;
+		/* A cgroup's css `self` is its first member: the parent's css
+		 * is the parent cgroup. NULL at the root. */
+		cgrp = (struct cgroup *)BPF_CORE_READ(cgrp, self.parent);
+	}
+	return false;
+}
+
+/* The filters of the thread, after tgid_wanted(): comm, --exclude-comm,
+ * --cgroup, --container. */
+static __always_inline bool thread_wanted(void)
+{
+	if (filter_comms || filter_exclude_comms) {
+		struct comm_key key = {};
+
+		bpf_get_current_comm(key.comm, sizeof(key.comm));
+		if (!comm_wanted(&key))
+			return false;
+		if (filter_exclude_comms && bpf_map_lookup_elem(&exclude_comm_filter, &key))
+			return false;
+	}
+	return cgroup_wanted();
 }
 
 /*
@@ -347,15 +482,8 @@ static __always_inline void arm(long syscall_nr, enum nw_op op, __u64 name,
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_state *st;
 
-	if (!tgid_wanted(tgid))
+	if (!tgid_wanted(tgid) || !thread_wanted())
 		return;
-	if (filter_comms) {
-		struct comm_key key = {};
-
-		bpf_get_current_comm(key.comm, sizeof(key.comm));
-		if (!comm_wanted(&key))
-			return;
-	}
 	st = state_lookup(true);
 	if (!st)
 		return;
@@ -605,17 +733,97 @@ static __always_inline bool op_has_flags(__u8 op)
 
 /* ---- emitting ----------------------------------------------------------- */
 
-static __always_inline void output_event(struct nw_event *e)
+/* IPv4-mapped IPv6 (::ffff:a.b.c.d): such a row says IP version 4. */
+static __always_inline bool is_v4_mapped(const unsigned char *a)
 {
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), submit_flags()))
+	const __u32 *w = (const __u32 *)a;
+
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff);
+}
+
+/* The row's IP Version, decided as userspace decides it (event.rs). */
+static __always_inline __u8 row_ip_version(struct nw_event *e)
+{
+	if (e->info & NW_INFO_PEER_KNOWN)
+		return e->peer_family == AF_INET || is_v4_mapped(e->peer_addr) ? 4 : 6;
+	return e->sk_family == AF_INET || is_v4_mapped(e->local_addr) ? 4 : 6;
+}
+
+static __always_inline bool port_listed(__u16 port)
+{
+	return bpf_map_lookup_elem(&port_filter, &port) != NULL;
+}
+
+/* The row filters, on a finished row. */
+static __always_inline bool row_wanted(struct nw_event *e)
+{
+	if (want_protocol && e->protocol != want_protocol)
+		return false;
+	if (want_direction && e->direction + 1 != want_direction)
+		return false;
+	if (want_ip_version && row_ip_version(e) != want_ip_version)
+		return false;
+	if (filter_ports && !port_listed(e->local_port) &&
+	    !((e->info & NW_INFO_PEER_KNOWN) && port_listed(e->peer_port)))
+		return false;
+	return true;
+}
+
+/* Copies a finished row into the ring, if the row filters keep it. */
+static __always_inline void output_event(struct nw_event_attr *x)
+{
+	if (filter_rows && !row_wanted(&x->ev))
+		return;
+	if (emit_attr) {
+		if (bpf_ringbuf_output(&events, x, sizeof(struct nw_event_attr), submit_flags()))
+			count_lost();
+	} else if (bpf_ringbuf_output(&events, x, sizeof(struct nw_event), submit_flags())) {
 		count_lost();
+	}
+}
+
+/*
+ * Where a row is built: straight in the ring buffer, or, with the row
+ * filters on, in the per-CPU scratch record (record_end() then copies it
+ * into the ring only if it passes). NULL: no room (counted as lost).
+ * filter_rows and emit_attr are read-only, so the verifier sees one kind
+ * of pointer on each path.
+ */
+static __always_inline struct nw_event_attr *record_begin(void)
+{
+	struct nw_event_attr *x;
+	__u32 zero = 0;
+
+	if (filter_rows)
+		return bpf_map_lookup_elem(&scratch_records, &zero);
+	if (emit_attr)
+		x = bpf_ringbuf_reserve(&events, sizeof(struct nw_event_attr), 0);
+	else
+		x = bpf_ringbuf_reserve(&events, sizeof(struct nw_event), 0);
+	if (!x)
+		count_lost();
+	return x;
+}
+
+static __always_inline void record_end(struct nw_event_attr *x)
+{
+	if (filter_rows)
+		output_event(x);
+	else
+		bpf_ringbuf_submit(x, submit_flags());
+}
+
+static __always_inline void record_discard(struct nw_event_attr *x)
+{
+	if (!filter_rows)
+		bpf_ringbuf_discard(x, 0);
 }
 
 /* Finishes a stashed unconnected UDP receive: by now the kernel has copied
  * its source address to the user buffer. */
 static __always_inline void flush_pending(struct task_state *st)
 {
-	struct nw_event *e = &st->pending_event;
+	struct nw_event *e = &st->pending_event.ev;
 	int namelen = 0;
 
 	st->pending = 0;
@@ -623,7 +831,7 @@ static __always_inline void flush_pending(struct task_state *st)
 	    !bpf_probe_read_user(&namelen, sizeof(namelen), (void *)st->pending_namelen) &&
 	    namelen > 0)
 		read_user_peer(e, st->pending_name);
-	output_event(e);
+	output_event(&st->pending_event);
 }
 
 static __always_inline void fill_event(struct nw_event *e, struct sock *sk, __u16 family,
@@ -665,6 +873,54 @@ static __always_inline void fill_event(struct nw_event *e, struct sock *sk, __u1
 		}
 	}
 	read_sock_local(e, sk, family, direct);
+}
+
+/* The socket's cookie, or 0 where this program cannot have it. */
+static __always_inline __u64 sock_cookie(struct sock *sk, bool direct)
+{
+	if (!cookie_helper)
+		return 0;
+	/* tp_btf and fexit (BTF pointer): the helper makes the cookie if
+	 * the socket has none yet. */
+	if (direct)
+		return bpf_get_socket_cookie(sk);
+	/* A classic tracepoint of a tracing backend (sendfile/splice exit,
+	 * io_uring completion): the cookie the helper stored in the socket,
+	 * if a tracing program made one (0, empty, otherwise). */
+	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+}
+
+/* The optional columns of attr_mask; the others are 0. */
+static __always_inline void fill_attr(struct nw_event_attr *x, struct sock *sk, bool direct)
+{
+	__builtin_memset(&x->attr, 0, sizeof(x->attr));
+	x->ev.record = NW_RECORD_EVENT_ATTR;
+	if (attr_mask & NW_ATTR_TID)
+		x->attr.tid = (__u32)bpf_get_current_pid_tgid();
+	if (attr_mask & NW_ATTR_UID)
+		x->attr.uid = (__u32)bpf_get_current_uid_gid();
+	if (attr_mask & NW_ATTR_CGROUP)
+		x->attr.cgroup_id = bpf_get_current_cgroup_id();
+	if (attr_mask & NW_ATTR_NETNS) {
+		/* Plain loads through a BTF pointer (tp_btf, fexit) instead of
+		 * two probe reads: about 100 ns less per row on the ping-pong. */
+		if (direct)
+			x->attr.netns = sk->__sk_common.skc_net.net->ns.inum;
+		else
+			x->attr.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	}
+	if (attr_mask & NW_ATTR_COOKIE)
+		x->attr.cookie = sock_cookie(sk, direct);
+}
+
+/* fill_event(), and the optional columns when any is on. */
+static __always_inline void fill_record(struct nw_event_attr *x, struct sock *sk, __u16 family,
+					__u8 protocol, __u8 direction, int ret, __u32 tgid,
+					__u64 now, struct task_state *armed, bool direct)
+{
+	fill_event(&x->ev, sk, family, protocol, direction, ret, tgid, now, armed, direct);
+	if (emit_attr)
+		fill_attr(x, sk, direct);
 }
 
 /* Socket family and protocol (IPPROTO_TCP for MPTCP too), or false when
@@ -767,7 +1023,7 @@ static __always_inline void splice_exit(struct nw_sys_exit *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u16 family = 0, protocol = 0;
 	struct task_state *st;
-	struct nw_event *e;
+	struct nw_event_attr *x;
 	struct sock *sk;
 	__u8 direction;
 	long ret;
@@ -783,17 +1039,15 @@ static __always_inline void splice_exit(struct nw_sys_exit *ctx)
 	sk = (struct sock *)st->name;
 	if (!traced_socket(sk, &family, &protocol, false))
 		return;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_lost();
+	x = record_begin();
+	if (!x)
 		return;
-	}
 	/* Both are bounded by MAX_RW_COUNT (INT_MAX & PAGE_MASK): fits an int. */
 	ret = ctx->ret;
-	fill_event(e, sk, family, IPPROTO_TCP, direction, (int)ret, tgid, bpf_ktime_get_ns(), st,
-		   false);
-	read_sock_peer(e, sk, family, false);
-	bpf_ringbuf_submit(e, submit_flags());
+	fill_record(x, sk, family, IPPROTO_TCP, direction, (int)ret, tgid, bpf_ktime_get_ns(), st,
+		    false);
+	read_sock_peer(&x->ev, sk, family, false);
+	record_end(x);
 }
 
 /* Every backend loads these (prefix sys_exit_): the row of a sendfile or
@@ -882,7 +1136,7 @@ struct uring_req {
 	__u8 _pad;
 	__u32 tgid;      /* the submitter's */
 	char comm[NW_TASK_COMM_LEN]; /* the submitting thread's */
-	struct nw_event ev;
+	struct nw_event_attr ev;
 };
 
 struct {
@@ -954,7 +1208,7 @@ static __always_inline void uring_submit(struct io_kiocb *req)
 	__u8 opcode;
 	int fd;
 
-	if (!req || !tgid_wanted(tgid))
+	if (!req || !tgid_wanted(tgid) || !thread_wanted())
 		return;
 	opcode = BPF_CORE_READ(req, opcode);
 	if (opcode == NW_IORING_OP_SEND || opcode == NW_IORING_OP_SENDMSG)
@@ -1016,7 +1270,7 @@ static __always_inline void uring_submit(struct io_kiocb *req)
 /* A protocol call that no syscall armed, on a socket with a request in
  * flight in that direction: that request's. Its view (addresses) is kept
  * for the row that its completion makes. */
-static __always_inline struct nw_event *uring_claim(struct sock *sk, __u8 direction)
+static __always_inline struct nw_event_attr *uring_claim(struct sock *sk, __u8 direction)
 {
 	struct uring_sk_key key = { .sk = (__u64)sk, .direction = direction };
 	struct uring_req *ur;
@@ -1037,23 +1291,26 @@ static __always_inline void uring_row(struct uring_req *ur, int res, __u64 now)
 {
 	__u16 family = 0, protocol = 0;
 	struct sock *sk = (struct sock *)ur->sk;
+	struct nw_event_attr *x;
 	struct nw_event *e;
 
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_lost();
-		return;
-	}
+	x = record_begin();
+	if (!x)
+		return; /* counted */
 	if (!traced_socket(sk, &family, &protocol, false)) {
-		bpf_ringbuf_discard(e, 0);
+		record_discard(x);
 		return;
 	}
+	e = &x->ev;
 	if (ur->seen) {
-		__builtin_memcpy(e, &ur->ev, sizeof(*e));
+		if (emit_attr)
+			__builtin_memcpy(x, &ur->ev, sizeof(struct nw_event_attr));
+		else
+			__builtin_memcpy(x, &ur->ev, sizeof(struct nw_event));
 	} else {
 		/* Failed before any protocol call (a bad buffer, say). */
-		fill_event(e, sk, family, protocol, ur->direction, res, ur->tgid, now, NULL,
-			   false);
+		fill_record(x, sk, family, protocol, ur->direction, res, ur->tgid, now, NULL,
+			    false);
 		read_sock_peer(e, sk, family, false);
 	}
 	/* The tracepoint backend sees no kernel msghdr: an unconnected UDP
@@ -1074,7 +1331,7 @@ static __always_inline void uring_row(struct uring_req *ur, int res, __u64 now)
 	e->start_ns = ur->start_ns;
 	e->end_ns = now;
 	e->info |= NW_INFO_HAS_START;
-	bpf_ringbuf_submit(e, submit_flags());
+	record_end(x);
 }
 
 /*
@@ -1177,17 +1434,17 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 	struct task_state *st, *armed = NULL;
 	__u16 family = 0, protocol = 0;
 	__u64 name = 0, namelen_ptr = 0;
+	struct nw_event_attr *x;
 	struct nw_event *e;
 
 	if (!tgid_wanted(tgid) || !traced_socket(sk, &family, &protocol, direct))
 		return;
-	if (filter_comms) {
-		struct comm_key key = {};
-
-		bpf_get_current_comm(key.comm, sizeof(key.comm));
-		if (!comm_wanted(&key))
-			return;
-	}
+	/* What the socket alone decides: before any other work. */
+	if ((want_protocol && protocol != want_protocol) ||
+	    (want_direction && direction + 1 != want_direction))
+		return;
+	if (!thread_wanted())
+		return;
 
 	st = state_lookup(false);
 	if (st) {
@@ -1200,8 +1457,14 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 			/* A chunk of a sendfile/splice on this socket: its
 			 * sys_exit makes the syscall's one row. */
 			if (st->op == NW_OP_SPLICE_SEND || st->op == NW_OP_SPLICE_RECV) {
-				if (st->name == (__u64)sk)
+				if (st->name == (__u64)sk) {
+					/* Make the socket's cookie here, where the
+					 * helper may be called: the row, made at
+					 * sys_exit, reads it back (sock_cookie()). */
+					if (emit_attr && (attr_mask & NW_ATTR_COOKIE))
+						sock_cookie(sk, direct);
 					return;
+				}
 			} else if (op_is_send(st->op) == (direction == NW_DIR_SEND)) {
 				armed = st;
 			}
@@ -1213,9 +1476,10 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		name = user_name_of(armed, &namelen_ptr);
 
 	/* An io_uring request's attempt: its completion makes the row. */
-	e = armed ? NULL : uring_claim(sk, direction);
-	if (e) {
-		fill_event(e, sk, family, protocol, direction, ret, tgid, now, NULL, direct);
+	x = armed ? NULL : uring_claim(sk, direction);
+	if (x) {
+		e = &x->ev;
+		fill_record(x, sk, family, protocol, direction, ret, tgid, now, NULL, direct);
 		if (!(protocol == IPPROTO_UDP && kmsg && (direction == NW_DIR_SEND || ret >= 0) &&
 		      read_peer(e, (__u64)KREAD(direct, kmsg, msg_name), false)))
 			read_sock_peer(e, sk, family, direct);
@@ -1226,21 +1490,20 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		/* Unconnected-style UDP receive with a name buffer: the source
 		 * address is copied out after this tracepoint. Finish it at
 		 * sys_exit, or at the next message of a recvmmsg. */
-		fill_event(&armed->pending_event, sk, family, protocol, direction, ret, tgid,
-			   now, armed, direct);
-		read_sock_peer(&armed->pending_event, sk, family, direct);
+		fill_record(&armed->pending_event, sk, family, protocol, direction, ret, tgid,
+			    now, armed, direct);
+		read_sock_peer(&armed->pending_event.ev, sk, family, direct);
 		armed->pending_name = name;
 		armed->pending_namelen = namelen_ptr;
 		armed->pending = 1;
 	} else {
-		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-		if (!e) {
-			count_lost();
-		} else {
+		x = record_begin();
+		if (x) {
 			bool peer_done = false;
 
-			fill_event(e, sk, family, protocol, direction, ret, tgid, now, armed,
-				   direct);
+			e = &x->ev;
+			fill_record(x, sk, family, protocol, direction, ret, tgid, now, armed,
+				    direct);
 			if (protocol == IPPROTO_UDP && kmsg &&
 			    (direction == NW_DIR_SEND || ret >= 0)) {
 				/* A send's msg_name is where the datagram
@@ -1252,7 +1515,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 			}
 			if (!peer_done)
 				read_sock_peer(e, sk, family, direct);
-			bpf_ringbuf_submit(e, submit_flags());
+			record_end(x);
 		}
 	}
 

@@ -14,6 +14,9 @@
 
 /* Record tags. Userspace counts and skips any tag it does not know. */
 #define NW_RECORD_EVENT 1
+/* struct nw_event_attr: an nw_event followed by its attribution (only
+ * when `--columns` asked for any; see emit_attr in nwtrace.bpf.c). */
+#define NW_RECORD_EVENT_ATTR 2
 
 /* nw_event.direction */
 #define NW_DIR_SEND 0
@@ -44,5 +47,33 @@ struct nw_event {
 };
 
 #define NW_EVENT_SIZE 88
+
+/* Which attribution fields are filled (rodata attr_mask); the others are 0. */
+#define NW_ATTR_TID 0x01
+#define NW_ATTR_UID 0x02
+#define NW_ATTR_CGROUP 0x04
+#define NW_ATTR_NETNS 0x08
+#define NW_ATTR_COOKIE 0x10
+
+/*
+ * The optional columns' raw values, appended to the event. Only records
+ * tagged NW_RECORD_EVENT_ATTR carry it, and only runs with `--columns`
+ * make those: the default record stays NW_EVENT_SIZE bytes.
+ */
+struct nw_attr {
+	unsigned int tid;
+	unsigned int uid;               /* real uid */
+	unsigned long long cgroup_id;   /* cgroup v2 id (cgroupfs inode) */
+	unsigned int netns;             /* the socket's net namespace inode */
+	unsigned int _pad;
+	unsigned long long cookie;      /* socket cookie; 0 = none */
+};
+
+struct nw_event_attr {
+	struct nw_event ev;
+	struct nw_attr attr;
+};
+
+#define NW_EVENT_ATTR_SIZE 120
 
 #endif /* NWTRACE_H */

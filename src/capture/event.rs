@@ -7,10 +7,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
 
+use crate::bpf::types::nw_attr as RawAttr;
 use crate::bpf::types::nw_event as RawEvent;
 
 /// Constants mirrored from `src/bpf/nwtrace.h`.
 pub const NW_RECORD_EVENT: u8 = 1;
+/// An event followed by its attribution (`--columns`).
+pub const NW_RECORD_EVENT_ATTR: u8 = 2;
 const NW_DIR_SEND: u8 = 0;
 const NW_DIR_RECV: u8 = 1;
 const NW_INFO_HAS_START: u8 = 0x01;
@@ -21,11 +24,37 @@ pub const NW_EVENT_SIZE: usize = 88;
 const AF_INET: u16 = libc::AF_INET as u16;
 const AF_INET6: u16 = libc::AF_INET6 as u16;
 
+pub const NW_EVENT_ATTR_SIZE: usize = 120;
+/// Which attribution fields the BPF side fills (its `attr_mask`).
+pub const NW_ATTR_TID: u32 = 0x01;
+pub const NW_ATTR_UID: u32 = 0x02;
+pub const NW_ATTR_CGROUP: u32 = 0x04;
+pub const NW_ATTR_NETNS: u32 = 0x08;
+pub const NW_ATTR_COOKIE: u32 = 0x10;
+
 const _: () = assert!(std::mem::size_of::<RawEvent>() == NW_EVENT_SIZE);
+const _: () =
+    assert!(std::mem::size_of::<RawEvent>() + std::mem::size_of::<RawAttr>() == NW_EVENT_ATTR_SIZE);
 
 // SAFETY: RawEvent is a #[repr(C)] struct of integers and integer arrays
 // generated from the BPF object's BTF; every bit pattern is a valid value.
 unsafe impl plain::Plain for RawEvent {}
+// SAFETY: as above, for the attribution that may follow the event.
+unsafe impl plain::Plain for RawAttr {}
+
+/// The raw values of the optional columns, as the kernel gave them. A
+/// field whose column was not asked for is 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attr {
+    pub tid: u32,
+    pub uid: u32,
+    /// cgroup v2 id (the cgroup folder's inode in cgroupfs).
+    pub cgroup_id: u64,
+    /// The socket's network namespace inode.
+    pub netns: u32,
+    /// The socket cookie; `None` where the backend has none.
+    pub cookie: Option<u64>,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -66,6 +95,8 @@ pub struct NetEvent {
     pub end_ns: u64,
     pub local: Endpoint,
     pub peer: Option<Endpoint>,
+    /// The optional columns' values, in records made with `--columns`.
+    pub attr: Option<Attr>,
 }
 
 impl NetEvent {
@@ -141,9 +172,25 @@ impl TryFrom<&[u8]> for NetEvent {
     fn try_from(data: &[u8]) -> Result<Self, DecodeError> {
         let mut raw = RawEvent::default();
         plain::copy_from_bytes(&mut raw, data).map_err(|_| DecodeError::Truncated(data.len()))?;
-        if raw.record != NW_RECORD_EVENT {
-            return Err(DecodeError::UnknownRecord(raw.record));
-        }
+        let attr = match raw.record {
+            NW_RECORD_EVENT => None,
+            NW_RECORD_EVENT_ATTR => {
+                let tail = data
+                    .get(NW_EVENT_SIZE..NW_EVENT_ATTR_SIZE)
+                    .ok_or(DecodeError::Truncated(data.len()))?;
+                let mut a = RawAttr::default();
+                plain::copy_from_bytes(&mut a, tail)
+                    .map_err(|_| DecodeError::Truncated(data.len()))?;
+                Some(Attr {
+                    tid: a.tid,
+                    uid: a.uid,
+                    cgroup_id: a.cgroup_id,
+                    netns: a.netns,
+                    cookie: (a.cookie != 0).then_some(a.cookie),
+                })
+            }
+            r => return Err(DecodeError::UnknownRecord(r)),
+        };
         let direction = match raw.direction {
             NW_DIR_SEND => Direction::Send,
             NW_DIR_RECV => Direction::Receive,
@@ -212,6 +259,7 @@ impl TryFrom<&[u8]> for NetEvent {
             end_ns: raw.end_ns,
             local,
             peer,
+            attr,
         })
     }
 }
@@ -384,6 +432,47 @@ pub mod tests {
                 assert!(out.ends_with(b"\n"));
             }
         }
+    }
+
+    #[test]
+    fn attribution_follows_the_event_in_its_own_record_type() {
+        let mut raw = raw_event();
+        raw.record = NW_RECORD_EVENT_ATTR;
+        let attr = RawAttr {
+            tid: 1235,
+            uid: 1000,
+            cgroup_id: 4242,
+            netns: 4026531840,
+            cookie: 77,
+            ..Default::default()
+        };
+        let mut data = bytes(&raw);
+        // SAFETY: RawAttr is Plain (see above).
+        data.extend_from_slice(unsafe { plain::as_bytes(&attr) });
+        assert_eq!(data.len(), NW_EVENT_ATTR_SIZE);
+        let ev = NetEvent::try_from(data.as_slice()).unwrap();
+        assert_eq!(
+            ev.attr,
+            Some(Attr {
+                tid: 1235,
+                uid: 1000,
+                cgroup_id: 4242,
+                netns: 4026531840,
+                cookie: Some(77),
+            })
+        );
+        // A zero cookie is "none", and the event fields decode as before.
+        data[NW_EVENT_SIZE + 24..].fill(0);
+        let ev = NetEvent::try_from(data.as_slice()).unwrap();
+        assert_eq!(ev.attr.unwrap().cookie, None);
+        assert_eq!(ev.pid, 1234);
+        // The tag promises the tail: without it the record is truncated.
+        assert_eq!(
+            NetEvent::try_from(&data[..NW_EVENT_SIZE]),
+            Err(DecodeError::Truncated(NW_EVENT_SIZE))
+        );
+        // The default record has no attribution.
+        assert_eq!(sample_event().attr, None);
     }
 
     #[test]

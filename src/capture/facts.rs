@@ -164,6 +164,9 @@ pub struct KernelFacts {
     pub uring_complete_req: bool,
     /// io_uring:io_uring_cqe_overflow exists (5.19).
     pub uring_cqe_overflow: bool,
+    /// Tracing programs (tp_btf, fexit) may call bpf_get_socket_cookie():
+    /// 5.12 (commit c5dbb89fc2ac), which added bpf_get_socket_ptr_cookie.
+    pub socket_cookie_tracing: bool,
 }
 
 fn func_nargs(btf: &Btf<'_>, name: &str) -> Option<i32> {
@@ -212,6 +215,8 @@ impl KernelFacts {
                 "trace_event_raw_io_uring_cqe_overflow",
                 "user_data",
             ),
+            // BPF_CALL_1() declares a btf_<name> typedef for each helper.
+            socket_cookie_tracing: has_typedef(&btf, "btf_bpf_get_socket_ptr_cookie"),
         })
     }
 }

@@ -8,23 +8,53 @@ use anyhow::{Context, Result, anyhow};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, OpenObject};
 
+use crate::attribution::columns::Columns;
+use crate::attribution::container::ContainerCgroups;
 use crate::bpf::{NwtraceLinks, NwtraceSkel, NwtraceSkelBuilder};
-use crate::capture::backends::{Attach, BackendDef};
+use crate::capture::backends::{Attach, Backend, BackendDef};
 use crate::capture::facts::KernelFacts;
 use crate::capture::kretprobe::Kretprobes;
 use crate::capture::teardown::PerfEventHold;
+use crate::cli::{DirectionFilter, ProtocolFilter};
 
 /// The in-kernel filters and the ring size.
 #[derive(Clone, Debug, Default)]
 pub struct Filters {
     pub pids: Vec<u32>,
     pub comms: Vec<String>,
+    pub ports: Vec<u16>,
+    pub protocol: Option<ProtocolFilter>,
+    pub ip_version: Option<u8>,
+    pub direction: Option<DirectionFilter>,
+    /// Absolute cgroup folders (the CLI checked that they exist).
+    pub cgroups: Vec<String>,
+    /// Container id prefixes, lowercase hex.
+    pub containers: Vec<String>,
+    pub exclude_comms: Vec<String>,
+}
+
+impl Filters {
+    /// Whether a row filter (they need the finished row) is on.
+    fn on_rows(&self) -> bool {
+        !self.ports.is_empty()
+            || self.protocol.is_some()
+            || self.ip_version.is_some()
+            || self.direction.is_some()
+    }
 }
 
 pub struct LoadOptions<'a> {
     pub tracefs: &'a Path,
     pub filters: &'a Filters,
+    pub columns: Columns,
     pub ring_size: u64,
+}
+
+/// Whether `backend` gives the Socket Cookie column on this kernel: its
+/// socket hooks must be tracing programs (tp_btf, fexit), and tracing
+/// programs have bpf_get_socket_cookie() from 5.12. Kprobes never do.
+pub fn backend_has_cookie(backend: &BackendDef, facts: &KernelFacts) -> bool {
+    matches!(backend.backend, Backend::Fentry | Backend::Tracepoint) && facts.socket_cookie_tracing
 }
 
 /// A loaded and attached object, with the return probes made outside
@@ -121,6 +151,26 @@ pub fn load_and_attach(
     rodata.self_tgid = std::process::id();
     rodata.filter_pids = !opts.filters.pids.is_empty();
     rodata.filter_comms = !opts.filters.comms.is_empty();
+    let f = opts.filters;
+    rodata.filter_rows = f.on_rows();
+    rodata.want_protocol = match f.protocol {
+        None => 0,
+        Some(ProtocolFilter::Tcp) => libc::IPPROTO_TCP as u8,
+        Some(ProtocolFilter::Udp) => libc::IPPROTO_UDP as u8,
+    };
+    rodata.want_direction = match f.direction {
+        None => 0,
+        Some(DirectionFilter::Send) => 1,
+        Some(DirectionFilter::Receive) => 2,
+    };
+    rodata.want_ip_version = f.ip_version.unwrap_or(0);
+    rodata.filter_ports = !f.ports.is_empty();
+    rodata.filter_exclude_comms = !f.exclude_comms.is_empty();
+    rodata.filter_cgroups = !f.cgroups.is_empty();
+    rodata.filter_containers = !f.containers.is_empty();
+    rodata.emit_attr = !opts.columns.is_empty();
+    rodata.attr_mask = opts.columns.attr_mask();
+    rodata.cookie_helper = backend_has_cookie(backend, facts);
     // Wake the consumer early only when a quarter of the ring is unread;
     // otherwise it drains on its own short timer (see session.rs).
     rodata.wakeup_bytes = opts.ring_size / 4;
@@ -173,12 +223,31 @@ pub fn load_and_attach(
             .context("filling the pid filter")?;
     }
     for comm in &opts.filters.comms {
-        let mut key = [0u8; 16];
-        key[..comm.len()].copy_from_slice(comm.as_bytes());
         skel.maps
             .comm_filter
-            .update(&key, &[1u8], MapFlags::ANY)
+            .update(&comm_key(comm), &[1u8], MapFlags::ANY)
             .context("filling the comm filter")?;
+    }
+    for comm in &opts.filters.exclude_comms {
+        skel.maps
+            .exclude_comm_filter
+            .update(&comm_key(comm), &[1u8], MapFlags::ANY)
+            .context("filling the --exclude-comm filter")?;
+    }
+    for port in &opts.filters.ports {
+        skel.maps
+            .port_filter
+            .update(&port.to_ne_bytes(), &[1u8], MapFlags::ANY)
+            .context("filling the port filter")?;
+    }
+    for dir in &opts.filters.cgroups {
+        let id = std::fs::metadata(dir)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .with_context(|| format!("reading cgroup {dir}"))?;
+        skel.maps
+            .cgroup_filter
+            .update(&id.to_ne_bytes(), &[1u8], MapFlags::ANY)
+            .context("filling the cgroup filter")?;
     }
     skel.attach()
         .with_context(|| format!("attaching the {} programs", backend.name))?;
@@ -192,6 +261,29 @@ pub fn load_and_attach(
         }
     }
     Ok(Loaded { skel, kretprobes })
+}
+
+fn comm_key(comm: &str) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..comm.len()].copy_from_slice(comm.as_bytes());
+    key
+}
+
+/// Adds the cgroups of `--container`'s containers to the in-kernel filter:
+/// at load, then again every second while tracing (containers that start
+/// later). Returns how many cgroups it added.
+pub fn add_container_cgroups(
+    skel: &NwtraceSkel<'_>,
+    finder: &mut ContainerCgroups,
+) -> Result<usize> {
+    let ids = finder.new_ids();
+    for id in &ids {
+        skel.maps
+            .container_filter
+            .update(&id.to_ne_bytes(), &[1u8], MapFlags::ANY)
+            .context("filling the container filter")?;
+    }
+    Ok(ids.len())
 }
 
 /// Every event the kernel side saw and could not hand over, summed over

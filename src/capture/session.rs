@@ -15,6 +15,9 @@ use anyhow::{Context, Result};
 use libbpf_rs::RingBufferBuilder;
 use libbpf_rs::skel::Skel;
 
+use crate::attribution::cgroup::cgroup2_root;
+use crate::attribution::columns::Columns;
+use crate::attribution::container::ContainerCgroups;
 use crate::capture::backends::{self, BackendDef};
 use crate::capture::event::NetEvent;
 use crate::capture::facts::{self, KernelFacts};
@@ -30,12 +33,17 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the wall clock's offset to CLOCK_MONOTONIC is sampled again
 /// (NTP slews the wall clock).
 const CLOCK_RESAMPLE: Duration = Duration::from_secs(1);
+/// How often `--container` looks for cgroups of containers that started
+/// since: their first operations before it are not traced.
+const CONTAINER_RESCAN: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
     /// `auto` or a backend's name from the table.
     pub backend: String,
     pub filters: Filters,
+    /// Optional columns (`--columns`): the BPF side adds what they need.
+    pub columns: Columns,
     /// Bytes; a power of two.
     pub ring_size: u64,
 }
@@ -90,6 +98,9 @@ pub struct Session {
     backend: &'static BackendDef,
     facts: KernelFacts,
     loaded: Loaded,
+    /// `--container`: finds the containers' cgroups, again every
+    /// CONTAINER_RESCAN while tracing.
+    containers: Option<ContainerCgroups>,
 }
 
 impl Session {
@@ -103,17 +114,29 @@ impl Session {
         let load_opts = LoadOptions {
             tracefs: &tracefs,
             filters: &opts.filters,
+            columns: opts.columns,
             ring_size: opts.ring_size,
+        };
+        let mut containers = if opts.filters.containers.is_empty() {
+            None
+        } else {
+            let root = cgroup2_root().context("--container needs a cgroup v2 hierarchy")?;
+            Some(ContainerCgroups::new(root, opts.filters.containers.clone()))
         };
         let mut failures = Vec::new();
         for backend in backends::candidates(&opts.backend) {
             match load::load_and_attach(backend, &facts, &load_opts) {
                 Ok(loaded) => {
                     log::debug!("nwtrace: backend {} ({facts:?})", backend.name);
+                    if let Some(c) = containers.as_mut() {
+                        let n = load::add_container_cgroups(&loaded.skel, c)?;
+                        log::debug!("nwtrace: --container matches {n} cgroups at start");
+                    }
                     return Ok(Session {
                         backend,
                         facts,
                         loaded,
+                        containers,
                     });
                 }
                 Err(e) => failures.push(format!("{}: {}", backend.name, load::one_line(&e))),
@@ -161,6 +184,7 @@ impl Session {
             .context("setting up the ring buffer consumer")?;
 
         let mut last_clock = Instant::now();
+        let mut last_rescan = Instant::now();
         let reason = loop {
             // poll() drains only after a wakeup, and submissions wake the
             // reader only past a quarter of the ring: consume() after every
@@ -187,6 +211,16 @@ impl Session {
             };
             if let ControlFlow::Break(reason) = d.consumer.on_tick(&health) {
                 break reason;
+            }
+            if let Some(c) = self.containers.as_mut()
+                && last_rescan.elapsed() >= CONTAINER_RESCAN
+            {
+                last_rescan = Instant::now();
+                match load::add_container_cgroups(&self.loaded.skel, c) {
+                    Ok(0) => {}
+                    Ok(n) => log::debug!("nwtrace: --container: {n} new cgroups"),
+                    Err(e) => log::warn!("nwtrace: {}", load::one_line(&e)),
+                }
             }
             if last_clock.elapsed() >= CLOCK_RESAMPLE {
                 d.clock = WallClock::sample();

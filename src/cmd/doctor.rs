@@ -46,6 +46,10 @@ pub struct BackendVerdict {
     pub hint: Option<&'static str>,
     pub sees: &'static str,
     pub needs: &'static str,
+    /// Whether `--columns cookie` has values with this backend here (its
+    /// socket hooks are tracing programs, and the kernel is 5.12+); the
+    /// column is empty otherwise.
+    pub socket_cookie: bool,
 }
 
 /// A hint for the failures users meet, keyed on the OS error behind them.
@@ -74,6 +78,7 @@ fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict 
     let opts = LoadOptions {
         tracefs: &tracefs,
         filters: &filters,
+        columns: Default::default(),
         ring_size: 4096,
     };
     let (works, error, hint) = match load::load_and_attach(def, facts, &opts) {
@@ -91,6 +96,7 @@ fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict 
         hint,
         sees: def.sees,
         needs: def.needs,
+        socket_cookie: load::backend_has_cookie(def, facts),
     }
 }
 
@@ -227,10 +233,23 @@ fn write_text(out: &mut impl Write, r: &DoctorReport) -> io::Result<()> {
             "no io_uring tracepoints with the request (before 5.19, or no CONFIG_IO_URING): rows from the socket layer, no latency"
         },
     )?;
+    line(
+        "socket cookie",
+        if facts.socket_cookie_tracing {
+            "tracing programs may read it (5.12+): --columns cookie has values with the tracepoint and fentry backends, never with kprobe"
+        } else {
+            "not for tracing programs before 5.12: --columns cookie is empty with every backend"
+        },
+    )?;
     writeln!(out, "\n{:<18}result", "backend")?;
     for v in &r.backends {
+        let cookie = if v.socket_cookie {
+            "; Socket Cookie: yes"
+        } else {
+            "; Socket Cookie: empty"
+        };
         let text = match (&v.error, v.hint) {
-            (None, _) => "works (loaded, attached, detached)".to_string(),
+            (None, _) => format!("works (loaded, attached, detached){cookie}"),
             (Some(e), Some(h)) => format!("does not work: {e} [{h}]"),
             (Some(e), None) => format!("does not work: {e}"),
         };

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::UsageError;
+use crate::attribution::columns::Columns;
 use crate::capture::facts;
 use crate::capture::session::{self, Outcome, RunStats, Session};
 use crate::cli::{DEFAULT_OUTPUT_DIR, OutputArgs, RecordArgs};
@@ -18,6 +19,7 @@ use crate::output::dir::SafeDir;
 use crate::output::layout::{create_run_dir, default_machine_id, validate_component};
 use crate::output::manifest::{Manifest, ManifestFile};
 use crate::output::on_close::{FileKind, OnClose};
+use crate::output::row::RowFormatter;
 use crate::output::sink::{CsvSink, MaxAge, Retention};
 use crate::timefmt::{iso8601, now_epoch_secs, run_folder_name};
 
@@ -97,6 +99,7 @@ impl Recording {
         names: RunNames,
         backend: &str,
         start_secs: i64,
+        columns: Columns,
     ) -> Result<Recording> {
         let run_dir = create_run_dir(output_dir(args), &names.machine_id, &names.timestamp)?;
         let manifest_dir: SafeDir = run_dir
@@ -106,7 +109,13 @@ impl Recording {
             max_files: args.max_files.map(|n| n as usize),
             max_bytes: args.max_size,
         };
-        let mut sink = CsvSink::create_with(run_dir, args.rotate_size, retention, args.compress)?;
+        let mut sink = CsvSink::create_with_header(
+            run_dir,
+            args.rotate_size,
+            retention,
+            args.compress,
+            columns.header(),
+        )?;
         if let Some(age) = args.max_age {
             // Older runs are looked for beside this one, in the machine
             // folder; if it cannot be opened, only this run's files go.
@@ -136,10 +145,11 @@ impl Recording {
             rows_lost: 0,
             malformed_records: 0,
             programs: Vec::new(),
+            columns: columns.all_names(),
             on_close: None,
         };
         let manifest_file = ManifestFile::create(manifest_dir, &manifest)?;
-        let mut csv = CsvConsumer::new(sink);
+        let mut csv = CsvConsumer::with_formatter(sink, RowFormatter::with_columns(columns));
         if let Some(command) = &args.on_close {
             csv = csv.with_on_close(OnClose::start(command));
         }
@@ -200,7 +210,8 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
 
     let session = Session::start(&args.capture.options())?;
     let backend = session.backend().name;
-    let mut recording = Recording::create(&args.output, names, backend, start_secs)?;
+    let columns = args.capture.columns.unwrap_or_default();
+    let mut recording = Recording::create(&args.output, names, backend, start_secs, columns)?;
     let signals = StopSignals::install(SecondInterrupt::Exits)?;
 
     // A stable interface (README): scripts wait for a stderr line that

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::attribution::columns::Columns;
 use crate::capture::event::NetEvent;
 use crate::capture::session::{Outcome, Session};
 use crate::cli::{WatchArgs, WatchFormat};
@@ -85,6 +86,7 @@ pub struct WatchConsumer<'r> {
 impl<'r> WatchConsumer<'r> {
     pub fn start(
         format: LineFormat,
+        columns: Columns,
         limit: Option<u64>,
         recording: Option<&'r mut CsvConsumer>,
     ) -> Self {
@@ -98,7 +100,7 @@ impl<'r> WatchConsumer<'r> {
             .name("nwtrace-print".into())
             .spawn(move || print_batches(rx, state, done_tx))
             .expect("starting the printer thread");
-        let formatter = LineFormatter::new(format);
+        let formatter = LineFormatter::with_columns(format, columns);
         let mut consumer = WatchConsumer {
             recording,
             batch: Batch {
@@ -216,7 +218,13 @@ pub fn watch(args: WatchArgs) -> Result<ExitCode> {
     let session = Session::start(&args.capture.options())?;
     let backend = session.backend().name;
     let mut recording = match names {
-        Some(names) => Some(Recording::create(&args.output, names, backend, start_secs)?),
+        Some(names) => Some(Recording::create(
+            &args.output,
+            names,
+            backend,
+            start_secs,
+            args.capture.columns.unwrap_or_default(),
+        )?),
         None => None,
     };
     let signals = StopSignals::install(SecondInterrupt::Exits)?;
@@ -236,8 +244,12 @@ pub fn watch(args: WatchArgs) -> Result<ExitCode> {
         ),
     }
 
-    let mut lines =
-        WatchConsumer::start(format, args.count, recording.as_mut().map(|r| &mut r.csv));
+    let mut lines = WatchConsumer::start(
+        format,
+        args.capture.columns.unwrap_or_default(),
+        args.count,
+        recording.as_mut().map(|r| &mut r.csv),
+    );
     let deadline = args.duration.map(|d| Instant::now() + d);
     let should_stop = || {
         if let Some(sig) = signals.received() {

@@ -30,9 +30,15 @@ pub struct CsvConsumer {
 
 impl CsvConsumer {
     pub fn new(sink: CsvSink) -> Self {
+        Self::with_formatter(sink, RowFormatter::new())
+    }
+
+    /// As [`CsvConsumer::new`], with rows made by `formatter` (optional
+    /// columns); the sink's header must match it.
+    pub fn with_formatter(sink: CsvSink, formatter: RowFormatter) -> Self {
         CsvConsumer {
             sink,
-            formatter: RowFormatter::new(),
+            formatter,
             last_flush: Instant::now(),
             last_expire: Instant::now(),
             failure: None,

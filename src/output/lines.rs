@@ -7,9 +7,10 @@ use std::io::Write as _;
 
 use serde::Serialize;
 
+use crate::attribution::columns::{Attribution, Column, Columns};
 use crate::capture::event::{Direction, Endpoint, NetEvent, Protocol};
 use crate::names::{errno_name, write_msg_flags};
-use crate::output::row::{HEADER, RowFormatter, comm_text};
+use crate::output::row::{RowFormatter, comm_text};
 use crate::timefmt::{RowTimeFormatter, WallClock};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +64,9 @@ struct JsonOp<'a> {
 
 pub struct LineFormatter {
     format: LineFormat,
+    /// The optional columns (`--columns`), after the usual ones.
+    attribution: Option<Attribution>,
+    header: String,
     row: RowFormatter,
     time: RowTimeFormatter,
     scratch: Vec<u8>,
@@ -133,9 +137,24 @@ const RESET: &str = "\x1b[0m";
 
 impl LineFormatter {
     pub fn new(format: LineFormat) -> Self {
+        Self::with_columns(format, Columns::default())
+    }
+
+    /// Lines with the optional columns too: CSV as `record --columns`
+    /// writes them, JSON with their header names as keys, text with
+    /// `name=value` pairs at the end of the line.
+    pub fn with_columns(format: LineFormat, columns: Columns) -> Self {
+        let header = match format {
+            LineFormat::Text { .. } => TEXT_HEADER.to_string(),
+            LineFormat::Csv => columns.header(),
+            LineFormat::Jsonl => String::new(),
+        };
         LineFormatter {
             format,
-            row: RowFormatter::new(),
+            attribution: (!columns.is_empty() && format != LineFormat::Csv)
+                .then(|| Attribution::new(columns)),
+            header,
+            row: RowFormatter::with_columns(columns),
             time: RowTimeFormatter::default(),
             scratch: Vec::new(),
             text: String::new(),
@@ -143,12 +162,8 @@ impl LineFormatter {
     }
 
     /// What comes before the first line, if anything.
-    pub fn header(&self) -> &'static str {
-        match self.format {
-            LineFormat::Text { .. } => TEXT_HEADER,
-            LineFormat::Csv => HEADER,
-            LineFormat::Jsonl => "",
-        }
+    pub fn header(&self) -> &str {
+        &self.header
     }
 
     /// Appends the line for `ev`, newline included.
@@ -196,6 +211,26 @@ impl LineFormatter {
             msg_flags: (!flags.is_empty()).then_some(flags.as_str()),
         };
         serde_json::to_writer(&mut *out, &op).expect("writing JSON to a Vec");
+        if let Some(a) = self.attribution.as_mut() {
+            // The object's closing brace makes way for the optional keys.
+            out.pop();
+            for (col, text) in a.values(ev) {
+                out.push(b',');
+                serde_json::to_writer(&mut *out, col.header()).expect("writing JSON to a Vec");
+                out.push(b':');
+                let value = match col {
+                    _ if text.is_empty() => serde_json::Value::Null,
+                    Column::Cgroup | Column::Container => serde_json::Value::String(text),
+                    // Numbers as numbers, as for the 14.
+                    _ => text
+                        .parse::<u64>()
+                        .map(serde_json::Value::from)
+                        .unwrap_or(serde_json::Value::String(text)),
+                };
+                serde_json::to_writer(&mut *out, &value).expect("writing JSON to a Vec");
+            }
+            out.push(b'}');
+        }
         out.push(b'\n');
     }
 
@@ -235,6 +270,12 @@ impl LineFormatter {
             write_msg_flags(&mut flags, f);
             let _ = write!(t, " {}", String::from_utf8_lossy(&flags));
         }
+        if let Some(a) = self.attribution.as_mut() {
+            for (col, text) in a.values(ev) {
+                let value = if text.is_empty() { "-" } else { &text };
+                let _ = write!(t, " {}={value}", col.word());
+            }
+        }
         let line = t.trim_end();
         let _ = writeln!(out, "{line}");
     }
@@ -248,6 +289,7 @@ fn errno_text(errno: i32) -> String {
 mod tests {
     use super::*;
     use crate::capture::event::tests::sample_event;
+    use crate::output::row::HEADER;
 
     /// 2026-11-26 05:08:14 UTC as the offset, so monotonic 1000 ns is
     /// 05:08:14.000001.

@@ -47,6 +47,11 @@ pub struct Manifest {
     /// statistics were on (`kernel.bpf_stats_enabled=1`) during the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub programs: Vec<ProgramStats>,
+    /// The header names of the files' columns: the contract's 14, then
+    /// the optional ones of `--columns`. Absent from manifests written
+    /// before the optional columns existed (those have the 14).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
     /// The `--on-close` hand-overs of the CSV files, when it was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_close: Option<OnCloseStats>,
@@ -173,6 +178,7 @@ mod tests {
             rows_lost: 0,
             malformed_records: 0,
             programs: vec![],
+            columns: vec![],
             on_close: None,
         }
     }

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::attribution::columns::{Attribution, Columns};
 use crate::capture::event::{Direction, NetEvent, Protocol};
 use crate::names::{write_errno, write_msg_flags};
 use crate::timefmt::{RowTimeFormatter, WallClock};
@@ -95,6 +96,8 @@ pub struct RowFormatter {
     time: RowTimeFormatter,
     scratch: Vec<u8>,
     v6: Ipv6Cache,
+    /// The optional columns, when `--columns` asked for any.
+    attribution: Option<Attribution>,
 }
 
 impl Default for RowFormatter {
@@ -109,7 +112,18 @@ impl RowFormatter {
             time: RowTimeFormatter::default(),
             scratch: Vec::with_capacity(64),
             v6: Ipv6Cache::default(),
+            attribution: None,
         }
+    }
+
+    /// Rows with these optional columns after the 14 (none: the default
+    /// rows).
+    pub fn with_columns(columns: Columns) -> Self {
+        let mut f = Self::new();
+        if !columns.is_empty() {
+            f.attribution = Some(Attribution::new(columns));
+        }
+        f
     }
 
     fn write_addr(&mut self, out: &mut Vec<u8>, addr: IpAddr) {
@@ -168,6 +182,9 @@ impl RowFormatter {
         out.push(b',');
         if let Some(flags) = ev.msg_flags {
             write_msg_flags(out, flags);
+        }
+        if let Some(a) = self.attribution.as_mut() {
+            a.write_csv(out, ev);
         }
         out.push(b'\n');
     }

@@ -83,6 +83,8 @@ pub struct CsvSink {
     /// Files finished since the last `take_closed` (rotated away).
     closed: Vec<String>,
     compression: Compression,
+    /// The header row each file starts with.
+    header: String,
     /// The compressed frame of the buffer, reused between flushes.
     frame: Vec<u8>,
     zstd: Option<zstd::bulk::Compressor<'static>>,
@@ -118,6 +120,24 @@ impl CsvSink {
         retention: Retention,
         compression: Compression,
     ) -> Result<Self, SinkError> {
+        Self::create_with_header(
+            run,
+            rotate_bytes,
+            retention,
+            compression,
+            HEADER.to_string(),
+        )
+    }
+
+    /// As [`CsvSink::create_with`], each file starting with `header`
+    /// (the contract's, plus any optional columns).
+    pub fn create_with_header(
+        run: SafeDir,
+        rotate_bytes: u64,
+        retention: Retention,
+        compression: Compression,
+        header: String,
+    ) -> Result<Self, SinkError> {
         let zstd = match compression {
             Compression::Zstd => {
                 Some(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(SinkError::Compress)?)
@@ -144,6 +164,7 @@ impl CsvSink {
             rows_lost: 0,
             closed: Vec::new(),
             compression,
+            header,
             frame: Vec::new(),
             zstd,
             max_age: None,
@@ -174,7 +195,7 @@ impl CsvSink {
     }
 
     fn write_header(&mut self) -> Result<(), SinkError> {
-        self.buf.extend_from_slice(HEADER.as_bytes());
+        self.buf.extend_from_slice(self.header.as_bytes());
         self.flush()
     }
 

@@ -104,6 +104,9 @@ pub struct TopConsumer<'r> {
     /// Ops the view could not take (the aggregator that far behind).
     skipped: u64,
     recording: Option<&'r mut CsvConsumer>,
+    /// With `--columns`: turns each event's attribution into the op's, so
+    /// the Containers view and cookie conversations work live.
+    attribution: Option<crate::attribution::columns::Attribution>,
 }
 
 impl TopConsumer<'_> {
@@ -131,7 +134,11 @@ impl Consumer for TopConsumer<'_> {
             csv.on_event(event, clock)?;
         }
         if self.batch.len() < MAX_PENDING_OPS {
-            self.batch.push(Op::from_event(event, *clock));
+            let op = match self.attribution.as_mut() {
+                Some(a) => Op::from_event_with(event, *clock, a.op_attr(event)),
+                None => Op::from_event(event, *clock),
+            };
+            self.batch.push(op);
         } else {
             self.skipped += 1;
         }
@@ -367,7 +374,8 @@ fn live(
     let backend = session.backend().name;
     let mut recording = match output {
         Some((output, names, start_secs)) => {
-            match Recording::create(&output, names, backend, start_secs) {
+            let columns = args.capture.columns.unwrap_or_default();
+            match Recording::create(&output, names, backend, start_secs, columns) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     let _ = started.send(Err(e));
@@ -420,6 +428,11 @@ fn live(
         to_agg: Some(tx),
         skipped: 0,
         recording: recording.as_mut().map(|r| &mut r.csv),
+        attribution: args
+            .capture
+            .columns
+            .filter(|c| !c.is_empty())
+            .map(crate::attribution::columns::Attribution::new),
     };
     // The manifest names the signal that ended the run, as record's does.
     let signals = StopSignals::install(SecondInterrupt::Ignored).ok();
@@ -692,7 +705,26 @@ pub fn top(args: TopArgs) -> Result<ExitCode> {
     };
     // The filter flags are words of the same filter (AND across kinds).
     let before = filter.clone();
-    args.filters.apply(&mut filter);
+    // The capture's filter flags (in the kernel when live) are also words
+    // of the op filter, so a replay honours them and the / box shows them.
+    let c = &args.capture;
+    crate::analysis::op_filter::FilterArgs::from_values(
+        &c.ports,
+        c.protocol.map(|p| match p {
+            crate::cli::ProtocolFilter::Tcp => crate::schema::Protocol::Tcp,
+            crate::cli::ProtocolFilter::Udp => crate::schema::Protocol::Udp,
+        }),
+        c.ip_version,
+        c.direction.map(|d| match d {
+            crate::cli::DirectionFilter::Send => crate::schema::Direction::Send,
+            crate::cli::DirectionFilter::Receive => crate::schema::Direction::Receive,
+        }),
+        &c.cgroups,
+        &c.containers,
+        &c.exclude_comms,
+    )
+    .map_err(UsageError::Message)?
+    .apply(&mut filter);
     if before.protocol.is_some_and(|p| Some(p) != filter.protocol)
         || before
             .direction

@@ -237,6 +237,12 @@ pub fn csv_files(dir: &Path) -> Vec<PathBuf> {
 /// Reads a CSV file, checking the header and that every record has 14
 /// fields (the csv crate is strict RFC 4180 here).
 pub fn read_rows(path: &Path) -> Vec<Row> {
+    read_rows_with(path, &[])
+}
+
+/// As [`read_rows`], for files with optional columns `extra` after the 14
+/// (their values are `Row::fields[14..]`).
+pub fn read_rows_with(path: &Path, extra: &[&str]) -> Vec<Row> {
     let text = std::fs::read(path).expect("reading CSV");
     assert!(
         text.is_empty() || text.ends_with(b"\n"),
@@ -252,7 +258,8 @@ pub fn read_rows(path: &Path) -> Vec<Row> {
         .iter()
         .map(str::to_string)
         .collect();
-    assert_eq!(header, HEADER, "header of {}", path.display());
+    let want: Vec<&str> = HEADER.iter().chain(extra).copied().collect();
+    assert_eq!(header, want, "header of {}", path.display());
     reader
         .records()
         .map(|r| {

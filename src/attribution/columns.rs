@@ -1,0 +1,419 @@
+//! The optional columns (`--columns`): which ones a run asked for, their
+//! header names, and their text from an event's raw attribution.
+//!
+//! They come after the contract's 14 columns, always in the order of
+//! [`Column::ALL`], whatever order `--columns` named them in.
+
+use std::fmt;
+
+use crate::attribution::cgroup::{CgroupResolver, cgroup2_root};
+use crate::attribution::container::container_id;
+use crate::capture::event::{
+    Attr, NW_ATTR_CGROUP, NW_ATTR_COOKIE, NW_ATTR_NETNS, NW_ATTR_TID, NW_ATTR_UID, NetEvent,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Column {
+    Tid,
+    Uid,
+    Cgroup,
+    Container,
+    Netns,
+    Cookie,
+}
+
+impl Column {
+    /// The file order.
+    pub const ALL: [Column; 6] = [
+        Column::Tid,
+        Column::Uid,
+        Column::Cgroup,
+        Column::Container,
+        Column::Netns,
+        Column::Cookie,
+    ];
+
+    /// The word `--columns` takes.
+    pub fn word(self) -> &'static str {
+        match self {
+            Column::Tid => "tid",
+            Column::Uid => "uid",
+            Column::Cgroup => "cgroup",
+            Column::Container => "container",
+            Column::Netns => "netns",
+            Column::Cookie => "cookie",
+        }
+    }
+
+    /// The header name (also the JSON Lines key, as for the 14 columns).
+    pub fn header(self) -> &'static str {
+        match self {
+            Column::Tid => "TID",
+            Column::Uid => "UID",
+            Column::Cgroup => "Cgroup",
+            Column::Container => "Container ID",
+            Column::Netns => "Netns",
+            Column::Cookie => "Socket Cookie",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// What the BPF side must fill for this column (`attr_mask`). The
+    /// container id is derived from the cgroup.
+    fn attr_bits(self) -> u32 {
+        match self {
+            Column::Tid => NW_ATTR_TID,
+            Column::Uid => NW_ATTR_UID,
+            Column::Cgroup | Column::Container => NW_ATTR_CGROUP,
+            Column::Netns => NW_ATTR_NETNS,
+            Column::Cookie => NW_ATTR_COOKIE,
+        }
+    }
+}
+
+/// A set of optional columns; empty is the default output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Columns(u8);
+
+impl Columns {
+    pub fn all() -> Columns {
+        Column::ALL.iter().fold(Columns(0), |c, col| c.with(*col))
+    }
+
+    pub fn with(self, col: Column) -> Columns {
+        Columns(self.0 | col.bit())
+    }
+
+    pub fn contains(self, col: Column) -> bool {
+        self.0 & col.bit() != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The chosen columns, in file order.
+    pub fn iter(self) -> impl Iterator<Item = Column> {
+        Column::ALL.into_iter().filter(move |c| self.contains(*c))
+    }
+
+    /// The BPF side's `attr_mask`: 0 when no column is on.
+    pub fn attr_mask(self) -> u32 {
+        self.iter().fold(0, |m, c| m | c.attr_bits())
+    }
+
+    /// The header row: the contract's, then these columns' names.
+    pub fn header(self) -> String {
+        let mut h = crate::schema::HEADER.trim_end().to_string();
+        for c in self.iter() {
+            h.push(',');
+            h.push_str(c.header());
+        }
+        h.push('\n');
+        h
+    }
+
+    /// Every header name of a row, the 14 first (for the manifest).
+    pub fn all_names(self) -> Vec<String> {
+        crate::schema::COLUMNS
+            .iter()
+            .copied()
+            .chain(self.iter().map(Column::header))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Parses `--columns`: comma-separated words, each once.
+    pub fn parse(text: &str) -> Result<Columns, String> {
+        let mut cols = Columns::default();
+        for word in text.split(',') {
+            let word = word.trim();
+            let col = Column::ALL
+                .into_iter()
+                .find(|c| c.word() == word)
+                .ok_or_else(|| {
+                    format!(
+                        "{word:?} is not a column; choose from {}",
+                        Column::ALL.map(Column::word).join(",")
+                    )
+                })?;
+            if cols.contains(col) {
+                return Err(format!("column {word:?} is named twice"));
+            }
+            cols = cols.with(col);
+        }
+        Ok(cols)
+    }
+}
+
+impl fmt::Display for Columns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let words: Vec<_> = self.iter().map(Column::word).collect();
+        f.write_str(&words.join(","))
+    }
+}
+
+/// Turns an event's raw attribution into the columns' text: the cgroup id
+/// into its path (cached; see [`CgroupResolver`]) and the path into a
+/// container id.
+pub struct Attribution {
+    columns: Columns,
+    resolver: Option<CgroupResolver>,
+    /// The last cgroup resolved, since consecutive rows mostly share it.
+    last: Option<(u64, String)>,
+}
+
+impl Attribution {
+    pub fn new(columns: Columns) -> Self {
+        let needs_paths = columns.contains(Column::Cgroup) || columns.contains(Column::Container);
+        Attribution {
+            columns,
+            resolver: needs_paths
+                .then(cgroup2_root)
+                .flatten()
+                .map(CgroupResolver::new),
+            last: None,
+        }
+    }
+
+    pub fn columns(&self) -> Columns {
+        self.columns
+    }
+
+    /// The cgroup path as /proc/PID/cgroup writes it (`/` is the root), or
+    /// `id:NNN` when no cgroup has (or, with no cgroup2 mount, can be
+    /// found with) that id.
+    fn cgroup_path(&mut self, id: u64) -> &str {
+        if self.last.as_ref().is_none_or(|(last, _)| *last != id) {
+            let path = match self.resolver.as_mut() {
+                Some(r) => {
+                    let p = r.resolve(id);
+                    if p.starts_with("id:") {
+                        p
+                    } else {
+                        format!("/{p}")
+                    }
+                }
+                None => format!("id:{id}"),
+            };
+            self.last = Some((id, path));
+        }
+        &self.last.as_ref().expect("set above").1
+    }
+
+    /// The chosen columns of `ev` as an op carries them (live `top`): the
+    /// same values the CSV columns get, so a live view and a report over
+    /// the recording agree.
+    pub fn op_attr(&mut self, ev: &NetEvent) -> crate::analysis::OpAttr {
+        use crate::analysis::attr::Sym;
+        let mut out = crate::analysis::OpAttr::default();
+        let Some(attr) = ev.attr else { return out };
+        let cols = self.columns;
+        if cols.contains(Column::Tid) {
+            out.tid = Some(attr.tid);
+        }
+        if cols.contains(Column::Uid) {
+            out.uid = Some(attr.uid);
+        }
+        if attr.cgroup_id != 0
+            && (cols.contains(Column::Cgroup) || cols.contains(Column::Container))
+        {
+            let path = self.cgroup_path(attr.cgroup_id);
+            if cols.contains(Column::Container) {
+                out.container = Some(Sym::intern(container_id(path).unwrap_or_default()));
+            }
+            if cols.contains(Column::Cgroup) {
+                // OpAttr keeps the path without the column's leading `/`.
+                out.cgroup = Some(Sym::intern(path.strip_prefix('/').unwrap_or(path)));
+            }
+        }
+        if cols.contains(Column::Netns) && attr.netns != 0 {
+            out.netns = Some(u64::from(attr.netns));
+        }
+        if cols.contains(Column::Cookie) {
+            out.cookie = attr.cookie;
+        }
+        out
+    }
+
+    /// Each chosen column's text for `ev`, in file order; empty where the
+    /// value is unknown.
+    pub fn values(&mut self, ev: &NetEvent) -> Vec<(Column, String)> {
+        let attr = ev.attr.unwrap_or_default();
+        let has = ev.attr.is_some();
+        let mut out = Vec::with_capacity(6);
+        for col in self.columns.iter() {
+            let text = if !has {
+                String::new()
+            } else {
+                self.text(col, &attr)
+            };
+            out.push((col, text));
+        }
+        out
+    }
+
+    fn text(&mut self, col: Column, attr: &Attr) -> String {
+        match col {
+            Column::Tid => attr.tid.to_string(),
+            Column::Uid => attr.uid.to_string(),
+            Column::Cgroup if attr.cgroup_id == 0 => String::new(),
+            Column::Cgroup => self.cgroup_path(attr.cgroup_id).to_string(),
+            Column::Container if attr.cgroup_id == 0 => String::new(),
+            Column::Container => container_id(self.cgroup_path(attr.cgroup_id))
+                .unwrap_or_default()
+                .to_string(),
+            Column::Netns if attr.netns == 0 => String::new(),
+            Column::Netns => attr.netns.to_string(),
+            Column::Cookie => attr.cookie.map(|c| c.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// Appends `,value` for each chosen column (RFC 4180 quoting).
+    pub fn write_csv(&mut self, out: &mut Vec<u8>, ev: &NetEvent) {
+        for (_, text) in self.values(ev) {
+            out.push(b',');
+            crate::output::row::write_csv_field(out, text.as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_words_in_any_order_into_file_order() {
+        let c = Columns::parse("cookie,tid,container").unwrap();
+        assert_eq!(
+            c.iter().collect::<Vec<_>>(),
+            [Column::Tid, Column::Container, Column::Cookie]
+        );
+        assert_eq!(c.to_string(), "tid,container,cookie");
+        assert_eq!(
+            Columns::parse("tid,uid,cgroup,container,netns,cookie").unwrap(),
+            Columns::all()
+        );
+        assert_eq!(
+            Columns::parse(" uid , netns ").unwrap().to_string(),
+            "uid,netns"
+        );
+        for bad in ["", "pid", "tid,,uid", "TID", "tid,tid", "tid;uid"] {
+            assert!(Columns::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn header_names_follow_the_14_in_fixed_order() {
+        assert_eq!(Columns::default().header(), crate::schema::HEADER);
+        let h = Columns::parse("cookie,netns,container,cgroup,uid,tid")
+            .unwrap()
+            .header();
+        assert!(h.ends_with(",MSG Flags,TID,UID,Cgroup,Container ID,Netns,Socket Cookie\n"));
+        assert_eq!(Columns::all().all_names().len(), 20);
+    }
+
+    #[test]
+    fn bpf_fills_only_what_the_columns_need() {
+        assert_eq!(Columns::default().attr_mask(), 0);
+        assert_eq!(
+            Columns::parse("container").unwrap().attr_mask(),
+            NW_ATTR_CGROUP
+        );
+        assert_eq!(
+            Columns::parse("tid,cookie").unwrap().attr_mask(),
+            NW_ATTR_TID | NW_ATTR_COOKIE
+        );
+        assert_eq!(Columns::all().attr_mask(), 0x1f);
+    }
+
+    #[test]
+    fn values_and_unknowns() {
+        let mut a = Attribution {
+            columns: Columns::all(),
+            resolver: None,
+            last: None,
+        };
+        let mut ev = crate::capture::event::tests::sample_event();
+        ev.attr = Some(Attr {
+            tid: 7,
+            uid: 1000,
+            cgroup_id: 99,
+            netns: 4026531840,
+            cookie: Some(12345),
+        });
+        let mut out = Vec::new();
+        a.write_csv(&mut out, &ev);
+        // No resolver (no cgroup2 mount): the number, and so no container.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            ",7,1000,id:99,,4026531840,12345"
+        );
+        ev.attr = Some(Attr {
+            cookie: None,
+            netns: 0,
+            ..ev.attr.unwrap()
+        });
+        let mut out = Vec::new();
+        a.write_csv(&mut out, &ev);
+        assert_eq!(String::from_utf8(out).unwrap(), ",7,1000,id:99,,,");
+        // A record without attribution: every column empty.
+        ev.attr = None;
+        let mut out = Vec::new();
+        a.write_csv(&mut out, &ev);
+        assert_eq!(String::from_utf8(out).unwrap(), ",,,,,,");
+    }
+
+    #[test]
+    fn cgroup_paths_and_container_ids_of_each_runtime() {
+        use std::os::unix::fs::MetadataExt;
+        let id = "3f9c1b2a4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8";
+        let root = std::env::temp_dir().join(format!("nwtrace-columns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let samples = [
+            (format!("system.slice/docker-{id}.scope"), id),
+            (
+                format!(
+                    "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0a1b2c3d_4e5f_6789_abcd_ef0123456789.slice/cri-containerd-{id}.scope"
+                ),
+                id,
+            ),
+            (
+                format!("kubepods.slice/kubepods-pod0a1b.slice/crio-{id}.scope"),
+                id,
+            ),
+            (format!("machine.slice/libpod-{id}.scope"), id),
+            (format!("machine.slice/libpod-conmon-{id}.scope"), ""),
+            ("user.slice/user-1000.slice/session-3.scope".to_string(), ""),
+        ];
+        let mut a = Attribution {
+            columns: Columns::parse("cgroup,container").unwrap(),
+            resolver: Some(CgroupResolver::new(root.clone())),
+            last: None,
+        };
+        let mut ev = crate::capture::event::tests::sample_event();
+        for (path, _) in &samples {
+            std::fs::create_dir_all(root.join(path)).unwrap();
+        }
+        for (path, container) in &samples {
+            let ino = std::fs::metadata(root.join(path)).unwrap().ino();
+            ev.attr = Some(Attr {
+                cgroup_id: ino,
+                ..Attr::default()
+            });
+            let v = a.values(&ev);
+            assert_eq!(v[0], (Column::Cgroup, format!("/{path}")));
+            assert_eq!(v[1], (Column::Container, container.to_string()), "{path}");
+        }
+        // The root itself is "/", as /proc/PID/cgroup writes it.
+        ev.attr = Some(Attr {
+            cgroup_id: std::fs::metadata(&root).unwrap().ino(),
+            ..Attr::default()
+        });
+        assert_eq!(a.values(&ev)[0].1, "/");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
