@@ -16,6 +16,7 @@ pub mod aggregate;
 pub mod capped;
 pub mod filter_text;
 pub mod hist;
+pub mod persist;
 pub mod series;
 
 pub use aggregate::{
