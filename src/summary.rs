@@ -482,3 +482,85 @@ pub fn check(d: &Discovery, run: usize, doc: &SummaryDoc, name: &str) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::event::tests::{bytes, raw_event};
+    use crate::output::consumer::Consumer;
+    use crate::output::csv::CsvConsumer;
+    use crate::output::layout::create_run_dir;
+    use crate::output::sink::{Compression, Retention};
+
+    #[test]
+    fn names_follow_the_manifest() {
+        assert_eq!(summary_name("manifest.json").unwrap(), "summary.json");
+        assert_eq!(summary_name("manifest_2.json").unwrap(), "summary_2.json");
+        assert_eq!(summary_name("other.json"), None);
+    }
+
+    /// What `record` builds while it writes equals what `summarize`
+    /// builds from the files afterwards: rotated plain and compressed
+    /// files (whose rows are placed when a frame is flushed), quiet gaps,
+    /// exemplars by file and line.
+    #[test]
+    fn built_while_writing_equals_built_from_the_files() {
+        for compression in [Compression::None, Compression::Zstd, Compression::Gzip] {
+            let out = std::env::temp_dir().join(format!(
+                "nwtrace-summary-{compression:?}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&out);
+            let run = create_run_dir(&out, "m1", "t1").unwrap();
+            let sink =
+                CsvSink::create_with(run, 8 * 1024, Retention::default(), compression).unwrap();
+            let mut csv = CsvConsumer::new(sink);
+            csv.enable_summary();
+            let clock = WallClock::with_offset(1_795_669_694_000_000_000);
+            let mut t = 1_000u64;
+            for i in 0..3000u64 {
+                let mut raw = raw_event();
+                raw.pid = 100 + (i % 4) as u32;
+                raw.local_port = 40000 + (i % 5) as u16;
+                raw.peer_port = 8000 + (i % 7) as u16;
+                raw.direction = (i % 2) as u8;
+                raw.ret = if i % 13 == 0 {
+                    -104
+                } else {
+                    (i * 37 % 5000) as i32
+                };
+                // A quiet minute now and then, some inside a file.
+                t += if i % 997 == 500 {
+                    61_000_000_000
+                } else {
+                    1_000 + i * 17 % 9000
+                };
+                raw.start_ns = t;
+                raw.end_ns = t + i * 101 % 1_000_000;
+                let ev = crate::capture::event::NetEvent::try_from(bytes(&raw).as_slice()).unwrap();
+                assert!(csv.on_event(&ev, &clock).is_continue());
+            }
+            assert!(csv.finish().is_continue());
+            let builder = csv.take_summary().unwrap();
+            let sink = csv.sink();
+            assert!(sink.files().len() > 2, "{compression:?} rotated");
+            let live = builder
+                .build(sink.files(), sink.rows_lost(), "m1", "manifest.json")
+                .unwrap();
+            // The folder as report finds it, with a manifest.
+            let nw = sink.dir().to_path_buf();
+            let manifest = serde_json::json!({ "finalized": true, "files": sink.files() });
+            std::fs::write(nw.join("manifest.json"), manifest.to_string()).unwrap();
+            let d = crate::input::discover(&[out.clone()]).unwrap();
+            let from_files = from_files(&d, 0).unwrap();
+            assert_eq!(live.made_by, "record");
+            assert_eq!(from_files.made_by, "summarize");
+            assert_eq!(live.files, from_files.files, "{compression:?}");
+            assert!(live.files.iter().any(|f| !f.quiet.is_empty()));
+            assert_eq!(live.aggregate, from_files.aggregate, "{compression:?}");
+            assert!(live.exact);
+            check(&d, 0, &live, "summary.json").unwrap();
+            let _ = std::fs::remove_dir_all(&out);
+        }
+    }
+}

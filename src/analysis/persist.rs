@@ -533,3 +533,103 @@ impl AggregateDoc {
         Ok(a)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::aggregate::tests::{Rng, fingerprint, random_op};
+
+    /// Partials stored as JSON and loaded back merge into exactly what one
+    /// pass over all the ops gives, whatever the file numbering of the
+    /// reader.
+    #[test]
+    fn stored_partials_merge_like_one_pass() {
+        let mut rng = Rng(0x5eed);
+        let names = ["nw_0001.csv", "nw_0002.csv.gz", "nw_0003.csv"];
+        let ops: Vec<(Op, Source)> = (0..12_000u64)
+            .map(|i| {
+                let mut op = random_op(&mut rng);
+                // Some ties, so that the exemplars' order by source counts.
+                if i % 7 == 0 {
+                    op.latency_ns = Some(1_000_000_000);
+                    op.size = 65_000;
+                }
+                (
+                    op,
+                    Source {
+                        file: (i % 3) as u32,
+                        line: i / 3 + 2,
+                    },
+                )
+            })
+            .collect();
+        let config = AggregateConfig::default();
+        let mut one = Aggregate::new(config);
+        for (op, src) in &ops {
+            one.add(op, *src);
+        }
+        one.finish();
+
+        // Two "runs": files 0 and 2, and file 1, each numbered from 0.
+        let mut merged = Aggregate::new(AggregateConfig {
+            max_conversations: usize::MAX / 4,
+            max_processes: usize::MAX / 4,
+            ..config
+        });
+        let runs: [&[u32]; 2] = [&[0, 2], &[1]];
+        for files in runs {
+            let mut part = Aggregate::new(config);
+            for (op, src) in ops.iter().filter(|(_, s)| files.contains(&s.file)) {
+                let local = files.iter().position(|&f| f == src.file).unwrap() as u32;
+                part.add(
+                    op,
+                    Source {
+                        file: local,
+                        line: src.line,
+                    },
+                );
+            }
+            part.finish();
+            assert!(part.inexact().is_none());
+            let doc = AggregateDoc::store(&part, |i| names[files[i as usize] as usize].into());
+            let json = serde_json::to_vec(&doc).unwrap();
+            let back: AggregateDoc = serde_json::from_slice(&json).unwrap();
+            assert_eq!(back, doc);
+            let loaded = back
+                .load(0, config, |n| {
+                    names.iter().position(|x| *x == n).map(|i| i as u32)
+                })
+                .unwrap();
+            merged.merge(&loaded);
+        }
+        merged.set_caps(config);
+        merged.finish();
+        assert_eq!(fingerprint(&one), fingerprint(&merged));
+        assert_eq!(merged.totals.ops, 12_000);
+        assert_eq!(merged.slowest.items().len(), 10);
+    }
+
+    #[test]
+    fn damaged_documents_are_refused() {
+        let mut rng = Rng(11);
+        let mut a = Aggregate::default();
+        for _ in 0..500 {
+            a.add(&random_op(&mut rng), Source::default());
+        }
+        a.finish();
+        let doc = AggregateDoc::store(&a, |_| "nw_0001.csv".into());
+        let names = |n: &str| (n == "nw_0001.csv").then_some(0);
+        assert!(doc.load(0, AggregateConfig::default(), names).is_ok());
+        let mut bad = doc.clone();
+        bad.processes[0].latency[0].count += 1;
+        assert!(bad.load(0, AggregateConfig::default(), names).is_err());
+        let mut bad = doc.clone();
+        bad.conversations[0].local = "nowhere".into();
+        assert!(bad.load(0, AggregateConfig::default(), names).is_err());
+        let mut bad = doc.clone();
+        bad.sizes[0].pop();
+        assert!(bad.load(0, AggregateConfig::default(), names).is_err());
+        // An exemplar in a file the reader does not have.
+        assert!(doc.load(0, AggregateConfig::default(), |_| None).is_err());
+    }
+}
