@@ -551,7 +551,7 @@ mod tests {
             let nw = sink.dir().to_path_buf();
             let manifest = serde_json::json!({ "finalized": true, "files": sink.files() });
             std::fs::write(nw.join("manifest.json"), manifest.to_string()).unwrap();
-            let d = crate::input::discover(&[out.clone()]).unwrap();
+            let d = crate::input::discover(std::slice::from_ref(&out)).unwrap();
             let from_files = from_files(&d, 0).unwrap();
             assert_eq!(live.made_by, "record");
             assert_eq!(from_files.made_by, "summarize");
@@ -561,6 +561,85 @@ mod tests {
             assert!(live.exact);
             check(&d, 0, &live, "summary.json").unwrap();
             let _ = std::fs::remove_dir_all(&out);
+        }
+    }
+}
+
+/// What the summary costs the tracer: events per second through the CSV
+/// consumer alone, and with the summary built beside it. Run in release:
+/// `cargo test --release --lib summary_cost -- --ignored --nocapture`.
+#[cfg(test)]
+mod cost {
+    use super::*;
+    use crate::capture::event::NetEvent;
+    use crate::capture::event::tests::{bytes, raw_event};
+    use crate::output::consumer::Consumer;
+    use crate::output::csv::CsvConsumer;
+    use crate::output::layout::create_run_dir;
+    use crate::output::sink::Retention;
+    use std::time::Instant;
+
+    fn events(n: u64) -> Vec<NetEvent> {
+        (0..n)
+            .map(|i| {
+                let mut raw = raw_event();
+                // 50 processes, 1,000 conversations, both directions.
+                raw.pid = 1000 + (i % 50) as u32;
+                raw.local_port = 40000 + (i % 20) as u16;
+                raw.peer_port = 8000 + (i * 7 % 50) as u16;
+                raw.direction = (i % 2) as u8;
+                raw.ret = (i * 37 % 9000) as i32;
+                raw.start_ns = 1_000 + i * 2_000;
+                raw.end_ns = raw.start_ns + i * 101 % 1_000_000;
+                NetEvent::try_from(bytes(&raw).as_slice()).unwrap()
+            })
+            .collect()
+    }
+
+    fn run(with_summary: bool, evs: &[NetEvent]) -> f64 {
+        let out = std::env::temp_dir().join(format!(
+            "nwtrace-cost-{with_summary}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&out);
+        let dir = create_run_dir(&out, "m", "t").unwrap();
+        let sink = CsvSink::create(dir, 1 << 30, Retention::default()).unwrap();
+        let mut csv = CsvConsumer::new(sink);
+        if with_summary {
+            csv.enable_summary();
+        }
+        let clock = WallClock::with_offset(1_795_669_694_000_000_000);
+        let t = Instant::now();
+        for ev in evs {
+            let _ = csv.on_event(ev, &clock);
+        }
+        let _ = csv.finish();
+        if let Some(b) = csv.take_summary() {
+            let s = csv.sink();
+            let doc = b
+                .build(s.files(), s.rows_lost(), "m", "manifest.json")
+                .unwrap();
+            assert!(doc.exact);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&out);
+        evs.len() as f64 / secs
+    }
+
+    #[test]
+    #[ignore]
+    fn summary_cost() {
+        let evs = events(2_000_000);
+        for _ in 0..2 {
+            let plain = run(false, &evs);
+            let with = run(true, &evs);
+            println!(
+                "csv alone: {:.0} events/s; csv + summary: {:.0} events/s; summary alone ~{:.0} events/s ({:.0} ns/event)",
+                plain,
+                with,
+                1.0 / (1.0 / with - 1.0 / plain),
+                (1.0 / with - 1.0 / plain) * 1e9
+            );
         }
     }
 }

@@ -29,7 +29,7 @@ pub struct SummarizeArgs {
 /// files are unreadable or damaged (each said on one line, with file and
 /// line), 2 for a path that is not there or holds no recording.
 pub fn summarize(args: SummarizeArgs) -> Result<ExitCode> {
-    let d = input::discover(&args.paths).map_err(|e| UsageError::Message(e))?;
+    let d = input::discover(&args.paths).map_err(UsageError::Message)?;
     if d.runs.is_empty() {
         let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
         return Err(UsageError::Message(format!(
