@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 
 use crate::UsageError;
-use crate::analysis::{AggregateConfig, Filter};
+use crate::analysis::{Aggregate, AggregateConfig, Filter};
+use crate::input::FileResult;
 use crate::input::reader::first_timestamp;
 use crate::input::{self, Discovery};
 use crate::report::csv_out::{self, CsvTable};
@@ -272,26 +273,61 @@ fn summaries(
         .filter(|&ri| args.machines.is_empty() || args.machines.contains(&d.runs[ri].machine_id))
         .filter(|&ri| d.files.iter().any(|f| f.run == ri))
         .collect();
-    let loaded: Vec<Result<crate::summary::Loaded, String>> = runs
+    // Each worker merges the summaries it loads as it goes, so memory
+    // holds one merged aggregate per worker, not every summary at once.
+    type Part = (
+        Option<Aggregate>,
+        Vec<(usize, Result<Vec<(usize, FileResult)>, String>)>,
+    );
+    let (merged, loaded): Part = runs
         .par_iter()
-        .map(|&ri| {
-            if args.no_summaries {
-                Err("--no-summaries".to_string())
-            } else if !filters.is_empty() {
-                Err(format!("{} asks for single rows", filters.join(" ")))
-            } else {
-                crate::summary::load(d, ri, config)
-            }
-        })
-        .collect();
-    let mut preloaded = Vec::new();
+        .fold(
+            || (None, Vec::new()),
+            |(mut acc, mut outs): Part, &ri| {
+                let l = if args.no_summaries {
+                    Err("--no-summaries".to_string())
+                } else if !filters.is_empty() {
+                    Err(format!("{} asks for single rows", filters.join(" ")))
+                } else {
+                    crate::summary::load(d, ri, config)
+                };
+                match l {
+                    Ok(l) => {
+                        match acc.as_mut() {
+                            Some(a) => a.merge(&l.aggregate),
+                            None => acc = Some(l.aggregate),
+                        }
+                        outs.push((ri, Ok(l.files)));
+                    }
+                    Err(why) => outs.push((ri, Err(why))),
+                }
+                (acc, outs)
+            },
+        )
+        .reduce(
+            || (None, Vec::new()),
+            |(a, mut x): Part, (b, y): Part| {
+                x.extend(y);
+                let m = match (a, b) {
+                    (Some(mut a), Some(b)) => {
+                        a.merge(&b);
+                        Some(a)
+                    }
+                    (a, b) => a.or(b),
+                };
+                (m, x)
+            },
+        );
+    let mut loaded = loaded;
+    loaded.sort_by_key(|(ri, _)| *ri);
+    let mut summary_files = Vec::new();
     let mut sources = Vec::new();
     let (mut from_summary, mut rejected) = (0, Vec::new());
-    for (&ri, l) in runs.iter().zip(loaded) {
+    for (ri, l) in loaded {
         let run = &d.runs[ri];
         let (source, reason) = match l {
-            Ok(l) => {
-                preloaded.push((l.aggregate, l.files));
+            Ok(files) => {
+                summary_files.extend(files);
                 from_summary += 1;
                 ("summary", None)
             }
@@ -341,6 +377,7 @@ fn summaries(
         }
         eprintln!("{line}");
     }
+    let preloaded = merged.map(|a| (a, summary_files)).into_iter().collect();
     sources.sort_by(|a, b| {
         (&a.machine_id, &a.run, &a.manifest).cmp(&(&b.machine_id, &b.run, &b.manifest))
     });

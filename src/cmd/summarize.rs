@@ -101,11 +101,12 @@ pub fn summarize(args: SummarizeArgs) -> Result<ExitCode> {
                     .as_deref()
                     .map(|w| format!(" (not exact: {w}; report reads this run's CSV)"))
                     .unwrap_or_default();
+                let n = doc.files.len();
                 eprintln!(
-                    "nwtrace: wrote {} ({} rows in {} files){note}",
+                    "nwtrace: wrote {} ({} rows in {n} file{}){note}",
                     path.display(),
                     doc.rows,
-                    doc.files.len()
+                    if n == 1 { "" } else { "s" }
                 );
                 written += 1;
             }
