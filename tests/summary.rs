@@ -321,7 +321,13 @@ fn a_summary_that_does_not_match_its_files_is_ignored_and_said() {
     );
 
     // A row filter or a time window: every run from its CSV, said why.
-    let (r, _) = report(&tree, &["--pid", "1001"]);
+    let (r, stderr) = report(&tree, &["--pid", "1001"]);
+    assert_eq!(
+        stderr.trim(),
+        "nwtrace: every run from its CSV: --pid asks for single rows, which summaries do not keep"
+    );
+    let (_, quiet) = report(&tree, &["--no-summaries"]);
+    assert_eq!(quiet, "", "--no-summaries is asked for: nothing to explain");
     assert!(
         sources(&r)
             .iter()

@@ -352,7 +352,16 @@ fn summaries(
             reason,
         });
     }
-    if from_summary > 0 || !rejected.is_empty() {
+    if args.no_summaries {
+        // Asked for: nothing to explain.
+    } else if !filters.is_empty() {
+        if !rejected.is_empty() {
+            eprintln!(
+                "nwtrace: every run from its CSV: {} asks for single rows, which summaries do not keep",
+                filters.join(" ")
+            );
+        }
+    } else if from_summary > 0 || !rejected.is_empty() {
         let csv = runs.len() - from_summary;
         let mut line = format!(
             "nwtrace: {from_summary} run{} from summaries, {csv} from CSV",
