@@ -62,6 +62,9 @@ pub enum Command {
     /// conversations, latency, errors, flags, plots; as text, JSON, HTML
     /// or CSV.
     Report(Box<crate::cmd::report::ReportArgs>),
+    /// Write nw/summary.json for recordings that lack a valid one (older
+    /// recordings, killed runs), so that report reads them fast.
+    Summarize(crate::cmd::summarize::SummarizeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

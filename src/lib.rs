@@ -20,6 +20,7 @@ pub mod names;
 pub mod output;
 pub mod report;
 pub mod schema;
+pub mod summary;
 pub mod timefmt;
 pub mod top;
 

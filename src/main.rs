@@ -25,6 +25,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => watch::watch(*args),
         Command::Top(args) => nwtrace::top::top(*args),
         Command::Report(args) => report::report(*args),
+        Command::Summarize(args) => nwtrace::cmd::summarize::summarize(args),
     }
 }
 

@@ -91,10 +91,12 @@ fn every_finished_file_is_handed_over_once_in_order() {
         .collect();
     let manifest_path = find_file(&out, "manifest.json").unwrap();
     want.push(format!("manifest {}", manifest_path.display()));
+    let summary_path = find_file(&out, "summary.json").expect("record wrote summary.json");
+    want.push(format!("summary {}", summary_path.display()));
     assert_eq!(
         log_lines(&log),
         want,
-        "each file once, in order, then the manifest"
+        "each file once, in order, then the manifest, then the summary"
     );
     let stats = &manifest["on_close"];
     assert_eq!(

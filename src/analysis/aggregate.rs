@@ -70,7 +70,7 @@ impl LatClass {
 }
 
 /// Exact totals, never capped.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
     pub ops: u64,
     pub sends: u64,
@@ -152,7 +152,7 @@ fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 
 /// Per-key counters shared by the tables: ops, bytes and errors by
 /// direction, first and last seen.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Indexed by `Direction::index()`: send, receive.
     pub ops: [u64; 2],
@@ -509,6 +509,24 @@ pub struct TopN {
 }
 
 impl TopN {
+    /// A stored list (best first, at most `n`); `None` if it is not in
+    /// the order `offer` keeps.
+    pub fn from_items(n: usize, items: Vec<(u64, Exemplar)>) -> Option<Self> {
+        let ordered = items
+            .windows(2)
+            .all(|w| Self::better(&w[0], &w[1]) == std::cmp::Ordering::Less);
+        (ordered && items.len() <= n).then_some(TopN { n, items })
+    }
+
+    /// Rewrites every exemplar's source (a file numbering of one run to
+    /// the reader's) and machine.
+    pub fn remap(&mut self, mut f: impl FnMut(&mut Exemplar)) {
+        for (_, e) in &mut self.items {
+            f(e);
+        }
+        self.items.sort_by(Self::better);
+    }
+
     fn new(n: usize) -> Self {
         TopN {
             n,
@@ -547,7 +565,7 @@ impl TopN {
 }
 
 /// Counts by direction x protocol x IP version.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Overview {
     pub ops: u64,
     pub bytes: u64,
@@ -810,6 +828,45 @@ impl Aggregate {
         self.series.merge(&o.series);
         self.slowest.merge(&o.slowest);
         self.largest.merge(&o.largest);
+    }
+
+    /// Changes the tables' bounds (from the next prune on); see
+    /// [`Capped::set_cap`].
+    pub fn set_caps(&mut self, config: AggregateConfig) {
+        self.config = config;
+        self.processes.set_cap(config.max_processes);
+        self.conversations.set_cap(config.max_conversations);
+        self.remotes.set_cap(config.max_remotes);
+        self.ports.set_cap(config.max_ports);
+        self.errors.set_cap(config.max_errors);
+        self.flag_combos.set_cap(config.max_flag_combos);
+    }
+
+    /// Why this aggregate is not exact (a table evicted a key, or a
+    /// process's peer set stopped at its bound), or `None`: merging it
+    /// with others then gives exactly what one pass over all their ops
+    /// gives.
+    pub fn inexact(&self) -> Option<String> {
+        let tables = [
+            ("processes", self.processes.evictions()),
+            ("conversations", self.conversations.evictions()),
+            ("remote endpoints", self.remotes.evictions()),
+            ("ports", self.ports.evictions()),
+            ("errors", self.errors.evictions()),
+            ("flag combinations", self.flag_combos.evictions()),
+        ];
+        for (name, n) in tables {
+            if n > 0 {
+                return Some(format!("its {name} table overflowed ({n} keys evicted)"));
+            }
+        }
+        if self.processes.iter().any(|(_, p)| p.peers_capped) {
+            return Some(format!(
+                "a process had more than {} peers",
+                self.config.max_peers_per_process
+            ));
+        }
+        None
     }
 
     /// Brings every table within its bound and flushes the series; call

@@ -96,6 +96,26 @@ impl<K: Hash + Eq + Ord + Clone, V: Entry> Capped<K, V> {
         }
     }
 
+    /// Changes the bound (from the next prune on). A merge of partials
+    /// that must not lose a key until the end runs with no bound, then
+    /// takes the reader's bound before [`Capped::finish`].
+    pub fn set_cap(&mut self, cap: usize) {
+        self.cap = cap.max(1);
+    }
+
+    /// Puts back an entry read from a stored table that never evicted
+    /// (a run summary): the key is counted for the distinct-key estimate
+    /// exactly as if its ops had been added here.
+    pub fn insert_loaded(&mut self, key: K, value: V) {
+        match self.map.entry(key) {
+            HashEntry::Occupied(mut o) => o.get_mut().merge(&value),
+            HashEntry::Vacant(v) => {
+                self.hll.insert(v.key());
+                v.insert(value);
+            }
+        }
+    }
+
     /// Prunes to the capacity; call before reading a final result.
     pub fn finish(&mut self) {
         self.prune();

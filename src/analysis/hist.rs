@@ -53,6 +53,30 @@ impl LatencyHist {
         self.h.len()
     }
 
+    /// What a stored copy needs: (highest value of each non-empty bucket,
+    /// count), the exact sum and the exact max. [`LatencyHist::from_parts`]
+    /// puts each count back into the same bucket.
+    pub fn parts(&self) -> (Vec<(u64, u64)>, u128, u64) {
+        let buckets = self
+            .h
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        (buckets, self.sum, self.max)
+    }
+
+    pub fn from_parts(sigfig: u8, buckets: &[(u64, u64)], sum: u128, max: u64) -> Self {
+        let mut h = LatencyHist::new(sigfig);
+        for &(v, n) in buckets {
+            if h.h.record_n(v, n).is_err() {
+                h.h.saturating_record_n(v, n);
+            }
+        }
+        h.sum = sum;
+        h.max = max;
+        h
+    }
+
     pub fn is_empty(&self) -> bool {
         self.h.is_empty()
     }
@@ -261,6 +285,27 @@ impl SparseHist {
 
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// What a stored copy needs: the sorted (bucket index, count) pairs,
+    /// the count, the exact sum and the exact max.
+    pub fn parts(&self) -> (Vec<(u32, u64)>, u64, u128, u64) {
+        let h = self.flushed();
+        (h.buckets.clone(), h.count, h.sum, h.max)
+    }
+
+    /// The inverse of [`SparseHist::parts`]; `None` when the pairs are
+    /// not sorted or do not add up to the count.
+    pub fn from_parts(buckets: Vec<(u32, u64)>, count: u64, sum: u128, max: u64) -> Option<Self> {
+        let sorted = buckets.windows(2).all(|w| w[0].0 < w[1].0);
+        let total: u64 = buckets.iter().map(|b| b.1).sum();
+        (sorted && total == count).then_some(SparseHist {
+            buckets,
+            pending: Vec::new(),
+            count,
+            sum,
+            max,
+        })
     }
 
     pub fn is_empty(&self) -> bool {

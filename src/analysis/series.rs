@@ -12,7 +12,7 @@ pub const HEAT_BUCKETS: usize = 40;
 pub const MAX_POINTS: usize = 2048;
 const NS: i64 = 1_000_000_000;
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SeriesPoint {
     /// Indexed by `Direction::index()`: send, receive.
     pub ops: [u64; 2],
@@ -116,6 +116,28 @@ impl Series {
         while self.points.len() > MAX_POINTS {
             self.coarsen();
         }
+    }
+
+    /// A series from stored points: (bucket start in ns, point), as
+    /// [`Series::points`] gives them. `None` when the width is not a power
+    /// of two or a start is not on a bucket boundary.
+    pub fn from_points(width_s: i64, points: Vec<(i64, SeriesPoint)>) -> Option<Series> {
+        if width_s < 1 || width_s.count_ones() != 1 {
+            return None;
+        }
+        let w = width_s.checked_mul(NS)?;
+        let mut map = BTreeMap::new();
+        for (start, p) in points {
+            if start.rem_euclid(w) != 0 || !(p.heat.is_empty() || p.heat.len() == HEAT_BUCKETS) {
+                return None;
+            }
+            map.insert(start.div_euclid(w), p);
+        }
+        Some(Series {
+            width_s,
+            points: map,
+            current: None,
+        })
     }
 
     pub fn width_s(&self) -> i64 {

@@ -6,4 +6,5 @@ pub mod generate;
 pub mod record;
 pub mod report;
 pub mod signals;
+pub mod summarize;
 pub mod watch;

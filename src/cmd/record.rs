@@ -193,12 +193,60 @@ impl Recording {
                 self.manifest_file.path().display()
             );
         }
+        let summary_path = self.write_summary();
         let manifest_path = self.manifest_file.path();
         if let Some(on_close) = self.csv.on_close_mut() {
             on_close.hand_over(manifest_path, FileKind::Manifest);
+            if let Some(p) = summary_path {
+                on_close.hand_over(p, FileKind::Summary);
+            }
             on_close.wait(grace_ends);
         }
         &self.manifest
+    }
+}
+
+impl Recording {
+    /// Builds `summary.json` from every row written (see `summary`).
+    pub fn enable_summary(&mut self) {
+        self.csv.enable_summary();
+    }
+
+    /// Writes the run summary beside the manifest, atomically; its path,
+    /// or `None` (logged) when there is none to write.
+    fn write_summary(&mut self) -> Option<std::path::PathBuf> {
+        let builder = self.csv.take_summary()?;
+        let sink = self.csv.sink();
+        let manifest_name = self.manifest_file.name().to_string();
+        let name = crate::summary::summary_name(&manifest_name)?;
+        let doc = match builder.build(
+            sink.files(),
+            sink.rows_lost(),
+            &self.manifest.machine_id,
+            &manifest_name,
+        ) {
+            Ok(doc) => doc,
+            Err(why) => {
+                log::warn!(
+                    "nwtrace: no {name}: {why} (nwtrace summarize makes one from the files)"
+                );
+                return None;
+            }
+        };
+        if let Some(why) = &doc.inexact_reason {
+            log::warn!("nwtrace: {name} is not exact ({why}): report will read this run's CSV");
+        }
+        let dir = self.manifest_file.dir();
+        match crate::summary::write_atomically(dir, &name, &doc.to_json()) {
+            Ok(()) => Some(dir.path().join(name)),
+            Err(e) => {
+                log::error!(
+                    "nwtrace: could not write {}: {e}",
+                    dir.path().join(&name).display()
+                );
+                None
+            }
+        }
     }
 }
 
@@ -212,6 +260,9 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
     let backend = session.backend().name;
     let columns = args.capture.columns.unwrap_or_default();
     let mut recording = Recording::create(&args.output, names, backend, start_secs, columns)?;
+    if !args.discard_rows {
+        recording.enable_summary();
+    }
     let signals = StopSignals::install(SecondInterrupt::Exits)?;
 
     // A stable interface (README): scripts wait for a stderr line that

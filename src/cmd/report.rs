@@ -10,11 +10,12 @@ use clap::{Parser, ValueEnum};
 
 use crate::UsageError;
 use crate::analysis::op_filter::FilterArgs;
-use crate::analysis::{AggregateConfig, Filter};
+use crate::analysis::{Aggregate, AggregateConfig, Filter};
+use crate::input::FileResult;
 use crate::input::reader::first_timestamp;
 use crate::input::{self, Discovery};
 use crate::report::csv_out::{self, CsvTable};
-use crate::report::model::{self, Filters, Report, SortKey};
+use crate::report::model::{self, Filters, Report, SortKey, SourceOut};
 use crate::report::{compare, html, text};
 use crate::schema::{Direction, Protocol, parse_timestamp_ns};
 
@@ -94,6 +95,10 @@ pub struct ReportArgs {
     /// Conversations tracked exactly before the rest go to "other".
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub max_conversations: usize,
+
+    /// Read every run's CSV, even where its summary.json matches its files.
+    #[arg(long)]
+    pub no_summaries: bool,
 }
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
@@ -191,7 +196,8 @@ fn build(args: &ReportArgs, paths: &[PathBuf]) -> Result<Report> {
         max_conversations: args.max_conversations.max(1),
         ..AggregateConfig::default()
     };
-    let scan = input::scan(d, &filter, config, &args.machines);
+    let (preloaded, sources) = summaries(args, &d, config);
+    let scan = input::scan_with(d, &filter, config, &args.machines, preloaded);
     let filters = Filters {
         pid: args.pids.clone(),
         comm: args.comms.clone(),
@@ -207,7 +213,7 @@ fn build(args: &ReportArgs, paths: &[PathBuf]) -> Result<Report> {
         since: filter.since_ns.map(crate::schema::format_timestamp_ns),
         until: filter.until_ns.map(crate::schema::format_timestamp_ns),
     };
-    Ok(model::build(
+    let mut report = model::build(
         &scan,
         &model::Options {
             inputs: paths.iter().map(|p| p.display().to_string()).collect(),
@@ -215,7 +221,168 @@ fn build(args: &ReportArgs, paths: &[PathBuf]) -> Result<Report> {
             sort: args.sort,
             top: None,
         },
-    ))
+    );
+    report.sources = sources;
+    Ok(report)
+}
+
+/// The row-level options that a summary cannot answer.
+fn row_options(args: &ReportArgs) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let asked = [
+        (!args.pids.is_empty(), "--pid"),
+        (!args.comms.is_empty(), "--comm"),
+        (!args.filter.ports.is_empty(), "--port"),
+        (args.filter.protocol.is_some(), "--protocol"),
+        (args.filter.ip_version.is_some(), "--ip-version"),
+        (args.filter.direction.is_some(), "--direction"),
+        (!args.filter.cgroups.is_empty(), "--cgroup"),
+        (!args.filter.containers.is_empty(), "--container"),
+        (!args.filter.exclude_comms.is_empty(), "--exclude-comm"),
+        (!args.netns.is_empty(), "--netns"),
+        (args.since.is_some(), "--since"),
+        (args.until.is_some(), "--until"),
+    ];
+    for (on, name) in asked {
+        if on {
+            v.push(name);
+        }
+    }
+    v
+}
+
+/// Each run's summary when it can be proved to match its files and no
+/// row-level filter is asked; the runs left are read from their CSV. Says
+/// on stderr what came from where when any summary is there.
+fn summaries(
+    args: &ReportArgs,
+    d: &Discovery,
+    config: AggregateConfig,
+) -> (Vec<input::Preloaded>, Vec<SourceOut>) {
+    use rayon::prelude::*;
+    let filters = row_options(args);
+    let runs: Vec<usize> = (0..d.runs.len())
+        .filter(|&ri| args.machines.is_empty() || args.machines.contains(&d.runs[ri].machine_id))
+        .filter(|&ri| d.files.iter().any(|f| f.run == ri))
+        .collect();
+    // Each worker merges the summaries it loads as it goes, so memory
+    // holds one merged aggregate per worker, not every summary at once.
+    type Part = (
+        Option<Aggregate>,
+        Vec<(usize, Result<Vec<(usize, FileResult)>, String>)>,
+    );
+    let (merged, loaded): Part = runs
+        .par_iter()
+        .fold(
+            || (None, Vec::new()),
+            |(mut acc, mut outs): Part, &ri| {
+                let l = if args.no_summaries {
+                    Err("--no-summaries".to_string())
+                } else if !filters.is_empty() {
+                    Err(format!("{} asks for single rows", filters.join(" ")))
+                } else {
+                    crate::summary::load(d, ri, config)
+                };
+                match l {
+                    Ok(l) => {
+                        match acc.as_mut() {
+                            Some(a) => a.merge(&l.aggregate),
+                            None => acc = Some(l.aggregate),
+                        }
+                        outs.push((ri, Ok(l.files)));
+                    }
+                    Err(why) => outs.push((ri, Err(why))),
+                }
+                (acc, outs)
+            },
+        )
+        .reduce(
+            || (None, Vec::new()),
+            |(a, mut x): Part, (b, y): Part| {
+                x.extend(y);
+                let m = match (a, b) {
+                    (Some(mut a), Some(b)) => {
+                        a.merge(&b);
+                        Some(a)
+                    }
+                    (a, b) => a.or(b),
+                };
+                (m, x)
+            },
+        );
+    let mut loaded = loaded;
+    loaded.sort_by_key(|(ri, _)| *ri);
+    let mut summary_files = Vec::new();
+    let mut sources = Vec::new();
+    let (mut from_summary, mut rejected) = (0, Vec::new());
+    for (ri, l) in loaded {
+        let run = &d.runs[ri];
+        let (source, reason) = match l {
+            Ok(files) => {
+                summary_files.extend(files);
+                from_summary += 1;
+                ("summary", None)
+            }
+            Err(why) => {
+                // A summary that is there but not used is worth a line.
+                let present = run
+                    .manifest_name
+                    .as_deref()
+                    .and_then(crate::summary::summary_name)
+                    .is_some_and(|n| run.nw_dir.join(n).exists());
+                if present {
+                    rejected.push(format!("{}/{}: {why}", run.machine_id, run.run_dir));
+                }
+                ("csv", Some(why))
+            }
+        };
+        sources.push(SourceOut {
+            machine_id: run.machine_id.clone(),
+            run: run.run_dir.clone(),
+            manifest: run.manifest_name.clone(),
+            source,
+            reason,
+        });
+    }
+    if args.no_summaries {
+        // Asked for: nothing to explain.
+    } else if !filters.is_empty() {
+        if !rejected.is_empty() {
+            eprintln!(
+                "nwtrace: every run from its CSV: {} asks for single rows, which summaries do not keep",
+                filters.join(" ")
+            );
+        }
+    } else if from_summary > 0 || !rejected.is_empty() {
+        let csv = runs.len() - from_summary;
+        let mut line = format!(
+            "nwtrace: {from_summary} run{} from summaries, {csv} from CSV",
+            if from_summary == 1 { "" } else { "s" }
+        );
+        if !rejected.is_empty() {
+            line.push_str(&format!(
+                "; summary not used for {}",
+                rejected
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+            if rejected.len() > 3 {
+                line.push_str(&format!(
+                    " (and {} more: see \"sources\" in --format json)",
+                    rejected.len() - 3
+                ));
+            }
+        }
+        eprintln!("{line}");
+    }
+    let preloaded = merged.map(|a| (a, summary_files)).into_iter().collect();
+    sources.sort_by(|a, b| {
+        (&a.machine_id, &a.run, &a.manifest).cmp(&(&b.machine_id, &b.run, &b.manifest))
+    });
+    (preloaded, sources)
 }
 
 /// The report with every table cut to `n` rows.

@@ -11,4 +11,4 @@ pub mod scan;
 pub use discover::{Compression, DataFile, Discovery, Run, discover};
 pub use manifest::ManifestIn;
 pub use reader::{FileStats, Problem, Row, read_file};
-pub use scan::{FileResult, Scan, aggregate_file, scan};
+pub use scan::{FileResult, Preloaded, Scan, aggregate_file, scan, scan_with};

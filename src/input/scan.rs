@@ -76,8 +76,34 @@ pub fn scan(
     config: AggregateConfig,
     machines: &[String],
 ) -> Scan {
+    scan_with(discovery, filter, config, machines, Vec::new())
+}
+
+/// A part already aggregated (a run summary): its aggregate, and what
+/// each of its files (by index into `Discovery::files`) gave. Those files
+/// are not read.
+pub type Preloaded = (Aggregate, Vec<(usize, FileResult)>);
+
+/// As [`scan`], merging `preloaded` parts instead of reading their files.
+/// Every part merges into one aggregate with no bound on its tables, and
+/// only then takes `config`'s bounds: so merging summaries gives what
+/// one pass gives (exactly, when no part evicted a key).
+pub fn scan_with(
+    discovery: Discovery,
+    filter: &Filter,
+    config: AggregateConfig,
+    machines: &[String],
+    preloaded: Vec<Preloaded>,
+) -> Scan {
     let files = &discovery.files;
+    let mut skip = vec![false; files.len()];
+    for (_, done) in &preloaded {
+        for (i, _) in done {
+            skip[*i] = true;
+        }
+    }
     let mut order: Vec<usize> = (0..files.len())
+        .filter(|&i| !skip[i])
         .filter(|&i| machines.is_empty() || machines.contains(&files[i].machine_id))
         .collect();
     // Largest first, so that the last file to start is a small one.
@@ -102,14 +128,29 @@ pub fn scan(
         })
         .collect();
 
-    let mut aggregate = Aggregate::new(config);
+    let unbounded = AggregateConfig {
+        max_processes: usize::MAX / 4,
+        max_conversations: usize::MAX / 4,
+        max_remotes: usize::MAX / 4,
+        max_ports: usize::MAX / 4,
+        max_errors: usize::MAX / 4,
+        max_flag_combos: usize::MAX / 4,
+        ..config
+    };
+    let mut aggregate = Aggregate::new(unbounded);
     let mut results = vec![FileResult::default(); files.len()];
-    for (agg, done) in partials {
+    let parts = partials.into_iter().chain(
+        preloaded
+            .into_iter()
+            .map(|(a, done)| (a, done.into_iter().collect::<Vec<_>>())),
+    );
+    for (agg, done) in parts {
         aggregate.merge(&agg);
         for (i, r) in done {
             results[i] = r;
         }
     }
+    aggregate.set_caps(config);
     aggregate.finish();
     Scan {
         discovery,

@@ -9,6 +9,7 @@ use crate::output::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::output::on_close::{FileKind, OnClose};
 use crate::output::row::RowFormatter;
 use crate::output::sink::{CsvSink, SinkError};
+use crate::summary::SummaryBuilder;
 use crate::timefmt::WallClock;
 
 /// Rows reach the files at least this often, so a SIGKILL loses at most
@@ -26,6 +27,9 @@ pub struct CsvConsumer {
     failure: Option<SinkError>,
     /// `--on-close`: finished files go to the operator's command.
     on_close: Option<OnClose>,
+    /// The run summary being built (`record`): fed here, beside the
+    /// rows, because it needs to know which file each row went to.
+    summary: Option<SummaryBuilder>,
 }
 
 impl CsvConsumer {
@@ -43,7 +47,18 @@ impl CsvConsumer {
             last_expire: Instant::now(),
             failure: None,
             on_close: None,
+            summary: None,
         }
+    }
+
+    /// Builds the run summary (`nw/summary.json`) from every row written.
+    pub fn enable_summary(&mut self) {
+        self.summary = Some(SummaryBuilder::for_columns(self.formatter.columns()));
+    }
+
+    /// The summary builder, once: call after `finish`.
+    pub fn take_summary(&mut self) -> Option<SummaryBuilder> {
+        self.summary.take()
     }
 
     /// Hands every finished file to `on_close` from now on.
@@ -104,6 +119,8 @@ impl Consumer for CsvConsumer {
             .append_row(|buf| formatter.write_row(buf, event, clock))
         {
             self.failure = Some(e);
+        } else if let Some(summary) = self.summary.as_mut() {
+            summary.add(event, clock, &self.sink);
         }
         self.failed()
     }
@@ -122,6 +139,9 @@ impl Consumer for CsvConsumer {
 
     fn finish(&mut self) -> ControlFlow<StopReason> {
         let flushed = self.flush();
+        if let Some(summary) = self.summary.as_mut() {
+            summary.place(self.sink.files());
+        }
         self.hand_over_closed();
         // The current file is complete now too (whole rows only, even
         // after a write error).

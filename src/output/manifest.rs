@@ -101,6 +101,15 @@ impl ManifestFile {
         self.dir.path().join(&self.name)
     }
 
+    /// The run's `nw` folder.
+    pub fn dir(&self) -> &SafeDir {
+        &self.dir
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Replaces the manifest atomically (a reader sees the old one or the
     /// new one, never half of either); when the disk is full, overwrites it
     /// in place within the space it already holds.

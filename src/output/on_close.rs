@@ -5,8 +5,8 @@
 //! queued to one runner thread through a bounded queue; a full queue
 //! drops the hand-over and counts it. The runner runs one command at a
 //! time, in the order the files closed, as `sh -c CMD nwtrace-on-close
-//! PATH`: the path is `$1`, and `NWTRACE_FILE`; `NWTRACE_KIND` says `csv`
-//! or `manifest`.
+//! PATH`: the path is `$1`, and `NWTRACE_FILE`; `NWTRACE_KIND` says `csv`,
+//! `manifest` or `summary`.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,7 @@ const QUEUE_FILES: usize = 1024;
 pub enum FileKind {
     Csv,
     Manifest,
+    Summary,
 }
 
 impl FileKind {
@@ -34,6 +35,7 @@ impl FileKind {
         match self {
             FileKind::Csv => "csv",
             FileKind::Manifest => "manifest",
+            FileKind::Summary => "summary",
         }
     }
 }

@@ -126,6 +126,14 @@ impl RowFormatter {
         f
     }
 
+    /// The optional columns these rows carry.
+    pub fn columns(&self) -> Columns {
+        self.attribution
+            .as_ref()
+            .map(Attribution::columns)
+            .unwrap_or_default()
+    }
+
     fn write_addr(&mut self, out: &mut Vec<u8>, addr: IpAddr) {
         match addr {
             IpAddr::V4(v4) => write_ipv4(out, v4),

@@ -78,8 +78,22 @@ pub struct Report {
     /// Per table: rows tracked, rows listed, and the "other" bucket of
     /// keys past the memory bound.
     pub tables: BTreeMap<&'static str, TableInfo>,
+    /// Where each run's figures came from: its summary, or its CSV and
+    /// why not the summary.
+    pub sources: Vec<SourceOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<super::compare::Comparison>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SourceOut {
+    pub machine_id: String,
+    pub run: String,
+    pub manifest: Option<String>,
+    /// `summary` or `csv`.
+    pub source: &'static str,
+    /// Why not the summary (for `csv`).
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -1249,6 +1263,7 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
         heatmap,
         exemplars,
         tables,
+        sources: Vec::new(),
         baseline: None,
     }
 }

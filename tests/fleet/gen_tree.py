@@ -102,14 +102,16 @@ def main():
             data = csv_bytes(rows)
             gz = r % 2 == 1
             name = "nw_0001.csv.gz" if gz else "nw_0001.csv"
+            on_disk = gzip.compress(data, mtime=0) if gz else data
             with open(os.path.join(nw, name), "wb") as f:
-                f.write(gzip.compress(data) if gz else data)
+                f.write(on_disk)
+            # Bytes on disk, as record counts them (compressed for .gz).
             manifest = {
                 "nwtrace_version": "0.1.0", "command_line": ["nwtrace", "record"], "pid": 1,
                 "kernel": "6.1.0", "backend": "fentry", "machine_id": machine,
                 "started_at": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "stopped_at": None,
                 "finalized": True, "exit_reason": "SIGINT",
-                "files": [{"name": name, "rows": len(rows), "bytes": len(data), "deleted": False}],
+                "files": [{"name": name, "rows": len(rows), "bytes": len(on_disk), "deleted": False}],
                 "rows_written": len(rows), "events_captured": len(rows), "events_lost": 0,
                 "probes_missed": 0, "rows_lost": 0, "malformed_records": 0,
             }
