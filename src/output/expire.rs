@@ -14,8 +14,9 @@
 //!   process's uid; it starts (decompressed) with nwtrace's CSV header; its
 //!   mtime is older than the limit;
 //! - then, when such an `nw/` folder holds no data file any more, its
-//!   `manifest*.json` files, and the `nw/` and run folders if they are
-//!   empty (`rmdir`, which never removes anything else).
+//!   `manifest*.json` files and their `summary*.json`, and the `nw/` and
+//!   run folders if they are empty (`rmdir`, which never removes anything
+//!   else).
 //!
 //! Nothing is followed through a symlink: every step is an `*at()` call on
 //! a descriptor (SafeDir).
@@ -151,6 +152,11 @@ pub fn expire_old_runs(machine: &SafeDir, this_run: &str, cutoff_secs: i64) -> V
             continue;
         }
         for (name, _) in found {
+            // The run's summary goes with its manifest (summary.rs names
+            // it after the manifest); then the folder can empty.
+            if let Some(summary) = crate::summary::summary_name(name) {
+                let _ = nw.unlink(&summary);
+            }
             let _ = nw.unlink(name);
         }
         if run.rmdir("nw").is_ok() {
