@@ -400,3 +400,56 @@ fn csv_with_columns_is_byte_identical_to_the_recorded_files() {
         16
     );
 }
+
+/// `watch --port P` (the acceptance case: redis on 6379) prints exactly
+/// the operations on port P, local or remote, and none on another port.
+#[test]
+fn port_filter_keeps_exactly_that_ports_operations() {
+    let _guard = serial();
+    if skip_without_root("port_filter_keeps_exactly_that_ports_operations") {
+        return;
+    }
+    let name = "nwt-watch-port";
+    // Two servers on ports the kernel picks; only the first is watched.
+    let watched = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = watched.local_addr().unwrap().port();
+    let port_text = port.to_string();
+    let (mut watch, mut out) = start_watch(&[
+        "--format", "jsonl", "--comm", name, "--port", &port_text, "--count", "6",
+    ]);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut buf = [0u8; 16];
+            for _ in 0..3 {
+                client
+                    .send_to(b"elsewhere", other.local_addr().unwrap())
+                    .unwrap();
+                other.recv_from(&mut buf).unwrap();
+                client
+                    .send_to(b"PING", watched.local_addr().unwrap())
+                    .unwrap();
+                watched.recv_from(&mut buf).unwrap();
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(wait_exit(&mut watch, Duration::from_secs(30)), 0);
+    let mut text = String::new();
+    out.read_to_string(&mut text).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    let sends = lines.iter().filter(|l| l["Direction"] == "send").count();
+    assert_eq!(sends, 3, "{text}");
+    for l in &lines {
+        assert_eq!(l["Size"], 4, "only the PINGs: {l}");
+        let ports = [&l["Source Port"], &l["Destination Port"]];
+        assert!(ports.iter().any(|p| **p == port), "port {port}: {l}");
+    }
+}
