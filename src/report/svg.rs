@@ -64,6 +64,17 @@ fn nice_max(v: f64) -> f64 {
     10.0 * p
 }
 
+/// A per-second rate on an axis: whole numbers as they are, fractions
+/// (low rates: ticks at 0.25, 0.5, ...) with up to two decimals, so that
+/// no two ticks read alike.
+fn rate_label(v: f64) -> String {
+    if v.fract() == 0.0 || v >= 100.0 {
+        return format!("{v:.0}");
+    }
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 fn time_label(t_ns: i64) -> String {
     // HH:MM:SS of the UTC time.
     let s = t_ns.div_euclid(1_000_000_000).rem_euclid(86_400);
@@ -186,7 +197,7 @@ pub fn ops_chart(s: &SeriesOut) -> String {
                 s.points.iter().map(|p| p.receives as f64 / w).collect(),
             ),
         ],
-        &|v| format!("{v:.0}"),
+        &rate_label,
     )
 }
 
@@ -234,7 +245,7 @@ pub fn errors_chart(s: &SeriesOut) -> String {
                 s.points.iter().map(|p| p.hard_errors as f64).collect(),
             ),
         ],
-        &|v| format!("{v:.0}"),
+        &rate_label,
     )
 }
 
@@ -451,6 +462,9 @@ mod tests {
         assert!(a.contains("&lt;b&gt;") && !a.contains("<b>"));
         assert_eq!(nice_max(7.0), 10.0);
         assert_eq!(nice_max(120.0), 200.0);
+        let ticks: Vec<String> = [0.0, 0.25, 0.5, 0.75, 1.0].map(rate_label).to_vec();
+        assert_eq!(ticks, ["0", "0.25", "0.5", "0.75", "1"]);
+        assert_eq!(rate_label(1250.0), "1250");
         assert_eq!(heat_colour(0, 5), "#ffffff");
         assert_eq!(heat_colour(5, 5), "#800026");
     }
