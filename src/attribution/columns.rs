@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::analysis::attr::Sym;
 use crate::attribution::cgroup::{CgroupResolver, cgroup2_root};
 use crate::attribution::container::container_id;
 use crate::capture::event::{
@@ -164,6 +165,9 @@ pub struct Attribution {
     resolver: Option<CgroupResolver>,
     /// The last cgroup resolved, since consecutive rows mostly share it.
     last: Option<(u64, String)>,
+    /// The last cgroup's interned path and container id (live `top`), so
+    /// that an event of the same cgroup takes no lock and no hashing.
+    last_syms: Option<(u64, Sym, Sym)>,
 }
 
 impl Attribution {
@@ -176,6 +180,7 @@ impl Attribution {
                 .flatten()
                 .map(CgroupResolver::new),
             last: None,
+            last_syms: None,
         }
     }
 
@@ -204,11 +209,26 @@ impl Attribution {
         &self.last.as_ref().expect("set above").1
     }
 
+    /// A cgroup's path (without the column's leading `/`, as OpAttr keeps
+    /// it) and container id (empty for the host), interned; cached for the
+    /// last cgroup.
+    fn cgroup_syms(&mut self, id: u64) -> (Sym, Sym) {
+        if let Some((last, cgroup, container)) = self.last_syms
+            && last == id
+        {
+            return (cgroup, container);
+        }
+        let path = self.cgroup_path(id);
+        let container = Sym::intern(container_id(path).unwrap_or_default());
+        let cgroup = Sym::intern(path.strip_prefix('/').unwrap_or(path));
+        self.last_syms = Some((id, cgroup, container));
+        (cgroup, container)
+    }
+
     /// The chosen columns of `ev` as an op carries them (live `top`): the
     /// same values the CSV columns get, so a live view and a report over
     /// the recording agree.
     pub fn op_attr(&mut self, ev: &NetEvent) -> crate::analysis::OpAttr {
-        use crate::analysis::attr::Sym;
         let mut out = crate::analysis::OpAttr::default();
         let Some(attr) = ev.attr else { return out };
         let cols = self.columns;
@@ -221,14 +241,9 @@ impl Attribution {
         if attr.cgroup_id != 0
             && (cols.contains(Column::Cgroup) || cols.contains(Column::Container))
         {
-            let path = self.cgroup_path(attr.cgroup_id);
-            if cols.contains(Column::Container) {
-                out.container = Some(Sym::intern(container_id(path).unwrap_or_default()));
-            }
-            if cols.contains(Column::Cgroup) {
-                // OpAttr keeps the path without the column's leading `/`.
-                out.cgroup = Some(Sym::intern(path.strip_prefix('/').unwrap_or(path)));
-            }
+            let (cgroup, container) = self.cgroup_syms(attr.cgroup_id);
+            out.container = cols.contains(Column::Container).then_some(container);
+            out.cgroup = cols.contains(Column::Cgroup).then_some(cgroup);
         }
         if cols.contains(Column::Netns) && attr.netns != 0 {
             out.netns = Some(u64::from(attr.netns));
