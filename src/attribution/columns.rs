@@ -346,11 +346,39 @@ mod tests {
     }
 
     #[test]
+    fn op_attr_follows_each_events_cgroup() {
+        let mut a = Attribution {
+            columns: Columns::all(),
+            resolver: None,
+            last: None,
+            last_syms: None,
+        };
+        let mut ev = crate::capture::event::tests::sample_event();
+        let mut cgroup_of = |id: u64| {
+            ev.attr = Some(Attr {
+                cgroup_id: id,
+                cookie: Some(5),
+                ..Attr::default()
+            });
+            let o = a.op_attr(&ev);
+            assert_eq!(o.cookie, Some(5));
+            assert_eq!(o.container_id(), None, "no resolver: no container");
+            o.cgroup.map(Sym::as_str)
+        };
+        // The cached symbols must never answer for another cgroup.
+        assert_eq!(cgroup_of(11), Some("id:11"));
+        assert_eq!(cgroup_of(11), Some("id:11"));
+        assert_eq!(cgroup_of(12), Some("id:12"));
+        assert_eq!(cgroup_of(11), Some("id:11"));
+    }
+
+    #[test]
     fn values_and_unknowns() {
         let mut a = Attribution {
             columns: Columns::all(),
             resolver: None,
             last: None,
+            last_syms: None,
         };
         let mut ev = crate::capture::event::tests::sample_event();
         ev.attr = Some(Attr {
@@ -408,6 +436,7 @@ mod tests {
             columns: Columns::parse("cgroup,container").unwrap(),
             resolver: Some(CgroupResolver::new(root.clone())),
             last: None,
+            last_syms: None,
         };
         let mut ev = crate::capture::event::tests::sample_event();
         for (path, _) in &samples {
