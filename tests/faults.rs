@@ -544,12 +544,18 @@ fn uring_requests_beyond_the_table_are_counted_as_lost() {
     // The tracer has mounted tracefs by now.
     if !(has_req("io_uring_complete") && has_req("io_uring_submit_req")) {
         tracer.stop();
-        eprintln!("skipped: the io_uring tracepoints carry no request here (6.4+ needed)");
+        skip_for_missing_kernel_feature(
+            "uring_requests_beyond_the_table_are_counted_as_lost",
+            "the io_uring tracepoints carry no request here (6.4+ needed)",
+        );
         return;
     }
     let Ok(mut ring) = io_uring::IoUring::new(4096) else {
         tracer.stop();
-        eprintln!("skipped: no io_uring here");
+        skip_for_missing_kernel_feature(
+            "uring_requests_beyond_the_table_are_counted_as_lost",
+            "no io_uring here",
+        );
         return;
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -45,6 +45,17 @@ pub fn skip_without_root(what: &str) -> bool {
     true
 }
 
+/// A test whose kernel lacks what it exercises skips with the reason, but
+/// never under CI, whose host kernel has everything the root tests need:
+/// there a skip would hide a regression, so it fails instead.
+/// The caller returns right after.
+pub fn skip_for_missing_kernel_feature(what: &str, why: &str) {
+    if in_ci() {
+        panic!("{what}: {why}, and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {what}: {why}");
+}
+
 /// The backend under test: $NWTRACE_BACKEND, else auto.
 pub fn backend() -> String {
     std::env::var("NWTRACE_BACKEND").unwrap_or_else(|_| "auto".into())
