@@ -331,6 +331,13 @@ fn totals_processes_conversations_errors_and_runs_match_the_rows() {
     assert_eq!(u(&cov["unfinalized_runs"]), 1);
     assert_eq!(u(&cov["rows"]), rows.len() as u64);
     assert_eq!(cov["deleted_files"], serde_json::json!(fx.deleted));
+    // What is not on disk is exactly the deleted file's 50 rows (the
+    // fixture's m-alpha run 1 manifest lists nw_0001.csv with 50 rows).
+    assert_eq!(
+        u(&cov["manifest_rows"]) - u(&cov["manifest_rows_read"]),
+        50,
+        "{cov}"
+    );
     assert_eq!(u(&cov["malformed_rows"]), 2);
     assert_eq!(u(&cov["files_missing_header"]), 1);
     assert_eq!(u(&cov["files_cut_mid_row"]), 1);

@@ -137,6 +137,12 @@ pub struct Coverage {
     pub runs_without_manifest: u64,
     pub deleted_files: Vec<String>,
     pub missing_files: Vec<String>,
+    /// Rows the runs with a manifest wrote: the manifest's count, or the
+    /// rows read where that is more (an unfinalised manifest lags).
+    pub manifest_rows: u64,
+    /// Of those, the rows read from the files on disk: less than
+    /// `manifest_rows` when retention deleted files or files are missing.
+    pub manifest_rows_read: u64,
     pub first: Option<String>,
     pub last: Option<String>,
     pub first_ns: Option<i64>,
@@ -765,6 +771,10 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
         cov.rows_lost += r.rows_lost;
         cov.unfinalized_runs += u64::from(r.manifest.is_some() && !r.finalized);
         cov.runs_without_manifest += u64::from(r.manifest.is_none());
+        if r.manifest.is_some() {
+            cov.manifest_rows += r.rows_written.unwrap_or(0).max(r.rows);
+            cov.manifest_rows_read += r.rows;
+        }
     }
     cov.runs = runs.len();
     cov.files = d.files.len();

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::model::{Report, TableInfo};
+use super::model::{Coverage, Report, TableInfo};
 use crate::analysis::LatencySummary;
 
 pub struct TextOptions {
@@ -203,6 +203,33 @@ fn opt(s: &Option<String>) -> String {
     s.clone().unwrap_or_else(|| "-".into())
 }
 
+/// `files deleted by retention: N (first .., last ..)`, or nothing.
+fn deleted_line(deleted: &[String]) -> Option<String> {
+    match deleted {
+        [] => None,
+        [only] => Some(format!("files deleted by retention: 1 ({only})")),
+        [first, .., last] => Some(format!(
+            "files deleted by retention: {} (first {first}, last {last}; all in --format json)",
+            num(deleted.len() as u64)
+        )),
+    }
+}
+
+/// `rows on disk: R of the M ...`, when the files on disk hold fewer rows
+/// than the runs wrote (retention deleted some, or files are missing):
+/// then the report covers only part of the runs, and says so first.
+pub fn partial_line(c: &Coverage) -> Option<String> {
+    if c.manifest_rows_read >= c.manifest_rows {
+        return None;
+    }
+    Some(format!(
+        "rows on disk: {} of the {} the runs' manifests count ({:.1} %); the rest was deleted by retention or is missing",
+        num(c.manifest_rows_read),
+        num(c.manifest_rows),
+        c.manifest_rows_read as f64 * 100.0 / c.manifest_rows as f64
+    ))
+}
+
 pub fn render(r: &Report, o: &TextOptions) -> String {
     let mut out = String::new();
     let multi = r.machines.len() > 1;
@@ -222,6 +249,9 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         c.files,
         num(c.rows)
     );
+    if let Some(line) = partial_line(c) {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(
         out,
         "time: {} .. {} UTC ({})",
@@ -296,8 +326,10 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         c.files_cut_mid_row,
         c.files_unreadable
     );
-    for d in &c.deleted_files {
-        let _ = writeln!(out, "  deleted by retention: {d}");
+    // One line however many: a month of rotations deletes thousands of
+    // files, and their names are in --format json.
+    if let Some(line) = deleted_line(&c.deleted_files) {
+        let _ = writeln!(out, "  {line}");
     }
     for d in &c.missing_files {
         let _ = writeln!(out, "  listed in a manifest but missing: {d}");
