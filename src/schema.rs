@@ -101,24 +101,6 @@ impl Direction {
     }
 }
 
-impl From<crate::capture::event::Direction> for Direction {
-    fn from(d: crate::capture::event::Direction) -> Self {
-        match d {
-            crate::capture::event::Direction::Send => Direction::Send,
-            crate::capture::event::Direction::Receive => Direction::Receive,
-        }
-    }
-}
-
-impl From<crate::capture::event::Protocol> for Protocol {
-    fn from(p: crate::capture::event::Protocol) -> Self {
-        match p {
-            crate::capture::event::Protocol::Tcp => Protocol::Tcp,
-            crate::capture::event::Protocol::Udp => Protocol::Udp,
-        }
-    }
-}
-
 /// An address and port, as in the row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
@@ -131,15 +113,6 @@ impl fmt::Display for Endpoint {
         match self.addr {
             IpAddr::V4(a) => write!(f, "{a}:{}", self.port),
             IpAddr::V6(a) => write!(f, "[{a}]:{}", self.port),
-        }
-    }
-}
-
-impl From<crate::capture::event::Endpoint> for Endpoint {
-    fn from(e: crate::capture::event::Endpoint) -> Self {
-        Endpoint {
-            addr: e.addr,
-            port: e.port,
         }
     }
 }

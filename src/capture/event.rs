@@ -56,23 +56,8 @@ pub struct Attr {
     pub cookie: Option<u64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    Send,
-    Receive,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub addr: IpAddr,
-    pub port: u16,
-}
+// One type per concept: an event's values are the row's values.
+pub use crate::schema::{Direction, Endpoint, Protocol};
 
 /// One send or receive, with addresses already normalised: an IPv4-mapped
 /// IPv6 address is an IPv4 address here.

@@ -73,20 +73,6 @@ pub struct LineFormatter {
     text: String,
 }
 
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "TCP",
-        Protocol::Udp => "UDP",
-    }
-}
-
-fn direction_name(d: Direction) -> &'static str {
-    match d {
-        Direction::Send => "send",
-        Direction::Receive => "receive",
-    }
-}
-
 /// A latency in the unit that keeps three significant digits.
 pub fn human_ns(ns: u64) -> String {
     match ns {
@@ -98,14 +84,7 @@ pub fn human_ns(ns: u64) -> String {
 }
 
 fn endpoint_text(e: Option<Endpoint>) -> String {
-    match e {
-        Some(Endpoint {
-            addr: std::net::IpAddr::V6(a),
-            port,
-        }) => format!("[{a}]:{port}"),
-        Some(Endpoint { addr, port }) => format!("{addr}:{port}"),
-        None => "?".to_string(),
-    }
+    e.map_or_else(|| "?".to_string(), |e| e.to_string())
 }
 
 /// A comm for a terminal: control characters (which could move the cursor
@@ -198,14 +177,14 @@ impl LineFormatter {
             timestamp: &timestamp,
             pid: ev.pid,
             command: &comm,
-            protocol: protocol_name(ev.protocol),
+            protocol: Protocol::as_str(ev.protocol),
             ip_version: ev.ip_version,
             source_address: src.map(|e| e.addr.to_string()),
             destination_address: dst.map(|e| e.addr.to_string()),
             source_port: src.map(|e| e.port),
             destination_port: dst.map(|e| e.port),
             size: ev.ret.max(0) as u64,
-            direction: direction_name(ev.direction),
+            direction: Direction::as_str(ev.direction),
             latency: ev.latency_ns(),
             error: (ev.ret < 0).then(|| errno_text(-ev.ret)),
             msg_flags: (!flags.is_empty()).then_some(flags.as_str()),
@@ -241,7 +220,7 @@ impl LineFormatter {
         // HH:MM:SS.ffffff of the row's timestamp; the date is in the rows.
         let _ = write!(t, "{} {:>7} ", &ts[11..], ev.pid);
         let comm = terminal_safe(ev.comm());
-        let _ = write!(t, "{comm:<15} {:<5} ", protocol_name(ev.protocol));
+        let _ = write!(t, "{comm:<15} {:<5} ", Protocol::as_str(ev.protocol));
         let local = endpoint_text(Some(ev.local));
         let remote = endpoint_text(ev.peer);
         let (arrow, arrow_color) = match ev.direction {

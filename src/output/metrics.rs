@@ -49,10 +49,6 @@ struct Shared {
     files: Gauge,
 }
 
-const DIRECTIONS: [(Direction, &str); 2] =
-    [(Direction::Send, "send"), (Direction::Receive, "receive")];
-const PROTOCOLS: [(Protocol, &str); 2] = [(Protocol::Tcp, "TCP"), (Protocol::Udp, "UDP")];
-
 fn index(event: &NetEvent) -> usize {
     let d = usize::from(event.direction == Direction::Receive);
     let p = usize::from(event.protocol == Protocol::Udp);
@@ -90,12 +86,13 @@ fn bump(counter: &Counter, now: u64, before: &mut u64) {
 impl Metered<'_> {
     fn push(&mut self, health: Option<&CaptureHealth>) {
         let s = &self.shared;
-        for (d, (_, dn)) in DIRECTIONS.iter().enumerate() {
-            for (p, (_, pn)) in PROTOCOLS.iter().enumerate() {
+        // The label values are the row's spellings.
+        for (d, dir) in Direction::ALL.into_iter().enumerate() {
+            for (p, proto) in Protocol::ALL.into_iter().enumerate() {
                 let i = d * 2 + p;
                 let labels = OpLabels {
-                    direction: (*dn).into(),
-                    protocol: (*pn).into(),
+                    direction: dir.as_str().into(),
+                    protocol: proto.as_str().into(),
                 };
                 bump(
                     &s.operations.get_or_create(&labels),

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::attribution::columns::{Attribution, Columns};
-use crate::capture::event::{Direction, NetEvent, Protocol};
+use crate::capture::event::NetEvent;
 use crate::names::{write_errno, write_msg_flags};
 use crate::timefmt::{RowTimeFormatter, WallClock};
 
@@ -152,10 +152,9 @@ impl RowFormatter {
         out.push(b',');
         let comm = comm_text(ev.comm(), &mut self.scratch);
         write_csv_field(out, comm);
-        out.extend_from_slice(match ev.protocol {
-            Protocol::Tcp => b",TCP,",
-            Protocol::Udp => b",UDP,",
-        });
+        out.push(b',');
+        out.extend_from_slice(ev.protocol.as_str().as_bytes());
+        out.push(b',');
         out.push(b'0' + ev.ip_version);
         out.push(b',');
         let (src, dst) = (ev.source(), ev.destination());
@@ -176,10 +175,9 @@ impl RowFormatter {
         }
         out.push(b',');
         write_u64(out, ev.ret.max(0) as u64);
-        out.extend_from_slice(match ev.direction {
-            Direction::Send => b",send,",
-            Direction::Receive => b",receive,",
-        });
+        out.push(b',');
+        out.extend_from_slice(ev.direction.as_str().as_bytes());
+        out.push(b',');
         if let Some(latency) = ev.latency_ns() {
             write_u64(out, latency);
         }
