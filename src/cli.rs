@@ -6,11 +6,11 @@ use std::time::Duration;
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::attribution::columns::Columns;
 use crate::capture::backends::BACKENDS;
 use crate::capture::load::Filters;
 use crate::capture::session::CaptureOptions;
 use crate::output::sink::Compression;
+use crate::schema::columns::Columns;
 
 /// `nwtrace --version`: the package version and the git commit it was
 /// built from (`unknown` outside a checkout; see build.rs).

@@ -123,46 +123,6 @@ impl OpAttr {
     }
 }
 
-/// The optional columns, in the fixed order they follow the 14 standard
-/// ones, with their exact header names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ExtraColumn {
-    Tid,
-    Uid,
-    Cgroup,
-    Container,
-    Netns,
-    Cookie,
-}
-
-impl ExtraColumn {
-    pub const ALL: [ExtraColumn; 6] = [
-        ExtraColumn::Tid,
-        ExtraColumn::Uid,
-        ExtraColumn::Cgroup,
-        ExtraColumn::Container,
-        ExtraColumn::Netns,
-        ExtraColumn::Cookie,
-    ];
-
-    pub fn header(self) -> &'static str {
-        match self {
-            ExtraColumn::Tid => "TID",
-            ExtraColumn::Uid => "UID",
-            ExtraColumn::Cgroup => "Cgroup",
-            ExtraColumn::Container => "Container ID",
-            ExtraColumn::Netns => "Netns",
-            ExtraColumn::Cookie => "Socket Cookie",
-        }
-    }
-
-    pub fn from_header(name: &[u8]) -> Option<ExtraColumn> {
-        ExtraColumn::ALL
-            .into_iter()
-            .find(|c| c.header().as_bytes() == name)
-    }
-}
-
 /// Normalises a cgroup path the way the `Cgroup` column writes it:
 /// relative to the root, without leading or trailing `/`. The root itself
 /// is the empty text.
@@ -216,14 +176,5 @@ mod tests {
         assert!(cgroup_within("id:42", "id:42"));
         assert!(!cgroup_within("id:42", ""));
         assert!(!cgroup_within("id:421", "id:42"));
-    }
-
-    #[test]
-    fn header_names() {
-        for c in ExtraColumn::ALL {
-            assert_eq!(ExtraColumn::from_header(c.header().as_bytes()), Some(c));
-        }
-        assert_eq!(ExtraColumn::from_header(b"Container"), None);
-        assert_eq!(ExtraColumn::from_header(b"tid"), None);
     }
 }

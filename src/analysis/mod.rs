@@ -25,7 +25,7 @@ pub use aggregate::{
     Aggregate, AggregateConfig, ConvKey, ConvStats, EndpointStats, ErrKey, Exemplar, LatClass,
     PortKey, PortRole, ProcKey, ProcStats, Totals,
 };
-pub use attr::{ExtraColumn, OpAttr, Sym};
+pub use attr::{OpAttr, Sym};
 pub use capped::Capped;
 pub use filter_text::{filter_text, parse_filter};
 pub use hist::{LatencyHist, LatencySummary, SparseHist};

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::bpf::types::nw_attr as RawAttr;
 use crate::bpf::types::nw_event as RawEvent;
+use crate::schema::columns::{Column, Columns};
 
 /// Constants mirrored from `src/bpf/nwtrace.h`.
 pub const NW_RECORD_EVENT: u8 = 1;
@@ -54,6 +55,25 @@ pub struct Attr {
     pub netns: u32,
     /// The socket cookie; `None` where the backend has none.
     pub cookie: Option<u64>,
+}
+
+/// What the BPF side must fill for a column (`attr_mask`). The container
+/// id is derived from the cgroup.
+fn attr_bits(col: Column) -> u32 {
+    match col {
+        Column::Tid => NW_ATTR_TID,
+        Column::Uid => NW_ATTR_UID,
+        Column::Cgroup | Column::Container => NW_ATTR_CGROUP,
+        Column::Netns => NW_ATTR_NETNS,
+        Column::Cookie => NW_ATTR_COOKIE,
+    }
+}
+
+impl Columns {
+    /// The BPF side's `attr_mask`: 0 when no column is on.
+    pub fn attr_mask(self) -> u32 {
+        self.iter().fold(0, |m, c| m | attr_bits(c))
+    }
 }
 
 // One type per concept: an event's values are the row's values.
@@ -296,6 +316,20 @@ pub mod tests {
         a[11] = 0xff;
         a[12..].copy_from_slice(&v4);
         a
+    }
+
+    #[test]
+    fn bpf_fills_only_what_the_columns_need() {
+        assert_eq!(Columns::default().attr_mask(), 0);
+        assert_eq!(
+            Columns::parse("container").unwrap().attr_mask(),
+            NW_ATTR_CGROUP
+        );
+        assert_eq!(
+            Columns::parse("tid,cookie").unwrap().attr_mask(),
+            NW_ATTR_TID | NW_ATTR_COOKIE
+        );
+        assert_eq!(Columns::all().attr_mask(), 0x1f);
     }
 
     #[test]

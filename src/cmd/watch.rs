@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::attribution::columns::Columns;
 use crate::capture::event::NetEvent;
 use crate::capture::session::{Outcome, Session};
 use crate::cli::{WatchArgs, WatchFormat};
@@ -26,6 +25,7 @@ use crate::cmd::signals::{SecondInterrupt, StopSignals};
 use crate::output::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::output::csv::CsvConsumer;
 use crate::output::lines::{LineFormat, LineFormatter};
+use crate::schema::columns::Columns;
 use crate::timefmt::{WallClock, now_epoch_secs};
 
 /// Batches waiting for the printer. With a batch per drain (every 100 ms

@@ -13,7 +13,8 @@ use csv::ByteRecord;
 use rustc_hash::FxHashMap;
 
 use super::discover::Compression;
-use crate::analysis::{ExtraColumn, Op, OpAttr, Sym};
+use crate::analysis::{Op, OpAttr, Sym};
+use crate::schema::columns::Column;
 use crate::schema::{self, Comm, Direction, Endpoint, Protocol};
 
 /// One row, typed, in the file's own orientation (source → destination).
@@ -103,7 +104,7 @@ pub struct FileStats {
     pub problems: Vec<Problem>,
     /// The optional columns (`record --columns`) the header names, in
     /// file order.
-    pub extra_columns: Vec<ExtraColumn>,
+    pub extra_columns: Vec<Column>,
 }
 
 const MAX_PROBLEMS_KEPT: usize = 20;
@@ -199,10 +200,10 @@ fn lossy(b: &[u8]) -> String {
 }
 
 /// Which columns a file has: the 14 standard ones, then any subset of the
-/// optional ones in their fixed order (see [`ExtraColumn`]).
+/// optional ones in their fixed order (see [`Column`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
-    /// Where each optional column is, by `ExtraColumn as usize`.
+    /// Where each optional column is, by `Column as usize`.
     extra: [Option<u8>; 6],
     n_extra: u8,
 }
@@ -219,8 +220,8 @@ impl Layout {
         schema::NUM_COLUMNS + usize::from(self.n_extra)
     }
 
-    pub fn columns(&self) -> Vec<ExtraColumn> {
-        let mut v: Vec<(u8, ExtraColumn)> = ExtraColumn::ALL
+    pub fn columns(&self) -> Vec<Column> {
+        let mut v: Vec<(u8, Column)> = Column::ALL
             .into_iter()
             .filter_map(|c| self.extra[c as usize].map(|i| (i, c)))
             .collect();
@@ -248,21 +249,21 @@ impl Layout {
             ));
         }
         let mut layout = Layout::STANDARD;
-        let mut last: Option<ExtraColumn> = None;
+        let mut last: Option<Column> = None;
         for (i, name) in r.iter().enumerate().skip(schema::NUM_COLUMNS) {
-            let Some(c) = ExtraColumn::from_header(name) else {
+            let Some(c) = Column::from_header(name) else {
                 return Err(format!(
                     "wrong header: unknown column {:?} after the {} standard ones (the optional ones are {})",
                     lossy(name),
                     schema::NUM_COLUMNS,
-                    ExtraColumn::ALL.map(ExtraColumn::header).join(", ")
+                    Column::ALL.map(Column::header).join(", ")
                 ));
             };
             if last.is_some_and(|l| l >= c) {
                 return Err(format!(
                     "wrong header: column {:?} is repeated or out of order (the order is {})",
                     c.header(),
-                    ExtraColumn::ALL.map(ExtraColumn::header).join(", ")
+                    Column::ALL.map(Column::header).join(", ")
                 ));
             }
             last = Some(c);
@@ -300,8 +301,8 @@ fn parse_attr(r: &ByteRecord, layout: &Layout, syms: &mut SymCache) -> Result<Op
     if layout.n_extra == 0 {
         return Ok(a);
     }
-    let field = |c: ExtraColumn| layout.extra[c as usize].map(|i| &r[usize::from(i)]);
-    let number = |c: ExtraColumn| -> Result<Option<u64>, String> {
+    let field = |c: Column| layout.extra[c as usize].map(|i| &r[usize::from(i)]);
+    let number = |c: Column| -> Result<Option<u64>, String> {
         match field(c) {
             None | Some(b"") => Ok(None),
             Some(t) => parse_u64(t)
@@ -309,24 +310,24 @@ fn parse_attr(r: &ByteRecord, layout: &Layout, syms: &mut SymCache) -> Result<Op
                 .ok_or_else(|| format!("bad {} {:?}", c.header(), lossy(t))),
         }
     };
-    let small = |c: ExtraColumn| -> Result<Option<u32>, String> {
+    let small = |c: Column| -> Result<Option<u32>, String> {
         number(c)?
             .map(|v| u32::try_from(v).map_err(|_| format!("bad {} {v}", c.header())))
             .transpose()
     };
-    a.tid = small(ExtraColumn::Tid)?;
-    a.uid = small(ExtraColumn::Uid)?;
-    a.netns = number(ExtraColumn::Netns)?;
-    a.cookie = number(ExtraColumn::Cookie)?;
+    a.tid = small(Column::Tid)?;
+    a.uid = small(Column::Uid)?;
+    a.netns = number(Column::Netns)?;
+    a.cookie = number(Column::Cookie)?;
     // The recorder writes the path as /proc/PID/cgroup does (`/` is the
     // root), or id:NNN; empty when it had no cgroup for the event. Kept
     // relative to the root: the root is the empty text.
-    let cgroup_field = field(ExtraColumn::Cgroup);
+    let cgroup_field = field(Column::Cgroup);
     a.cgroup = match cgroup_field {
         None | Some(b"") => None,
         Some(t) => Some(syms.get(t.strip_prefix(b"/").unwrap_or(t))),
     };
-    a.container = match field(ExtraColumn::Container) {
+    a.container = match field(Column::Container) {
         None => None,
         // The recorder derives the container from the cgroup: with no
         // cgroup for this event, an empty id is unknown, not the host.
@@ -673,7 +674,7 @@ mod tests {
             "{:?}",
             stats.problems
         );
-        assert_eq!(stats.extra_columns, ExtraColumn::ALL);
+        assert_eq!(stats.extra_columns, Column::ALL);
         assert_eq!(rows.len(), 3);
         let a = rows[0].0.attr;
         assert_eq!((a.tid, a.uid), (Some(1236), Some(1000)));
@@ -723,10 +724,7 @@ mod tests {
         );
         let (rows, stats) = read(&text);
         assert_eq!(stats.malformed, 0, "{:?}", stats.problems);
-        assert_eq!(
-            stats.extra_columns,
-            [ExtraColumn::Container, ExtraColumn::Cookie]
-        );
+        assert_eq!(stats.extra_columns, [Column::Container, Column::Cookie]);
         let a = rows[0].0.attr;
         assert_eq!(
             (a.container_id(), a.cookie, a.tid, a.netns),

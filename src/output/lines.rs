@@ -7,10 +7,11 @@ use std::io::Write as _;
 
 use serde::Serialize;
 
-use crate::attribution::columns::{Attribution, Column, Columns};
+use crate::attribution::columns::Attribution;
 use crate::capture::event::{Direction, Endpoint, NetEvent, Protocol};
 use crate::names::{errno_name, write_msg_flags};
 use crate::output::row::{RowFormatter, comm_text};
+use crate::schema::columns::{Column, Columns};
 use crate::timefmt::{RowTimeFormatter, WallClock};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,9 +5,10 @@
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::attribution::columns::{Attribution, Columns};
+use crate::attribution::columns::Attribution;
 use crate::capture::event::NetEvent;
 use crate::names::{write_errno, write_msg_flags};
+use crate::schema::columns::Columns;
 use crate::timefmt::{RowTimeFormatter, WallClock};
 
 pub use crate::schema::HEADER;

@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analysis::aggregate::{Counters, TopN};
-use crate::analysis::{
-    Aggregate, ConvKey, Exemplar, ExtraColumn, LatClass, LatencySummary, ProcKey, ProcStats,
-};
+use crate::analysis::{Aggregate, ConvKey, Exemplar, LatClass, LatencySummary, ProcKey, ProcStats};
 use crate::input::manifest::parse_iso8601;
 use crate::input::scan::Scan;
+use crate::schema::columns::Column;
 use crate::schema::{Direction, Protocol, errno_text, format_timestamp_ns, is_retry_errno};
 use crate::schema::{msg_flag_name, msg_flags_text};
 
@@ -1003,7 +1002,7 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
             files_with += 1;
         }
     }
-    let has = |c: ExtraColumn| present[c as usize];
+    let has = |c: Column| present[c as usize];
     let attribution = (files_with > 0).then(|| {
         let (ops, bytes) = agg
             .containers
@@ -1012,10 +1011,10 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
             .chain([&agg.containers.other().c])
             .fold((0, 0), |(o, b), c| (o + c.total_ops(), b + c.total_bytes()));
         AttributionOut {
-            columns: ExtraColumn::ALL
+            columns: Column::ALL
                 .into_iter()
                 .filter(|&c| has(c))
-                .map(ExtraColumn::header)
+                .map(Column::header)
                 .collect(),
             files_with,
             files_without,
@@ -1023,7 +1022,7 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
             bytes_without_container: t.bytes_sent + t.bytes_received - bytes,
         }
     });
-    let containers = has(ExtraColumn::Container).then(|| {
+    let containers = has(Column::Container).then(|| {
         let v = group_table(&agg.containers, sort, top, |k, stats| ContainerOut {
             machine_id: machine_name(k.machine),
             container_id: Some(k.value.as_str().to_string()).filter(|s| !s.is_empty()),
@@ -1032,7 +1031,7 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
         tables.insert("containers", table_info(&agg.containers, v.len(), |v| &v.c));
         v
     });
-    let cgroups = has(ExtraColumn::Cgroup).then(|| {
+    let cgroups = has(Column::Cgroup).then(|| {
         let v = group_table(&agg.cgroups, sort, top, |k, stats| CgroupOut {
             machine_id: machine_name(k.machine),
             cgroup: k.value.as_str().to_string(),
@@ -1041,7 +1040,7 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
         tables.insert("cgroups", table_info(&agg.cgroups, v.len(), |v| &v.c));
         v
     });
-    let netns = has(ExtraColumn::Netns).then(|| {
+    let netns = has(Column::Netns).then(|| {
         let v = group_table(&agg.netns, sort, top, |k, stats| NetnsOut {
             machine_id: machine_name(k.machine),
             netns: k.value,

@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 use crate::names::{errno_name, write_msg_flags};
 
+pub mod columns;
+
 /// The header row, newline included, exactly as every file starts.
 pub const HEADER: &str = "Timestamp,PID,Command,Protocol,IP Version,Source Address,\
 Destination Address,Source Port,Destination Port,Size,Direction,Latency,Error,MSG Flags\n";
