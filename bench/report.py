@@ -17,7 +17,8 @@ and checks that both agree on the per-process numbers. Writes a Markdown
 table to bench/results/report-<UTC stamp>.md and report-latest.md.
 
 Usage: bench/report.py [--rows N] [--runs K] [--keep]
-Needs: pip install duckdb (the bench only; not a build dependency).
+Needs duckdb: run it with the python of scripts/test-venv (the bench only;
+not a build dependency).
 """
 
 import argparse

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """A deterministic fleet tree in nwtrace's layout, and the truth about it.
 
-    gen_tree.py ROOT [--machines N] [--runs N] [--rows N] [--seed S]
+    gen_tree.py ROOT [--machines N] [--runs N] [--rows N] [--seed S] [--kinds K[,K...]]
 
-Writes ROOT/<machine>/<run>/nw/nw_0001.csv (the second run of every
-machine as nw_0001.csv.gz, as `record --compress gzip` names it) and a
-manifest.json per run, with the hard cases of the contract: a comm with a
-comma and a quote, unknown peers (empty fields), failed operations,
-unknown latencies, flags. Prints, as JSON on stdout, what any correct
+Writes ROOT/<machine>/<run>/nw/nw_0001.csv and a manifest.json per run.
+--kinds (default csv,csv.gz) is the list of file kinds the runs take in
+turn: csv, csv.gz (`record --compress gzip`) or csv.zst (`--compress
+zstd`, written by the zstd command). A compressed file is several gzip
+members or zstd frames, one per FRAME_ROWS rows, as record compresses each
+flush on its own. The rows do not depend on --kinds: the same seed gives
+the same truth whatever the compression. The tree has the hard cases of
+the contract: a comm with a comma and a quote, unknown peers (empty
+fields), failed operations, unknown latencies, flags. Prints, as JSON on stdout, what any correct
 reader must compute from it: rows per machine and run, and per process
 (machine, pid, comm) the ops, sends, receives, bytes and errors, plus
 every latency by direction (for percentile checks).
@@ -23,6 +27,7 @@ import io
 import json
 import os
 import random
+import subprocess
 
 HEADER = [
     "Timestamp", "PID", "Command", "Protocol", "IP Version", "Source Address",
@@ -31,6 +36,8 @@ HEADER = [
 ]
 COMMS = ["nginx", "curl", 'a,"b', "redis-server", "python3"]
 ERRORS = ["EAGAIN", "ECONNRESET", "EPIPE", "ERESTARTSYS"]
+KINDS = ("csv", "csv.gz", "csv.zst")
+FRAME_ROWS = 700
 
 
 def rows_for(rng, machine, run_start, n):
@@ -79,6 +86,23 @@ def csv_bytes(rows):
     return buf.getvalue().encode()
 
 
+def compressed(rows, kind):
+    """The file's bytes: one gzip member or zstd frame per FRAME_ROWS rows
+    (the header in the first), concatenated."""
+    if kind == "csv":
+        return csv_bytes(rows)
+    out = b""
+    for i in range(0, len(rows), FRAME_ROWS):
+        chunk = csv_bytes(rows[i:i + FRAME_ROWS])
+        if i:
+            chunk = chunk.split(b"\n", 1)[1]  # the header only once
+        if kind == "csv.gz":
+            out += gzip.compress(chunk, mtime=0)
+        else:
+            out += subprocess.run(["zstd", "-q", "-c", "-3"], input=chunk, capture_output=True, check=True).stdout
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("root")
@@ -86,11 +110,16 @@ def main():
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--kinds", default="csv,csv.gz", help="file kinds the runs take in turn")
     args = ap.parse_args()
+    kinds = args.kinds.split(",")
+    if not kinds or any(k not in KINDS for k in kinds):
+        ap.error(f"--kinds takes {', '.join(KINDS)}")
     rng = random.Random(args.seed)
     truth = {"rows": 0, "runs": {}, "processes": {}, "unknown_sources": 0}
     # 23:59:57, so the first run of each machine crosses midnight: two dates.
     base = datetime.datetime(2026, 11, 20, 23, 59, 57)
+    n = 0
     for m in range(1, args.machines + 1):
         machine = "machine%02d" % m
         for r in range(args.runs):
@@ -99,13 +128,13 @@ def main():
             nw = os.path.join(args.root, machine, run, "nw")
             os.makedirs(nw, exist_ok=True)
             rows = rows_for(rng, m, start, args.rows)
-            data = csv_bytes(rows)
-            gz = r % 2 == 1
-            name = "nw_0001.csv.gz" if gz else "nw_0001.csv"
-            on_disk = gzip.compress(data, mtime=0) if gz else data
+            kind = kinds[n % len(kinds)]
+            n += 1
+            name = "nw_0001." + kind
+            on_disk = compressed(rows, kind)
             with open(os.path.join(nw, name), "wb") as f:
                 f.write(on_disk)
-            # Bytes on disk, as record counts them (compressed for .gz).
+            # Bytes on disk, as record counts them (compressed).
             manifest = {
                 "nwtrace_version": "0.1.0", "command_line": ["nwtrace", "record"], "pid": 1,
                 "kernel": "6.1.0", "backend": "fentry", "machine_id": machine,
