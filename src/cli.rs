@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::UsageError;
+use crate::analysis::op_filter::{self, FilterArgs};
 use crate::capture::backends::BACKENDS;
 use crate::capture::load::Filters;
 use crate::capture::session::CaptureOptions;
@@ -220,42 +222,13 @@ pub struct CaptureArgs {
 
     /// Only trace threads with this command name (exact, at most 15 bytes).
     /// Repeat for several.
-    #[arg(short, long = "comm", value_name = "COMM", value_parser = parse_comm)]
+    #[arg(short, long = "comm", value_name = "COMM", value_parser = op_filter::parse_comm)]
     pub comms: Vec<String>,
 
-    /// Only operations on this port, local or remote. Repeat for several.
-    #[arg(long = "port", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub ports: Vec<u16>,
-
-    /// Only TCP, or only UDP.
-    #[arg(long, value_enum)]
-    pub protocol: Option<ProtocolFilter>,
-
-    /// Only rows of this IP version (as the row's IP Version says: an
-    /// IPv4-mapped peer of an IPv6 socket is 4).
-    #[arg(long, value_name = "4|6", value_parser = parse_ip_version)]
-    pub ip_version: Option<u8>,
-
-    /// Only sends, or only receives.
-    #[arg(long, value_enum)]
-    pub direction: Option<DirectionFilter>,
-
-    /// Only threads in this cgroup v2 or below it: a path relative to the
-    /// cgroup root as /proc/PID/cgroup shows it (system.slice/foo.service),
-    /// or under the cgroup mount. Repeat for several.
-    #[arg(long = "cgroup", value_name = "PATH", value_parser = parse_cgroup)]
-    pub cgroups: Vec<String>,
-
-    /// Only threads of this container (docker, containerd, CRI-O, podman):
-    /// 12 to 64 hex digits of its id. Containers that start later are
-    /// picked up within a second. Repeat for several.
-    #[arg(long = "container", value_name = "ID", value_parser = crate::attribution::container::parse_container_prefix)]
-    pub containers: Vec<String>,
-
-    /// Leave out threads with this command name (exact, at most 15
-    /// bytes). Repeat for several.
-    #[arg(long = "exclude-comm", value_name = "COMM", value_parser = parse_comm)]
-    pub exclude_comms: Vec<String>,
+    /// The filters every command shares (docs/record.md, "Filters"): one
+    /// parser and one meaning for record, watch, top and report.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
     /// Add optional columns after the 14, comma-separated, from
     /// tid,uid,cgroup,container,netns,cookie. They are always written in
@@ -274,66 +247,56 @@ pub struct CaptureArgs {
 }
 
 impl CaptureArgs {
-    pub fn options(&self) -> CaptureOptions {
-        CaptureOptions {
+    /// The capture's options. The in-kernel `--cgroup` filter matches the
+    /// cgroups' ids, so each one must exist when tracing starts: a usage
+    /// error names the one that does not.
+    pub fn options(&self) -> Result<CaptureOptions, UsageError> {
+        let f = &self.filter;
+        Ok(CaptureOptions {
             backend: self.backend.clone(),
             filters: Filters {
                 pids: self.pids.clone(),
                 comms: self.comms.clone(),
-                ports: self.ports.clone(),
-                protocol: self.protocol,
-                ip_version: self.ip_version,
-                direction: self.direction,
-                cgroups: self.cgroups.clone(),
-                containers: self.containers.clone(),
-                exclude_comms: self.exclude_comms.clone(),
+                ports: f.ports.clone(),
+                protocol: f.protocol,
+                ip_version: f.ip_version,
+                direction: f.direction,
+                cgroups: f
+                    .cgroups
+                    .iter()
+                    .map(|c| cgroup_folder_now(c))
+                    .collect::<Result<_, _>>()?,
+                containers: f.containers.clone(),
+                exclude_comms: f.exclude_comms.clone(),
             },
             columns: self.columns.unwrap_or_default(),
             ring_size: self.ring_size,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProtocolFilter {
-    Tcp,
-    Udp,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DirectionFilter {
-    Send,
-    Receive,
-}
-
-fn parse_ip_version(text: &str) -> Result<u8, String> {
-    match text {
-        "4" => Ok(4),
-        "6" => Ok(6),
-        _ => Err(format!("{text:?}: the IP version is 4 or 6")),
-    }
-}
-
-/// A `--cgroup` value: an existing cgroup v2 folder, given relative to the
-/// cgroup root (with or without a leading `/`, as /proc/PID/cgroup writes
-/// it) or as a path under the cgroup2 mount. Kept as the absolute folder.
-fn parse_cgroup(text: &str) -> Result<String, String> {
-    let root = crate::attribution::cgroup::cgroup2_root()
-        .ok_or_else(|| "no cgroup v2 hierarchy is mounted here".to_string())?;
-    cgroup_folder(&root, text)
-        .map(|p| p.to_string_lossy().into_owned())
-        .ok_or_else(|| {
-            format!(
-                "{text:?} is not a cgroup: give a path under {} or relative to it",
-                root.display()
-            )
         })
+    }
+}
+
+/// The folder of a `--cgroup` value (already parsed: relative to the
+/// cgroup root), which must exist now.
+fn cgroup_folder_now(cgroup: &str) -> Result<String, UsageError> {
+    let missing = |why: String| {
+        UsageError::Message(format!(
+            "--cgroup {cgroup:?}: {why} (tracing filters by the cgroup's id, so it must exist when tracing starts)"
+        ))
+    };
+    if cgroup.starts_with("id:") {
+        return Err(missing("name a cgroup by its path".into()));
+    }
+    let root = crate::attribution::cgroup::cgroup2_root()
+        .ok_or_else(|| missing("no cgroup v2 hierarchy is mounted here".into()))?;
+    cgroup_folder(&root, cgroup)
+        .map(|p| p.to_string_lossy().into_owned())
+        .ok_or_else(|| missing(format!("no such cgroup under {}", root.display())))
 }
 
 /// The folder of cgroup `text` under `root`, if it exists and stays in it.
 pub fn cgroup_folder(root: &std::path::Path, text: &str) -> Option<PathBuf> {
     let t = text.trim();
-    if t.is_empty() || t.split('/').any(|c| c == "..") {
+    if t.split('/').any(|c| c == "..") {
         return None;
     }
     let path = match std::path::Path::new(t).strip_prefix(root) {
@@ -474,18 +437,10 @@ fn parse_ring_size(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-fn parse_comm(text: &str) -> Result<String, String> {
-    if text.is_empty() || text.len() > 15 {
-        return Err(format!(
-            "{text:?}: a command name is 1 to 15 bytes (the kernel truncates longer ones)"
-        ));
-    }
-    Ok(text.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::{Direction, Protocol};
 
     #[test]
     fn sizes() {
@@ -539,8 +494,8 @@ mod tests {
         let Command::Top(t) = cli.command else {
             panic!("parsed as top");
         };
-        assert_eq!(t.capture.ports, [6379]);
-        assert_eq!(t.capture.containers, ["3f4e1c2b9a8d"]);
+        assert_eq!(t.capture.filter.ports, [6379]);
+        assert_eq!(t.capture.filter.containers, ["3f4e1c2b9a8d"]);
     }
 
     #[test]
@@ -588,6 +543,47 @@ mod tests {
         }
     }
 
+    /// One parser per flag: every command that takes a filter flag
+    /// accepts and refuses the same values, with the same message.
+    #[test]
+    fn every_command_parses_a_filter_value_the_same_way() {
+        let commands = ["record", "watch", "top", "report"];
+        let outcome = |cmd: &str, flag: &str, value: &str| -> Result<(), String> {
+            Cli::try_parse_from(["nwtrace", cmd, flag, value])
+                .map(|_| ())
+                .map_err(|e| {
+                    let text = e.to_string();
+                    // The message names the value; clap's usage lines
+                    // after it differ per command.
+                    text.lines().next().unwrap_or_default().to_string()
+                })
+        };
+        let cases = [
+            ("--port", "443", true),
+            ("--port", "0", false),
+            ("--port", "65536", false),
+            ("--protocol", "udp", true),
+            ("--protocol", "sctp", false),
+            ("--ip-version", "6", true),
+            ("--ip-version", "5", false),
+            ("--direction", "receive", true),
+            ("--direction", "both", false),
+            ("--cgroup", "system.slice/nginx.service", true),
+            ("--cgroup", "a/../b", false),
+            ("--container", "3f9c1b2a4d5e", true),
+            ("--container", "3f9c1b2a4d5", false),
+            ("--exclude-comm", "sshd", true),
+            ("--exclude-comm", "0123456789abcdef", false),
+        ];
+        for (flag, value, good) in cases {
+            let first = outcome(commands[0], flag, value);
+            assert_eq!(first.is_ok(), good, "record {flag} {value}: {first:?}");
+            for cmd in &commands[1..] {
+                assert_eq!(outcome(cmd, flag, value), first, "{cmd} {flag} {value}");
+            }
+        }
+    }
+
     #[test]
     fn filters_and_columns_parse() {
         let c = capture_of(&[
@@ -609,16 +605,17 @@ mod tests {
             "cookie,tid",
         ])
         .unwrap();
-        assert_eq!(c.ports, [6379, 443]);
-        assert_eq!(c.protocol, Some(ProtocolFilter::Tcp));
-        assert_eq!(c.ip_version, Some(6));
-        assert_eq!(c.direction, Some(DirectionFilter::Receive));
-        assert_eq!(c.containers, ["3f9c1b2a4d5e"]);
-        assert_eq!(c.exclude_comms, ["sshd"]);
+        let f = &c.filter;
+        assert_eq!(f.ports, [6379, 443]);
+        assert_eq!(f.protocol, Some(Protocol::Tcp));
+        assert_eq!(f.ip_version, Some(6));
+        assert_eq!(f.direction, Some(Direction::Receive));
+        assert_eq!(f.containers, ["3f9c1b2a4d5e"]);
+        assert_eq!(f.exclude_comms, ["sshd"]);
         assert_eq!(c.columns.unwrap().to_string(), "tid,cookie");
         let none = capture_of(&[]).unwrap();
-        assert!(none.columns.is_none() && none.ports.is_empty() && none.protocol.is_none());
-        let o = c.options();
+        assert!(none.columns.is_none() && none.filter.is_empty());
+        let o = c.options().unwrap();
         assert_eq!(o.filters.ports, [6379, 443]);
         assert_eq!(o.columns.to_string(), "tid,cookie");
 
@@ -634,11 +631,18 @@ mod tests {
             &["--exclude-comm", "0123456789abcdef"],
             &["--columns", "pid"],
             &["--columns", "tid,tid"],
-            &["--cgroup", "no/such/cgroup/nwtrace-test"],
             &["--cgroup", "../etc"],
         ] {
             assert!(capture_of(bad).is_err(), "{bad:?}");
         }
+        // A well-formed cgroup that does not exist: refused when tracing
+        // starts, not when parsing (report takes it for old recordings).
+        let missing = capture_of(&["--cgroup", "no/such/cgroup/nwtrace-test"]).unwrap();
+        let e = missing.options().unwrap_err().to_string();
+        assert!(
+            e.starts_with("--cgroup \"no/such/cgroup/nwtrace-test\": "),
+            "{e}"
+        );
     }
 
     #[test]
@@ -654,9 +658,10 @@ mod tests {
             assert_eq!(cgroup_folder(&root, text), Some(scope.clone()), "{text}");
         }
         assert_eq!(cgroup_folder(&root, "/"), Some(root.clone()));
+        // The root as the filter parser normalises it.
+        assert_eq!(cgroup_folder(&root, ""), Some(root.clone()));
         assert_eq!(cgroup_folder(&root, "system.slice/bar.service"), None);
         assert_eq!(cgroup_folder(&root, "system.slice/../.."), None);
-        assert_eq!(cgroup_folder(&root, ""), None);
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

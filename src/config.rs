@@ -610,11 +610,11 @@ mod tests {
         let r = run(&d, &[], &[]).unwrap();
         let c = &r.args.capture;
         assert_eq!(c.columns.unwrap().to_string(), "tid,cookie");
-        assert_eq!(c.ports, [6379, 443]);
-        assert_eq!(c.protocol, Some(crate::cli::ProtocolFilter::Tcp));
-        assert_eq!(c.ip_version, Some(6));
-        assert_eq!(c.exclude_comms, ["sshd"]);
-        assert_eq!(c.containers, ["3f9c1b2a4d5e"]);
+        assert_eq!(c.filter.ports, [6379, 443]);
+        assert_eq!(c.filter.protocol, Some(crate::schema::Protocol::Tcp));
+        assert_eq!(c.filter.ip_version, Some(6));
+        assert_eq!(c.filter.exclude_comms, ["sshd"]);
+        assert_eq!(c.filter.containers, ["3f9c1b2a4d5e"]);
         assert!(matches!(source_of(&r, "columns"), Source::File { .. }));
         // A bad value in the file is one line naming it.
         let bad = dir("attr-bad", &[(MAIN_FILE, "columns = \"tid,pid\"\n")]);

@@ -15,40 +15,10 @@
 //! (see [`filter_text`](super::filter_text)) use, so a bad value reads the
 //! same in both.
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use super::Filter;
 use crate::schema::{Direction, Protocol};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ProtocolArg {
-    Tcp,
-    Udp,
-}
-
-impl From<ProtocolArg> for Protocol {
-    fn from(p: ProtocolArg) -> Protocol {
-        match p {
-            ProtocolArg::Tcp => Protocol::Tcp,
-            ProtocolArg::Udp => Protocol::Udp,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DirectionArg {
-    Send,
-    Receive,
-}
-
-impl From<DirectionArg> for Direction {
-    fn from(d: DirectionArg) -> Direction {
-        match d {
-            DirectionArg::Send => Direction::Send,
-            DirectionArg::Receive => Direction::Receive,
-        }
-    }
-}
 
 /// The filter flags. Flatten into a command's arguments with
 /// `#[command(flatten)]`.
@@ -60,7 +30,7 @@ pub struct FilterArgs {
 
     /// Only this protocol.
     #[arg(long, value_enum)]
-    pub protocol: Option<ProtocolArg>,
+    pub protocol: Option<Protocol>,
 
     /// Only IPv4 or only IPv6 (as the row's IP Version: an IPv4-mapped
     /// peer on an IPv6 socket is 4).
@@ -69,7 +39,7 @@ pub struct FilterArgs {
 
     /// Only sends or only receives.
     #[arg(long, value_enum)]
-    pub direction: Option<DirectionArg>,
+    pub direction: Option<Direction>,
 
     /// Only ops in this cgroup (v2 path relative to the root, like
     /// system.slice/nginx.service) or below it. Repeatable.
@@ -92,52 +62,17 @@ impl FilterArgs {
     pub fn apply(&self, f: &mut Filter) {
         f.ports.extend(&self.ports);
         if let Some(p) = self.protocol {
-            f.protocol = Some(p.into());
+            f.protocol = Some(p);
         }
         if let Some(v) = self.ip_version {
             f.ip_version = Some(v);
         }
         if let Some(d) = self.direction {
-            f.direction = Some(d.into());
+            f.direction = Some(d);
         }
         f.cgroups.extend(self.cgroups.iter().cloned());
         f.containers.extend(self.containers.iter().cloned());
         f.exclude_comms.extend(self.exclude_comms.iter().cloned());
-    }
-
-    /// The same flags from values another parser already took (the
-    /// capture side's `CaptureArgs`, whose `--cgroup` keeps the absolute
-    /// folder): for `top`, whose capture flags are these words too.
-    pub fn from_values(
-        ports: &[u16],
-        protocol: Option<Protocol>,
-        ip_version: Option<u8>,
-        direction: Option<Direction>,
-        cgroups: &[String],
-        containers: &[String],
-        exclude_comms: &[String],
-    ) -> Result<FilterArgs, String> {
-        Ok(FilterArgs {
-            ports: ports.to_vec(),
-            protocol: protocol.map(|p| match p {
-                Protocol::Tcp => ProtocolArg::Tcp,
-                Protocol::Udp => ProtocolArg::Udp,
-            }),
-            ip_version,
-            direction: direction.map(|d| match d {
-                Direction::Send => DirectionArg::Send,
-                Direction::Receive => DirectionArg::Receive,
-            }),
-            cgroups: cgroups
-                .iter()
-                .map(|c| parse_cgroup(c))
-                .collect::<Result<_, _>>()?,
-            containers: containers
-                .iter()
-                .map(|c| parse_container(c))
-                .collect::<Result<_, _>>()?,
-            exclude_comms: exclude_comms.to_vec(),
-        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -147,9 +82,13 @@ impl FilterArgs {
     }
 }
 
+/// No row has port 0 (an unknown port is an empty field), so 0 is a
+/// mistake, refused as record always refused it.
 pub fn parse_port(text: &str) -> Result<u16, String> {
-    text.parse()
-        .map_err(|_| format!("{text:?}: a port is a number from 0 to 65535"))
+    match text.parse() {
+        Ok(0) | Err(_) => Err(format!("{text:?}: a port is a number from 1 to 65535")),
+        Ok(p) => Ok(p),
+    }
 }
 
 pub fn parse_ip_version(text: &str) -> Result<u8, String> {
@@ -382,31 +321,13 @@ mod tests {
         );
         assert_eq!(parse_cgroup(root.to_str().unwrap()).unwrap(), "");
         assert_eq!(parse_cgroup("/system.slice/").unwrap(), "system.slice");
-        // What the capture side parsed, as words on ops.
-        let a = FilterArgs::from_values(
-            &[6379],
-            Some(Protocol::Tcp),
-            Some(4),
-            None,
-            &[abs.to_string_lossy().into_owned()],
-            &["3F4E1C2B9A8D".into()],
-            &["sshd".into()],
-        )
-        .unwrap();
-        let mut f = Filter::default();
-        a.apply(&mut f);
-        assert_eq!(f.cgroups, ["system.slice/nginx.service"]);
-        assert_eq!(f.containers, ["3f4e1c2b9a8d"]);
-        assert_eq!(
-            (f.ports.as_slice(), f.protocol, f.ip_version),
-            (&[6379][..], Some(Protocol::Tcp), Some(4))
-        );
     }
 
     #[test]
     fn bad_values_are_usage_errors() {
         for bad in [
             &["--port", "70000"][..],
+            &["--port", "0"],
             &["--port", "x"],
             &["--protocol", "icmp"],
             &["--ip-version", "5"],

@@ -15,7 +15,7 @@ use crate::capture::backends::{Attach, Backend, BackendDef};
 use crate::capture::facts::KernelFacts;
 use crate::capture::kretprobe::Kretprobes;
 use crate::capture::teardown::PerfEventHold;
-use crate::cli::{DirectionFilter, ProtocolFilter};
+use crate::schema::{Direction, Protocol};
 
 /// The in-kernel filters and the ring size.
 #[derive(Clone, Debug, Default)]
@@ -23,9 +23,9 @@ pub struct Filters {
     pub pids: Vec<u32>,
     pub comms: Vec<String>,
     pub ports: Vec<u16>,
-    pub protocol: Option<ProtocolFilter>,
+    pub protocol: Option<Protocol>,
     pub ip_version: Option<u8>,
-    pub direction: Option<DirectionFilter>,
+    pub direction: Option<Direction>,
     /// Absolute cgroup folders (the CLI checked that they exist).
     pub cgroups: Vec<String>,
     /// Container id prefixes, lowercase hex.
@@ -155,13 +155,13 @@ pub fn load_and_attach(
     rodata.filter_rows = f.on_rows();
     rodata.want_protocol = match f.protocol {
         None => 0,
-        Some(ProtocolFilter::Tcp) => libc::IPPROTO_TCP as u8,
-        Some(ProtocolFilter::Udp) => libc::IPPROTO_UDP as u8,
+        Some(Protocol::Tcp) => libc::IPPROTO_TCP as u8,
+        Some(Protocol::Udp) => libc::IPPROTO_UDP as u8,
     };
     rodata.want_direction = match f.direction {
         None => 0,
-        Some(DirectionFilter::Send) => 1,
-        Some(DirectionFilter::Receive) => 2,
+        Some(Direction::Send) => 1,
+        Some(Direction::Receive) => 2,
     };
     rodata.want_ip_version = f.ip_version.unwrap_or(0);
     rodata.filter_ports = !f.ports.is_empty();

@@ -256,7 +256,7 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
     validate_pids(&args.capture.pids)?;
     let metrics_server = args.metrics.map(crate::output::metrics::bind).transpose()?;
 
-    let session = Session::start(&args.capture.options())?;
+    let session = Session::start(&args.capture.options()?)?;
     let backend = session.backend().name;
     let columns = args.capture.columns.unwrap_or_default();
     let mut recording = Recording::create(&args.output, names, backend, start_secs, columns)?;

@@ -215,7 +215,7 @@ pub fn watch(args: WatchArgs) -> Result<ExitCode> {
     };
     validate_pids(&args.capture.pids)?;
 
-    let session = Session::start(&args.capture.options())?;
+    let session = Session::start(&args.capture.options()?)?;
     let backend = session.backend().name;
     let mut recording = match names {
         Some(names) => Some(Recording::create(

@@ -49,7 +49,9 @@ pub const COL_LATENCY: usize = 11;
 pub const COL_ERROR: usize = 12;
 pub const COL_MSG_FLAGS: usize = 13;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The clap value names (`tcp`, `udp`; `send`, `receive`) are the filter
+/// flags' words, so the flags and the rows share one type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -74,7 +76,7 @@ impl Protocol {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Direction {
     Send,
     Receive,

@@ -361,7 +361,12 @@ fn live(
     started: mpsc::Sender<Result<()>>,
     deadline: Option<Instant>,
 ) -> Ended {
-    let session = match Session::start(&args.capture.options()) {
+    let session = match args
+        .capture
+        .options()
+        .map_err(anyhow::Error::from)
+        .and_then(|o| Session::start(&o))
+    {
         Ok(s) => s,
         Err(e) => {
             let _ = started.send(Err(e));
@@ -707,24 +712,7 @@ pub fn top(args: TopArgs) -> Result<ExitCode> {
     let before = filter.clone();
     // The capture's filter flags (in the kernel when live) are also words
     // of the op filter, so a replay honours them and the / box shows them.
-    let c = &args.capture;
-    crate::analysis::op_filter::FilterArgs::from_values(
-        &c.ports,
-        c.protocol.map(|p| match p {
-            crate::cli::ProtocolFilter::Tcp => crate::schema::Protocol::Tcp,
-            crate::cli::ProtocolFilter::Udp => crate::schema::Protocol::Udp,
-        }),
-        c.ip_version,
-        c.direction.map(|d| match d {
-            crate::cli::DirectionFilter::Send => crate::schema::Direction::Send,
-            crate::cli::DirectionFilter::Receive => crate::schema::Direction::Receive,
-        }),
-        &c.cgroups,
-        &c.containers,
-        &c.exclude_comms,
-    )
-    .map_err(UsageError::Message)?
-    .apply(&mut filter);
+    args.capture.filter.apply(&mut filter);
     if before.protocol.is_some_and(|p| Some(p) != filter.protocol)
         || before
             .direction
