@@ -12,6 +12,8 @@ use crate::capture::backends::BACKENDS;
 use crate::capture::load::Filters;
 use crate::capture::session::CaptureOptions;
 use crate::output::sink::Compression;
+use crate::report::csv_out::CsvTable;
+use crate::report::model::SortKey;
 use crate::schema::columns::Columns;
 
 /// `nwtrace --version`: the package version and the git commit it was
@@ -63,10 +65,10 @@ pub enum Command {
     /// Answers from a recording: coverage, busiest processes and
     /// conversations, latency, errors, flags, plots; as text, JSON, HTML
     /// or CSV.
-    Report(Box<crate::cmd::report::ReportArgs>),
+    Report(Box<ReportArgs>),
     /// Write nw/summary.json for recordings that lack a valid one (older
     /// recordings, killed runs), so that report reads them fast.
-    Summarize(crate::cmd::summarize::SummarizeArgs),
+    Summarize(SummarizeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -306,6 +308,102 @@ pub fn cgroup_folder(root: &std::path::Path, text: &str) -> Option<PathBuf> {
     std::fs::symlink_metadata(&path)
         .is_ok_and(|m| m.is_dir())
         .then_some(path)
+}
+
+/// `report`'s output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Html,
+    Csv,
+}
+
+#[derive(Debug, Parser)]
+pub struct ReportArgs {
+    /// Recordings: a nw/ folder, a run folder, a machine folder, the root
+    /// of a <MACHINE_ID>/<TIMESTAMP>/nw/ tree, or nw_*.csv files.
+    #[arg(value_name = "PATH", default_value = "./linux_trace_v3_test")]
+    pub paths: Vec<PathBuf>,
+
+    /// Only this process (tgid). Repeatable.
+    #[arg(long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pids: Vec<u32>,
+
+    /// Only threads with this exact comm (at most 15 bytes). Repeatable.
+    #[arg(long = "comm", value_name = "COMM", value_parser = op_filter::parse_comm)]
+    pub comms: Vec<String>,
+
+    /// --port, --protocol, --ip-version, --direction, --cgroup,
+    /// --container, --exclude-comm: the same words as record's.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    /// Only ops in this network namespace (its inode, as the Netns column
+    /// and /proc/PID/ns/net say). Repeatable.
+    #[arg(long = "netns", value_name = "INODE")]
+    pub netns: Vec<u64>,
+
+    /// Only this MACHINE_ID folder. Repeatable.
+    #[arg(long = "machine", value_name = "ID")]
+    pub machines: Vec<String>,
+
+    /// Start of the window: UTC `2026-11-26 05:08:14[.ffffff]` (or with
+    /// `T` and `Z`), or a duration after the first row, like `30s`.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// End of the window (exclusive), like --since.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    /// Rows per table [default: 10 in text, 50 in HTML, all in JSON/CSV].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub top: Option<u64>,
+
+    /// How tables are ranked; ties keep a stable key order.
+    #[arg(long, value_enum, default_value_t = SortKey::Bytes)]
+    pub sort: SortKey,
+
+    /// Output format; repeat with --output to write several in one pass.
+    /// With --output the file's extension (.txt, .json, .html, .csv)
+    /// chooses, and this applies to names without one of them.
+    #[arg(short, long, value_enum)]
+    pub format: Vec<Format>,
+
+    /// Write to this file instead of stdout. Repeatable.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Vec<PathBuf>,
+
+    /// The table `--format csv` writes.
+    #[arg(long, value_enum, default_value_t = CsvTable::Processes)]
+    pub csv_table: CsvTable,
+
+    /// Compare against this recording (same filters): the deltas of every
+    /// table. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub baseline: Vec<PathBuf>,
+
+    /// Conversations tracked exactly before the rest go to "other".
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    pub max_conversations: usize,
+
+    /// Read every run's CSV, even where its summary.json matches its files.
+    #[arg(long)]
+    pub no_summaries: bool,
+}
+
+/// `nwtrace summarize`'s arguments.
+#[derive(Debug, Parser)]
+pub struct SummarizeArgs {
+    /// Recordings: a nw/ folder, a run folder, a machine folder, or the
+    /// root of a <MACHINE_ID>/<TIMESTAMP>/nw/ tree.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+
+    /// Rewrite summaries that already match their files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Where and how the CSV files are written.
@@ -559,6 +657,10 @@ mod tests {
                 })
         };
         let cases = [
+            ("--pid", "42", true),
+            ("--pid", "0", false),
+            ("--comm", "nginx", true),
+            ("--comm", "0123456789abcdef", false),
             ("--port", "443", true),
             ("--port", "0", false),
             ("--port", "65536", false),

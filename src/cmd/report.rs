@@ -6,100 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
 
 use crate::UsageError;
-use crate::analysis::op_filter::FilterArgs;
 use crate::analysis::{Aggregate, AggregateConfig, Filter};
+use crate::cli::{Format, ReportArgs};
 use crate::input::FileResult;
 use crate::input::reader::first_timestamp;
 use crate::input::{self, Discovery};
-use crate::report::csv_out::{self, CsvTable};
-use crate::report::model::{self, Filters, Report, SortKey, SourceOut};
+use crate::report::csv_out;
+use crate::report::model::{self, Filters, Report, SourceOut};
 use crate::report::{compare, html, text};
 use crate::schema::{Direction, Protocol, parse_timestamp_ns};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-    Html,
-    Csv,
-}
-
-#[derive(Debug, Parser)]
-pub struct ReportArgs {
-    /// Recordings: a nw/ folder, a run folder, a machine folder, the root
-    /// of a <MACHINE_ID>/<TIMESTAMP>/nw/ tree, or nw_*.csv files.
-    #[arg(value_name = "PATH", default_value = "./linux_trace_v3_test")]
-    pub paths: Vec<PathBuf>,
-
-    /// Only this process (tgid). Repeatable.
-    #[arg(long = "pid", value_name = "PID")]
-    pub pids: Vec<u32>,
-
-    /// Only threads with this exact comm. Repeatable.
-    #[arg(long = "comm", value_name = "COMM")]
-    pub comms: Vec<String>,
-
-    /// --port, --protocol, --ip-version, --direction, --cgroup,
-    /// --container, --exclude-comm: the same words as record's.
-    #[command(flatten)]
-    pub filter: FilterArgs,
-
-    /// Only ops in this network namespace (its inode, as the Netns column
-    /// and /proc/PID/ns/net say). Repeatable.
-    #[arg(long = "netns", value_name = "INODE")]
-    pub netns: Vec<u64>,
-
-    /// Only this MACHINE_ID folder. Repeatable.
-    #[arg(long = "machine", value_name = "ID")]
-    pub machines: Vec<String>,
-
-    /// Start of the window: UTC `2026-11-26 05:08:14[.ffffff]` (or with
-    /// `T` and `Z`), or a duration after the first row, like `30s`.
-    #[arg(long, value_name = "TIME")]
-    pub since: Option<String>,
-
-    /// End of the window (exclusive), like --since.
-    #[arg(long, value_name = "TIME")]
-    pub until: Option<String>,
-
-    /// Rows per table [default: 10 in text, 50 in HTML, all in JSON/CSV].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub top: Option<u64>,
-
-    /// How tables are ranked; ties keep a stable key order.
-    #[arg(long, value_enum, default_value_t = SortKey::Bytes)]
-    pub sort: SortKey,
-
-    /// Output format; repeat with --output to write several in one pass.
-    /// With --output the file's extension (.txt, .json, .html, .csv)
-    /// chooses, and this applies to names without one of them.
-    #[arg(short, long, value_enum)]
-    pub format: Vec<Format>,
-
-    /// Write to this file instead of stdout. Repeatable.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Vec<PathBuf>,
-
-    /// The table `--format csv` writes.
-    #[arg(long, value_enum, default_value_t = CsvTable::Processes)]
-    pub csv_table: CsvTable,
-
-    /// Compare against this recording (same filters): the deltas of every
-    /// table. Repeatable.
-    #[arg(long, value_name = "PATH")]
-    pub baseline: Vec<PathBuf>,
-
-    /// Conversations tracked exactly before the rest go to "other".
-    #[arg(long, value_name = "N", default_value_t = 2048)]
-    pub max_conversations: usize,
-
-    /// Read every run's CSV, even where its summary.json matches its files.
-    #[arg(long)]
-    pub no_summaries: bool,
-}
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError::Message(msg.into()).into()

@@ -2,28 +2,15 @@
 //! PATH that lacks a valid one (recordings from before summaries, runs
 //! that were killed), from its CSV files.
 
-use std::path::PathBuf;
+use crate::cli::SummarizeArgs;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
 
 use crate::UsageError;
 use crate::input;
 use crate::output::dir::SafeDir;
 use crate::summary::{self, SummaryDoc};
-
-#[derive(Debug, Parser)]
-pub struct SummarizeArgs {
-    /// Recordings: a nw/ folder, a run folder, a machine folder, or the
-    /// root of a <MACHINE_ID>/<TIMESTAMP>/nw/ tree.
-    #[arg(value_name = "PATH", required = true)]
-    pub paths: Vec<PathBuf>,
-
-    /// Rewrite summaries that already match their files.
-    #[arg(long)]
-    pub force: bool,
-}
 
 /// Exit 0 when every run has a valid summary at the end, 1 when a run's
 /// files are unreadable or damaged (each said on one line, with file and
