@@ -18,6 +18,11 @@
 use std::fmt;
 use std::sync::{OnceLock, RwLock};
 
+use crate::attribution::columns::Attribution;
+use crate::attribution::container::container_id;
+use crate::capture::event::NetEvent;
+use crate::schema::columns::{Column, Columns};
+
 use rustc_hash::FxHashMap;
 
 /// An interned text. Equality and hashing are by id (the same text always
@@ -123,6 +128,70 @@ impl OpAttr {
     }
 }
 
+/// Live `top`'s attribution: each event's optional columns as an op
+/// carries them, the same values the CSV columns get, so a live view and a
+/// report over the recording agree.
+pub struct OpAttribution {
+    attribution: Attribution,
+    /// The last cgroup's interned path and container id, so that an event
+    /// of the same cgroup takes no lock and no hashing.
+    last_syms: Option<(u64, Sym, Sym)>,
+}
+
+impl OpAttribution {
+    pub fn new(columns: Columns) -> Self {
+        OpAttribution {
+            attribution: Attribution::new(columns),
+            last_syms: None,
+        }
+    }
+
+    /// A cgroup's path (without the column's leading `/`, as OpAttr keeps
+    /// it) and container id (empty for the host), interned; cached for the
+    /// last cgroup.
+    fn cgroup_syms(&mut self, id: u64) -> (Sym, Sym) {
+        if let Some((last, cgroup, container)) = self.last_syms
+            && last == id
+        {
+            return (cgroup, container);
+        }
+        let path = self.attribution.cgroup_path(id);
+        let container = Sym::intern(container_id(path).unwrap_or_default());
+        let cgroup = Sym::intern(path.strip_prefix('/').unwrap_or(path));
+        self.last_syms = Some((id, cgroup, container));
+        (cgroup, container)
+    }
+
+    /// The chosen columns of `ev` as an op carries them (live `top`): the
+    /// same values the CSV columns get, so a live view and a report over
+    /// the recording agree.
+    pub fn op_attr(&mut self, ev: &NetEvent) -> OpAttr {
+        let mut out = OpAttr::default();
+        let Some(attr) = ev.attr else { return out };
+        let cols = self.attribution.columns();
+        if cols.contains(Column::Tid) {
+            out.tid = Some(attr.tid);
+        }
+        if cols.contains(Column::Uid) {
+            out.uid = Some(attr.uid);
+        }
+        if attr.cgroup_id != 0
+            && (cols.contains(Column::Cgroup) || cols.contains(Column::Container))
+        {
+            let (cgroup, container) = self.cgroup_syms(attr.cgroup_id);
+            out.container = cols.contains(Column::Container).then_some(container);
+            out.cgroup = cols.contains(Column::Cgroup).then_some(cgroup);
+        }
+        if cols.contains(Column::Netns) && attr.netns != 0 {
+            out.netns = Some(u64::from(attr.netns));
+        }
+        if cols.contains(Column::Cookie) {
+            out.cookie = attr.cookie;
+        }
+        out
+    }
+}
+
 /// Normalises a cgroup path the way the `Cgroup` column writes it:
 /// relative to the root, without leading or trailing `/`. The root itself
 /// is the empty text.
@@ -148,6 +217,33 @@ pub fn cgroup_within(have: &str, want: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::event::Attr;
+
+    #[test]
+    fn op_attr_follows_each_events_cgroup() {
+        // No cgroup2 resolver here: ids stay id:NNN.
+        let mut a = OpAttribution {
+            attribution: Attribution::without_resolver(Columns::all()),
+            last_syms: None,
+        };
+        let mut ev = crate::capture::event::tests::sample_event();
+        let mut cgroup_of = |id: u64| {
+            ev.attr = Some(Attr {
+                cgroup_id: id,
+                cookie: Some(5),
+                ..Attr::default()
+            });
+            let o = a.op_attr(&ev);
+            assert_eq!(o.cookie, Some(5));
+            assert_eq!(o.container_id(), None, "no resolver: no container");
+            o.cgroup.map(Sym::as_str)
+        };
+        // The cached symbols must never answer for another cgroup.
+        assert_eq!(cgroup_of(11), Some("id:11"));
+        assert_eq!(cgroup_of(11), Some("id:11"));
+        assert_eq!(cgroup_of(12), Some("id:12"));
+        assert_eq!(cgroup_of(11), Some("id:11"));
+    }
 
     #[test]
     fn interning_gives_one_id_per_text_and_orders_by_text() {

@@ -2,7 +2,6 @@
 //! id as a path, the path as a container id. Which columns exist and in
 //! what order is the schema's ([`Column`]).
 
-use crate::analysis::attr::Sym;
 use crate::attribution::cgroup::{CgroupResolver, cgroup2_root};
 use crate::attribution::container::container_id;
 use crate::capture::event::{Attr, NetEvent};
@@ -16,9 +15,6 @@ pub struct Attribution {
     resolver: Option<CgroupResolver>,
     /// The last cgroup resolved, since consecutive rows mostly share it.
     last: Option<(u64, String)>,
-    /// The last cgroup's interned path and container id (live `top`), so
-    /// that an event of the same cgroup takes no lock and no hashing.
-    last_syms: Option<(u64, Sym, Sym)>,
 }
 
 impl Attribution {
@@ -31,7 +27,17 @@ impl Attribution {
                 .flatten()
                 .map(CgroupResolver::new),
             last: None,
-            last_syms: None,
+        }
+    }
+
+    /// For tests: paths are never resolved (every id is `id:NNN`), as on a
+    /// host without a cgroup2 mount.
+    #[cfg(test)]
+    pub fn without_resolver(columns: Columns) -> Self {
+        Attribution {
+            columns,
+            resolver: None,
+            last: None,
         }
     }
 
@@ -42,7 +48,7 @@ impl Attribution {
     /// The cgroup path as /proc/PID/cgroup writes it (`/` is the root), or
     /// `id:NNN` when no cgroup has (or, with no cgroup2 mount, can be
     /// found with) that id.
-    fn cgroup_path(&mut self, id: u64) -> &str {
+    pub fn cgroup_path(&mut self, id: u64) -> &str {
         if self.last.as_ref().is_none_or(|(last, _)| *last != id) {
             let path = match self.resolver.as_mut() {
                 Some(r) => {
@@ -58,51 +64,6 @@ impl Attribution {
             self.last = Some((id, path));
         }
         &self.last.as_ref().expect("set above").1
-    }
-
-    /// A cgroup's path (without the column's leading `/`, as OpAttr keeps
-    /// it) and container id (empty for the host), interned; cached for the
-    /// last cgroup.
-    fn cgroup_syms(&mut self, id: u64) -> (Sym, Sym) {
-        if let Some((last, cgroup, container)) = self.last_syms
-            && last == id
-        {
-            return (cgroup, container);
-        }
-        let path = self.cgroup_path(id);
-        let container = Sym::intern(container_id(path).unwrap_or_default());
-        let cgroup = Sym::intern(path.strip_prefix('/').unwrap_or(path));
-        self.last_syms = Some((id, cgroup, container));
-        (cgroup, container)
-    }
-
-    /// The chosen columns of `ev` as an op carries them (live `top`): the
-    /// same values the CSV columns get, so a live view and a report over
-    /// the recording agree.
-    pub fn op_attr(&mut self, ev: &NetEvent) -> crate::analysis::OpAttr {
-        let mut out = crate::analysis::OpAttr::default();
-        let Some(attr) = ev.attr else { return out };
-        let cols = self.columns;
-        if cols.contains(Column::Tid) {
-            out.tid = Some(attr.tid);
-        }
-        if cols.contains(Column::Uid) {
-            out.uid = Some(attr.uid);
-        }
-        if attr.cgroup_id != 0
-            && (cols.contains(Column::Cgroup) || cols.contains(Column::Container))
-        {
-            let (cgroup, container) = self.cgroup_syms(attr.cgroup_id);
-            out.container = cols.contains(Column::Container).then_some(container);
-            out.cgroup = cols.contains(Column::Cgroup).then_some(cgroup);
-        }
-        if cols.contains(Column::Netns) && attr.netns != 0 {
-            out.netns = Some(u64::from(attr.netns));
-        }
-        if cols.contains(Column::Cookie) {
-            out.cookie = attr.cookie;
-        }
-        out
     }
 
     /// Each chosen column's text for `ev`, in file order; empty where the
@@ -137,14 +98,6 @@ impl Attribution {
             Column::Cookie => attr.cookie.map(|c| c.to_string()).unwrap_or_default(),
         }
     }
-
-    /// Appends `,value` for each chosen column (RFC 4180 quoting).
-    pub fn write_csv(&mut self, out: &mut Vec<u8>, ev: &NetEvent) {
-        for (_, text) in self.values(ev) {
-            out.push(b',');
-            crate::output::row::write_csv_field(out, text.as_bytes());
-        }
-    }
 }
 
 #[cfg(test)]
@@ -152,39 +105,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn op_attr_follows_each_events_cgroup() {
-        let mut a = Attribution {
-            columns: Columns::all(),
-            resolver: None,
-            last: None,
-            last_syms: None,
-        };
-        let mut ev = crate::capture::event::tests::sample_event();
-        let mut cgroup_of = |id: u64| {
-            ev.attr = Some(Attr {
-                cgroup_id: id,
-                cookie: Some(5),
-                ..Attr::default()
-            });
-            let o = a.op_attr(&ev);
-            assert_eq!(o.cookie, Some(5));
-            assert_eq!(o.container_id(), None, "no resolver: no container");
-            o.cgroup.map(Sym::as_str)
-        };
-        // The cached symbols must never answer for another cgroup.
-        assert_eq!(cgroup_of(11), Some("id:11"));
-        assert_eq!(cgroup_of(11), Some("id:11"));
-        assert_eq!(cgroup_of(12), Some("id:12"));
-        assert_eq!(cgroup_of(11), Some("id:11"));
-    }
-
-    #[test]
     fn values_and_unknowns() {
         let mut a = Attribution {
             columns: Columns::all(),
             resolver: None,
             last: None,
-            last_syms: None,
         };
         let mut ev = crate::capture::event::tests::sample_event();
         ev.attr = Some(Attr {
@@ -194,26 +119,20 @@ mod tests {
             netns: 4026531840,
             cookie: Some(12345),
         });
-        let mut out = Vec::new();
-        a.write_csv(&mut out, &ev);
+        let csv = |a: &mut Attribution, ev: &NetEvent| -> String {
+            a.values(ev).iter().map(|(_, t)| format!(",{t}")).collect()
+        };
         // No resolver (no cgroup2 mount): the number, and so no container.
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            ",7,1000,id:99,,4026531840,12345"
-        );
+        assert_eq!(csv(&mut a, &ev), ",7,1000,id:99,,4026531840,12345");
         ev.attr = Some(Attr {
             cookie: None,
             netns: 0,
             ..ev.attr.unwrap()
         });
-        let mut out = Vec::new();
-        a.write_csv(&mut out, &ev);
-        assert_eq!(String::from_utf8(out).unwrap(), ",7,1000,id:99,,,");
+        assert_eq!(csv(&mut a, &ev), ",7,1000,id:99,,,");
         // A record without attribution: every column empty.
         ev.attr = None;
-        let mut out = Vec::new();
-        a.write_csv(&mut out, &ev);
-        assert_eq!(String::from_utf8(out).unwrap(), ",,,,,,");
+        assert_eq!(csv(&mut a, &ev), ",,,,,,");
     }
 
     #[test]
@@ -242,7 +161,6 @@ mod tests {
             columns: Columns::parse("cgroup,container").unwrap(),
             resolver: Some(CgroupResolver::new(root.clone())),
             last: None,
-            last_syms: None,
         };
         let mut ev = crate::capture::event::tests::sample_event();
         for (path, _) in &samples {

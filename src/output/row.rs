@@ -191,7 +191,11 @@ impl RowFormatter {
             write_msg_flags(out, flags);
         }
         if let Some(a) = self.attribution.as_mut() {
-            a.write_csv(out, ev);
+            // Appends `,value` for each chosen column (RFC 4180 quoting).
+            for (_, text) in a.values(ev) {
+                out.push(b',');
+                write_csv_field(out, text.as_bytes());
+            }
         }
         out.push(b'\n');
     }

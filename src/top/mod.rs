@@ -106,7 +106,7 @@ pub struct TopConsumer<'r> {
     recording: Option<&'r mut CsvConsumer>,
     /// With `--columns`: turns each event's attribution into the op's, so
     /// the Containers view and cookie conversations work live.
-    attribution: Option<crate::attribution::columns::Attribution>,
+    attribution: Option<crate::analysis::attr::OpAttribution>,
 }
 
 impl TopConsumer<'_> {
@@ -437,7 +437,7 @@ fn live(
             .capture
             .columns
             .filter(|c| !c.is_empty())
-            .map(crate::attribution::columns::Attribution::new),
+            .map(crate::analysis::attr::OpAttribution::new),
     };
     // The manifest names the signal that ended the run, as record's does.
     let signals = StopSignals::install(SecondInterrupt::Ignored).ok();
