@@ -635,10 +635,10 @@ def report(work):
           + ". Offered ops/s = (messages the clients sent + messages the servers received) / the flood's "
           "duration. Rows/s = all of nwtrace's rows over the flood duration; sockperf rows = those whose PID is one "
           "of the sockperf processes. Lost = events lost in the ring buffer + rows not written (the manifest's "
-          "`events_lost` + `rows_lost`).")
+          "`events_lost` + `rows_lost`). summary.json = whether record wrote its run summary (see section 4).")
         w("")
-        w("| Sender pairs | Binary | Offered ops/s | Rows written | Rows/s | Lost | Lost % | sockperf rows / offered | Foreign load (CPUs) |")
-        w("|---|---|---|---|---|---|---|---|---|")
+        w("| Sender pairs | Binary | Offered ops/s | Rows written | Rows/s | Lost | Lost % | sockperf rows / offered | summary.json | Foreign load (CPUs) |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
         by_bin = {}
         for r in sorted(flood, key=lambda r: (int(r.get("level", 0)), r.get("tracer", "") != "nwtrace")):
             secs = float(r.get("secs", 0)) or None
@@ -653,7 +653,8 @@ def report(work):
             lostp = lost / (rows + lost) if rows is not None and lost is not None and rows + lost else None
             w(f"| {r.get('level')} | {binary(r)} | {fmt_int(offered / secs if secs and offered else None)} | {fmt_int(rows)} "
               f"| {fmt_int(rate)} | {fmt_int(lost)} | {fmt_pct(lostp)} "
-              f"| {fmt_pct(sp_rows / offered) if sp_rows is not None and offered else '–'} | {fmt_f(r['foreign'], 2)} |")
+              f"| {fmt_pct(sp_rows / offered) if sp_rows is not None and offered else '–'} | {r.get('summary_json', '?')} "
+              f"| {fmt_f(r['foreign'], 2)} |")
             by_bin.setdefault(binary(r), []).append((int(r.get("level", 0)), rate, lost, offered / secs if secs else None))
         w("")
         for b, levels in by_bin.items():
@@ -669,7 +670,7 @@ def report(work):
                 first = min(bad, key=lambda x: x[0])
                 line += f"; loss from {first[0]} pair(s) on ({fmt_int(first[2])} lost)."
             else:
-                line += "; no loss at any level tried (the senders did not outrun the tracer on this machine)."
+                line += "; no loss at any level tried: the senders did not outrun the tracer on this machine."
             w(line)
         if base and len(by_bin) == 2:
             mine = {x[0]: x[2] for x in by_bin.get(f"this `{rev}`", [])}
@@ -686,14 +687,15 @@ def report(work):
       "end; 10 ms resolution), each per million rows written. The ping-pong cost runs are pinned like section 1 "
       "(sockperf on CPU 0, nwtrace and all its threads on CPU 1)"
       + (f", alternating with the baseline binary `{base}`" if base else "")
-      + ". Peak RSS = max RSS from GNU time (VmHWM just before stopping, if larger). BPF ns/row = the sum of "
+      + ". summary.json = whether record wrote its run summary (it gives the summary up rather than lose events "
+      "when its thread falls behind: docs/architecture.md). Peak RSS = max RSS from GNU time (VmHWM just before stopping, if larger). BPF ns/row = the sum of "
       "run_time_ns over all of nwtrace's programs divided by rows written; it includes "
       "programs that fire on syscalls that make no row (e.g. read/write on non-sockets). These rows come from "
       "separate runs with kernel.bpf_stats_enabled=1 (the ping-pong cost runs, and the flood); the "
       "overhead pairs of section 1 ran with it off, since it adds two clock reads to every BPF program run.")
     w("")
-    w("| Workload | Binary | Rows | CPU s, whole life | CPU s / M rows, whole life | CPU s during the workload | CPU s / M rows, during | Peak RSS MiB | BPF ns / row | Lost |")
-    w("|---|---|---|---|---|---|---|---|---|---|")
+    w("| Workload | Binary | Rows | CPU s, whole life | CPU s / M rows, whole life | CPU s during the workload | CPU s / M rows, during | Peak RSS MiB | BPF ns / row | Lost | summary.json |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
     cost_rows = [(f"ping-pong, {r.get('tracer')} run {r.get('pair')}", r) for r in pp_cost]
     cost_rows += [(f"flood, {r.get('level')} pair(s)", r) for r in sorted(flood, key=lambda r: int(r.get("level", 0)))]
     per_bin = {}
@@ -705,7 +707,8 @@ def report(work):
         bt = bpf_total_ns(r)
         w(f"| {label} | {binary(r)} | {fmt_int(rows)} | {fmt_f(cpu, 2)} | {fmt_f(cpu / rows * 1e6, 3) if cpu is not None and rows else '–'} "
           f"| {fmt_f(during, 2)} | {fmt_f(during / rows * 1e6, 3) if during is not None and rows else '–'} "
-          f"| {fmt_f(peak_rss_mib(r), 1)} | {fmt_f(bt / rows, 0) if bt and rows else '–'} | {fmt_int(s.get('lost'))} |")
+          f"| {fmt_f(peak_rss_mib(r), 1)} | {fmt_f(bt / rows, 0) if bt and rows else '–'} | {fmt_int(s.get('lost'))} "
+          f"| {r.get('summary_json', '?')} |")
         if r in pp_cost and rows:
             e = per_bin.setdefault(binary(r), {"whole": [], "during": [], "rss": []})
             if cpu is not None:
