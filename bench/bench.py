@@ -131,6 +131,7 @@ def parse_nwtrace_manifest(path):
         return None
     live = [f for f in m.get("files", []) if not f.get("deleted")]
     return {"rows": m.get("rows_written"), "files": len(live), "lost": m.get("events_lost"),
+            "rows_lost": m.get("rows_lost"),
             "events": m.get("events_captured"), "finalized": m.get("finalized"),
             "programs": m.get("programs", [])}
 
@@ -443,6 +444,10 @@ def load_runs(work):
         r["pp_rate_cpu"] = None
         if ccpu and scpu and r["client"].get("total_sent"):
             r["pp_rate_cpu"] = r["client"]["total_sent"] / (ccpu + float(scpu))
+        # The tracer's CPU seconds while the workload ran (/proc/PID/stat).
+        t0 = read_kv(os.path.join(d, "tracer0.ticks")).get("cpu")
+        t1 = read_kv(os.path.join(d, "tracer1.ticks")).get("cpu")
+        r["cpu_during"] = float(t1) - float(t0) if t0 is not None and t1 is not None else None
         r["hwm_kib"] = None
         try:
             r["hwm_kib"] = int(open(os.path.join(d, "vmhwm")).read().split()[0])
@@ -473,6 +478,8 @@ def load_runs(work):
 def tracer_label(t):
     if t.startswith("nwtrace:"):
         return f"nwtrace (backend {t.split(':', 1)[1]})"
+    if t.startswith("nwtrace-base:"):
+        return f"nwtrace baseline (backend {t.split(':', 1)[1]})"
     if t.startswith("nwtrace-top:"):
         return f"nwtrace top --json --record (backend {t.split(':', 1)[1]})"
     if t.startswith("nwtrace-cols:"):
@@ -610,67 +617,118 @@ def report(work):
     w("")
 
     # ---------------------------------------------------------------- 3
+    base = env.get("baseline") or None
+    rev = env.get("nwtrace_rev", "?")
+
+    def binary(r):
+        return f"baseline `{base}`" if r.get("tracer", "").startswith("nwtrace-base") else f"this `{rev}`"
+
     w("## 3. Capacity: UDP flood on loopback")
     w("")
-    w("N pairs of `sockperf tp --mps=max -m 64` UDP clients and `sockperf sr` servers on 127.0.0.1, unpinned, "
-      "nwtrace with default settings (backend auto, 16M ring). Offered ops = messages the clients sent + "
-      "messages the servers received. Rows/s = all of nwtrace's rows over the flood duration; sockperf rows = "
-      "those whose PID is one of the sockperf processes.")
-    w("")
-    w("| Sender pairs | Offered ops/s | Rows written | Rows/s | Events lost | Lost % | sockperf rows / offered | Foreign load (CPUs) |")
-    w("|---|---|---|---|---|---|---|---|")
-    best0, first_loss = None, None
-    for r in sorted(flood, key=lambda r: int(r.get("level", 0))):
-        secs = float(r.get("secs", 0)) or None
-        sent = sum(c.get("tp_sent", 0) for c in r["flood_clients"])
-        recv = sum(s.get("server_received", 0) for s in r["flood_servers"])
-        offered = sent + recv
-        s = r["summary"] or {}
-        rows, lost = s.get("rows"), s.get("lost")
-        rate = rows / secs if rows is not None and secs else None
-        sp_rows = int(r["rows"]["rows_pids"]) if "rows_pids" in r["rows"] else rows
-        lostp = lost / (rows + lost) if rows is not None and lost is not None and rows + lost else None
-        r["_rate"], r["_lost"] = rate, lost
-        w(f"| {r.get('level')} | {fmt_int(offered / secs if secs else None)} | {fmt_int(rows)} | {fmt_int(rate)} | {fmt_int(lost)} "
-          f"| {fmt_pct(lostp)} | {fmt_pct(sp_rows / offered) if sp_rows is not None and offered else '–'} | {fmt_f(r['foreign'], 2)} |")
-        if lost == 0 and rate is not None and (best0 is None or rate > best0[1]):
-            best0 = (r.get("level"), rate)
-        if lost and first_loss is None:
-            first_loss = (r.get("level"), rate, lost, lostp)
-    w("")
-    if best0:
-        w(f"- Highest rate with 0 lost: **{fmt_int(best0[1])} rows/s** ({best0[0]} sender pair(s)).")
+    if not flood:
+        w("Not run (`BENCH_SECTIONS` left out `flood`).")
+        w("")
     else:
-        w("- No level ran without loss.")
-    if first_loss:
-        w(f"- Loss starts at {first_loss[0]} sender pair(s): {fmt_int(first_loss[1])} rows/s written, "
-          f"{fmt_int(first_loss[2])} lost ({fmt_pct(first_loss[3])}) with the default 16M ring buffer.")
-    else:
-        w("- No loss at any level tried with the default 16M ring buffer.")
-    w("")
+        w("N pairs of `sockperf tp --mps=max -m 64` UDP clients and `sockperf sr` servers on 127.0.0.1, unpinned, "
+          "nwtrace with default settings (backend auto, 16M ring)"
+          + (f", and the baseline binary `{base}` at each level in the same run (order alternating by level)" if base else "")
+          + ". Offered ops/s = (messages the clients sent + messages the servers received) / the flood's "
+          "duration. Rows/s = all of nwtrace's rows over the flood duration; sockperf rows = those whose PID is one "
+          "of the sockperf processes. Lost = events lost in the ring buffer + rows not written (the manifest's "
+          "`events_lost` + `rows_lost`). summary.json = whether record wrote its run summary (see section 4).")
+        w("")
+        w("| Sender pairs | Binary | Offered ops/s | Rows written | Rows/s | Lost | Lost % | sockperf rows / offered | summary.json | Foreign load (CPUs) |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
+        by_bin = {}
+        for r in sorted(flood, key=lambda r: (int(r.get("level", 0)), r.get("tracer", "") != "nwtrace")):
+            secs = float(r.get("secs", 0)) or None
+            sent = sum(c.get("tp_sent", 0) for c in r["flood_clients"])
+            recv = sum(s.get("server_received", 0) for s in r["flood_servers"])
+            offered = sent + recv
+            s = r["summary"] or {}
+            rows = s.get("rows")
+            lost = None if s.get("lost") is None else s.get("lost") + (s.get("rows_lost") or 0)
+            rate = rows / secs if rows is not None and secs else None
+            sp_rows = int(r["rows"]["rows_pids"]) if "rows_pids" in r["rows"] else rows
+            lostp = lost / (rows + lost) if rows is not None and lost is not None and rows + lost else None
+            w(f"| {r.get('level')} | {binary(r)} | {fmt_int(offered / secs if secs and offered else None)} | {fmt_int(rows)} "
+              f"| {fmt_int(rate)} | {fmt_int(lost)} | {fmt_pct(lostp)} "
+              f"| {fmt_pct(sp_rows / offered) if sp_rows is not None and offered else '–'} | {r.get('summary_json', '?')} "
+              f"| {fmt_f(r['foreign'], 2)} |")
+            by_bin.setdefault(binary(r), []).append((int(r.get("level", 0)), rate, lost, offered / secs if secs else None))
+        w("")
+        for b, levels in by_bin.items():
+            ok = [x for x in levels if x[2] == 0]
+            bad = [x for x in levels if x[2]]
+            if ok:
+                top = max(ok, key=lambda x: x[0])
+                line = (f"- {b}: highest level with 0 lost: **{top[0]} sender pair(s)**, {fmt_int(top[3])} offered ops/s, "
+                        f"{fmt_int(top[1])} rows/s")
+            else:
+                line = f"- {b}: every level lost rows"
+            if bad:
+                first = min(bad, key=lambda x: x[0])
+                line += f"; loss from {first[0]} pair(s) on ({fmt_int(first[2])} lost)."
+            else:
+                line += "; no loss at any level tried: the senders did not outrun the tracer on this machine."
+            w(line)
+        if base and len(by_bin) == 2:
+            mine = {x[0]: x[2] for x in by_bin.get(f"this `{rev}`", [])}
+            theirs = {x[0]: x[2] for x in by_bin.get(f"baseline `{base}`", [])}
+            worse = [lv for lv in mine if mine[lv] is not None and theirs.get(lv) is not None and mine[lv] > theirs[lv]]
+            w(f"- Levels where this binary lost more than the baseline: {', '.join(map(str, worse)) if worse else 'none'}.")
+        w("")
 
     # ---------------------------------------------------------------- 4
     w("## 4. The tracer's own cost")
     w("")
-    w("User-space CPU = nwtrace's user+sys seconds over its whole life (GNU time), per million rows written. "
-      "Peak RSS = max RSS from GNU time (VmHWM just before stopping, if larger). BPF ns/row = the sum of "
+    w("CPU s = nwtrace's user+sys seconds: over its whole life (GNU time; includes loading and attaching the BPF "
+      "programs and the final flush), and while the workload ran (from /proc/PID/stat at the workload's start and "
+      "end; 10 ms resolution), each per million rows written. The ping-pong cost runs are pinned like section 1 "
+      "(sockperf on CPU 0, nwtrace and all its threads on CPU 1)"
+      + (f", alternating with the baseline binary `{base}`" if base else "")
+      + ". summary.json = whether record wrote its run summary (it gives the summary up rather than lose events "
+      "when its thread falls behind: docs/architecture.md). Peak RSS = max RSS from GNU time (VmHWM just before stopping, if larger). BPF ns/row = the sum of "
       "run_time_ns over all of nwtrace's programs divided by rows written; it includes "
       "programs that fire on syscalls that make no row (e.g. read/write on non-sockets). These rows come from "
-      "separate runs with kernel.bpf_stats_enabled=1 (one traced ping-pong run per backend, and the flood); the "
+      "separate runs with kernel.bpf_stats_enabled=1 (the ping-pong cost runs, and the flood); the "
       "overhead pairs of section 1 ran with it off, since it adds two clock reads to every BPF program run.")
     w("")
-    w("| Workload | Rows | CPU s (user+sys) | CPU s / M rows | Peak RSS MiB | BPF ns / row | Lost |")
-    w("|---|---|---|---|---|---|---|")
-    cost_rows = [(f"ping-pong, {r.get('tracer')}", r) for r in pp_cost]
+    w("| Workload | Binary | Rows | CPU s, whole life | CPU s / M rows, whole life | CPU s during the workload | CPU s / M rows, during | Peak RSS MiB | BPF ns / row | Lost | summary.json |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    cost_rows = [(f"ping-pong, {r.get('tracer')} run {r.get('pair')}", r) for r in pp_cost]
     cost_rows += [(f"flood, {r.get('level')} pair(s)", r) for r in sorted(flood, key=lambda r: int(r.get("level", 0)))]
+    per_bin = {}
     for label, r in cost_rows:
         s = r["summary"] or {}
         rows = s.get("rows")
         cpu = r["time"]["cpu"] if r["time"] else None
+        during = r.get("cpu_during")
         bt = bpf_total_ns(r)
-        w(f"| {label} | {fmt_int(rows)} | {fmt_f(cpu, 2)} | {fmt_f(cpu / rows * 1e6, 2) if cpu is not None and rows else '–'} "
-          f"| {fmt_f(peak_rss_mib(r), 1)} | {fmt_f(bt / rows, 0) if bt and rows else '–'} | {fmt_int(s.get('lost'))} |")
+        w(f"| {label} | {binary(r)} | {fmt_int(rows)} | {fmt_f(cpu, 2)} | {fmt_f(cpu / rows * 1e6, 3) if cpu is not None and rows else '–'} "
+          f"| {fmt_f(during, 2)} | {fmt_f(during / rows * 1e6, 3) if during is not None and rows else '–'} "
+          f"| {fmt_f(peak_rss_mib(r), 1)} | {fmt_f(bt / rows, 0) if bt and rows else '–'} | {fmt_int(s.get('lost'))} "
+          f"| {r.get('summary_json', '?')} |")
+        if r in pp_cost and rows:
+            e = per_bin.setdefault(binary(r), {"whole": [], "during": [], "rss": []})
+            if cpu is not None:
+                e["whole"].append(cpu / rows * 1e6)
+            if during is not None:
+                e["during"].append(during / rows * 1e6)
+            if peak_rss_mib(r) is not None:
+                e["rss"].append(peak_rss_mib(r))
     w("")
+    if per_bin:
+        w("Ping-pong cost runs, per binary: median (min–max, n):")
+        w("")
+        w("| Binary | CPU s / M rows, during the workload | CPU s / M rows, whole life | Peak RSS MiB |")
+        w("|---|---|---|---|")
+
+        def spread(xs, nd):
+            return f"**{fmt_f(median(xs), nd)}** ({fmt_f(min(xs), nd)}–{fmt_f(max(xs), nd)}, {len(xs)})" if xs else "–"
+        for b, e in per_bin.items():
+            w(f"| {b} | {spread(e['during'], 3)} | {spread(e['whole'], 3)} | {spread(e['rss'], 1)} |")
+        w("")
 
     def agg(rs):
         a = {}
@@ -681,10 +739,13 @@ def report(work):
                 e[1] += p["run_cnt"]
         return a
 
-    a_pp, a_fl = agg(pp_cost), agg(flood)
+    def mine(rs):
+        return [r for r in rs if not r.get("tracer", "").startswith("nwtrace-base")]
+    a_pp, a_fl = agg(mine(pp_cost)), agg(mine(flood))
     names = sorted(set(a_pp) | set(a_fl), key=lambda n: -(a_pp.get(n, [0, 0])[1] + a_fl.get(n, [0, 0])[1]))
     if names:
-        w("BPF programs nwtrace loaded, run_time_ns / run_cnt (over the ping-pong cost runs, and over all flood levels):")
+        w("BPF programs this nwtrace loaded, run_time_ns / run_cnt (over the ping-pong cost runs, and over all flood "
+          "levels):")
         w("")
         w("| Program | Type | Ping-pong runs | Ping-pong ns/run | Flood runs | Flood ns/run |")
         w("|---|---|---|---|---|---|")

@@ -6,12 +6,17 @@
 //! summaries instead of rereading the CSV, and to prove first that a
 //! summary matches the files on disk.
 //!
-//! `record` builds one while it writes ([`SummaryBuilder`], fed by the CSV
-//! consumer so that it knows which file each row went to); `nwtrace
+//! `record` builds one while it writes: the CSV consumer hands each row's
+//! event, in batches, to a [`SummaryThread`] (with the sink's row count per
+//! file, so that it knows which file each row went to), which feeds a
+//! [`SummaryBuilder`] off the thread that drains the ring buffer. `nwtrace
 //! summarize` builds one from the files ([`from_files`]).
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +27,7 @@ use crate::input::scan::{FileResult, QUIET_NS, aggregate_file};
 use crate::input::{Discovery, FileStats as ReadStats};
 use crate::output::dir::SafeDir;
 use crate::output::sink::{CsvSink, FileStats};
+
 use crate::timefmt::WallClock;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -194,6 +200,11 @@ pub struct SummaryBuilder {
     /// The rows carry columns whose views (containers, cgroups, netns,
     /// cookie conversations) summaries do not store yet.
     views_not_stored: bool,
+    /// Rows written that never reached the builder (its thread fell
+    /// behind): there is no summary then.
+    not_summarised: u64,
+    /// CPU time the summary thread used, in ns (for measurements).
+    pub thread_cpu_ns: u64,
 }
 
 impl SummaryBuilder {
@@ -223,14 +234,18 @@ impl Default for SummaryBuilder {
             files: Vec::new(),
             cursor: (0, 0),
             views_not_stored: false,
+            not_summarised: 0,
+            thread_cpu_ns: 0,
         }
     }
 }
 
 impl SummaryBuilder {
-    /// One event the CSV consumer has just handed to `sink`.
+    /// One event the CSV consumer has written as a row (the next in
+    /// sequence). Which file it went to is learned later, from
+    /// [`SummaryBuilder::place`].
     #[inline]
-    pub fn add(&mut self, ev: &NetEvent, clock: &WallClock, sink: &CsvSink) {
+    pub fn add(&mut self, ev: &NetEvent, clock: &WallClock) {
         let mut op = Op::from_event(ev, *clock);
         // The row keeps microseconds.
         op.ts_ns = op.ts_ns.div_euclid(1000) * 1000;
@@ -243,22 +258,24 @@ impl SummaryBuilder {
         );
         self.seq += 1;
         self.pending.push_back(op);
-        self.place(sink.files());
     }
 
-    /// Moves the rows the sink has written into their files' figures.
-    pub fn place(&mut self, files: &[FileStats]) {
+    /// Moves the rows the sink has written into their files' figures:
+    /// `rows[i]` is how many rows file `i` holds so far (the sink's
+    /// `files()[i].rows`; a file's count only grows, and only the last
+    /// file's).
+    pub fn place(&mut self, rows: &[u64]) {
         while !self.pending.is_empty() {
             let (i, done) = self.cursor;
-            let Some(f) = files.get(i) else { return };
-            if done < f.rows {
+            let Some(&f_rows) = rows.get(i) else { return };
+            if done < f_rows {
                 let op = self.pending.pop_front().expect("not empty");
                 if self.files.len() <= i {
                     self.files.resize_with(i + 1, FileAcc::default);
                 }
                 self.files[i].add(&op);
                 self.cursor.1 += 1;
-            } else if i + 1 < files.len() {
+            } else if i + 1 < rows.len() {
                 self.cursor = (i + 1, 0);
             } else {
                 return;
@@ -275,8 +292,15 @@ impl SummaryBuilder {
         machine_id: &str,
         manifest: &str,
     ) -> Result<SummaryDoc, String> {
-        self.place(files);
-        let written: u64 = files.iter().map(|f| f.rows).sum();
+        if self.not_summarised > 0 {
+            return Err(format!(
+                "the summary thread fell behind the capture and {} rows were not summarised",
+                self.not_summarised
+            ));
+        }
+        let rows: Vec<u64> = files.iter().map(|f| f.rows).collect();
+        self.place(&rows);
+        let written: u64 = rows.iter().sum();
         if rows_lost > 0 || !self.pending.is_empty() || written != self.seq {
             return Err(format!(
                 "{} rows captured, {written} written, {rows_lost} lost: it would not match the files",
@@ -323,6 +347,218 @@ impl SummaryBuilder {
         }
         Ok(doc)
     }
+}
+
+/// Events per batch handed to the summary thread: one channel message
+/// (and one allocation) per this many rows.
+const BATCH: usize = 1024;
+/// How long a batch that is not full waits for more rows.
+const BATCH_AGE: Duration = Duration::from_millis(100);
+/// Batches the channel holds before a send waits: with [`BATCH`] about
+/// 2.5 MiB of events (a NetEvent is about 150 bytes), some 60 ms of the
+/// ping-pong's 280,000 rows/s.
+const QUEUED_BATCHES: usize = 16;
+/// How long one send waits for room in a full channel before the capture
+/// thread gives the summary up. The ring buffer (16 MiB, about 190,000
+/// events) absorbs that much; waiting longer would lose events, which
+/// matter more than the summary (`nwtrace summarize` rebuilds it).
+const MAX_WAIT: Duration = Duration::from_millis(50);
+
+/// One message to the summary thread: events written as rows, in order,
+/// with the wall clock they were written with, and the row count of every
+/// file that may have grown since the last message (file index, rows).
+struct Batch {
+    events: Vec<NetEvent>,
+    clock: WallClock,
+    files: Vec<(usize, u64)>,
+}
+
+/// The summary built on its own thread: the CSV consumer (the thread that
+/// drains the ring buffer) only copies each written row's event into a
+/// batch ([`SummaryThread::add`], a few ns) and sends full batches over a
+/// bounded channel; the thread runs [`SummaryBuilder::add`] (the whole
+/// report aggregate, a few hundred ns a row) and places the rows into
+/// their files.
+///
+/// Backpressure: a full channel makes the capture thread wait briefly
+/// (up to [`MAX_WAIT`] per batch). If the summary thread still has not
+/// made room, the summary is given up: no more batches are sent, and
+/// [`SummaryThread::finish`] returns a builder whose `build` says how
+/// many rows were not summarised (`record` then writes no summary and
+/// logs why). The capture is never held for longer, and no row is ever
+/// silently missing from a summary.
+pub struct SummaryThread {
+    batch: Vec<NetEvent>,
+    clock: Option<WallClock>,
+    /// When the batch's first event came.
+    since: Instant,
+    tx: Option<SyncSender<Batch>>,
+    /// Emptied batches coming back, to be filled again: a fresh batch of
+    /// this size would be a fresh mapping, its pages zeroed by the kernel
+    /// on first touch (that alone cost more than the copies).
+    spare: Receiver<Vec<NetEvent>>,
+    handle: Option<JoinHandle<SummaryBuilder>>,
+    /// The first file whose row count may still change (every file before
+    /// the sink's last one is final).
+    files_from: usize,
+    /// Rows not sent, once the summary was given up.
+    given_up: u64,
+    /// Time the capture thread spent waiting for room, in all.
+    pub waited: Duration,
+}
+
+impl SummaryThread {
+    /// Starts the thread with `builder`.
+    pub fn start(builder: SummaryBuilder) -> std::io::Result<SummaryThread> {
+        let (tx, rx) = sync_channel::<Batch>(QUEUED_BATCHES);
+        let (spare_tx, spare) = sync_channel::<Vec<NetEvent>>(QUEUED_BATCHES + 2);
+        let handle = std::thread::Builder::new()
+            .name("nwtrace-summary".into())
+            .spawn(move || Self::run(builder, rx, spare_tx))?;
+        Ok(SummaryThread {
+            batch: Vec::with_capacity(BATCH),
+            clock: None,
+            since: Instant::now(),
+            tx: Some(tx),
+            spare,
+            handle: Some(handle),
+            files_from: 0,
+            given_up: 0,
+            waited: Duration::ZERO,
+        })
+    }
+
+    fn run(
+        mut builder: SummaryBuilder,
+        rx: Receiver<Batch>,
+        spare: SyncSender<Vec<NetEvent>>,
+    ) -> SummaryBuilder {
+        let mut rows: Vec<u64> = Vec::new();
+        for mut b in rx {
+            for ev in &b.events {
+                builder.add(ev, &b.clock);
+            }
+            b.events.clear();
+            // Back for reuse; if the capture side has enough, it is freed.
+            let _ = spare.try_send(b.events);
+            for (i, r) in b.files {
+                if rows.len() <= i {
+                    rows.resize(i + 1, 0);
+                }
+                rows[i] = r;
+            }
+            builder.place(&rows);
+        }
+        builder.thread_cpu_ns = thread_cpu_ns();
+        builder
+    }
+
+    /// One event the CSV consumer has just written as a row into `sink`.
+    #[inline]
+    pub fn add(&mut self, ev: &NetEvent, clock: &WallClock, sink: &CsvSink) {
+        if self.tx.is_none() {
+            self.given_up += 1;
+            return;
+        }
+        // The session resamples its clock now and then: a batch has one.
+        if self
+            .clock
+            .is_some_and(|c| c.to_epoch_ns(0) != clock.to_epoch_ns(0))
+        {
+            self.send(sink);
+        }
+        self.clock = Some(*clock);
+        if self.batch.is_empty() {
+            self.since = Instant::now();
+        }
+        self.batch.push(ev.clone());
+        if self.batch.len() >= BATCH {
+            self.send(sink);
+        }
+    }
+
+    /// Sends what is batched if it has waited for [`BATCH_AGE`]: call
+    /// after every drain of the ring buffer, so that a quiet capture's
+    /// rows do not wait long (and a busy one's go in full batches).
+    pub fn tick(&mut self, sink: &CsvSink) {
+        if !self.batch.is_empty() && self.since.elapsed() >= BATCH_AGE {
+            self.send(sink);
+        }
+    }
+
+    fn send(&mut self, sink: &CsvSink) {
+        let Some(tx) = self.tx.as_ref() else { return };
+        let files = sink.files();
+        let from = self.files_from.min(files.len());
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let batch = Batch {
+            events: std::mem::replace(&mut self.batch, next),
+            clock: self.clock.unwrap_or(WallClock::with_offset(0)),
+            files: (from..files.len()).map(|i| (i, files[i].rows)).collect(),
+        };
+        self.files_from = files.len().saturating_sub(1);
+        let mut msg = batch;
+        let deadline = Instant::now() + MAX_WAIT;
+        let started = Instant::now();
+        loop {
+            match tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    msg = m;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                // Full past the wait, or the thread is gone (it panicked):
+                // no summary.
+                Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
+                    self.given_up += m.events.len() as u64;
+                    self.tx = None;
+                    log::warn!(
+                        "nwtrace: the summary fell behind the capture (no room after {} ms); \
+                         giving it up so that no event is lost (nwtrace summarize makes one \
+                         from the files)",
+                        MAX_WAIT.as_millis()
+                    );
+                    break;
+                }
+            }
+        }
+        self.waited += started.elapsed();
+    }
+
+    /// Sends the last rows, once the sink is flushed for good, and waits
+    /// for the thread: the builder, for [`SummaryBuilder::build`].
+    pub fn finish(&mut self, sink: &CsvSink) -> Option<SummaryBuilder> {
+        if self.tx.is_some() {
+            // The last file's final count, even with no row batched.
+            self.send(sink);
+        }
+        self.tx = None;
+        let handle = self.handle.take()?;
+        let mut builder = match handle.join() {
+            Ok(b) => b,
+            Err(_) => {
+                log::error!("nwtrace: the summary thread panicked: no summary");
+                return None;
+            }
+        };
+        builder.not_summarised += self.given_up;
+        Some(builder)
+    }
+}
+
+/// The calling thread's CPU time so far, in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec, and this clock always
+    // exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Why a file cannot be summarised, with its line when there is one.
@@ -601,90 +837,51 @@ mod tests {
             let _ = std::fs::remove_dir_all(&out);
         }
     }
-}
 
-/// What the summary costs the tracer: events per second through the CSV
-/// consumer alone, and with the summary built beside it. In the unit
-/// tests it runs small (and checks the summary of a varied stream is
-/// exact and counts every row); for the figures in the README, run it big
-/// in release:
-/// `NWTRACE_COST_EVENTS=2000000 cargo test --release --lib summary_cost -- --nocapture`.
-#[cfg(test)]
-mod cost {
-    use super::*;
-    use crate::capture::event::NetEvent;
-    use crate::capture::event::tests::{bytes, raw_event};
-    use crate::output::consumer::Consumer;
-    use crate::output::csv::CsvConsumer;
-    use crate::output::layout::create_run_dir;
-    use crate::output::sink::Retention;
-    use std::time::Instant;
-
-    fn events(n: u64) -> Vec<NetEvent> {
-        (0..n)
-            .map(|i| {
-                let mut raw = raw_event();
-                // 50 processes, 1,000 conversations, both directions.
-                raw.pid = 1000 + (i % 50) as u32;
-                raw.local_port = 40000 + (i % 20) as u16;
-                raw.peer_port = 8000 + (i * 7 % 50) as u16;
-                raw.direction = (i % 2) as u8;
-                raw.ret = (i * 37 % 9000) as i32;
-                raw.start_ns = 1_000 + i * 2_000;
-                raw.end_ns = raw.start_ns + i * 101 % 1_000_000;
-                NetEvent::try_from(bytes(&raw).as_slice()).unwrap()
-            })
-            .collect()
-    }
-
-    fn run(with_summary: bool, evs: &[NetEvent]) -> f64 {
-        let out = std::env::temp_dir().join(format!(
-            "nwtrace-cost-{with_summary}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&out);
-        let dir = create_run_dir(&out, "m", "t").unwrap();
-        let sink = CsvSink::create(dir, 1 << 30, Retention::default()).unwrap();
-        let mut csv = CsvConsumer::new(sink);
-        if with_summary {
-            csv.enable_summary();
-        }
-        let clock = WallClock::with_offset(1_795_669_694_000_000_000);
-        let t = Instant::now();
-        for ev in evs {
-            let _ = csv.on_event(ev, &clock);
-        }
-        let _ = csv.finish();
-        if let Some(b) = csv.take_summary() {
-            let s = csv.sink();
-            let doc = b
-                .build(s.files(), s.rows_lost(), "m", "manifest.json")
-                .unwrap();
-            assert!(doc.exact);
-            assert_eq!(doc.rows, evs.len() as u64);
-        }
-        let secs = t.elapsed().as_secs_f64();
-        let _ = std::fs::remove_dir_all(&out);
-        evs.len() as f64 / secs
-    }
-
+    /// A summary thread that cannot keep up is given up, never waited
+    /// for: the rows it missed are counted, and `build` says so instead
+    /// of writing a summary that would not match the files.
     #[test]
-    fn summary_cost() {
-        let n = std::env::var("NWTRACE_COST_EVENTS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(20_000);
-        let evs = events(n);
-        for _ in 0..2 {
-            let plain = run(false, &evs);
-            let with = run(true, &evs);
-            println!(
-                "csv alone: {:.0} events/s; csv + summary: {:.0} events/s; summary alone ~{:.0} events/s ({:.0} ns/event)",
-                plain,
-                with,
-                1.0 / (1.0 / with - 1.0 / plain),
-                (1.0 / with - 1.0 / plain) * 1e9
-            );
+    fn a_summary_that_falls_behind_is_given_up_with_a_count() {
+        let out = std::env::temp_dir().join(format!("nwtrace-summary-gone-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let run = create_run_dir(&out, "m1", "t1").unwrap();
+        let mut sink = CsvSink::create(run, 1 << 20, Retention::default()).unwrap();
+        // A thread that takes nothing: its channel stays full.
+        let (tx, stalled) = sync_channel::<Batch>(0);
+        let (_spare_tx, spare) = sync_channel(1);
+        let mut t = SummaryThread {
+            batch: Vec::new(),
+            clock: None,
+            since: Instant::now(),
+            tx: Some(tx),
+            spare,
+            handle: Some(std::thread::spawn(SummaryBuilder::default)),
+            files_from: 0,
+            given_up: 0,
+            waited: Duration::ZERO,
+        };
+        let ev = crate::capture::event::tests::sample_event();
+        let clock = WallClock::with_offset(0);
+        let started = Instant::now();
+        for _ in 0..(BATCH as u64 * 3 + 5) {
+            sink.append_row(|b| b.extend_from_slice(b"row\n")).unwrap();
+            t.add(&ev, &clock, &sink);
         }
+        sink.flush().unwrap();
+        let b = t.finish(&sink).unwrap();
+        // One wait of MAX_WAIT, then no more.
+        assert!(started.elapsed() >= MAX_WAIT);
+        assert!(started.elapsed() < MAX_WAIT * 50, "never blocked for long");
+        drop(stalled);
+        let why = b.build(sink.files(), 0, "m1", "manifest.json").unwrap_err();
+        assert!(
+            why.contains(&format!(
+                "{} rows were not summarised",
+                BATCH as u64 * 3 + 5
+            )),
+            "{why}"
+        );
+        let _ = std::fs::remove_dir_all(&out);
     }
 }

@@ -9,7 +9,7 @@ use crate::output::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::output::on_close::{FileKind, OnClose};
 use crate::output::row::RowFormatter;
 use crate::output::sink::{CsvSink, SinkError};
-use crate::summary::SummaryBuilder;
+use crate::summary::{SummaryBuilder, SummaryThread};
 use crate::timefmt::WallClock;
 
 /// Rows reach the files at least this often, so a SIGKILL loses at most
@@ -27,9 +27,12 @@ pub struct CsvConsumer {
     failure: Option<SinkError>,
     /// `--on-close`: finished files go to the operator's command.
     on_close: Option<OnClose>,
-    /// The run summary being built (`record`): fed here, beside the
-    /// rows, because it needs to know which file each row went to.
-    summary: Option<SummaryBuilder>,
+    /// The run summary being built (`record`), on its own thread: fed
+    /// here, beside the rows, because it needs to know which file each
+    /// row went to.
+    summary: Option<SummaryThread>,
+    /// The summary's builder, once the thread has finished.
+    summary_done: Option<SummaryBuilder>,
 }
 
 impl CsvConsumer {
@@ -48,17 +51,23 @@ impl CsvConsumer {
             failure: None,
             on_close: None,
             summary: None,
+            summary_done: None,
         }
     }
 
-    /// Builds the run summary (`nw/summary.json`) from every row written.
+    /// Builds the run summary (`nw/summary.json`) from every row written,
+    /// on a thread of its own. If that thread cannot be started, the run
+    /// has no summary (logged).
     pub fn enable_summary(&mut self) {
-        self.summary = Some(SummaryBuilder::for_columns(self.formatter.columns()));
+        match SummaryThread::start(SummaryBuilder::for_columns(self.formatter.columns())) {
+            Ok(t) => self.summary = Some(t),
+            Err(e) => log::error!("nwtrace: cannot start the summary thread ({e}): no summary"),
+        }
     }
 
     /// The summary builder, once: call after `finish`.
     pub fn take_summary(&mut self) -> Option<SummaryBuilder> {
-        self.summary.take()
+        self.summary_done.take()
     }
 
     /// Hands every finished file to `on_close` from now on.
@@ -126,6 +135,9 @@ impl Consumer for CsvConsumer {
     }
 
     fn on_tick(&mut self, _health: &CaptureHealth) -> ControlFlow<StopReason> {
+        if let Some(summary) = self.summary.as_mut() {
+            summary.tick(&self.sink);
+        }
         self.hand_over_closed();
         if self.last_expire.elapsed() >= EXPIRE_INTERVAL {
             self.last_expire = Instant::now();
@@ -139,8 +151,8 @@ impl Consumer for CsvConsumer {
 
     fn finish(&mut self) -> ControlFlow<StopReason> {
         let flushed = self.flush();
-        if let Some(summary) = self.summary.as_mut() {
-            summary.place(self.sink.files());
+        if let Some(mut summary) = self.summary.take() {
+            self.summary_done = summary.finish(&self.sink);
         }
         self.hand_over_closed();
         // The current file is complete now too (whole rows only, even
