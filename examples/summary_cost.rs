@@ -16,8 +16,8 @@
 
 use std::time::Instant;
 
+use nwtrace::capture::consumer::Consumer;
 use nwtrace::capture::event::NetEvent;
-use nwtrace::output::consumer::Consumer;
 use nwtrace::output::csv::CsvConsumer;
 use nwtrace::output::layout::create_run_dir;
 use nwtrace::output::sink::{CsvSink, Retention};

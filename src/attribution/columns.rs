@@ -4,8 +4,21 @@
 
 use crate::attribution::cgroup::{CgroupResolver, cgroup2_root};
 use crate::attribution::container::container_id;
-use crate::capture::event::{Attr, NetEvent};
 pub use crate::schema::columns::{Column, Columns};
+
+/// The raw values of the optional columns, as the kernel gave them. A
+/// field whose column was not asked for is 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attr {
+    pub tid: u32,
+    pub uid: u32,
+    /// cgroup v2 id (the cgroup folder's inode in cgroupfs).
+    pub cgroup_id: u64,
+    /// The socket's network namespace inode.
+    pub netns: u32,
+    /// The socket cookie; `None` where the backend has none.
+    pub cookie: Option<u64>,
+}
 
 /// Turns an event's raw attribution into the columns' text: the cgroup id
 /// into its path (cached; see [`CgroupResolver`]) and the path into a
@@ -66,11 +79,11 @@ impl Attribution {
         &self.last.as_ref().expect("set above").1
     }
 
-    /// Each chosen column's text for `ev`, in file order; empty where the
-    /// value is unknown.
-    pub fn values(&mut self, ev: &NetEvent) -> Vec<(Column, String)> {
-        let attr = ev.attr.unwrap_or_default();
-        let has = ev.attr.is_some();
+    /// Each chosen column's text for an event's attribution, in file
+    /// order; empty where the value is unknown.
+    pub fn values(&mut self, attr: Option<&Attr>) -> Vec<(Column, String)> {
+        let has = attr.is_some();
+        let attr = attr.copied().unwrap_or_default();
         let mut out = Vec::with_capacity(6);
         for col in self.columns.iter() {
             let text = if !has {
@@ -103,6 +116,7 @@ impl Attribution {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::event::NetEvent;
 
     #[test]
     fn values_and_unknowns() {
@@ -120,7 +134,10 @@ mod tests {
             cookie: Some(12345),
         });
         let csv = |a: &mut Attribution, ev: &NetEvent| -> String {
-            a.values(ev).iter().map(|(_, t)| format!(",{t}")).collect()
+            a.values(ev.attr.as_ref())
+                .iter()
+                .map(|(_, t)| format!(",{t}"))
+                .collect()
         };
         // No resolver (no cgroup2 mount): the number, and so no container.
         assert_eq!(csv(&mut a, &ev), ",7,1000,id:99,,4026531840,12345");
@@ -172,7 +189,7 @@ mod tests {
                 cgroup_id: ino,
                 ..Attr::default()
             });
-            let v = a.values(&ev);
+            let v = a.values(ev.attr.as_ref());
             assert_eq!(v[0], (Column::Cgroup, format!("/{path}")));
             assert_eq!(v[1], (Column::Container, container.to_string()), "{path}");
         }
@@ -181,7 +198,7 @@ mod tests {
             cgroup_id: std::fs::metadata(&root).unwrap().ino(),
             ..Attr::default()
         });
-        assert_eq!(a.values(&ev)[0].1, "/");
+        assert_eq!(a.values(ev.attr.as_ref())[0].1, "/");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -43,19 +43,7 @@ unsafe impl plain::Plain for RawEvent {}
 // SAFETY: as above, for the attribution that may follow the event.
 unsafe impl plain::Plain for RawAttr {}
 
-/// The raw values of the optional columns, as the kernel gave them. A
-/// field whose column was not asked for is 0.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Attr {
-    pub tid: u32,
-    pub uid: u32,
-    /// cgroup v2 id (the cgroup folder's inode in cgroupfs).
-    pub cgroup_id: u64,
-    /// The socket's network namespace inode.
-    pub netns: u32,
-    /// The socket cookie; `None` where the backend has none.
-    pub cookie: Option<u64>,
-}
+pub use crate::attribution::columns::Attr;
 
 /// What the BPF side must fill for a column (`attr_mask`). The container
 /// id is derived from the cgroup.

@@ -1,8 +1,9 @@
 //! Capture: what the kernel allows (facts), the backends table, loading
-//! and attaching the BPF object, the session that runs it, and decoding
-//! what it sends.
+//! and attaching the BPF object, the session that runs it, decoding what it
+//! sends, and the consumer seam it feeds.
 
 pub mod backends;
+pub mod consumer;
 pub mod event;
 pub mod facts;
 pub mod kretprobe;

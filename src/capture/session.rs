@@ -6,6 +6,7 @@
 //! It installs no signal handler and writes nothing but log messages:
 //! each command owns its signal policy and its output.
 
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::os::fd::AsFd;
@@ -19,11 +20,10 @@ use crate::attribution::cgroup::cgroup2_root;
 use crate::attribution::columns::Columns;
 use crate::attribution::container::ContainerCgroups;
 use crate::capture::backends::{self, BackendDef};
+use crate::capture::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::capture::event::NetEvent;
 use crate::capture::facts::{self, KernelFacts};
 use crate::capture::load::{self, Filters, LoadOptions, Loaded};
-use crate::output::consumer::{CaptureHealth, Consumer, StopReason};
-use crate::output::manifest::ProgramStats;
 use crate::timefmt::WallClock;
 
 /// How long the loop sleeps between drains when no wakeup comes. The BPF
@@ -46,6 +46,14 @@ pub struct CaptureOptions {
     pub columns: Columns,
     /// Bytes; a power of two.
     pub ring_size: u64,
+}
+
+/// One BPF program's totals over a run, from the kernel's own statistics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_count: u64,
+    pub run_time_ns: u64,
 }
 
 /// The capture's own figures, from which the manifest and the summaries

@@ -9,11 +9,11 @@ use anyhow::{Context, Result};
 
 use crate::UsageError;
 use crate::attribution::columns::Columns;
+use crate::capture::consumer::{Consumer, NullConsumer, StopReason};
 use crate::capture::facts;
 use crate::capture::session::{self, Outcome, RunStats, Session};
 use crate::cli::{DEFAULT_OUTPUT_DIR, OutputArgs, RecordArgs};
 use crate::cmd::signals::{SecondInterrupt, StopSignals};
-use crate::output::consumer::{Consumer, NullConsumer, StopReason};
 use crate::output::csv::CsvConsumer;
 use crate::output::dir::SafeDir;
 use crate::output::layout::{create_run_dir, default_machine_id, validate_component};
@@ -218,7 +218,7 @@ impl Recording {
         let builder = self.csv.take_summary()?;
         let sink = self.csv.sink();
         let manifest_name = self.manifest_file.name().to_string();
-        let name = crate::summary::summary_name(&manifest_name)?;
+        let name = crate::output::summary::summary_name(&manifest_name)?;
         let doc = match builder.build(
             sink.files(),
             sink.rows_lost(),
@@ -237,7 +237,7 @@ impl Recording {
             log::warn!("nwtrace: {name} is not exact ({why}): report will read this run's CSV");
         }
         let dir = self.manifest_file.dir();
-        match crate::summary::write_atomically(dir, &name, &doc.to_json()) {
+        match crate::output::summary::write_atomically(dir, &name, &doc.to_json()) {
             Ok(()) => Some(dir.path().join(name)),
             Err(e) => {
                 log::error!(

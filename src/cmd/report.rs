@@ -198,7 +198,7 @@ fn summaries(
                 } else if !filters.is_empty() {
                     Err(format!("{} asks for single rows", filters.join(" ")))
                 } else {
-                    crate::summary::load(d, ri, config)
+                    crate::output::summary::load(d, ri, config)
                 };
                 match l {
                     Ok(l) => {
@@ -245,7 +245,7 @@ fn summaries(
                 let present = run
                     .manifest_name
                     .as_deref()
-                    .and_then(crate::summary::summary_name)
+                    .and_then(crate::output::summary::summary_name)
                     .is_some_and(|n| run.nw_dir.join(n).exists());
                 if present {
                     rejected.push(format!("{}/{}: {why}", run.machine_id, run.run_dir));

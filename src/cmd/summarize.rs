@@ -10,7 +10,7 @@ use anyhow::Result;
 use crate::UsageError;
 use crate::input;
 use crate::output::dir::SafeDir;
-use crate::summary::{self, SummaryDoc};
+use crate::output::summary::{self, SummaryDoc};
 
 /// Exit 0 when every run has a valid summary at the end, 1 when a run's
 /// files are unreadable or damaged (each said on one line, with file and

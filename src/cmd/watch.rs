@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::capture::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::capture::event::NetEvent;
 use crate::capture::session::{Outcome, Session};
 use crate::cli::{WatchArgs, WatchFormat};
 use crate::cmd::record::{Recording, validate_output, validate_pids};
 use crate::cmd::signals::{SecondInterrupt, StopSignals};
-use crate::output::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::output::csv::CsvConsumer;
 use crate::output::lines::{LineFormat, LineFormatter};
 use crate::schema::columns::Columns;

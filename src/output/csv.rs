@@ -4,12 +4,12 @@
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
+use crate::capture::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::capture::event::NetEvent;
-use crate::output::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::output::on_close::{FileKind, OnClose};
 use crate::output::row::RowFormatter;
 use crate::output::sink::{CsvSink, SinkError};
-use crate::summary::{SummaryBuilder, SummaryThread};
+use crate::output::summary::{SummaryBuilder, SummaryThread};
 use crate::timefmt::WallClock;
 
 /// Rows reach the files at least this often, so a SIGKILL loses at most

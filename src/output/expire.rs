@@ -154,7 +154,7 @@ pub fn expire_old_runs(machine: &SafeDir, this_run: &str, cutoff_secs: i64) -> V
         for (name, _) in found {
             // The run's summary goes with its manifest (summary.rs names
             // it after the manifest); then the folder can empty.
-            if let Some(summary) = crate::summary::summary_name(name) {
+            if let Some(summary) = crate::output::summary::summary_name(name) {
                 let _ = nw.unlink(&summary);
             }
             let _ = nw.unlink(name);

@@ -194,7 +194,7 @@ impl LineFormatter {
         if let Some(a) = self.attribution.as_mut() {
             // The object's closing brace makes way for the optional keys.
             out.pop();
-            for (col, text) in a.values(ev) {
+            for (col, text) in a.values(ev.attr.as_ref()) {
                 out.push(b',');
                 serde_json::to_writer(&mut *out, col.header()).expect("writing JSON to a Vec");
                 out.push(b':');
@@ -251,7 +251,7 @@ impl LineFormatter {
             let _ = write!(t, " {}", String::from_utf8_lossy(&flags));
         }
         if let Some(a) = self.attribution.as_mut() {
-            for (col, text) in a.values(ev) {
+            for (col, text) in a.values(ev.attr.as_ref()) {
                 let value = if text.is_empty() { "-" } else { &text };
                 let _ = write!(t, " {}={value}", col.word());
             }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capture::session::ProgramStats;
 use crate::output::dir::SafeDir;
 use crate::output::layout::LayoutError;
 use crate::output::on_close::OnCloseStats;
@@ -55,14 +56,6 @@ pub struct Manifest {
     /// The `--on-close` hand-overs of the CSV files, when it was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_close: Option<OnCloseStats>,
-}
-
-/// One BPF program's totals over a run, from the kernel's own statistics.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProgramStats {
-    pub name: String,
-    pub run_count: u64,
-    pub run_time_ns: u64,
 }
 
 /// The manifest is written padded to this size, so that a final update on a

@@ -16,8 +16,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::capture::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::capture::event::{Direction, NetEvent, Protocol};
-use crate::output::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::output::csv::CsvConsumer;
 use crate::output::sink::CsvSink;
 use crate::timefmt::WallClock;

@@ -1,8 +1,7 @@
-//! Output: the consumer seam the capture session feeds, the CSV writer (rows
-//! in rotating files), the run folder layout, the safe folder type and the
-//! manifest.
+//! Output: what consumes the capture (the CSV writer with its rows in
+//! rotating files, watch's lines, the metrics), the run folder layout, the
+//! safe folder type and the manifest.
 
-pub mod consumer;
 pub mod csv;
 pub mod dir;
 pub mod expire;
@@ -13,3 +12,4 @@ pub mod metrics;
 pub mod on_close;
 pub mod row;
 pub mod sink;
+pub mod summary;

@@ -192,7 +192,7 @@ impl RowFormatter {
         }
         if let Some(a) = self.attribution.as_mut() {
             // Appends `,value` for each chosen column (RFC 4180 quoting).
-            for (_, text) in a.values(ev) {
+            for (_, text) in a.values(ev.attr.as_ref()) {
                 out.push(b',');
                 write_csv_field(out, text.as_bytes());
             }

@@ -30,13 +30,13 @@ use anyhow::{Context, Result};
 
 use crate::UsageError;
 use crate::analysis::{Filter, Op, parse_filter};
+use crate::capture::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::capture::event::NetEvent;
 use crate::capture::session::{Outcome, Session};
 use crate::cli::{OutputArgs, TopArgs};
 use crate::cmd::record::{Recording, validate_output, validate_pids};
 use crate::cmd::signals::{SecondInterrupt, StopSignals};
 use crate::input::{self, DataFile};
-use crate::output::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::output::csv::CsvConsumer;
 use crate::timefmt::{WallClock, now_epoch_secs};
 

@@ -760,8 +760,8 @@ pub fn check(d: &Discovery, run: usize, doc: &SummaryDoc, name: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::consumer::Consumer;
     use crate::capture::event::tests::{bytes, raw_event};
-    use crate::output::consumer::Consumer;
     use crate::output::csv::CsvConsumer;
     use crate::output::layout::create_run_dir;
     use crate::output::sink::{Compression, Retention};
