@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod csv;
 pub mod dir;
 pub mod expire;
+pub mod journal;
 pub mod layout;
 pub mod lines;
 pub mod manifest;
