@@ -275,6 +275,8 @@ mod expire_tests {
             Some(&killed),
             &[("nw_0001.csv", row, 9), ("nw_10000.csv", row, 1)],
         );
+        // A's --on-close journal goes with its manifest.
+        std::fs::write(m.join("A-old/nw/on_close.jsonl"), "{}\n").unwrap();
         run(&m, "C-no-manifest", None, &[("nw_0001.csv", row, 9)]);
         run(
             &m,
