@@ -16,6 +16,7 @@ use crate::cli::{DEFAULT_OUTPUT_DIR, OutputArgs, RecordArgs};
 use crate::cmd::signals::{SecondInterrupt, StopSignals};
 use crate::output::csv::CsvConsumer;
 use crate::output::dir::SafeDir;
+use crate::output::journal::{self, Journal, RunRef};
 use crate::output::layout::{create_run_dir, default_machine_id, validate_component};
 use crate::output::manifest::{Manifest, ManifestFile};
 use crate::output::on_close::{FileKind, OnClose};
@@ -148,10 +149,41 @@ impl Recording {
             columns: columns.all_names(),
             on_close: None,
         };
+        let mut manifest = manifest;
         let manifest_file = ManifestFile::create(manifest_dir, &manifest)?;
         let mut csv = CsvConsumer::with_formatter(sink, RowFormatter::with_columns(columns));
         if let Some(command) = &args.on_close {
-            csv = csv.with_on_close(OnClose::start(command));
+            // This run's journal, locked while it runs; then what earlier
+            // runs in the machine folder left (docs/semantics.md).
+            let journal = Journal::create(manifest_file.dir(), manifest_file.name())?;
+            let catch_up = SafeDir::open_user_path(output_dir(args))
+                .ok()
+                .and_then(|o| o.open_existing_dir(&manifest.machine_id))
+                .map(|machine| {
+                    let this = RunRef {
+                        run: names.timestamp.clone(),
+                        manifest: manifest_file.name().to_string(),
+                    };
+                    journal::pending(&machine, &this)
+                })
+                .unwrap_or_default();
+            if !catch_up.is_empty() {
+                log::info!(
+                    "nwtrace: --on-close: handing over {} file(s) of earlier runs first",
+                    catch_up.len()
+                );
+            }
+            let on_close = OnClose::start(command, journal, catch_up);
+            // The manifest names the journal from the start, so a run that
+            // is killed can still be caught up.
+            manifest.on_close = Some(on_close.stats());
+            if let Err(e) = manifest_file.update(&manifest) {
+                log::error!(
+                    "nwtrace: could not update {}: {e}",
+                    manifest_file.path().display()
+                );
+            }
+            csv = csv.with_on_close(on_close);
         }
         Ok(Recording {
             csv,

@@ -71,7 +71,8 @@ impl CsvConsumer {
     }
 
     /// Hands every finished file to `on_close` from now on.
-    pub fn with_on_close(mut self, on_close: OnClose) -> Self {
+    pub fn with_on_close(mut self, mut on_close: OnClose) -> Self {
+        on_close.note_open(self.sink.current_path());
         self.on_close = Some(on_close);
         self
     }
@@ -84,12 +85,14 @@ impl CsvConsumer {
         self.on_close.as_mut()
     }
 
-    /// Queues the files finished since the last call.
+    /// Queues the files finished since the last call, and journals the
+    /// one being written now.
     fn hand_over_closed(&mut self) {
         if let Some(on_close) = self.on_close.as_mut() {
             for path in self.sink.take_closed() {
                 on_close.hand_over(path, FileKind::Csv);
             }
+            on_close.note_open(self.sink.current_path());
         }
     }
 

@@ -14,9 +14,9 @@
 //!   process's uid; it starts (decompressed) with nwtrace's CSV header; its
 //!   mtime is older than the limit;
 //! - then, when such an `nw/` folder holds no data file any more, its
-//!   `manifest*.json` files and their `summary*.json`, and the `nw/` and
-//!   run folders if they are empty (`rmdir`, which never removes anything
-//!   else).
+//!   `manifest*.json` files, their `summary*.json` and `on_close*.jsonl`,
+//!   and the `nw/` and run folders if they are empty (`rmdir`, which never
+//!   removes anything else).
 //!
 //! Nothing is followed through a symlink: every step is an `*at()` call on
 //! a descriptor (SafeDir).
@@ -38,7 +38,7 @@ pub fn is_data_file_name(name: &str) -> bool {
     digits >= 4 && matches!(&rest[digits..], ".csv" | ".csv.zst" | ".csv.gz")
 }
 
-fn is_manifest_name(name: &str) -> bool {
+pub fn is_manifest_name(name: &str) -> bool {
     name == "manifest.json"
         || name
             .strip_prefix("manifest_")
@@ -157,6 +157,10 @@ pub fn expire_old_runs(machine: &SafeDir, this_run: &str, cutoff_secs: i64) -> V
             if let Some(summary) = crate::output::summary::summary_name(name) {
                 let _ = nw.unlink(&summary);
             }
+            // And its --on-close journal: nothing is left to hand over.
+            if let Some(journal) = crate::output::journal::journal_name(name) {
+                let _ = nw.unlink(&journal);
+            }
             let _ = nw.unlink(name);
         }
         if run.rmdir("nw").is_ok() {
@@ -271,6 +275,8 @@ mod expire_tests {
             Some(&killed),
             &[("nw_0001.csv", row, 9), ("nw_10000.csv", row, 1)],
         );
+        // A's --on-close journal goes with its manifest.
+        std::fs::write(m.join("A-old/nw/on_close.jsonl"), "{}\n").unwrap();
         run(&m, "C-no-manifest", None, &[("nw_0001.csv", row, 9)]);
         run(
             &m,

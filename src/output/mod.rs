@@ -5,6 +5,7 @@
 pub mod csv;
 pub mod dir;
 pub mod expire;
+pub mod journal;
 pub mod layout;
 pub mod lines;
 pub mod manifest;
