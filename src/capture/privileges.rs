@@ -268,6 +268,13 @@ pub fn service_advice(
             cap.why()
         );
     }
+    if denied && !caps.has(Cap::DacReadSearch) && !caps.has(Cap::SysAdmin) {
+        return format!(
+            "the service lacks {} ({}): grant it in AmbientCapabilities{alternative}",
+            Cap::DacReadSearch.name(),
+            Cap::DacReadSearch.why()
+        );
+    }
     match paranoid {
         // The Debian patch (security-perf-allow-further-restriction.patch,
         // Debian's kernels since 4.6): perf_event_open fails with EACCES
@@ -457,6 +464,12 @@ mod tests {
         // CAP_SYS_ADMIN held: paranoid 3 is not the cause.
         let a = service_advice(Some(3), caps(&[Cap::SysAdmin, Cap::Bpf]), true, None);
         assert!(!a.contains("perf_event_paranoid"), "{a}");
+        // Refused without CAP_DAC_READ_SEARCH: tracefs, before the sysctl.
+        let a = service_advice(Some(3), caps(&[Cap::Bpf, Cap::Perfmon]), true, None);
+        assert!(
+            a.starts_with("the service lacks CAP_DAC_READ_SEARCH"),
+            "{a}"
+        );
         // A missing capability comes first.
         let a = service_advice(Some(3), caps(&[Cap::Bpf]), true, None);
         assert!(a.starts_with("the service lacks CAP_PERFMON"), "{a}");
