@@ -291,6 +291,67 @@ pub fn service_advice(
     }
 }
 
+/// An argv and an environment for fexecve, built before a fork so that the
+/// child allocates nothing.
+pub struct ExecArgs {
+    _strings: Vec<std::ffi::CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the pointers point into `_strings`, which the struct owns and
+// never changes; the struct is only read (by the child, after fork).
+unsafe impl Send for ExecArgs {}
+// SAFETY: as for Send: nothing is mutated after construction.
+unsafe impl Sync for ExecArgs {}
+
+impl ExecArgs {
+    pub fn new<'a>(
+        argv: impl IntoIterator<Item = &'a str>,
+        env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+        extra_env: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> io::Result<ExecArgs> {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let nul = |e| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let args: Vec<CString> = argv
+            .into_iter()
+            .map(|a| CString::new(a).map_err(nul))
+            .collect::<io::Result<_>>()?;
+        let mut vars: Vec<CString> = Vec::new();
+        for (k, v) in env {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            vars.push(CString::new(kv).map_err(nul)?);
+        }
+        for (k, v) in extra_env {
+            vars.push(CString::new(format!("{k}={v}")).map_err(nul)?);
+        }
+        let ptrs = |list: &[CString]| {
+            let mut p: Vec<*const libc::c_char> = list.iter().map(|c| c.as_ptr()).collect();
+            p.push(std::ptr::null());
+            p
+        };
+        let (argv, envp) = (ptrs(&args), ptrs(&vars));
+        let mut strings = args;
+        strings.extend(vars);
+        Ok(ExecArgs {
+            _strings: strings,
+            argv,
+            envp,
+        })
+    }
+
+    /// Executes the file open at `fd`; returns only on failure.
+    pub fn fexecve(&self, fd: std::os::fd::RawFd) -> io::Error {
+        // SAFETY: argv and envp are NULL-terminated arrays of pointers to
+        // NUL-terminated strings that self owns for the call's duration.
+        unsafe { libc::fexecve(fd, self.argv.as_ptr(), self.envp.as_ptr()) };
+        io::Error::last_os_error()
+    }
+}
+
 /// In a child between fork and exec: become `uid`/`gid` holding exactly
 /// `caps` as ambient capabilities (kept across exec, as systemd's
 /// AmbientCapabilities= does), with no new privileges and a bounding set of

@@ -6,6 +6,7 @@
 //! person or as JSON (`--format json`, schema_version 1) for scripts.
 
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -386,14 +387,28 @@ struct ChildVerdict {
 /// user SERVICE_UID, and reads its backends.
 fn probe_as_service(caps: Caps) -> Result<Vec<ChildVerdict>> {
     let exe = std::env::current_exe()?;
+    // The child executes this binary through a descriptor opened here, as
+    // root: uid 65534 may not be able to traverse the folders that hold it
+    // (a checkout under /root), and the service's user reaches its binary
+    // in /usr/bin anyway.
+    let exe_file = std::fs::File::open("/proc/self/exe")
+        .map_err(|e| anyhow::anyhow!("opening /proc/self/exe: {e}"))?;
+    let exec = privileges::ExecArgs::new(
+        ["nwtrace", "doctor", "--format", "json"],
+        std::env::vars_os().filter(|(k, _)| k != "NO_COLOR"),
+        [("NO_COLOR", "1")],
+    )?;
+    let fd = exe_file.as_raw_fd();
     let mut cmd = Command::new(&exe);
-    cmd.args(["doctor", "--format", "json"])
-        .env("NO_COLOR", "1");
     // SAFETY: the closure runs in the forked child before exec and makes
     // only async-signal-safe syscalls (prctl, setgroups, setres[ug]id,
-    // capset); it allocates nothing.
+    // capset, fexecve); it allocates nothing: exec's arrays were built
+    // before the fork, and exe_file outlives the child (output() waits).
     unsafe {
-        cmd.pre_exec(move || privileges::become_service(caps, SERVICE_UID, SERVICE_UID));
+        cmd.pre_exec(move || {
+            privileges::become_service(caps, SERVICE_UID, SERVICE_UID)?;
+            Err(exec.fexecve(fd))
+        });
     }
     let out = cmd.output().map_err(|e| {
         anyhow::anyhow!(
@@ -401,6 +416,7 @@ fn probe_as_service(caps: Caps) -> Result<Vec<ChildVerdict>> {
             exe.display()
         )
     })?;
+    drop(exe_file);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| {
         anyhow::anyhow!(
             "doctor as uid {SERVICE_UID} with {} gave no report: {}",
