@@ -16,6 +16,7 @@ use std::path::Path;
 /// A capability nwtrace may need, with its bit number in CapEff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cap {
+    DacOverride = 1,
     DacReadSearch = 2,
     SysAdmin = 21,
     Perfmon = 38,
@@ -25,6 +26,7 @@ pub enum Cap {
 impl Cap {
     pub fn name(self) -> &'static str {
         match self {
+            Cap::DacOverride => "CAP_DAC_OVERRIDE",
             Cap::DacReadSearch => "CAP_DAC_READ_SEARCH",
             Cap::SysAdmin => "CAP_SYS_ADMIN",
             Cap::Perfmon => "CAP_PERFMON",
@@ -34,6 +36,7 @@ impl Cap {
 
     fn why(self) -> &'static str {
         match self {
+            Cap::DacOverride => "to write kprobe_events in tracefs, when not uid 0",
             Cap::DacReadSearch => {
                 "to read the tracepoint ids in tracefs, a root-only folder, when not uid 0"
             }
@@ -252,6 +255,7 @@ pub fn perf_event_paranoid() -> Option<i32> {
 /// EPERM/EACCES. `other_works`: a backend that does work as the service,
 /// if any.
 pub fn service_advice(
+    backend: &str,
     paranoid: Option<i32>,
     caps: Caps,
     denied: bool,
@@ -266,6 +270,18 @@ pub fn service_advice(
             "the service lacks {} ({}): grant it in AmbientCapabilities",
             cap.name(),
             cap.why()
+        );
+    }
+    // README, "Least privilege": kprobe also writes kprobe_events in
+    // tracefs (the kretprobes' maxactive), before any perf_event_open.
+    if backend == "kprobe" && denied && !caps.has(Cap::DacOverride) {
+        return format!(
+            "the kprobe backend writes kprobe_events in tracefs, which a non-root user cannot without CAP_DAC_OVERRIDE{}{alternative}",
+            if paranoid.is_some_and(|p| p >= 3) {
+                " (and at kernel.perf_event_paranoid>=3 it attaches through perf_event_open, which needs CAP_SYS_ADMIN)"
+            } else {
+                ""
+            }
         );
     }
     if denied && !caps.has(Cap::DacReadSearch) && !caps.has(Cap::SysAdmin) {
@@ -505,34 +521,68 @@ mod tests {
     #[test]
     fn advice_names_paranoid_3_and_the_fixes() {
         let service = Caps::parse(SERVICE_CAPS).unwrap();
-        let a = service_advice(Some(3), service, true, None);
+        let a = service_advice("tracepoint", Some(3), service, true, None);
         assert!(a.starts_with("kernel.perf_event_paranoid=3 (Debian"), "{a}");
         assert!(
             a.contains("needs CAP_SYS_ADMIN") && a.contains("kernel.perf_event_paranoid=2"),
             "{a}"
         );
         assert!(!a.contains("--backend") && !a.contains('\n'), "{a}");
-        let a = service_advice(Some(3), service, true, Some("fentry"));
+        let a = service_advice("tracepoint", Some(3), service, true, Some("fentry"));
         assert!(a.contains("--backend fentry"), "{a}");
         // Paranoid 2, or a failure that is not a refusal: not the sysctl.
-        let a = service_advice(Some(2), service, true, None);
+        let a = service_advice("tracepoint", Some(2), service, true, None);
         assert!(
             !a.contains("perf_event_paranoid") && a.contains("security policy"),
             "{a}"
         );
-        let a = service_advice(Some(3), service, false, None);
+        let a = service_advice("tracepoint", Some(3), service, false, None);
         assert!(!a.contains("perf_event_paranoid"), "{a}");
         // CAP_SYS_ADMIN held: paranoid 3 is not the cause.
-        let a = service_advice(Some(3), caps(&[Cap::SysAdmin, Cap::Bpf]), true, None);
+        let a = service_advice(
+            "tracepoint",
+            Some(3),
+            caps(&[Cap::SysAdmin, Cap::Bpf]),
+            true,
+            None,
+        );
         assert!(!a.contains("perf_event_paranoid"), "{a}");
         // Refused without CAP_DAC_READ_SEARCH: tracefs, before the sysctl.
-        let a = service_advice(Some(3), caps(&[Cap::Bpf, Cap::Perfmon]), true, None);
+        let a = service_advice(
+            "tracepoint",
+            Some(3),
+            caps(&[Cap::Bpf, Cap::Perfmon]),
+            true,
+            None,
+        );
         assert!(
             a.starts_with("the service lacks CAP_DAC_READ_SEARCH"),
             "{a}"
         );
+        // kprobe's own write into tracefs.
+        let a = service_advice("kprobe", Some(2), service, true, Some("fentry"));
+        assert!(
+            a.starts_with("the kprobe backend writes kprobe_events")
+                && a.contains("CAP_DAC_OVERRIDE"),
+            "{a}"
+        );
+        assert!(
+            !a.contains("perf_event_paranoid") && a.contains("--backend fentry"),
+            "{a}"
+        );
+        let a = service_advice("kprobe", Some(3), service, true, None);
+        assert!(
+            a.contains("CAP_DAC_OVERRIDE") && a.contains("needs CAP_SYS_ADMIN"),
+            "{a}"
+        );
+        let with_override = Caps(service.0 | 1 << Cap::DacOverride as u32);
+        let a = service_advice("kprobe", Some(3), with_override, true, None);
+        assert!(
+            a.starts_with("kernel.perf_event_paranoid=3 (Debian)"),
+            "{a}"
+        );
         // A missing capability comes first.
-        let a = service_advice(Some(3), caps(&[Cap::Bpf]), true, None);
+        let a = service_advice("tracepoint", Some(3), caps(&[Cap::Bpf]), true, None);
         assert!(a.starts_with("the service lacks CAP_PERFMON"), "{a}");
     }
 }

@@ -480,6 +480,7 @@ fn examine_as_service(root: &DoctorReport, caps: Option<&str>) -> Result<Service
                     // Unsupported here whoever runs it: root's verdict says why.
                     (false, false) => Some("unsupported here, as root too (see above)".to_string()),
                     (false, true) => Some(privileges::service_advice(
+                        &name,
                         paranoid,
                         caps,
                         denied,
