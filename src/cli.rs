@@ -199,6 +199,19 @@ pub struct DoctorArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
     pub format: DoctorFormat,
+
+    /// Also try every backend as the nwtrace service would run: a non-root
+    /// user holding only the unit's AmbientCapabilities (read from the
+    /// installed unit and its drop-ins), with kernel.perf_event_paranoid as
+    /// it is; say per backend what is missing and how to fix it. Needs root.
+    #[arg(long)]
+    pub as_service: bool,
+
+    /// With --as-service: try these capabilities instead of the unit's,
+    /// e.g. "CAP_BPF CAP_PERFMON CAP_SYS_ADMIN" to see what a drop-in would
+    /// change.
+    #[arg(long, value_name = "CAPS", requires = "as_service")]
+    pub service_caps: Option<String>,
 }
 
 /// `--backend`'s values: `auto`, then every backend of the table.

@@ -146,3 +146,133 @@ fn doctor_into_a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.is_empty(), "quiet: {err}");
 }
+
+/// `doctor --as-service` tries each backend in a child that holds only the
+/// service's capabilities as uid 65534, and says per backend what is
+/// missing. Checked against root's own verdicts and the sysctl.
+#[test]
+fn doctor_as_service_drops_to_the_units_capabilities() {
+    if skip_without_root("doctor_as_service_drops_to_the_units_capabilities") {
+        return;
+    }
+    let run = |extra: &[&str]| {
+        let out = Command::new(nwtrace_bin())
+            .args(["doctor", "--as-service", "--format", "json"])
+            .args(extra)
+            .output()
+            .expect("running doctor --as-service");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("no JSON: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let root_works = |report: &serde_json::Value, name: &str| {
+        report["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == name && v["works"] == true)
+    };
+    let paranoid: i64 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let (code, report) = run(&[]);
+    let service = &report["service"];
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(service["uid"], 65534, "{service}");
+    assert_eq!(service["perf_event_paranoid"], paranoid, "{service}");
+    // The unit's set: the installed unit's, else the packaged one.
+    let unit = [
+        "/etc/systemd/system",
+        "/run/systemd/system",
+        "/lib/systemd/system",
+    ]
+    .iter()
+    .map(|d| std::path::Path::new(d).join("nwtrace.service"))
+    .find(|p| p.exists());
+    if unit.is_none() {
+        assert_eq!(
+            service["capabilities"],
+            serde_json::json!(["CAP_DAC_READ_SEARCH", "CAP_PERFMON", "CAP_BPF"]),
+            "{service}"
+        );
+    }
+    let verdicts = service["backends"].as_array().expect("service backends");
+    assert_eq!(verdicts.len(), 3, "{service}");
+    for v in verdicts {
+        let name = v["name"].as_str().unwrap();
+        let works = v["works"].as_bool().unwrap();
+        assert_eq!(works, v["fix"].is_null(), "{v}");
+        if !root_works(&report, name) {
+            // What root cannot do, the service cannot either.
+            assert!(!works, "{v}");
+            assert!(v["fix"].as_str().unwrap().contains("as root too"), "{v}");
+        } else if paranoid <= 2 && unit.is_none() {
+            // The README's least-privilege claim: the three capabilities
+            // are enough for whatever root can use, at paranoid <= 2.
+            assert!(works, "{v}");
+        } else if !works && paranoid >= 3 {
+            assert!(
+                v["fix"].as_str().unwrap().contains("perf_event_paranoid"),
+                "{v}"
+            );
+        }
+    }
+    let first = verdicts.iter().find(|v| v["works"] == true);
+    assert_eq!(
+        service["backend"],
+        first.map_or(serde_json::Value::Null, |v| v["name"].clone())
+    );
+    assert_eq!(code, Some(if first.is_some() { 0 } else { 1 }), "{service}");
+
+    // The child really holds only what it is given: without
+    // CAP_DAC_READ_SEARCH, uid 65534 cannot read the tracepoint ids, so a
+    // backend root can use fails, and the fix names that capability.
+    let (code, report) = run(&["--service-caps", "CAP_BPF CAP_PERFMON"]);
+    let service = &report["service"];
+    assert_eq!(
+        service["capabilities"],
+        serde_json::json!(["CAP_PERFMON", "CAP_BPF"])
+    );
+    assert_eq!(service["backend"], serde_json::Value::Null, "{service}");
+    assert_eq!(code, Some(1));
+    for v in service["backends"].as_array().unwrap() {
+        assert_eq!(v["works"], false, "{v}");
+        if root_works(&report, v["name"].as_str().unwrap()) {
+            assert!(
+                v["fix"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("the service lacks CAP_DAC_READ_SEARCH"),
+                "{v}"
+            );
+        }
+    }
+
+    // The text says the same, one line per backend.
+    let out = Command::new(nwtrace_bin())
+        .args(["doctor", "--as-service", "--service-caps", "CAP_BPF"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let section = text.split("result as the service").nth(1).expect(&text);
+    for name in ["fentry", "tracepoint", "kprobe"] {
+        let line = section
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} line:\n{text}"));
+        assert!(
+            line.starts_with(&format!("{name:<18}does not work: ")),
+            "{line}"
+        );
+    }
+    assert!(
+        section
+            .lines()
+            .any(|l| l.starts_with(&format!("{:<18}NOTHING", "service would use"))),
+        "{text}"
+    );
+}

@@ -151,7 +151,7 @@ impl Session {
             }
         }
         anyhow::bail!(
-            "no backend works on kernel {} ({}); run nwtrace doctor for details",
+            "no backend works on kernel {} ({}); run nwtrace doctor for details (for the service: nwtrace doctor --as-service, as root)",
             facts::kernel_release(),
             failures.join("; ")
         )

@@ -6,7 +6,10 @@
 //! person or as JSON (`--format json`, schema_version 1) for scripts.
 
 use std::io::{self, Write};
-use std::process::ExitCode;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitCode};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -14,6 +17,7 @@ use serde::Serialize;
 use crate::capture::backends::{BACKENDS, Backend, BackendDef};
 use crate::capture::facts::{self, KernelFacts};
 use crate::capture::load::{self, Filters, LoadOptions};
+use crate::capture::privileges::{self, Caps, SERVICE_CAPS};
 use crate::cli::{DoctorArgs, DoctorFormat};
 
 #[derive(Debug, Serialize)]
@@ -33,6 +37,37 @@ pub struct DoctorReport {
     pub backends: Vec<BackendVerdict>,
     /// The backend `record --backend auto` would use; None when none works.
     pub record_would_use: Option<&'static str>,
+    /// With --as-service: the same backends tried as the service runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceReport>,
+}
+
+/// `doctor --as-service`: every backend tried by a child that holds only
+/// the unit's capabilities, as a non-root user (as DynamicUser=yes does).
+#[derive(Debug, Serialize)]
+pub struct ServiceReport {
+    /// The capabilities the unit grants (AmbientCapabilities=).
+    pub capabilities: Vec<&'static str>,
+    /// Where they were read: the unit file and drop-ins, or the packaged
+    /// default when no unit is installed.
+    pub capabilities_from: String,
+    /// The user the child ran as.
+    pub uid: u32,
+    /// kernel.perf_event_paranoid; null when unreadable.
+    pub perf_event_paranoid: Option<i32>,
+    pub backends: Vec<ServiceVerdict>,
+    /// The backend the service would use; None: the service cannot start.
+    pub backend: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceVerdict {
+    pub name: String,
+    pub works: bool,
+    /// The error the child met, in one line.
+    pub error: Option<String>,
+    /// What is missing and how to fix it, in one line.
+    pub fix: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,6 +85,8 @@ pub struct BackendVerdict {
     /// socket hooks are tracing programs, and the kernel is 5.12+); the
     /// column is empty otherwise.
     pub socket_cookie: bool,
+    /// The failure was a refusal (EPERM or EACCES).
+    pub denied: bool,
 }
 
 /// A hint for the failures users meet, keyed on the OS error behind them.
@@ -81,13 +118,18 @@ fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict 
         columns: Default::default(),
         ring_size: 4096,
     };
-    let (works, error, hint) = match load::load_and_attach(def, facts, &opts) {
+    let (works, error, hint, denied) = match load::load_and_attach(def, facts, &opts) {
         // Dropping it detaches and unloads.
         Ok(loaded) => {
             drop(loaded);
-            (true, None, None)
+            (true, None, None, false)
         }
-        Err(e) => (false, Some(load::one_line(&e)), hint(def.backend, &e)),
+        Err(e) => (
+            false,
+            Some(load::one_line(&e)),
+            hint(def.backend, &e),
+            is_denied(&e),
+        ),
     };
     BackendVerdict {
         name: def.name,
@@ -97,7 +139,18 @@ fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict 
         sees: def.sees,
         needs: def.needs,
         socket_cookie: load::backend_has_cookie(def, facts),
+        denied,
     }
+}
+
+/// EPERM or EACCES anywhere in the error's chain.
+fn is_denied(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<libbpf_rs::Error>()
+            .is_some_and(|e| e.kind() == libbpf_rs::ErrorKind::PermissionDenied)
+            || c.downcast_ref::<io::Error>()
+                .is_some_and(|e| matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)))
+    })
 }
 
 pub fn examine() -> Result<DoctorReport> {
@@ -130,6 +183,7 @@ pub fn examine() -> Result<DoctorReport> {
         mptcp_enabled: facts::mptcp_enabled(),
         backends: Vec::new(),
         record_would_use: None,
+        service: None,
     };
     if !btf || !privileged {
         return Ok(report);
@@ -272,18 +326,249 @@ fn write_text(out: &mut impl Write, r: &DoctorReport) -> io::Result<()> {
     }
 }
 
+/// Where systemd looks for the unit, in its order of precedence, and for
+/// drop-ins.
+const UNIT_DIRS: [&str; 3] = [
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/lib/systemd/system",
+];
+const UNIT: &str = "nwtrace.service";
+/// The user the child runs as: nobody, as unprivileged as a DynamicUser.
+const SERVICE_UID: u32 = 65534;
+
+/// The unit's AmbientCapabilities, as systemd would read them, and where
+/// from; the packaged set when no unit is installed.
+fn service_caps() -> Result<(Caps, String)> {
+    let Some(unit) = UNIT_DIRS
+        .iter()
+        .map(|d| Path::new(d).join(UNIT))
+        .find(|p| p.exists())
+    else {
+        return Ok((
+            Caps::parse(SERVICE_CAPS).map_err(anyhow::Error::msg)?,
+            format!("the packaged unit; {UNIT} is not installed"),
+        ));
+    };
+    let mut files = vec![unit];
+    let mut dropins: Vec<_> = UNIT_DIRS
+        .iter()
+        .filter_map(|d| std::fs::read_dir(Path::new(d).join(format!("{UNIT}.d"))).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+        .collect();
+    dropins.sort_by_key(|p| p.file_name().map(|n| n.to_owned()));
+    files.extend(dropins);
+    let texts = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display())))
+        .collect::<Result<Vec<_>>>()?;
+    let list = privileges::unit_ambient_caps(texts.iter().map(String::as_str)).unwrap_or_default();
+    let caps = Caps::parse(&list)
+        .map_err(|e| anyhow::anyhow!("{}: AmbientCapabilities: {e}", files[0].display()))?;
+    let from = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((caps, from))
+}
+
+/// One backend as the child saw it.
+struct ChildVerdict {
+    name: String,
+    works: bool,
+    error: Option<String>,
+    denied: bool,
+}
+
+/// Runs `nwtrace doctor --format json` in a child holding only `caps` as
+/// user SERVICE_UID, and reads its backends.
+fn probe_as_service(caps: Caps) -> Result<Vec<ChildVerdict>> {
+    let exe = std::env::current_exe()?;
+    // The child executes this binary through a descriptor opened here, as
+    // root: uid 65534 may not be able to traverse the folders that hold it
+    // (a checkout under /root), and the service's user reaches its binary
+    // in /usr/bin anyway.
+    let exe_file = std::fs::File::open("/proc/self/exe")
+        .map_err(|e| anyhow::anyhow!("opening /proc/self/exe: {e}"))?;
+    let exec = privileges::ExecArgs::new(
+        ["nwtrace", "doctor", "--format", "json"],
+        std::env::vars_os().filter(|(k, _)| k != "NO_COLOR"),
+        [("NO_COLOR", "1")],
+    )?;
+    let fd = exe_file.as_raw_fd();
+    let mut cmd = Command::new(&exe);
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // only async-signal-safe syscalls (prctl, setgroups, setres[ug]id,
+    // capset, fexecve); it allocates nothing: exec's arrays were built
+    // before the fork, and exe_file outlives the child (output() waits).
+    unsafe {
+        cmd.pre_exec(move || {
+            privileges::become_service(caps, SERVICE_UID, SERVICE_UID)?;
+            Err(exec.fexecve(fd))
+        });
+    }
+    let out = cmd.output().map_err(|e| {
+        anyhow::anyhow!(
+            "could not run {} as uid {SERVICE_UID} with the service's capabilities: {e}",
+            exe.display()
+        )
+    })?;
+    drop(exe_file);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| {
+        anyhow::anyhow!(
+            "doctor as uid {SERVICE_UID} with {} gave no report: {}",
+            caps.names().join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    if report["privileged"] != true {
+        // Without CAP_BPF and CAP_PERFMON the child tries nothing.
+        return Ok(BACKENDS
+            .iter()
+            .map(|b| ChildVerdict {
+                name: b.name.to_string(),
+                works: false,
+                error: None,
+                denied: true,
+            })
+            .collect());
+    }
+    Ok(report["backends"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| ChildVerdict {
+            name: v["name"].as_str().unwrap_or("?").to_string(),
+            works: v["works"] == true,
+            error: v["error"].as_str().map(str::to_string),
+            denied: v["denied"] == true,
+        })
+        .collect())
+}
+
+fn examine_as_service(root: &DoctorReport, caps: Option<&str>) -> Result<ServiceReport> {
+    if !privileges::Caps::effective().has(privileges::Cap::SysAdmin) {
+        anyhow::bail!(
+            "doctor --as-service needs root: it drops to the service's user and capabilities in a child"
+        );
+    }
+    let (caps, from) = match caps {
+        Some(list) => (
+            Caps::parse(list).map_err(|e| anyhow::anyhow!("--service-caps: {e}"))?,
+            "--service-caps".to_string(),
+        ),
+        None => service_caps()?,
+    };
+    let paranoid = privileges::perf_event_paranoid();
+    let tried = probe_as_service(caps)?;
+    let backend = tried.iter().find(|t| t.works).map(|t| t.name.clone());
+    let backends = tried
+        .into_iter()
+        .map(
+            |ChildVerdict {
+                 name,
+                 works,
+                 error,
+                 denied,
+             }| {
+                let root_works = root.backends.iter().any(|b| b.name == name && b.works);
+                let fix = match (works, root_works) {
+                    (true, _) => None,
+                    // Unsupported here whoever runs it: root's verdict says why.
+                    (false, false) => Some("unsupported here, as root too (see above)".to_string()),
+                    (false, true) => Some(privileges::service_advice(
+                        &name,
+                        paranoid,
+                        caps,
+                        denied,
+                        backend.as_deref(),
+                    )),
+                };
+                ServiceVerdict {
+                    name,
+                    works,
+                    error,
+                    fix,
+                }
+            },
+        )
+        .collect();
+    Ok(ServiceReport {
+        capabilities: caps.names(),
+        capabilities_from: from,
+        uid: SERVICE_UID,
+        perf_event_paranoid: paranoid,
+        backends,
+        backend,
+    })
+}
+
+fn write_service_text(out: &mut impl Write, s: &ServiceReport) -> io::Result<()> {
+    writeln!(
+        out,
+        "\n{:<18}uid {}, no new privileges, only {} (from {})",
+        "as the service",
+        s.uid,
+        s.capabilities.join(" "),
+        s.capabilities_from
+    )?;
+    let paranoid = match s.perf_event_paranoid {
+        Some(p) if p >= 3 => format!(
+            "kernel.perf_event_paranoid={p}: on Debian's kernels perf_event_open then needs CAP_SYS_ADMIN (CAP_PERFMON is not enough)"
+        ),
+        Some(p) => {
+            format!("kernel.perf_event_paranoid={p}: CAP_PERFMON is enough for perf_event_open")
+        }
+        None => "unreadable".to_string(),
+    };
+    writeln!(out, "{:<18}{paranoid}", "paranoid sysctl")?;
+    writeln!(out, "\n{:<18}result as the service", "backend")?;
+    for v in &s.backends {
+        let text = match (&v.error, &v.fix) {
+            (_, None) => "works".to_string(),
+            (Some(e), Some(f)) => format!("does not work: {f} ({e})"),
+            (None, Some(f)) => format!("does not work: {f}"),
+        };
+        writeln!(out, "{:<18}{text}", v.name)?;
+    }
+    writeln!(out)?;
+    match &s.backend {
+        Some(b) => writeln!(out, "{:<18}{b}", "service would use"),
+        None => writeln!(
+            out,
+            "{:<18}NOTHING: the service cannot start; the lines above say what to change",
+            "service would use"
+        ),
+    }
+}
+
 pub fn doctor(args: DoctorArgs) -> Result<ExitCode> {
-    let report = examine()?;
+    let mut report = examine()?;
+    if args.as_service {
+        report.service = Some(examine_as_service(&report, args.service_caps.as_deref())?);
+    }
     let mut out = io::stdout().lock();
     match args.format {
-        DoctorFormat::Text => write_text(&mut out, &report)?,
+        DoctorFormat::Text => {
+            write_text(&mut out, &report)?;
+            if let Some(s) = &report.service {
+                write_service_text(&mut out, s)?;
+            }
+        }
         DoctorFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;
         }
     }
     out.flush()?;
-    Ok(if report.record_would_use.is_some() {
+    let works = match &report.service {
+        Some(s) => s.backend.is_some(),
+        None => report.record_would_use.is_some(),
+    };
+    Ok(if works {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
