@@ -348,6 +348,19 @@ static __always_inline bool thread_wanted(void)
  */
 #define KREAD(direct, ptr, field) ((direct) ? (ptr)->field : BPF_CORE_READ(ptr, field))
 
+/* The current task's saved user registers, task_pt_regs(), without
+ * bpf_task_pt_regs(), which arrived in 5.15 (commit dd6e10fbd9fb): the top
+ * of the task's kernel stack. x86_64 THREAD_SIZE is 16 KiB (no KASAN in
+ * distro kernels) with no padding above the registers. Not a BTF pointer:
+ * read it with BPF_CORE_READ. */
+static __always_inline struct pt_regs *stack_pt_regs(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	void *stack = BPF_CORE_READ(task, stack);
+
+	return (struct pt_regs *)(stack + 16384 - bpf_core_type_size(struct pt_regs));
+}
+
 /* The syscall the current thread is in, or -1 outside a syscall. */
 static __always_inline long current_syscall_nr(bool direct)
 {
@@ -359,14 +372,7 @@ static __always_inline long current_syscall_nr(bool direct)
 		return KREAD(direct, regs, orig_ax);
 #endif
 	} else {
-		/* bpf_task_pt_regs() arrived in 5.15 (commit dd6e10fbd9fb).
-		 * Before it, task_pt_regs() is the top of the task's kernel
-		 * stack: x86_64 THREAD_SIZE is 16 KiB (no KASAN in distro
-		 * kernels) with no padding above the registers. */
-		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-		void *stack = BPF_CORE_READ(task, stack);
-
-		regs = (struct pt_regs *)(stack + 16384 - bpf_core_type_size(struct pt_regs));
+		regs = stack_pt_regs();
 	}
 #if defined(__TARGET_ARCH_x86)
 	return BPF_CORE_READ(regs, orig_ax);
@@ -1645,8 +1651,13 @@ int tp_exit_recvmmsg(struct nw_sys_exit *ctx)
 #define NW_PF_KTHREAD 0x00200000
 
 /* The syscall wrapper's arguments: pt_regs as the syscall entry saved
- * them (x86_64: di, si, dx, r10, r8, r9). fentry reads them directly
- * (BTF pointer); a kprobe reads them with probe reads. */
+ * them (x86_64: di, si, dx, r10, r8, r9). A kprobe has the wrapper's
+ * pt_regs pointer and reads it with probe reads. fentry does not use its
+ * argument: on 5.10 its BTF type is a pointer to a forward declaration
+ * (the wrapper's file never defines struct pt_regs), and the 5.10
+ * verifier refuses to load a program that reads it ("arg0 type FWD is not
+ * a struct"). The wrapper's regs are the task's own saved registers, so
+ * fentry reads those instead (fentry_syscall_entry()). */
 static __always_inline void socket_syscall_entry(struct pt_regs *regs, enum nw_op op, bool direct)
 {
 	long nr = KREAD(direct, regs, orig_ax);
@@ -1662,6 +1673,18 @@ static __always_inline void socket_syscall_entry(struct pt_regs *regs, enum nw_o
 		arm(nr, op, KREAD(direct, regs, si), 0, KREAD(direct, regs, r10));
 }
 
+/* fentry on a socket syscall wrapper: the task's registers, with direct
+ * loads where bpf_task_pt_regs() gives a BTF pointer (5.15+). The verifier
+ * keeps only the branch this kernel takes. */
+static __always_inline void fentry_syscall_entry(enum nw_op op)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		socket_syscall_entry((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()),
+				     op, true);
+	else
+		socket_syscall_entry(stack_pt_regs(), op, false);
+}
+
 /* sendfile64(out_fd, in_fd, ...), splice(fd_in, off_in, fd_out, ...) */
 static __always_inline void splice_syscall_entry(struct pt_regs *regs, bool sendfile, bool direct)
 {
@@ -1671,6 +1694,16 @@ static __always_inline void splice_syscall_entry(struct pt_regs *regs, bool send
 		arm_splice(nr, KREAD(direct, regs, di), KREAD(direct, regs, si));
 	else
 		arm_splice(nr, KREAD(direct, regs, dx), KREAD(direct, regs, di));
+}
+
+/* fentry on sendfile64/splice, as fentry_syscall_entry(). */
+static __always_inline void fentry_splice_entry(bool sendfile)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		splice_syscall_entry((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()),
+				     sendfile, true);
+	else
+		splice_syscall_entry(stack_pt_regs(), sendfile, false);
 }
 
 /* sock_write_iter/sock_read_iter: arm a plain write/read, but only inside
@@ -1696,44 +1729,44 @@ static __always_inline void sock_iter_entry(struct kiocb *iocb, bool write, bool
 }
 
 SEC("fentry/__x64_sys_sendto")
-int BPF_PROG(fentry_sys_sendto, struct pt_regs *regs)
+int fentry_sys_sendto(void *ctx)
 {
-	socket_syscall_entry(regs, NW_OP_SENDTO, true);
+	fentry_syscall_entry(NW_OP_SENDTO);
 	return 0;
 }
 
 SEC("fentry/__x64_sys_sendmsg")
-int BPF_PROG(fentry_sys_sendmsg, struct pt_regs *regs)
+int fentry_sys_sendmsg(void *ctx)
 {
-	socket_syscall_entry(regs, NW_OP_SENDMSG, true);
+	fentry_syscall_entry(NW_OP_SENDMSG);
 	return 0;
 }
 
 SEC("fentry/__x64_sys_sendmmsg")
-int BPF_PROG(fentry_sys_sendmmsg, struct pt_regs *regs)
+int fentry_sys_sendmmsg(void *ctx)
 {
-	socket_syscall_entry(regs, NW_OP_SENDMMSG, true);
+	fentry_syscall_entry(NW_OP_SENDMMSG);
 	return 0;
 }
 
 SEC("fentry/__x64_sys_recvfrom")
-int BPF_PROG(fentry_sys_recvfrom, struct pt_regs *regs)
+int fentry_sys_recvfrom(void *ctx)
 {
-	socket_syscall_entry(regs, NW_OP_RECVFROM, true);
+	fentry_syscall_entry(NW_OP_RECVFROM);
 	return 0;
 }
 
 SEC("fentry/__x64_sys_recvmsg")
-int BPF_PROG(fentry_sys_recvmsg, struct pt_regs *regs)
+int fentry_sys_recvmsg(void *ctx)
 {
-	socket_syscall_entry(regs, NW_OP_RECVMSG, true);
+	fentry_syscall_entry(NW_OP_RECVMSG);
 	return 0;
 }
 
 SEC("fentry/__x64_sys_recvmmsg")
-int BPF_PROG(fentry_sys_recvmmsg, struct pt_regs *regs)
+int fentry_sys_recvmmsg(void *ctx)
 {
-	socket_syscall_entry(regs, NW_OP_RECVMMSG, true);
+	fentry_syscall_entry(NW_OP_RECVMMSG);
 	return 0;
 }
 
@@ -1752,30 +1785,31 @@ int BPF_PROG(fentry_sock_read_iter, struct kiocb *iocb)
 }
 
 SEC("fentry/__x64_sys_sendfile64")
-int BPF_PROG(fentry_sys_sendfile64, struct pt_regs *regs)
+int fentry_sys_sendfile64(void *ctx)
 {
-	splice_syscall_entry(regs, true, true);
+	fentry_splice_entry(true);
 	return 0;
 }
 
 SEC("fentry/__x64_sys_splice")
-int BPF_PROG(fentry_sys_splice, struct pt_regs *regs)
+int fentry_sys_splice(void *ctx)
 {
-	splice_syscall_entry(regs, false, true);
+	fentry_splice_entry(false);
 	return 0;
 }
 
+/* The return value follows the one argument (regs, not read: see above). */
 SEC("fexit/__x64_sys_sendfile64")
-int BPF_PROG(fexit_sys_sendfile64, struct pt_regs *regs, long ret)
+int fexit_sys_sendfile64(__u64 *ctx)
 {
-	splice_exit(regs->orig_ax, ret);
+	splice_exit(current_syscall_nr(true), (long)CTX_LOAD(ctx, 8));
 	return 0;
 }
 
 SEC("fexit/__x64_sys_splice")
-int BPF_PROG(fexit_sys_splice, struct pt_regs *regs, long ret)
+int fexit_sys_splice(__u64 *ctx)
 {
-	splice_exit(regs->orig_ax, ret);
+	splice_exit(current_syscall_nr(true), (long)CTX_LOAD(ctx, 8));
 	return 0;
 }
 
