@@ -1824,6 +1824,53 @@ fn check_cgroup_rows(rows: &[Row], inside: &[Expected], cg: &Cgroups) -> Vec<Str
     problems
 }
 
+/// A backend attaches what docs/backends.md says, read from the kernel:
+/// fentry no perf event at all (only bpf() links) and no syscall
+/// tracepoint; kprobe no syscall tracepoint; tracepoint its sys_enter_*
+/// ones (which also shows that this check sees them).
+fn check_attach_set(backend: &str, a: &Attached) -> Vec<String> {
+    let syscall_tps = a.syscall_tracepoints();
+    let seen = format!(
+        "perf events {}, links {:?}, hooks {:?}",
+        a.perf_events, a.link_types, a.hooks
+    );
+    let mut problems = Vec::new();
+    match backend {
+        "fentry" => {
+            if a.perf_events != 0 {
+                problems.push(format!("fentry holds perf events: {seen}"));
+            }
+            if !a.link_types.iter().any(|t| t == "tracing") {
+                problems.push(format!(
+                    "fentry holds no tracing (fentry/fexit) link: {seen}"
+                ));
+            }
+        }
+        "kprobe" => {
+            if !a.hooks.iter().any(|(kind, _)| *kind == "kprobe") {
+                problems.push(format!(
+                    "kprobe attached no kprobe that BPF_TASK_FD_QUERY sees: {seen}"
+                ));
+            }
+        }
+        "tracepoint" => {
+            if syscall_tps.is_empty() {
+                problems.push(format!(
+                    "the tracepoint backend attaches sys_enter_*, but none was seen: {seen}"
+                ));
+            }
+            return problems;
+        }
+        other => problems.push(format!("unknown backend {other:?} in the manifest")),
+    }
+    if !syscall_tps.is_empty() {
+        problems.push(format!(
+            "{backend} attached syscall tracepoints {syscall_tps:?}: {seen}"
+        ));
+    }
+    problems
+}
+
 fn main() -> ExitCode {
     if let Ok(procs) = std::env::var(CGROUP_CHILD_ENV) {
         return cgroup_child(&procs);
@@ -1905,6 +1952,10 @@ fn main() -> ExitCode {
             }
         }
     }
+    // What the first tracer has attached, read from the kernel while it
+    // traces (checked below against its backend's claim).
+    let attached = attached_by(all.pid());
+
     // The container starts after the tracers: --container finds its
     // cgroup within a second (twice that, and more, for a slow VM).
     std::fs::create_dir(&cg.scope).expect("making the docker-named cgroup");
@@ -1960,6 +2011,24 @@ fn main() -> ExitCode {
     outcome(
         "tracer runs and exits cleanly into <dir>/<machine-id>/<timestamp>/nw",
         problems,
+    );
+
+    let backend_all = all.manifest()["backend"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut link_counts = std::collections::BTreeMap::new();
+    for t in &attached.link_types {
+        *link_counts.entry(t.as_str()).or_insert(0) += 1;
+    }
+    println!(
+        "     attached by backend {backend_all}: {} perf events, BPF links {link_counts:?}, syscall tracepoints {:?}",
+        attached.perf_events,
+        attached.syscall_tracepoints()
+    );
+    outcome(
+        &format!("attach set of backend {backend_all}: no syscall tracepoint unless tracepoint"),
+        check_attach_set(&backend_all, &attached),
     );
 
     let rows = rows_under(&out_all);

@@ -19,17 +19,20 @@
  * one row per syscall, made by sys_exit_{sendfile64,splice} (see
  * arm_splice()).
  *
- * The fentry and kprobe backends (any kernel with BTF) keep the same
- * syscall entry programs and replace the sock tracepoints with the protocol
- * functions: fexit, or kprobe + kretprobe, on tcp_sendmsg, tcp_recvmsg,
- * udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg, mptcp_sendmsg,
- * mptcp_recvmsg and (before 6.5) tcp_sendpage. They read the peer of an unconnected UDP socket from the
- * kernel's msghdr, so they need no sys_exit program besides the
- * sendfile/splice ones.
+ * The fentry and kprobe backends (any kernel with BTF) attach no syscall
+ * tracepoint at all: the same per-thread state is armed by the x86_64
+ * socket syscall wrappers and sock_read_iter/sock_write_iter (see "fentry
+ * and kprobe backends: the syscalls without syscall tracepoints" below),
+ * and the sock tracepoints are replaced by the protocol functions: fexit,
+ * or kprobe + kretprobe, on tcp_sendmsg, tcp_recvmsg, udp_sendmsg,
+ * udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg, mptcp_sendmsg, mptcp_recvmsg
+ * and (before 6.5) tcp_sendpage. They read the peer of an unconnected UDP
+ * socket from the kernel's msghdr, so they need no hook at the receive's
+ * syscall exit.
  *
- * Program names say their family, and userspace picks by prefix:
- * sys_enter_* and sys_exit_* (every backend), tp_* (tracepoint), fexit_*
- * (fentry), kp_* and krp_* (kprobe).
+ * Program names say their family: sys_enter_*, sys_exit_* and tp_*
+ * (tracepoint), fentry_* and fexit_* (fentry), kp_* and krp_* (kprobe),
+ * uring_* (every backend). docs/backends.md lists them per backend.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -345,6 +348,19 @@ static __always_inline bool thread_wanted(void)
  */
 #define KREAD(direct, ptr, field) ((direct) ? (ptr)->field : BPF_CORE_READ(ptr, field))
 
+/* The current task's saved user registers, task_pt_regs(), without
+ * bpf_task_pt_regs(), which arrived in 5.15 (commit dd6e10fbd9fb): the top
+ * of the task's kernel stack. x86_64 THREAD_SIZE is 16 KiB (no KASAN in
+ * distro kernels) with no padding above the registers. Not a BTF pointer:
+ * read it with BPF_CORE_READ. */
+static __always_inline struct pt_regs *stack_pt_regs(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	void *stack = BPF_CORE_READ(task, stack);
+
+	return (struct pt_regs *)(stack + 16384 - bpf_core_type_size(struct pt_regs));
+}
+
 /* The syscall the current thread is in, or -1 outside a syscall. */
 static __always_inline long current_syscall_nr(bool direct)
 {
@@ -356,14 +372,7 @@ static __always_inline long current_syscall_nr(bool direct)
 		return KREAD(direct, regs, orig_ax);
 #endif
 	} else {
-		/* bpf_task_pt_regs() arrived in 5.15 (commit dd6e10fbd9fb).
-		 * Before it, task_pt_regs() is the top of the task's kernel
-		 * stack: x86_64 THREAD_SIZE is 16 KiB (no KASAN in distro
-		 * kernels) with no padding above the registers. */
-		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-		void *stack = BPF_CORE_READ(task, stack);
-
-		regs = (struct pt_regs *)(stack + 16384 - bpf_core_type_size(struct pt_regs));
+		regs = stack_pt_regs();
 	}
 #if defined(__TARGET_ARCH_x86)
 	return BPF_CORE_READ(regs, orig_ax);
@@ -1018,7 +1027,7 @@ int sys_enter_splice(struct nw_sys_enter *ctx)
 /* The row of an armed sendfile/splice, with the syscall's return value:
  * the bytes it moved, or the errno (a syscall that moved some bytes and
  * then hit an error returns the byte count). */
-static __always_inline void splice_exit(struct nw_sys_exit *ctx)
+static __always_inline void splice_exit(long syscall_nr, long ret)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u16 family = 0, protocol = 0;
@@ -1026,7 +1035,6 @@ static __always_inline void splice_exit(struct nw_sys_exit *ctx)
 	struct nw_event_attr *x;
 	struct sock *sk;
 	__u8 direction;
-	long ret;
 
 	st = state_lookup(false);
 	if (!st || (st->op != NW_OP_SPLICE_SEND && st->op != NW_OP_SPLICE_RECV))
@@ -1034,7 +1042,7 @@ static __always_inline void splice_exit(struct nw_sys_exit *ctx)
 	direction = st->op == NW_OP_SPLICE_SEND ? NW_DIR_SEND : NW_DIR_RECV;
 	st->op = NW_OP_NONE;
 	/* Armed by another syscall whose exit we did not see: not ours. */
-	if (st->syscall_nr != ctx->syscall_nr)
+	if (st->syscall_nr != syscall_nr)
 		return;
 	sk = (struct sock *)st->name;
 	if (!traced_socket(sk, &family, &protocol, false))
@@ -1043,26 +1051,26 @@ static __always_inline void splice_exit(struct nw_sys_exit *ctx)
 	if (!x)
 		return;
 	/* Both are bounded by MAX_RW_COUNT (INT_MAX & PAGE_MASK): fits an int. */
-	ret = ctx->ret;
 	fill_record(x, sk, family, IPPROTO_TCP, direction, (int)ret, tgid, bpf_ktime_get_ns(), st,
 		    false);
 	read_sock_peer(&x->ev, sk, family, false);
 	record_end(x);
 }
 
-/* Every backend loads these (prefix sys_exit_): the row of a sendfile or
- * splice on TCP is made here, whatever saw its chunks. */
+/* The tracepoint backend's: the row of a sendfile or splice on TCP is made
+ * here, whatever saw its chunks (the fentry and kprobe backends make it at
+ * the syscall function's return, fexit_sys_* and krp_sys_*). */
 SEC("tracepoint/syscalls/sys_exit_sendfile64")
 int sys_exit_sendfile64(struct nw_sys_exit *ctx)
 {
-	splice_exit(ctx);
+	splice_exit(ctx->syscall_nr, ctx->ret);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_splice")
 int sys_exit_splice(struct nw_sys_exit *ctx)
 {
-	splice_exit(ctx);
+	splice_exit(ctx->syscall_nr, ctx->ret);
 	return 0;
 }
 
@@ -1383,38 +1391,73 @@ static __always_inline void uring_complete(void *req, void *ctx, __u64 user_data
 	bpf_map_delete_elem(&uring_reqs, &reqp);
 }
 
-/* 6.4 and later (commit 2ad57931db64 renamed io_uring_submit_sqe). */
-SEC("tracepoint/io_uring/io_uring_submit_req")
-int uring_submit_req(struct trace_event_raw_io_uring_submit_req *ctx)
+/*
+ * The io_uring programs are BTF tracepoints (tp_btf), attached through
+ * bpf() alone: no perf event and no tracefs, so that the fentry backend
+ * needs neither. Their arguments are the TP_PROTO's, each a u64 slot of
+ * ctx; the loads use CTX_LOAD() (constant offsets, see fexit_ret()).
+ */
+#define CTX_LOAD(ctx, off)                                                      \
+	({                                                                      \
+		__u64 __v;                                                      \
+		asm volatile("%0 = *(u64 *)(%1 + " #off ")" : "=r"(__v) : "r"(ctx)); \
+		__v;                                                            \
+	})
+
+/* 6.4 and later (commit 2ad57931db64 renamed io_uring_submit_sqe):
+ * TP_PROTO(struct io_kiocb *req). */
+SEC("tp_btf/io_uring_submit_req")
+int uring_submit_req(__u64 *ctx)
 {
-	uring_submit((struct io_kiocb *)ctx->req);
+	uring_submit((struct io_kiocb *)CTX_LOAD(ctx, 0));
 	return 0;
 }
 
-/* 5.19 to 6.3: the same event under its old name, with `req`. */
-SEC("tracepoint/io_uring/io_uring_submit_sqe")
-int uring_submit_sqe(struct trace_event_raw_io_uring_submit_sqe___nw *ctx)
+/* 5.19 to 6.3: the same event under its old name,
+ * TP_PROTO(struct io_kiocb *req, bool force_nonblock). 5.10's has no req
+ * (this program is not loaded there). */
+SEC("tp_btf/io_uring_submit_sqe")
+int uring_submit_sqe(__u64 *ctx)
 {
-	uring_submit((struct io_kiocb *)ctx->req);
+	uring_submit((struct io_kiocb *)CTX_LOAD(ctx, 0));
 	return 0;
 }
 
-/* The record's fields, not tp_btf's arguments: those changed in 6.x to
- * (ctx, req, cqe) while the record kept ctx, req, user_data, res, cflags. */
-SEC("tracepoint/io_uring/io_uring_complete")
-int uring_complete_tp(struct trace_event_raw_io_uring_complete *ctx)
+/* io_uring_complete's arguments changed while its record did not:
+ * TP_PROTO(void *ctx, void *req, u64 user_data, int res, unsigned cflags,
+ * u64 extra1, u64 extra2) from 5.19 (6.1, 6.12), then
+ * TP_PROTO(struct io_ring_ctx *ctx, void *req, struct io_uring_cqe *cqe)
+ * (6.18 has it). Userspace counts them in the kernel's BTF; the verifier
+ * drops the branch the read-only setting rules out. */
+const volatile bool uring_complete_has_cqe = false;
+
+SEC("tp_btf/io_uring_complete")
+int uring_complete_tp(__u64 *ctx)
 {
-	uring_complete(ctx->req, ctx->ctx, ctx->user_data, ctx->res, ctx->cflags, false);
+	if (uring_complete_has_cqe) {
+		struct io_uring_cqe *cqe = (struct io_uring_cqe *)CTX_LOAD(ctx, 16);
+
+		uring_complete((void *)CTX_LOAD(ctx, 8), (void *)CTX_LOAD(ctx, 0),
+			       BPF_CORE_READ(cqe, user_data), BPF_CORE_READ(cqe, res),
+			       BPF_CORE_READ(cqe, flags), false);
+	} else {
+		uring_complete((void *)CTX_LOAD(ctx, 8), (void *)CTX_LOAD(ctx, 0),
+			       CTX_LOAD(ctx, 16), (int)CTX_LOAD(ctx, 24), (__u32)CTX_LOAD(ctx, 32),
+			       false);
+	}
 	return 0;
 }
 
 /* 5.19 and later: a CQE that did not fit the CQ ring (it reaches the
  * application later from the overflow list, or is dropped when the kernel
- * cannot allocate it; the operation happened either way). */
-SEC("tracepoint/io_uring/io_uring_cqe_overflow")
-int uring_overflow_tp(struct trace_event_raw_io_uring_cqe_overflow *ctx)
+ * cannot allocate it; the operation happened either way).
+ * TP_PROTO(void *ctx, unsigned long long user_data, s32 res, u32 cflags,
+ * void *ocqe) on 6.1, 6.12 and 6.18. */
+SEC("tp_btf/io_uring_cqe_overflow")
+int uring_overflow_tp(__u64 *ctx)
 {
-	uring_complete(NULL, ctx->ctx, ctx->user_data, ctx->res, ctx->cflags, true);
+	uring_complete(NULL, (void *)CTX_LOAD(ctx, 0), CTX_LOAD(ctx, 8), (int)CTX_LOAD(ctx, 16),
+		       (__u32)CTX_LOAD(ctx, 24), true);
 	return 0;
 }
 
@@ -1573,6 +1616,288 @@ int tp_exit_recvmmsg(struct nw_sys_exit *ctx)
 	return 0;
 }
 
+/* ---- fentry and kprobe backends: the syscalls without syscall tracepoints -- */
+
+/*
+ * Attaching any syscall tracepoint (syscalls:* or raw_syscalls:*) puts
+ * every thread of the host on the syscall slow path
+ * (SYSCALL_WORK_SYSCALL_TRACEPOINT), and the read/write ones then run on
+ * every file, pipe and device (issue #20). The fentry and kprobe backends
+ * take what those give (start time, the application's flags, the one row
+ * per sendfile/splice) from functions that only socket operations reach:
+ *
+ *   __x64_sys_{sendto,recvfrom,sendmsg,recvmsg,sendmmsg,recvmmsg}
+ *       the x86_64 syscall wrappers (struct pt_regs based since 4.17,
+ *       commit fa697140f9a2), called through the syscall table and so
+ *       never inlined: at entry, arm the thread's state with the flags;
+ *   sock_write_iter / sock_read_iter
+ *       the socket file's write_iter/read_iter, called through f_op only
+ *       for a socket: at entry, arm WRITE/READ when the thread is in
+ *       write/writev or read/readv (as sys_enter_write & co do);
+ *   __x64_sys_{sendfile64,splice}
+ *       at entry arm_splice(), at return the syscall's one row.
+ *
+ * All of them exist as functions in the BTF of 5.10, 6.1, 6.12 and 6.18
+ * (docs/backends.md). The syscall number armed is the one the thread is
+ * in (pt_regs orig_ax), so handle_sock_op() matches the state exactly as
+ * it does for the tracepoints.
+ */
+
+#define NW_NR_READ 0	/* x86_64 syscall numbers */
+#define NW_NR_WRITE 1
+#define NW_NR_READV 19
+#define NW_NR_WRITEV 20
+#define NW_PF_IO_WORKER 0x00000010 /* include/linux/sched.h, 5.5+ */
+#define NW_PF_KTHREAD 0x00200000
+
+/* The syscall wrapper's arguments: pt_regs as the syscall entry saved
+ * them (x86_64: di, si, dx, r10, r8, r9). A kprobe has the wrapper's
+ * pt_regs pointer and reads it with probe reads. fentry does not use its
+ * argument: on 5.10 its BTF type is a pointer to a forward declaration
+ * (the wrapper's file never defines struct pt_regs), and the 5.10
+ * verifier refuses to load a program that reads it ("arg0 type FWD is not
+ * a struct"). The wrapper's regs are the task's own saved registers, so
+ * fentry reads those instead (fentry_syscall_entry()). */
+static __always_inline void socket_syscall_entry(struct pt_regs *regs, enum nw_op op, bool direct)
+{
+	long nr = KREAD(direct, regs, orig_ax);
+
+	if (op == NW_OP_SENDTO) /* sendto(fd, buf, len, flags, dest_addr, addrlen) */
+		arm(nr, op, KREAD(direct, regs, r8), 0, KREAD(direct, regs, r10));
+	else if (op == NW_OP_RECVFROM) /* recvfrom(fd, buf, len, flags, src_addr, addrlen) */
+		arm(nr, op, KREAD(direct, regs, r8), KREAD(direct, regs, r9),
+		    KREAD(direct, regs, r10));
+	else if (op == NW_OP_SENDMSG || op == NW_OP_RECVMSG) /* (fd, msg, flags) */
+		arm(nr, op, KREAD(direct, regs, si), 0, KREAD(direct, regs, dx));
+	else /* sendmmsg(fd, msgvec, vlen, flags), recvmmsg(..., flags, timeout) */
+		arm(nr, op, KREAD(direct, regs, si), 0, KREAD(direct, regs, r10));
+}
+
+/* fentry on a socket syscall wrapper: the task's registers, with direct
+ * loads where bpf_task_pt_regs() gives a BTF pointer (5.15+). The verifier
+ * keeps only the branch this kernel takes. */
+static __always_inline void fentry_syscall_entry(enum nw_op op)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		socket_syscall_entry((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()),
+				     op, true);
+	else
+		socket_syscall_entry(stack_pt_regs(), op, false);
+}
+
+/* sendfile64(out_fd, in_fd, ...), splice(fd_in, off_in, fd_out, ...) */
+static __always_inline void splice_syscall_entry(struct pt_regs *regs, bool sendfile, bool direct)
+{
+	long nr = KREAD(direct, regs, orig_ax);
+
+	if (sendfile)
+		arm_splice(nr, KREAD(direct, regs, di), KREAD(direct, regs, si));
+	else
+		arm_splice(nr, KREAD(direct, regs, dx), KREAD(direct, regs, di));
+}
+
+/* fentry on sendfile64/splice, as fentry_syscall_entry(). */
+static __always_inline void fentry_splice_entry(bool sendfile)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		splice_syscall_entry((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()),
+				     sendfile, true);
+	else
+		splice_syscall_entry(stack_pt_regs(), sendfile, false);
+}
+
+/* sock_write_iter/sock_read_iter: arm a plain write/read, but only inside
+ * the syscalls whose tracepoints armed it before (not in pwritev2, splice,
+ * or an io_uring request; never in an io-wq worker or kernel thread, whose
+ * saved syscall number means nothing), and only on inet sockets. */
+static __always_inline void sock_iter_entry(struct kiocb *iocb, bool write, bool direct)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	long nr = current_syscall_nr(direct);
+	struct socket *sock;
+	__u16 family;
+
+	if (write ? (nr != NW_NR_WRITE && nr != NW_NR_WRITEV)
+		  : (nr != NW_NR_READ && nr != NW_NR_READV))
+		return;
+	if (BPF_CORE_READ(task, flags) & (NW_PF_IO_WORKER | NW_PF_KTHREAD))
+		return;
+	sock = BPF_CORE_READ(iocb, ki_filp, private_data);
+	family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+	if (family == AF_INET || family == AF_INET6)
+		arm(nr, write ? NW_OP_WRITE : NW_OP_READ, 0, 0, 0);
+}
+
+SEC("fentry/__x64_sys_sendto")
+int fentry_sys_sendto(void *ctx)
+{
+	fentry_syscall_entry(NW_OP_SENDTO);
+	return 0;
+}
+
+SEC("fentry/__x64_sys_sendmsg")
+int fentry_sys_sendmsg(void *ctx)
+{
+	fentry_syscall_entry(NW_OP_SENDMSG);
+	return 0;
+}
+
+SEC("fentry/__x64_sys_sendmmsg")
+int fentry_sys_sendmmsg(void *ctx)
+{
+	fentry_syscall_entry(NW_OP_SENDMMSG);
+	return 0;
+}
+
+SEC("fentry/__x64_sys_recvfrom")
+int fentry_sys_recvfrom(void *ctx)
+{
+	fentry_syscall_entry(NW_OP_RECVFROM);
+	return 0;
+}
+
+SEC("fentry/__x64_sys_recvmsg")
+int fentry_sys_recvmsg(void *ctx)
+{
+	fentry_syscall_entry(NW_OP_RECVMSG);
+	return 0;
+}
+
+SEC("fentry/__x64_sys_recvmmsg")
+int fentry_sys_recvmmsg(void *ctx)
+{
+	fentry_syscall_entry(NW_OP_RECVMMSG);
+	return 0;
+}
+
+SEC("fentry/sock_write_iter")
+int BPF_PROG(fentry_sock_write_iter, struct kiocb *iocb)
+{
+	sock_iter_entry(iocb, true, true);
+	return 0;
+}
+
+SEC("fentry/sock_read_iter")
+int BPF_PROG(fentry_sock_read_iter, struct kiocb *iocb)
+{
+	sock_iter_entry(iocb, false, true);
+	return 0;
+}
+
+SEC("fentry/__x64_sys_sendfile64")
+int fentry_sys_sendfile64(void *ctx)
+{
+	fentry_splice_entry(true);
+	return 0;
+}
+
+SEC("fentry/__x64_sys_splice")
+int fentry_sys_splice(void *ctx)
+{
+	fentry_splice_entry(false);
+	return 0;
+}
+
+/* The return value follows the one argument (regs, not read: see above). */
+SEC("fexit/__x64_sys_sendfile64")
+int fexit_sys_sendfile64(__u64 *ctx)
+{
+	splice_exit(current_syscall_nr(true), (long)CTX_LOAD(ctx, 8));
+	return 0;
+}
+
+SEC("fexit/__x64_sys_splice")
+int fexit_sys_splice(__u64 *ctx)
+{
+	splice_exit(current_syscall_nr(true), (long)CTX_LOAD(ctx, 8));
+	return 0;
+}
+
+SEC("kprobe/__x64_sys_sendto")
+int BPF_KPROBE(kp_sys_sendto, struct pt_regs *regs)
+{
+	socket_syscall_entry(regs, NW_OP_SENDTO, false);
+	return 0;
+}
+
+SEC("kprobe/__x64_sys_sendmsg")
+int BPF_KPROBE(kp_sys_sendmsg, struct pt_regs *regs)
+{
+	socket_syscall_entry(regs, NW_OP_SENDMSG, false);
+	return 0;
+}
+
+SEC("kprobe/__x64_sys_sendmmsg")
+int BPF_KPROBE(kp_sys_sendmmsg, struct pt_regs *regs)
+{
+	socket_syscall_entry(regs, NW_OP_SENDMMSG, false);
+	return 0;
+}
+
+SEC("kprobe/__x64_sys_recvfrom")
+int BPF_KPROBE(kp_sys_recvfrom, struct pt_regs *regs)
+{
+	socket_syscall_entry(regs, NW_OP_RECVFROM, false);
+	return 0;
+}
+
+SEC("kprobe/__x64_sys_recvmsg")
+int BPF_KPROBE(kp_sys_recvmsg, struct pt_regs *regs)
+{
+	socket_syscall_entry(regs, NW_OP_RECVMSG, false);
+	return 0;
+}
+
+SEC("kprobe/__x64_sys_recvmmsg")
+int BPF_KPROBE(kp_sys_recvmmsg, struct pt_regs *regs)
+{
+	socket_syscall_entry(regs, NW_OP_RECVMMSG, false);
+	return 0;
+}
+
+SEC("kprobe/sock_write_iter")
+int BPF_KPROBE(kp_sock_write_iter, struct kiocb *iocb)
+{
+	sock_iter_entry(iocb, true, false);
+	return 0;
+}
+
+SEC("kprobe/sock_read_iter")
+int BPF_KPROBE(kp_sock_read_iter, struct kiocb *iocb)
+{
+	sock_iter_entry(iocb, false, false);
+	return 0;
+}
+
+SEC("kprobe/__x64_sys_sendfile64")
+int BPF_KPROBE(kp_sys_sendfile64, struct pt_regs *regs)
+{
+	splice_syscall_entry(regs, true, false);
+	return 0;
+}
+
+SEC("kprobe/__x64_sys_splice")
+int BPF_KPROBE(kp_sys_splice, struct pt_regs *regs)
+{
+	splice_syscall_entry(regs, false, false);
+	return 0;
+}
+
+/* The kretprobe has no arguments: the syscall number the thread is in. */
+SEC("kretprobe/__x64_sys_sendfile64")
+int BPF_KRETPROBE(krp_sys_sendfile64, long ret)
+{
+	splice_exit(current_syscall_nr(false), ret);
+	return 0;
+}
+
+SEC("kretprobe/__x64_sys_splice")
+int BPF_KRETPROBE(krp_sys_splice, long ret)
+{
+	splice_exit(current_syscall_nr(false), ret);
+	return 0;
+}
+
 /* ---- fentry backend: fexit on the protocol functions --------------------- */
 
 /* udpv6_sendmsg hands IPv4 destinations to udp_sendmsg: an AF_INET6 socket
@@ -1616,17 +1941,6 @@ int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset,
 	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, true);
 	return 0;
 }
-
-/* Loads the u64 at a constant byte offset of an fexit context. Inline asm,
- * because clang otherwise merges the loads of fexit_ret()'s branches into
- * one load at a computed offset, and the verifier only accepts constant
- * context offsets. */
-#define CTX_LOAD(ctx, off)                                                      \
-	({                                                                      \
-		__u64 __v;                                                      \
-		asm volatile("%0 = *(u64 *)(%1 + " #off ")" : "=r"(__v) : "r"(ctx)); \
-		__v;                                                            \
-	})
 
 /* The return value sits after the arguments, whose number changed (see
  * tcp_recvmsg_nargs). The verifier drops the branches that the read-only

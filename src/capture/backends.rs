@@ -1,6 +1,8 @@
 //! The backends, as one table. A backend is a thin set of entry points
 //! over the shared BPF handlers: the programs that see a completed send or
-//! receive. Every backend also loads [`SHARED_PROGRAMS`].
+//! receive, and those that see the syscall around it. Every backend also
+//! loads [`SHARED_PROGRAMS`]. docs/backends.md says which hook each
+//! attaches on which kernel.
 //!
 //! Adding a backend is one entry in [`BACKENDS`]: `--backend auto` tries
 //! them in the table's order, `doctor` describes them from it, and the
@@ -89,27 +91,11 @@ const fn return_probe(name: &'static str, func: &'static str) -> Prog {
     }
 }
 
-/// The syscall tracepoints every backend uses: at entry for the flags, the
-/// address arguments and the start time; at the exit of sendfile and splice
-/// for their one row per syscall (the kernel cuts them into chunks, which
-/// the backend's own programs see and drop); and, where the io_uring
-/// tracepoints carry the request (5.19+), at io_uring submit and completion
-/// for one row per socket request with its latency (README, "io_uring").
+/// The programs every backend loads: where the io_uring tracepoints carry
+/// the request (5.19+), at io_uring submit and completion for one row per
+/// socket request with its latency (README, "io_uring"). BTF tracepoints
+/// (tp_btf), attached through bpf() alone, with no perf event.
 pub const SHARED_PROGRAMS: &[Prog] = &[
-    prog("sys_enter_sendto"),
-    prog("sys_enter_sendmsg"),
-    prog("sys_enter_sendmmsg"),
-    prog("sys_enter_recvfrom"),
-    prog("sys_enter_recvmsg"),
-    prog("sys_enter_recvmmsg"),
-    prog("sys_enter_write"),
-    prog("sys_enter_writev"),
-    prog("sys_enter_sendfile64"),
-    prog("sys_enter_splice"),
-    prog("sys_enter_read"),
-    prog("sys_enter_readv"),
-    prog("sys_exit_sendfile64"),
-    prog("sys_exit_splice"),
     prog_if("uring_submit_req", has_uring_submit_req),
     prog_if("uring_submit_sqe", has_uring_submit_sqe),
     prog_if("uring_complete_tp", has_uring_requests),
@@ -160,10 +146,25 @@ pub const BACKENDS: &[BackendDef] = &[
     BackendDef {
         backend: Backend::Fentry,
         name: "fentry",
-        sees: "fexit on tcp_sendmsg, tcp_recvmsg, udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg, mptcp_sendmsg, mptcp_recvmsg (and tcp_sendpage before 6.5)",
+        sees: "fexit on tcp_sendmsg, tcp_recvmsg, udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg, mptcp_sendmsg, mptcp_recvmsg (and tcp_sendpage before 6.5); fentry on the socket syscalls and sock_read_iter/sock_write_iter (no syscall tracepoint)",
         needs: "BPF trampolines (5.5+) and a kernel that allows them",
         precondition: no_precondition,
         programs: &[
+            // The syscalls' part, without syscall tracepoints (x86_64
+            // syscall wrappers and the socket file operations; see the
+            // BPF source and docs/backends.md).
+            prog("fentry_sys_sendto"),
+            prog("fentry_sys_sendmsg"),
+            prog("fentry_sys_sendmmsg"),
+            prog("fentry_sys_recvfrom"),
+            prog("fentry_sys_recvmsg"),
+            prog("fentry_sys_recvmmsg"),
+            prog("fentry_sock_write_iter"),
+            prog("fentry_sock_read_iter"),
+            prog("fentry_sys_sendfile64"),
+            prog("fentry_sys_splice"),
+            prog("fexit_sys_sendfile64"),
+            prog("fexit_sys_splice"),
             prog("fexit_tcp_sendmsg"),
             prog("fexit_udp_sendmsg"),
             prog("fexit_udpv6_sendmsg"),
@@ -178,10 +179,31 @@ pub const BACKENDS: &[BackendDef] = &[
     BackendDef {
         backend: Backend::Tracepoint,
         name: "tracepoint",
-        sees: "tp_btf/sock_send_length and sock_recv_length (MPTCP too), plus sys_exit_{recvfrom,recvmsg,recvmmsg} for unconnected UDP peers",
+        sees: "tp_btf/sock_send_length and sock_recv_length (MPTCP too), the syscall tracepoints sys_enter_* of the socket syscalls, read/write/readv/writev, sendfile64 and splice, sys_exit_{sendfile64,splice}, and sys_exit_{recvfrom,recvmsg,recvmmsg} for unconnected UDP peers",
         needs: "kernel 6.3+",
         precondition: needs_sock_tracepoints,
         programs: &[
+            // What the syscalls give a row (the start for Latency, the
+            // MSG flags, the address arguments, one row per
+            // sendfile/splice): the syscall tracepoints, at entry, and at
+            // the exit of sendfile and splice (the kernel cuts them into
+            // chunks, which the socket tracepoints see and drop). They put
+            // every thread of the host on the syscall slow path; the
+            // fentry and kprobe backends use none (docs/backends.md).
+            prog("sys_enter_sendto"),
+            prog("sys_enter_sendmsg"),
+            prog("sys_enter_sendmmsg"),
+            prog("sys_enter_recvfrom"),
+            prog("sys_enter_recvmsg"),
+            prog("sys_enter_recvmmsg"),
+            prog("sys_enter_write"),
+            prog("sys_enter_writev"),
+            prog("sys_enter_sendfile64"),
+            prog("sys_enter_splice"),
+            prog("sys_enter_read"),
+            prog("sys_enter_readv"),
+            prog("sys_exit_sendfile64"),
+            prog("sys_exit_splice"),
             prog("tp_sock_send_length"),
             prog("tp_sock_recv_length"),
             prog("tp_exit_recvfrom"),
@@ -196,6 +218,18 @@ pub const BACKENDS: &[BackendDef] = &[
         needs: "CONFIG_KPROBES",
         precondition: no_precondition,
         programs: &[
+            prog("kp_sys_sendto"),
+            prog("kp_sys_sendmsg"),
+            prog("kp_sys_sendmmsg"),
+            prog("kp_sys_recvfrom"),
+            prog("kp_sys_recvmsg"),
+            prog("kp_sys_recvmmsg"),
+            prog("kp_sock_write_iter"),
+            prog("kp_sock_read_iter"),
+            prog("kp_sys_sendfile64"),
+            prog("kp_sys_splice"),
+            return_probe("krp_sys_sendfile64", "__x64_sys_sendfile64"),
+            return_probe("krp_sys_splice", "__x64_sys_splice"),
             prog("kp_tcp_sendmsg"),
             return_probe("krp_tcp_sendmsg", "tcp_sendmsg"),
             prog("kp_udp_sendmsg"),

@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use libbpf_rs::btf::types::{Func, FuncProto, Struct, Typedef};
+use libbpf_rs::btf::types::{Func, FuncProto, Ptr, Struct, Typedef};
 use libbpf_rs::btf::{Btf, ReferencesType};
 use libbpf_rs::{MapType, ProgramType};
 use serde::Serialize;
@@ -164,6 +164,10 @@ pub struct KernelFacts {
     pub uring_complete_req: bool,
     /// io_uring:io_uring_cqe_overflow exists (5.19).
     pub uring_cqe_overflow: bool,
+    /// io_uring_complete's BTF tracepoint passes the CQE (ctx, req, cqe)
+    /// instead of its fields (ctx, req, user_data, res, cflags, extra1,
+    /// extra2, from 5.19; 6.12 still has those, 6.18 has the CQE).
+    pub uring_complete_cqe: bool,
     /// Tracing programs (tp_btf, fexit) may call bpf_get_socket_cookie():
     /// 5.12 (commit c5dbb89fc2ac), which added bpf_get_socket_ptr_cookie.
     pub socket_cookie_tracing: bool,
@@ -179,6 +183,16 @@ fn func_nargs(btf: &Btf<'_>, name: &str) -> Option<i32> {
 fn has_member(btf: &Btf<'_>, name: &str, member: &str) -> bool {
     btf.type_by_name::<Struct<'_>>(name)
         .is_some_and(|s| s.iter().any(|m| m.name.is_some_and(|n| n == member)))
+}
+
+/// Arguments of a BTF tracepoint (TP_PROTO), from its `btf_trace_<name>`
+/// typedef: a pointer to a function whose first parameter is the
+/// tracepoint's private data, which is not an argument.
+fn tracepoint_nargs(btf: &Btf<'_>, name: &str) -> Option<i32> {
+    let typedef: Typedef<'_> = btf.type_by_name(&format!("btf_trace_{name}"))?;
+    let ptr: Ptr<'_> = typedef.referenced_type().try_into().ok()?;
+    let proto: FuncProto<'_> = ptr.referenced_type().try_into().ok()?;
+    Some(proto.len() as i32 - 1)
 }
 
 fn has_typedef(btf: &Btf<'_>, name: &str) -> bool {
@@ -215,6 +229,7 @@ impl KernelFacts {
                 "trace_event_raw_io_uring_cqe_overflow",
                 "user_data",
             ),
+            uring_complete_cqe: tracepoint_nargs(&btf, "io_uring_complete") == Some(3),
             // BPF_CALL_1() declares a btf_<name> typedef for each helper.
             socket_cookie_tracing: has_typedef(&btf, "btf_bpf_get_socket_ptr_cookie"),
         })

@@ -175,6 +175,7 @@ pub fn load_and_attach(
     // otherwise it drains on its own short timer (see session.rs).
     rodata.wakeup_bytes = opts.ring_size / 4;
     rodata.use_task_storage = facts.task_storage;
+    rodata.uring_complete_has_cqe = facts.uring_complete_cqe;
     [
         rodata.tcp_recvmsg_nargs,
         rodata.udp_recvmsg_nargs,

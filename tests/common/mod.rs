@@ -391,3 +391,97 @@ pub fn loaded_prog_ids() -> Vec<u32> {
         .map(|p| p.id)
         .collect()
 }
+
+/// What a process has attached, read from the kernel through its
+/// descriptors: perf events (readlink), BPF links by type (fdinfo), and
+/// for each perf event or raw tracepoint link its target
+/// (BPF_TASK_FD_QUERY, 4.17+; raw tracepoint links 5.8+).
+#[derive(Debug, Default)]
+pub struct Attached {
+    /// Descriptors that are perf events (`anon_inode:[perf_event]`).
+    pub perf_events: usize,
+    /// BPF links by their fdinfo `link_type` ("tracing", "raw_tracepoint",
+    /// "perf_event"...).
+    pub link_types: Vec<String>,
+    /// (kind, name): "tracepoint sys_enter_write", "raw_tracepoint
+    /// sock_send_length", "kprobe tcp_sendmsg", "kretprobe tcp_sendmsg".
+    pub hooks: Vec<(&'static str, String)>,
+}
+
+impl Attached {
+    /// The hooks of the syscalls or raw_syscalls tracepoint families (as
+    /// classic tracepoints, raw tracepoints or tp_btf): sys_enter_<name>,
+    /// sys_exit_<name>, sys_enter, sys_exit.
+    pub fn syscall_tracepoints(&self) -> Vec<String> {
+        self.hooks
+            .iter()
+            .filter(|(kind, name)| {
+                (*kind == "tracepoint" || *kind == "raw_tracepoint")
+                    && (name.starts_with("sys_enter") || name.starts_with("sys_exit"))
+            })
+            .map(|(kind, name)| format!("{kind} {name}"))
+            .collect()
+    }
+}
+
+/// The attachments of process `pid` (root: BPF_TASK_FD_QUERY on another
+/// process needs CAP_SYS_ADMIN).
+pub fn attached_by(pid: i32) -> Attached {
+    use libbpf_rs::libbpf_sys;
+    let mut out = Attached::default();
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if target.to_string_lossy() == "anon_inode:[perf_event]" {
+            out.perf_events += 1;
+        }
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        if let Some(t) = info.lines().find_map(|l| l.strip_prefix("link_type:")) {
+            out.link_types.push(t.trim().to_string());
+        }
+        let mut buf = [0u8; 256];
+        let mut buf_len = buf.len() as u32;
+        let (mut prog_id, mut fd_type, mut offset, mut addr) = (0u32, 0u32, 0u64, 0u64);
+        // SAFETY: every pointer is to a live local of the type the call
+        // writes; buf_len says how much of buf it may fill.
+        let rc = unsafe {
+            libbpf_sys::bpf_task_fd_query(
+                pid,
+                fd,
+                0,
+                buf.as_mut_ptr().cast(),
+                &mut buf_len,
+                &mut prog_id,
+                &mut fd_type,
+                &mut offset,
+                &mut addr,
+            )
+        };
+        if rc != 0 {
+            continue; // not a perf event or raw tracepoint with a program
+        }
+        let kind = match fd_type {
+            libbpf_sys::BPF_FD_TYPE_RAW_TRACEPOINT => "raw_tracepoint",
+            libbpf_sys::BPF_FD_TYPE_TRACEPOINT => "tracepoint",
+            libbpf_sys::BPF_FD_TYPE_KPROBE => "kprobe",
+            libbpf_sys::BPF_FD_TYPE_KRETPROBE => "kretprobe",
+            _ => "other",
+        };
+        let name = std::ffi::CStr::from_bytes_until_nul(&buf)
+            .map(|c| c.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.hooks.push((kind, name));
+    }
+    out.hooks.sort();
+    out.link_types.sort();
+    out
+}
