@@ -241,8 +241,8 @@ impl Session {
         };
 
         // Detach first, then drain: every event produced is in the ring now.
-        let probes_missed = self.loaded.kretprobes.missed();
-        let programs = program_stats(&self.loaded);
+        let (programs, runs_skipped) = program_stats(&self.loaded);
+        let probes_missed = self.loaded.kretprobes.missed() + runs_skipped;
         self.loaded.detach();
         let _ = ring.consume();
         drop(ring);
@@ -310,9 +310,15 @@ impl Delivery<'_> {
 }
 
 /// Each loaded program's run count and run time, when the kernel keeps
-/// them (`kernel.bpf_stats_enabled=1`); empty otherwise.
-fn program_stats(loaded: &Loaded) -> Vec<ProgramStats> {
+/// them (`kernel.bpf_stats_enabled=1`; empty otherwise), and the runs the
+/// kernel skipped in all of them: a program that fires while another BPF
+/// program holds its CPU's recursion guard is not run at all (kernels
+/// count these in `recursion_misses` from 5.12; seen on 7.3 with
+/// `PREEMPT_LAZY`, when a preempted syscall tracepoint program blocks the
+/// next one on that CPU). Each skipped run may be a row or a start lost.
+fn program_stats(loaded: &Loaded) -> (Vec<ProgramStats>, u64) {
     let mut out = Vec::new();
+    let mut skipped = 0;
     for prog in loaded.skel.object().progs() {
         if !prog.autoload() {
             continue;
@@ -329,7 +335,11 @@ fn program_stats(loaded: &Loaded) -> Vec<ProgramStats> {
                 &mut len,
             )
         };
-        if rc == 0 && info.run_cnt > 0 {
+        if rc != 0 {
+            continue;
+        }
+        skipped += info.recursion_misses;
+        if info.run_cnt > 0 {
             out.push(ProgramStats {
                 name: prog.name().to_string_lossy().into_owned(),
                 run_count: info.run_cnt,
@@ -337,7 +347,7 @@ fn program_stats(loaded: &Loaded) -> Vec<ProgramStats> {
             });
         }
     }
-    out
+    (out, skipped)
 }
 
 #[cfg(test)]
