@@ -469,7 +469,7 @@ pub struct OutputArgs {
     pub compress: Compression,
     /// Delete files older than this (e.g. 7d, 12h), oldest first: this
     /// run's (never the file being written), and older runs' in the same
-    /// machine folder that are provably nwtrace's (README, "Retention").
+    /// machine folder that are provably nwtrace's (docs/output.md, "Retention").
     /// Checked at start, at each rotation and every minute.
     #[arg(long, value_name = "AGE", value_parser = parse_duration)]
     pub max_age: Option<Duration>,

@@ -45,7 +45,7 @@ fn doctor_explains_every_backend_and_record_agrees() {
         works
     };
     // Which backend gives the Socket Cookie column: the tracing-program
-    // backends on a 5.12+ kernel, never kprobes (README, "Optional columns").
+    // backends on a 5.12+ kernel, never kprobes (docs/record.md, "Optional columns").
     let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let mut it = rel
         .trim()

@@ -729,7 +729,7 @@ fn uring_retry(log: &mut Log) {
     if !uring_latency_known() {
         log.skipped = Some(
             "the io_uring tracepoints carry no request pointer here (before 5.19): \
-             a request is a row per protocol call (README, \"io_uring\")"
+             a request is a row per protocol call (docs/kernels.md, \"io_uring\")"
                 .into(),
         );
         return;
@@ -841,7 +841,7 @@ fn uring_udp(log: &mut Log) {
 fn uring_requests_unseen() -> Option<String> {
     (!uring_latency_known()).then(|| {
         "the io_uring tracepoints carry no request pointer here (before 5.19): \
-         a request is a row per protocol call (README, \"io_uring\")"
+         a request is a row per protocol call (docs/kernels.md, \"io_uring\")"
             .into()
     })
 }

@@ -48,7 +48,7 @@ fn version_names_the_commit() {
     }
 }
 
-/// The capabilities a non-root user needs (README, "Least privilege").
+/// The capabilities a non-root user needs (docs/operations.md, "Least privilege").
 const SERVICE_CAPS: [&str; 3] = ["bpf", "perfmon", "dac_read_search"];
 
 /// One root test at a time: a copy of the binary being written while

@@ -93,7 +93,7 @@ const fn return_probe(name: &'static str, func: &'static str) -> Prog {
 
 /// The programs every backend loads: where the io_uring tracepoints carry
 /// the request (5.19+), at io_uring submit and completion for one row per
-/// socket request with its latency (README, "io_uring"). BTF tracepoints
+/// socket request with its latency (docs/kernels.md, "io_uring"). BTF tracepoints
 /// (tp_btf), attached through bpf() alone, with no perf event.
 pub const SHARED_PROGRAMS: &[Prog] = &[
     prog_if("uring_submit_req", has_uring_submit_req),

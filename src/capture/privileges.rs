@@ -1,7 +1,7 @@
 //! Least privilege: what this process's capabilities (never its uid)
 //! allow, and the one capability that is missing, named in one line.
 //!
-//! Measured on 6.18 (README, "Least privilege"): loading and attaching
+//! Measured on 6.18 (docs/operations.md, "Least privilege"): loading and attaching
 //! needs `CAP_BPF` (bpf(2) program and map loads) and `CAP_PERFMON`
 //! (perf_event_open for the syscall tracepoints, and the tracing program
 //! types); reading the tracepoint ids in tracefs, which is a 0700 root
@@ -148,7 +148,7 @@ pub fn missing(caps: Caps, tracefs: Tracefs) -> Option<Cap> {
 /// The one-line error for a missing capability.
 pub fn message(cap: Cap) -> String {
     format!(
-        "nwtrace needs root, or the capabilities {SERVICE_CAPS} (README, \"Least privilege\"): this process lacks {} ({})",
+        "nwtrace needs root, or the capabilities {SERVICE_CAPS} (docs/operations.md, \"Least privilege\"): this process lacks {} ({})",
         cap.name(),
         cap.why()
     )
@@ -272,7 +272,7 @@ pub fn service_advice(
             cap.why()
         );
     }
-    // README, "Least privilege": kprobe also writes kprobe_events in
+    // docs/operations.md, "Least privilege": kprobe also writes kprobe_events in
     // tracefs (the kretprobes' maxactive), before any perf_event_open.
     if backend == "kprobe" && denied && !caps.has(Cap::DacOverride) {
         return format!(

@@ -72,7 +72,7 @@ fn output_dir(args: &OutputArgs) -> &Path {
         .unwrap_or(Path::new(DEFAULT_OUTPUT_DIR))
 }
 
-/// `--pid` must name a running process (README, "Decisions").
+/// `--pid` must name a running process (docs/record.md).
 pub fn validate_pids(pids: &[u32]) -> Result<(), UsageError> {
     for pid in pids {
         if !Path::new(&format!("/proc/{pid}")).exists() {

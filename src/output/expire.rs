@@ -2,7 +2,7 @@
 //! the limit, oldest first, so that a service that restarts (a new run
 //! folder each time) still cannot fill the disk.
 //!
-//! What may be deleted is narrow on purpose (README, "Retention"):
+//! What may be deleted is narrow on purpose (docs/output.md, "Retention"):
 //!
 //! - this run's own files, except the one being written (the sink does
 //!   that, from its own list);

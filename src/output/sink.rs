@@ -25,7 +25,7 @@ pub struct FileStats {
 }
 
 /// How each file is written: plain CSV, or compressed so that every flush
-/// is one complete zstd frame or gzip member (README, "Compression").
+/// is one complete zstd frame or gzip member (docs/output.md, "Compression").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
     /// Plain CSV (`nw_0001.csv`).
