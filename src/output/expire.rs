@@ -71,16 +71,22 @@ fn recorder_alive(pid: u32) -> bool {
 }
 
 /// The manifests of an `nw/` folder, if every one parses as nwtrace's.
+/// A manifest of `nw` (at most 1 MiB read, never through a symlink), or
+/// `None` when it cannot be read or parsed.
+pub(crate) fn read_manifest(nw: &SafeDir, name: &str) -> Option<Manifest> {
+    let mut text = Vec::new();
+    nw.open_file_for_read(name)
+        .ok()?
+        .take(1 << 20)
+        .read_to_end(&mut text)
+        .ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
 fn manifests(nw: &SafeDir, names: &[String]) -> Option<Vec<(String, Manifest)>> {
     let mut found = Vec::new();
     for name in names.iter().filter(|n| is_manifest_name(n)) {
-        let mut text = Vec::new();
-        nw.open_file_for_read(name)
-            .ok()?
-            .take(1 << 20)
-            .read_to_end(&mut text)
-            .ok()?;
-        found.push((name.clone(), serde_json::from_slice(&text).ok()?));
+        found.push((name.clone(), read_manifest(nw, name)?));
     }
     (!found.is_empty()).then_some(found)
 }

@@ -21,9 +21,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::output::dir::SafeDir;
-use crate::output::expire::{is_data_file_name, is_manifest_name};
+use crate::output::expire::{is_data_file_name, is_manifest_name, read_manifest};
 use crate::output::layout::{LayoutError, validate_component};
-use crate::output::manifest::Manifest;
 use crate::output::on_close::FileKind;
 
 /// The `v` of every line this version writes.
@@ -237,16 +236,6 @@ fn manifest_order(name: &str) -> u64 {
         .and_then(|r| r.strip_suffix(".json"))
         .and_then(|n| n.parse().ok())
         .unwrap_or(1)
-}
-
-fn read_manifest(nw: &SafeDir, name: &str) -> Option<Manifest> {
-    let mut text = Vec::new();
-    nw.open_file_for_read(name)
-        .ok()?
-        .take(1 << 20)
-        .read_to_end(&mut text)
-        .ok()?;
-    serde_json::from_slice(&text).ok()
 }
 
 /// A run of the machine folder that had a journal.
