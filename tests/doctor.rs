@@ -68,7 +68,26 @@ fn doctor_explains_every_backend_and_record_agrees() {
         works(&chosen),
         "doctor chose {chosen}, which it says does not work"
     );
-    let first_working = names.iter().find(|b| works(b)).unwrap();
+    // auto's order: the table's, or kprobe first where the kernel can
+    // preempt BPF programs (docs/backends.md).
+    let auto_order: Vec<String> = report["auto_order"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no auto_order: {report}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let mut sorted_order = auto_order.clone();
+    sorted_order.sort();
+    let mut sorted_names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    sorted_names.sort();
+    assert_eq!(sorted_order, sorted_names, "auto tries every backend once");
+    let preemptible = report["facts"]["programs_preemptible"] == true;
+    assert_eq!(
+        auto_order[0] == "kprobe",
+        preemptible,
+        "kprobe first exactly where programs can be preempted: {report}"
+    );
+    let first_working = auto_order.iter().find(|b| works(b)).unwrap();
     assert_eq!(&chosen, first_working, "auto takes the first that works");
 
     let text_out = Command::new(nwtrace_bin())

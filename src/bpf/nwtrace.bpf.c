@@ -67,6 +67,8 @@ const volatile __u64 wakeup_bytes = 0;
 /* Task storage from tracing programs needs 5.11; before, per-thread state
  * lives in an LRU hash keyed by thread id. */
 const volatile bool use_task_storage = true;
+/* The fentry backend's twin programs are loaded (see "twin programs"). */
+const volatile bool twins_loaded = false;
 /* Index of the return value in an fexit context: after the arguments.
  * tcp_recvmsg, udp_recvmsg and udpv6_recvmsg had 6 arguments until their
  * `nonblock` went in 5.19 (commit ec095263a965), then 5 until `addr_len`
@@ -228,6 +230,7 @@ struct task_state {
 	__u8 op;          /* enum nw_op */
 	__u8 pending;     /* pending_event waits for its peer address */
 	__u8 _pad[6];
+	__u64 twin_token; /* fentry backend: the call a primary program ran for (twin_*) */
 	__u64 fn_sk;      /* kprobe backend: arguments saved at function entry */
 	__u64 fn_msg;
 	__u64 pending_name;    /* user struct sockaddr * of the pending receive */
@@ -1616,6 +1619,71 @@ int tp_exit_recvmmsg(struct nw_sys_exit *ctx)
 	return 0;
 }
 
+/* ---- fentry backend: twin programs, for runs the kernel skips ----------- */
+
+/*
+ * A trampoline runs each fentry/fexit program under a per-program,
+ * per-CPU recursion guard (prog->active; __bpf_prog_enter_recur, 5.12+,
+ * and the same check without the counter before), and skips the program
+ * (recursion_misses++) while the guard is held. With kernel preemption
+ * that is not voluntary (PREEMPT_LAZY is the default of Debian's 7.x,
+ * commit 7c70cb94d29c; preempt=full elsewhere) a task can be preempted
+ * inside a program while holding the guard: every other task entering
+ * that program on that CPU meanwhile loses its row or its start. Seen on
+ * 7.3: 3 of 128 rows of a blocking UDP ping-pong lost.
+ *
+ * So every program of the fentry backend has a twin on the same hook,
+ * with its own guard. The twin is attached first and the trampoline runs
+ * the newest link first (hlist_add_head in __bpf_trampoline_link_prog,
+ * 5.5 to 7.x), so the primary runs, then the twin. The primary marks the
+ * call in the task's state when it ran; the twin, finding the mark, clears
+ * it and does nothing; finding none, it does the primary's work. A row is
+ * lost only when both are skipped in one call (two tasks preempted, one in
+ * each), which recursion_misses of the twins counts.
+ *
+ * The mark is the trampoline frame's address (ctx), the same for both
+ * programs of one call. A later call of the same task can have the same
+ * address, which matters only if the twin was skipped right after its
+ * primary ran (the mark stays) and the next primary is skipped too.
+ */
+static __always_inline void twin_primary_ran(void *ctx)
+{
+	struct task_state *st = state_lookup(true);
+
+	if (st)
+		st->twin_token = (__u64)ctx;
+}
+
+/* In a twin: whether its primary ran for this call (and forget it). */
+static __always_inline bool twin_primary_did(void *ctx)
+{
+	struct task_state *st = state_lookup(false);
+
+	if (st && st->twin_token == (__u64)ctx) {
+		st->twin_token = 0;
+		return true;
+	}
+	return false;
+}
+
+/* A primary program and its twin, both running body(ctx). */
+#define TWIN_PROGRAMS(sec, name, body)                                          \
+	SEC(sec)                                                                \
+	int name(__u64 *ctx)                                                    \
+	{                                                                       \
+		body(ctx);                                                      \
+		if (twins_loaded)                                               \
+			twin_primary_ran(ctx);                                  \
+		return 0;                                                       \
+	}                                                                       \
+	SEC(sec)                                                                \
+	int name##_twin(__u64 *ctx)                                             \
+	{                                                                       \
+		if (!twin_primary_did(ctx))                                     \
+			body(ctx);                                              \
+		return 0;                                                       \
+	}
+
 /* ---- fentry and kprobe backends: the syscalls without syscall tracepoints -- */
 
 /*
@@ -1728,90 +1796,78 @@ static __always_inline void sock_iter_entry(struct kiocb *iocb, bool write, bool
 		arm(nr, write ? NW_OP_WRITE : NW_OP_READ, 0, 0, 0);
 }
 
-SEC("fentry/__x64_sys_sendto")
-int fentry_sys_sendto(void *ctx)
+static __always_inline void on_sys_sendto(__u64 *ctx)
 {
 	fentry_syscall_entry(NW_OP_SENDTO);
-	return 0;
 }
+TWIN_PROGRAMS("fentry/__x64_sys_sendto", fentry_sys_sendto, on_sys_sendto)
 
-SEC("fentry/__x64_sys_sendmsg")
-int fentry_sys_sendmsg(void *ctx)
+static __always_inline void on_sys_sendmsg(__u64 *ctx)
 {
 	fentry_syscall_entry(NW_OP_SENDMSG);
-	return 0;
 }
+TWIN_PROGRAMS("fentry/__x64_sys_sendmsg", fentry_sys_sendmsg, on_sys_sendmsg)
 
-SEC("fentry/__x64_sys_sendmmsg")
-int fentry_sys_sendmmsg(void *ctx)
+static __always_inline void on_sys_sendmmsg(__u64 *ctx)
 {
 	fentry_syscall_entry(NW_OP_SENDMMSG);
-	return 0;
 }
+TWIN_PROGRAMS("fentry/__x64_sys_sendmmsg", fentry_sys_sendmmsg, on_sys_sendmmsg)
 
-SEC("fentry/__x64_sys_recvfrom")
-int fentry_sys_recvfrom(void *ctx)
+static __always_inline void on_sys_recvfrom(__u64 *ctx)
 {
 	fentry_syscall_entry(NW_OP_RECVFROM);
-	return 0;
 }
+TWIN_PROGRAMS("fentry/__x64_sys_recvfrom", fentry_sys_recvfrom, on_sys_recvfrom)
 
-SEC("fentry/__x64_sys_recvmsg")
-int fentry_sys_recvmsg(void *ctx)
+static __always_inline void on_sys_recvmsg(__u64 *ctx)
 {
 	fentry_syscall_entry(NW_OP_RECVMSG);
-	return 0;
 }
+TWIN_PROGRAMS("fentry/__x64_sys_recvmsg", fentry_sys_recvmsg, on_sys_recvmsg)
 
-SEC("fentry/__x64_sys_recvmmsg")
-int fentry_sys_recvmmsg(void *ctx)
+static __always_inline void on_sys_recvmmsg(__u64 *ctx)
 {
 	fentry_syscall_entry(NW_OP_RECVMMSG);
-	return 0;
 }
+TWIN_PROGRAMS("fentry/__x64_sys_recvmmsg", fentry_sys_recvmmsg, on_sys_recvmmsg)
 
-SEC("fentry/sock_write_iter")
-int BPF_PROG(fentry_sock_write_iter, struct kiocb *iocb)
+static __always_inline void on_sock_write_iter(__u64 *ctx)
 {
-	sock_iter_entry(iocb, true, true);
-	return 0;
+	sock_iter_entry((struct kiocb *)ctx[0], true, true);
 }
+TWIN_PROGRAMS("fentry/sock_write_iter", fentry_sock_write_iter, on_sock_write_iter)
 
-SEC("fentry/sock_read_iter")
-int BPF_PROG(fentry_sock_read_iter, struct kiocb *iocb)
+static __always_inline void on_sock_read_iter(__u64 *ctx)
 {
-	sock_iter_entry(iocb, false, true);
-	return 0;
+	sock_iter_entry((struct kiocb *)ctx[0], false, true);
 }
+TWIN_PROGRAMS("fentry/sock_read_iter", fentry_sock_read_iter, on_sock_read_iter)
 
-SEC("fentry/__x64_sys_sendfile64")
-int fentry_sys_sendfile64(void *ctx)
+static __always_inline void on_sys_sendfile64_entry(__u64 *ctx)
 {
 	fentry_splice_entry(true);
-	return 0;
 }
+TWIN_PROGRAMS("fentry/__x64_sys_sendfile64", fentry_sys_sendfile64, on_sys_sendfile64_entry)
 
-SEC("fentry/__x64_sys_splice")
-int fentry_sys_splice(void *ctx)
+static __always_inline void on_sys_splice_entry(__u64 *ctx)
 {
 	fentry_splice_entry(false);
-	return 0;
 }
+TWIN_PROGRAMS("fentry/__x64_sys_splice", fentry_sys_splice, on_sys_splice_entry)
 
 /* The return value follows the one argument (regs, not read: see above). */
-SEC("fexit/__x64_sys_sendfile64")
-int fexit_sys_sendfile64(__u64 *ctx)
+static __always_inline void on_sys_sendfile64_exit(__u64 *ctx)
 {
 	splice_exit(current_syscall_nr(true), (long)CTX_LOAD(ctx, 8));
-	return 0;
 }
+TWIN_PROGRAMS("fexit/__x64_sys_sendfile64", fexit_sys_sendfile64, on_sys_sendfile64_exit)
 
-SEC("fexit/__x64_sys_splice")
-int fexit_sys_splice(__u64 *ctx)
+static __always_inline void on_sys_splice_exit(__u64 *ctx)
 {
 	splice_exit(current_syscall_nr(true), (long)CTX_LOAD(ctx, 8));
-	return 0;
 }
+TWIN_PROGRAMS("fexit/__x64_sys_splice", fexit_sys_splice, on_sys_splice_exit)
 
 SEC("kprobe/__x64_sys_sendto")
 int BPF_KPROBE(kp_sys_sendto, struct pt_regs *regs)
@@ -1907,40 +1963,41 @@ static __always_inline bool nested_udp_sendmsg(struct sock *sk, bool direct)
 	return KREAD(direct, sk, __sk_common.skc_family) == AF_INET6;
 }
 
-SEC("fexit/tcp_sendmsg")
-int BPF_PROG(fexit_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t size, int ret)
+/* tcp_sendmsg(sk, msg, size) returns int: ret at ctx[3]. */
+static __always_inline void on_tcp_sendmsg(__u64 *ctx)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
-	return 0;
+	handle_sock_op((struct sock *)ctx[0], (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1],
+		       true);
 }
+TWIN_PROGRAMS("fexit/tcp_sendmsg", fexit_tcp_sendmsg, on_tcp_sendmsg)
 
-SEC("fexit/udp_sendmsg")
-int BPF_PROG(fexit_udp_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+static __always_inline void on_udp_sendmsg(__u64 *ctx)
 {
+	struct sock *sk = (struct sock *)ctx[0];
+
 	if (!nested_udp_sendmsg(sk, true))
-		handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
-	return 0;
+		handle_sock_op(sk, (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1], true);
 }
+TWIN_PROGRAMS("fexit/udp_sendmsg", fexit_udp_sendmsg, on_udp_sendmsg)
 
-SEC("fexit/udpv6_sendmsg")
-int BPF_PROG(fexit_udpv6_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+static __always_inline void on_udpv6_sendmsg(__u64 *ctx)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
-	return 0;
+	handle_sock_op((struct sock *)ctx[0], (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1],
+		       true);
 }
+TWIN_PROGRAMS("fexit/udpv6_sendmsg", fexit_udpv6_sendmsg, on_udpv6_sendmsg)
 
 /* Before 6.5 (commit c5c37af6ecad), sendfile and splice into TCP went
  * through tcp_sendpage instead of tcp_sendmsg. Loaded only where it exists.
  * Inside a sendfile/splice syscall its chunks are dropped (the syscall's
  * sys_exit makes the row); it stays for the other callers, an io_uring
  * IORING_OP_SPLICE say. */
-SEC("fexit/tcp_sendpage")
-int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset, size_t size,
-	     int flags, int ret)
+/* tcp_sendpage(sk, page, offset, size, flags) returns int: ret at ctx[5]. */
+static __always_inline void on_tcp_sendpage(__u64 *ctx)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, true);
-	return 0;
+	handle_sock_op((struct sock *)ctx[0], (int)ctx[5], NW_DIR_SEND, NULL, true);
 }
+TWIN_PROGRAMS("fexit/tcp_sendpage", fexit_tcp_sendpage, on_tcp_sendpage)
 
 /* The return value sits after the arguments, whose number changed (see
  * tcp_recvmsg_nargs). The verifier drops the branches that the read-only
@@ -1954,47 +2011,43 @@ static __always_inline int fexit_ret(__u64 *ctx, int nargs)
 	return (int)CTX_LOAD(ctx, 40);
 }
 
-SEC("fexit/tcp_recvmsg")
-int fexit_tcp_recvmsg(__u64 *ctx)
+static __always_inline void on_tcp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, tcp_recvmsg_nargs), NW_DIR_RECV,
 		       (struct msghdr *)ctx[1], true);
-	return 0;
 }
+TWIN_PROGRAMS("fexit/tcp_recvmsg", fexit_tcp_recvmsg, on_tcp_recvmsg)
 
-SEC("fexit/udp_recvmsg")
-int fexit_udp_recvmsg(__u64 *ctx)
+static __always_inline void on_udp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udp_recvmsg_nargs), NW_DIR_RECV,
 		       (struct msghdr *)ctx[1], true);
-	return 0;
 }
+TWIN_PROGRAMS("fexit/udp_recvmsg", fexit_udp_recvmsg, on_udp_recvmsg)
 
-SEC("fexit/udpv6_recvmsg")
-int fexit_udpv6_recvmsg(__u64 *ctx)
+static __always_inline void on_udpv6_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udpv6_recvmsg_nargs), NW_DIR_RECV,
 		       (struct msghdr *)ctx[1], true);
-	return 0;
 }
+TWIN_PROGRAMS("fexit/udpv6_recvmsg", fexit_udpv6_recvmsg, on_udpv6_recvmsg)
 
 /* MPTCP: the socket the application holds goes through mptcp_sendmsg and
  * mptcp_recvmsg, never tcp_sendmsg/tcp_recvmsg (its subflows are fed
  * below those). Loaded only where BTF has them (CONFIG_MPTCP, 5.6+). */
-SEC("fexit/mptcp_sendmsg")
-int BPF_PROG(fexit_mptcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
+static __always_inline void on_mptcp_sendmsg(__u64 *ctx)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
-	return 0;
+	handle_sock_op((struct sock *)ctx[0], (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1],
+		       true);
 }
+TWIN_PROGRAMS("fexit/mptcp_sendmsg", fexit_mptcp_sendmsg, on_mptcp_sendmsg)
 
-SEC("fexit/mptcp_recvmsg")
-int fexit_mptcp_recvmsg(__u64 *ctx)
+static __always_inline void on_mptcp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, mptcp_recvmsg_nargs), NW_DIR_RECV,
 		       (struct msghdr *)ctx[1], true);
-	return 0;
 }
+TWIN_PROGRAMS("fexit/mptcp_recvmsg", fexit_mptcp_recvmsg, on_mptcp_recvmsg)
 
 /* ---- kprobe backend: kprobe saves the arguments, kretprobe reports -------- */
 

@@ -20,6 +20,12 @@ pub enum Attach {
     /// A kretprobe on this kernel function, made through tracefs with a
     /// large maxactive (libbpf cannot set it; see `kretprobe.rs`).
     ReturnProbe(&'static str),
+    /// The twin of a fentry/fexit program: attached by the loader before
+    /// every libbpf program, so that on the shared trampoline it runs
+    /// after its primary (the newest link runs first), and does the
+    /// primary's work when the kernel skipped it (nwtrace.bpf.c, "twin
+    /// programs").
+    Twin,
 }
 
 /// One BPF program of the object, by its name there.
@@ -83,6 +89,38 @@ const fn prog_if(name: &'static str, when: fn(&KernelFacts) -> bool) -> Prog {
     }
 }
 
+/// A program and its twin (`<name>_twin`), when `when` holds; the twin
+/// only where the kernel can preempt a program (`twin_when`).
+const fn twins_if(
+    name: &'static str,
+    twin: &'static str,
+    when: fn(&KernelFacts) -> bool,
+    twin_when: fn(&KernelFacts) -> bool,
+) -> [Prog; 2] {
+    [
+        Prog {
+            name,
+            when,
+            attach: Attach::Libbpf,
+        },
+        Prog {
+            name: twin,
+            when: twin_when,
+            attach: Attach::Twin,
+        },
+    ]
+}
+
+const fn twins(name: &'static str, twin: &'static str) -> [Prog; 2] {
+    twins_if(name, twin, always, preemptible)
+}
+
+/// Twins cost a second program run per hook, and a trampoline holds 38
+/// links (BPF_MAX_TRAMP_LINKS): only where a skipped run can happen.
+fn preemptible(facts: &KernelFacts) -> bool {
+    facts.programs_preemptible
+}
+
 const fn return_probe(name: &'static str, func: &'static str) -> Prog {
     Prog {
         name,
@@ -137,6 +175,70 @@ fn needs_sock_tracepoints(facts: &KernelFacts) -> Result<(), &'static str> {
     }
 }
 
+/// The fentry backend's programs, each with its twin (see [`Attach::Twin`];
+/// loaded only where the kernel can preempt a program): the syscalls'
+/// part, without syscall tracepoints (x86_64 syscall wrappers and the
+/// socket file operations; see the BPF source and docs/backends.md), then
+/// the protocol functions that make the rows.
+const FENTRY_PROGRAMS: [Prog; 42] = flatten([
+    twins("fentry_sys_sendto", "fentry_sys_sendto_twin"),
+    twins("fentry_sys_sendmsg", "fentry_sys_sendmsg_twin"),
+    twins("fentry_sys_sendmmsg", "fentry_sys_sendmmsg_twin"),
+    twins("fentry_sys_recvfrom", "fentry_sys_recvfrom_twin"),
+    twins("fentry_sys_recvmsg", "fentry_sys_recvmsg_twin"),
+    twins("fentry_sys_recvmmsg", "fentry_sys_recvmmsg_twin"),
+    twins("fentry_sock_write_iter", "fentry_sock_write_iter_twin"),
+    twins("fentry_sock_read_iter", "fentry_sock_read_iter_twin"),
+    twins("fentry_sys_sendfile64", "fentry_sys_sendfile64_twin"),
+    twins("fentry_sys_splice", "fentry_sys_splice_twin"),
+    twins("fexit_sys_sendfile64", "fexit_sys_sendfile64_twin"),
+    twins("fexit_sys_splice", "fexit_sys_splice_twin"),
+    twins("fexit_tcp_sendmsg", "fexit_tcp_sendmsg_twin"),
+    twins("fexit_udp_sendmsg", "fexit_udp_sendmsg_twin"),
+    twins("fexit_udpv6_sendmsg", "fexit_udpv6_sendmsg_twin"),
+    twins_if(
+        "fexit_tcp_sendpage",
+        "fexit_tcp_sendpage_twin",
+        has_tcp_sendpage,
+        preemptible_with_tcp_sendpage,
+    ),
+    twins("fexit_tcp_recvmsg", "fexit_tcp_recvmsg_twin"),
+    twins("fexit_udp_recvmsg", "fexit_udp_recvmsg_twin"),
+    twins("fexit_udpv6_recvmsg", "fexit_udpv6_recvmsg_twin"),
+    twins_if(
+        "fexit_mptcp_sendmsg",
+        "fexit_mptcp_sendmsg_twin",
+        has_mptcp,
+        preemptible_with_mptcp,
+    ),
+    twins_if(
+        "fexit_mptcp_recvmsg",
+        "fexit_mptcp_recvmsg_twin",
+        has_mptcp,
+        preemptible_with_mptcp,
+    ),
+]);
+
+fn preemptible_with_tcp_sendpage(facts: &KernelFacts) -> bool {
+    facts.programs_preemptible && facts.has_tcp_sendpage
+}
+
+fn preemptible_with_mptcp(facts: &KernelFacts) -> bool {
+    facts.programs_preemptible && facts.has_mptcp
+}
+
+const fn flatten<const N: usize, const M: usize>(pairs: [[Prog; 2]; N]) -> [Prog; M] {
+    assert!(M == 2 * N);
+    let mut out = [pairs[0][0]; M];
+    let mut i = 0;
+    while i < N {
+        out[2 * i] = pairs[i][0];
+        out[2 * i + 1] = pairs[i][1];
+        i += 1;
+    }
+    out
+}
+
 /// Every backend, in the order `--backend auto` tries them: cheapest per
 /// operation first. fentry runs one program per operation and no sys_exit
 /// program; the tracepoint backend adds a sys_exit program on
@@ -146,35 +248,10 @@ pub const BACKENDS: &[BackendDef] = &[
     BackendDef {
         backend: Backend::Fentry,
         name: "fentry",
-        sees: "fexit on tcp_sendmsg, tcp_recvmsg, udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg, mptcp_sendmsg, mptcp_recvmsg (and tcp_sendpage before 6.5); fentry on the socket syscalls and sock_read_iter/sock_write_iter (no syscall tracepoint)",
+        sees: "fexit on tcp_sendmsg, tcp_recvmsg, udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg, mptcp_sendmsg, mptcp_recvmsg (and tcp_sendpage before 6.5); fentry on the socket syscalls and sock_read_iter/sock_write_iter (no syscall tracepoint); twin programs where the kernel preempts programs (docs/backends.md)",
         needs: "BPF trampolines (5.5+) and a kernel that allows them",
         precondition: no_precondition,
-        programs: &[
-            // The syscalls' part, without syscall tracepoints (x86_64
-            // syscall wrappers and the socket file operations; see the
-            // BPF source and docs/backends.md).
-            prog("fentry_sys_sendto"),
-            prog("fentry_sys_sendmsg"),
-            prog("fentry_sys_sendmmsg"),
-            prog("fentry_sys_recvfrom"),
-            prog("fentry_sys_recvmsg"),
-            prog("fentry_sys_recvmmsg"),
-            prog("fentry_sock_write_iter"),
-            prog("fentry_sock_read_iter"),
-            prog("fentry_sys_sendfile64"),
-            prog("fentry_sys_splice"),
-            prog("fexit_sys_sendfile64"),
-            prog("fexit_sys_splice"),
-            prog("fexit_tcp_sendmsg"),
-            prog("fexit_udp_sendmsg"),
-            prog("fexit_udpv6_sendmsg"),
-            prog_if("fexit_tcp_sendpage", has_tcp_sendpage),
-            prog("fexit_tcp_recvmsg"),
-            prog("fexit_udp_recvmsg"),
-            prog("fexit_udpv6_recvmsg"),
-            prog_if("fexit_mptcp_sendmsg", has_mptcp),
-            prog_if("fexit_mptcp_recvmsg", has_mptcp),
-        ],
+        programs: &FENTRY_PROGRAMS,
     },
     BackendDef {
         backend: Backend::Tracepoint,
@@ -286,10 +363,24 @@ impl BackendDef {
     }
 }
 
+/// The order `--backend auto` tries the backends in on this kernel: the
+/// table's (cheapest first), except where the kernel can preempt a BPF
+/// program. There a preempted trampoline or tracepoint program makes the
+/// kernel skip other tasks' runs of it (docs/backends.md, "Preempted
+/// programs"); kprobes run with preemption off and lose nothing, so they
+/// come first, at a higher cost per operation and without Socket Cookie.
+pub fn auto_order(facts: &KernelFacts) -> Vec<&'static BackendDef> {
+    let mut order: Vec<_> = BACKENDS.iter().collect();
+    if facts.programs_preemptible {
+        order.sort_by_key(|b| b.backend != Backend::Kprobe);
+    }
+    order
+}
+
 /// The backends to try for a `--backend` value, in order.
-pub fn candidates(choice: &str) -> Vec<&'static BackendDef> {
+pub fn candidates(choice: &str, facts: &KernelFacts) -> Vec<&'static BackendDef> {
     match choice {
-        "auto" => BACKENDS.iter().collect(),
+        "auto" => auto_order(facts),
         name => BackendDef::by_name(name).into_iter().collect(),
     }
 }
@@ -301,6 +392,23 @@ mod tests {
     use libbpf_rs::skel::SkelBuilder;
     use std::collections::BTreeSet;
     use std::mem::MaybeUninit;
+
+    fn test_facts() -> KernelFacts {
+        KernelFacts {
+            task_storage: true,
+            recvmsg_nargs: [5; 4],
+            has_tcp_sendpage: false,
+            has_mptcp: true,
+            sock_tracepoints: true,
+            uring_submit_req: true,
+            uring_submit_sqe_req: false,
+            uring_complete_req: true,
+            uring_cqe_overflow: true,
+            uring_complete_cqe: false,
+            socket_cookie_tracing: true,
+            programs_preemptible: false,
+        }
+    }
 
     /// Opening the object parses the ELF and needs no privileges.
     fn object_programs() -> BTreeSet<String> {
@@ -315,35 +423,55 @@ mod tests {
             .collect()
     }
 
+    /// Every program of the object is loaded by some backend, and no list
+    /// names one twice (the socket tracepoint programs serve both the
+    /// tracepoint and the fentry backend).
     #[test]
-    fn every_program_belongs_to_the_table_exactly_once() {
+    fn every_program_belongs_to_the_table() {
         let in_object = object_programs();
         let mut claimed = BTreeSet::new();
-        for p in SHARED_PROGRAMS
-            .iter()
-            .chain(BACKENDS.iter().flat_map(|b| b.programs))
-        {
-            assert!(
-                in_object.contains(p.name),
-                "{} is not in the object",
-                p.name
-            );
-            assert!(
-                claimed.insert(p.name.to_string()),
-                "{} listed twice",
-                p.name
-            );
+        let lists = std::iter::once(SHARED_PROGRAMS).chain(BACKENDS.iter().map(|b| b.programs));
+        for list in lists {
+            let mut in_list = BTreeSet::new();
+            for p in list {
+                assert!(
+                    in_object.contains(p.name),
+                    "{} is not in the object",
+                    p.name
+                );
+                assert!(in_list.insert(p.name), "{} listed twice", p.name);
+                claimed.insert(p.name.to_string());
+            }
         }
         assert_eq!(claimed, in_object, "programs no backend loads");
+    }
+
+    /// Each twin follows its primary, named after it, under the same
+    /// condition or a stricter one.
+    #[test]
+    fn every_twin_has_its_primary() {
+        for b in BACKENDS {
+            for (i, p) in b.programs.iter().enumerate() {
+                if p.attach == Attach::Twin {
+                    let primary = &b.programs[i - 1];
+                    assert_eq!(format!("{}_twin", primary.name), p.name);
+                    assert_eq!(primary.attach, Attach::Libbpf);
+                }
+            }
+        }
     }
 
     #[test]
     fn names_are_unique_and_auto_tries_all_in_order() {
         let names: Vec<_> = BACKENDS.iter().map(|b| b.name).collect();
         assert_eq!(names, ["fentry", "tracepoint", "kprobe"]);
-        let auto: Vec<_> = candidates("auto").iter().map(|b| b.name).collect();
+        let mut facts = test_facts();
+        let auto: Vec<_> = candidates("auto", &facts).iter().map(|b| b.name).collect();
         assert_eq!(auto, names);
-        assert_eq!(candidates("kprobe")[0].backend, Backend::Kprobe);
-        assert!(candidates("nope").is_empty());
+        facts.programs_preemptible = true;
+        let auto: Vec<_> = candidates("auto", &facts).iter().map(|b| b.name).collect();
+        assert_eq!(auto, ["kprobe", "fentry", "tracepoint"]);
+        assert_eq!(candidates("kprobe", &facts)[0].backend, Backend::Kprobe);
+        assert!(candidates("nope", &facts).is_empty());
     }
 }

@@ -171,6 +171,11 @@ pub struct KernelFacts {
     /// Tracing programs (tp_btf, fexit) may call bpf_get_socket_cookie():
     /// 5.12 (commit c5dbb89fc2ac), which added bpf_get_socket_ptr_cookie.
     pub socket_cookie_tracing: bool,
+    /// The kernel may preempt a task inside a BPF trampoline program
+    /// (preemption "full", "lazy" or RT), so that the program's per-CPU
+    /// recursion guard can make other tasks skip it: the fentry backend
+    /// then loads twin programs (nwtrace.bpf.c, "twin programs").
+    pub programs_preemptible: bool,
 }
 
 fn func_nargs(btf: &Btf<'_>, name: &str) -> Option<i32> {
@@ -232,8 +237,37 @@ impl KernelFacts {
             uring_complete_cqe: tracepoint_nargs(&btf, "io_uring_complete") == Some(3),
             // BPF_CALL_1() declares a btf_<name> typedef for each helper.
             socket_cookie_tracing: has_typedef(&btf, "btf_bpf_get_socket_ptr_cookie"),
+            programs_preemptible: programs_preemptible(
+                std::fs::read_to_string("/sys/kernel/debug/sched/preempt")
+                    .ok()
+                    .as_deref(),
+                &std::fs::read_to_string("/proc/sys/kernel/version").unwrap_or_default(),
+            ),
         })
     }
+}
+
+/// Whether kernel code, and so a BPF program, can be preempted, from
+/// debugfs's `sched/preempt` ("none voluntary (full) lazy": the mode in
+/// force in parentheses; PREEMPT_DYNAMIC kernels, 5.12+) when readable,
+/// else from `uname -v`, which names the preemption model the kernel was
+/// built with: "PREEMPT", "PREEMPT_RT", "PREEMPT_LAZY", or nothing for
+/// none/voluntary (init/Makefile, build-version). When neither tells
+/// (a PREEMPT_DYNAMIC kernel without debugfs), assume it can: twins cost
+/// little, a skipped program costs a row.
+pub fn programs_preemptible(sched_preempt: Option<&str>, uname_version: &str) -> bool {
+    if let Some(mode) = sched_preempt.and_then(|text| {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix('(').and_then(|w| w.strip_suffix(')')))
+    }) {
+        return mode != "none" && mode != "voluntary";
+    }
+    uname_version.split_whitespace().any(|w| {
+        matches!(
+            w,
+            "PREEMPT" | "PREEMPT_RT" | "PREEMPT_LAZY" | "PREEMPT_DYNAMIC"
+        )
+    })
 }
 
 /// Whether MPTCP sockets can exist here: `None` when the kernel has no
@@ -242,4 +276,29 @@ pub fn mptcp_enabled() -> Option<bool> {
     std::fs::read_to_string("/proc/sys/net/mptcp/enabled")
         .map(|v| v.trim() == "1")
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn preemption_is_read_from_debugfs_first_then_uname() {
+        use super::programs_preemptible as p;
+        assert!(p(Some("none voluntary full (lazy)\n"), "#1 SMP"));
+        assert!(p(Some("none voluntary (full) lazy\n"), "#1 SMP"));
+        assert!(!p(
+            Some("none (voluntary) full lazy\n"),
+            "#1 SMP PREEMPT_DYNAMIC"
+        ));
+        assert!(!p(
+            Some("(none) voluntary full\n"),
+            "#1 SMP PREEMPT_DYNAMIC"
+        ));
+        // No debugfs: the build's model.
+        assert!(p(None, "#1 SMP PREEMPT_DYNAMIC Debian 6.12.95-1"));
+        assert!(p(None, "#1 SMP PREEMPT_LAZY Debian 7.3.4-1"));
+        assert!(p(None, "#1 SMP PREEMPT_RT Tue"));
+        assert!(p(None, "#1 SMP PREEMPT Tue"));
+        assert!(!p(None, "#1 SMP Debian 5.10.237-1 (2025-05-19)"));
+        assert!(!p(None, ""));
+    }
 }

@@ -62,6 +62,9 @@ pub fn backend_has_cookie(backend: &BackendDef, facts: &KernelFacts) -> bool {
 pub struct Loaded {
     pub skel: NwtraceSkel<'static>,
     pub kretprobes: Kretprobes,
+    /// The fentry backend's twin programs' links, made before the
+    /// skeleton's (`Attach::Twin`).
+    pub twin_links: Vec<libbpf_rs::Link>,
 }
 
 impl Loaded {
@@ -81,6 +84,7 @@ impl Loaded {
         // With the duplicates held, libbpf's closes are not the last
         // references and return at once.
         self.skel.links = NwtraceLinks::default();
+        self.twin_links.clear();
         self.kretprobes.detach();
         if let Some(mut hold) = hold {
             hold.close_links();
@@ -175,6 +179,9 @@ pub fn load_and_attach(
     // otherwise it drains on its own short timer (see session.rs).
     rodata.wakeup_bytes = opts.ring_size / 4;
     rodata.use_task_storage = facts.task_storage;
+    rodata.twins_loaded = backend
+        .programs_for(facts)
+        .any(|p| p.attach == Attach::Twin);
     rodata.uring_complete_has_cqe = facts.uring_complete_cqe;
     [
         rodata.tcp_recvmsg_nargs,
@@ -250,6 +257,21 @@ pub fn load_and_attach(
             .update(&id.to_ne_bytes(), &[1u8], MapFlags::ANY)
             .context("filling the cgroup filter")?;
     }
+    // Twins first: a trampoline runs its newest link first, so each
+    // primary, attached by the skeleton next, runs before its twin.
+    let mut twin_links = Vec::new();
+    for prog in skel.object().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        if wanted
+            .iter()
+            .any(|p| p.name == name && p.attach == Attach::Twin)
+        {
+            twin_links
+                .push(prog.attach().with_context(|| {
+                    format!("attaching the {} programs ({name})", backend.name)
+                })?);
+        }
+    }
     skel.attach()
         .with_context(|| format!("attaching the {} programs", backend.name))?;
     let mut kretprobes = Kretprobes::new(opts.tracefs);
@@ -261,7 +283,11 @@ pub fn load_and_attach(
             kretprobes.attach(&prog, func)?;
         }
     }
-    Ok(Loaded { skel, kretprobes })
+    Ok(Loaded {
+        skel,
+        kretprobes,
+        twin_links,
+    })
 }
 
 fn comm_key(comm: &str) -> [u8; 16] {

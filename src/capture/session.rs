@@ -132,7 +132,7 @@ impl Session {
             Some(ContainerCgroups::new(root, opts.filters.containers.clone()))
         };
         let mut failures = Vec::new();
-        for backend in backends::candidates(&opts.backend) {
+        for backend in backends::candidates(&opts.backend, &facts) {
             match load::load_and_attach(backend, &facts, &load_opts) {
                 Ok(loaded) => {
                     log::debug!("nwtrace: backend {} ({facts:?})", backend.name);
@@ -316,9 +316,21 @@ impl Delivery<'_> {
 /// count these in `recursion_misses` from 5.12; seen on 7.3 with
 /// `PREEMPT_LAZY`, when a preempted syscall tracepoint program blocks the
 /// next one on that CPU). Each skipped run may be a row or a start lost.
+///
+/// The skipped runs of a program that has a twin (the fentry backend) are
+/// not counted: its twin did its work (nwtrace.bpf.c, "twin programs").
+/// The twin's own skipped runs are.
 fn program_stats(loaded: &Loaded) -> (Vec<ProgramStats>, u64) {
     let mut out = Vec::new();
     let mut skipped = 0;
+    let mut recovered = 0;
+    let loaded_names: std::collections::HashSet<String> = loaded
+        .skel
+        .object()
+        .progs()
+        .filter(|p| p.autoload())
+        .map(|p| p.name().to_string_lossy().into_owned())
+        .collect();
     for prog in loaded.skel.object().progs() {
         if !prog.autoload() {
             continue;
@@ -338,14 +350,22 @@ fn program_stats(loaded: &Loaded) -> (Vec<ProgramStats>, u64) {
         if rc != 0 {
             continue;
         }
-        skipped += info.recursion_misses;
+        let name = prog.name().to_string_lossy().into_owned();
+        if loaded_names.contains(&format!("{name}_twin")) {
+            recovered += info.recursion_misses;
+        } else {
+            skipped += info.recursion_misses;
+        }
         if info.run_cnt > 0 {
             out.push(ProgramStats {
-                name: prog.name().to_string_lossy().into_owned(),
+                name,
                 run_count: info.run_cnt,
                 run_time_ns: info.run_time_ns,
             });
         }
+    }
+    if recovered > 0 {
+        log::debug!("nwtrace: {recovered} skipped program runs were made up by their twins");
     }
     (out, skipped)
 }

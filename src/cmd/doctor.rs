@@ -14,7 +14,7 @@ use std::process::{Command, ExitCode};
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::capture::backends::{BACKENDS, Backend, BackendDef};
+use crate::capture::backends::{self, BACKENDS, Backend, BackendDef};
 use crate::capture::facts::{self, KernelFacts};
 use crate::capture::load::{self, Filters, LoadOptions};
 use crate::capture::privileges::{self, Caps, SERVICE_CAPS};
@@ -35,6 +35,8 @@ pub struct DoctorReport {
     /// MPTCP: null when the kernel has none, else net.mptcp.enabled.
     pub mptcp_enabled: Option<bool>,
     pub backends: Vec<BackendVerdict>,
+    /// The order `record --backend auto` tries the backends in here.
+    pub auto_order: Vec<&'static str>,
     /// The backend `record --backend auto` would use; None when none works.
     pub record_would_use: Option<&'static str>,
     /// With --as-service: the same backends tried as the service runs.
@@ -182,6 +184,7 @@ pub fn examine() -> Result<DoctorReport> {
         facts: None,
         mptcp_enabled: facts::mptcp_enabled(),
         backends: Vec::new(),
+        auto_order: Vec::new(),
         record_would_use: None,
         service: None,
     };
@@ -190,7 +193,15 @@ pub fn examine() -> Result<DoctorReport> {
     }
     let facts = KernelFacts::probe()?;
     report.backends = BACKENDS.iter().map(|b| try_backend(b, &facts)).collect();
-    report.record_would_use = report.backends.iter().find(|v| v.works).map(|v| v.name);
+    report.auto_order = backends::auto_order(&facts)
+        .iter()
+        .map(|b| b.name)
+        .collect();
+    report.record_would_use = report
+        .auto_order
+        .iter()
+        .find(|name| report.backends.iter().any(|v| v.works && v.name == **name))
+        .copied();
     report.facts = Some(facts);
     Ok(report)
 }
@@ -310,7 +321,7 @@ fn write_text(out: &mut impl Write, r: &DoctorReport) -> io::Result<()> {
         writeln!(out, "{:<18}{text}", v.name)?;
     }
     writeln!(out)?;
-    let order: Vec<_> = BACKENDS.iter().map(|b| b.name).collect();
+    let order = &r.auto_order;
     match r.record_would_use {
         Some(b) => writeln!(
             out,
