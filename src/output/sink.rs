@@ -22,6 +22,10 @@ pub struct FileStats {
     pub bytes: u64,
     /// Removed by the retention limits.
     pub deleted: bool,
+    /// When the file was started (seconds since the epoch): the manifest
+    /// folds deleted files into a time range (output::manifest).
+    #[serde(skip)]
+    pub started_secs: i64,
 }
 
 /// How each file is written: plain CSV, or compressed so that every flush
@@ -157,6 +161,7 @@ impl CsvSink {
                 rows: 0,
                 bytes: 0,
                 deleted: false,
+                started_secs: crate::timefmt::now_epoch_secs(),
             }],
             buf: Vec::with_capacity(FLUSH_BYTES + 4096),
             buf_rows: 0,
@@ -238,6 +243,7 @@ impl CsvSink {
             rows: 0,
             bytes: 0,
             deleted: false,
+            started_secs: crate::timefmt::now_epoch_secs(),
         });
         self.written = 0;
         self.write_header()?;
