@@ -464,11 +464,17 @@ fn retention_keeps_the_newest_files() {
     let files = csv_files(&dir);
     assert_eq!(files.len(), 3, "{files:?}");
     let manifest = manifest_under(&dir);
+    // The manifest lists the files on disk and counts the deleted ones
+    // (docs/output.md, "The run manifest").
     let listed = manifest["files"].as_array().unwrap();
-    assert!(listed.len() > 3, "traffic should have rotated past 3 files");
+    let deleted = &manifest["deleted_files"];
+    assert!(
+        deleted["files"].as_u64().unwrap() > 0,
+        "traffic should have rotated past 3 files: {manifest}"
+    );
+    assert!(listed.iter().all(|f| f["deleted"] == false));
     let kept: Vec<_> = listed
         .iter()
-        .filter(|f| f["deleted"] == false)
         .map(|f| f["name"].as_str().unwrap().to_string())
         .collect();
     let on_disk: Vec<_> = files
@@ -476,12 +482,17 @@ fn retention_keeps_the_newest_files() {
         .map(|f| f.file_name().unwrap().to_str().unwrap().to_string())
         .collect();
     assert_eq!(kept, on_disk);
-    // The newest ones: the last three the run created.
-    let newest: Vec<_> = listed[listed.len() - 3..]
-        .iter()
-        .map(|f| f["name"].as_str().unwrap().to_string())
+    // The newest ones: the three the run created after the deleted ones.
+    let after = deleted["last_seq"].as_u64().unwrap();
+    let newest: Vec<_> = (after + 1..after + 4)
+        .map(|n| format!("nw_{n:04}.csv"))
         .collect();
     assert_eq!(kept, newest);
+    let rows: u64 = listed.iter().map(|f| f["rows"].as_u64().unwrap()).sum();
+    assert_eq!(
+        rows + deleted["rows"].as_u64().unwrap(),
+        manifest["rows_written"].as_u64().unwrap()
+    );
     for f in &files {
         assert!(std::fs::metadata(f).unwrap().len() <= 8192);
     }

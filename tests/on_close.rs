@@ -202,6 +202,40 @@ fn retries_already_done(dir: &Path) -> usize {
     retried("attempts.log") - retried("done.log")
 }
 
+/// Waits until no command of [`slow_upload_command`] for `dir` runs any
+/// more (its shell's command line names `dir`'s `done.log`), and every
+/// one started has logged its upload.
+fn wait_for_commands_to_finish(dir: &Path) {
+    let done_log = dir.join("done.log").display().to_string();
+    let running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&done_log))
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let started = log_lines(&dir.join("attempts.log")).len();
+        let done = log_lines(&dir.join("done.log")).len();
+        if !running() && started == done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{started} commands started, {done} finished after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `done.log` as (kind, retry, path) triples.
 fn uploads(dir: &Path) -> Vec<(String, String, String)> {
     log_lines(&dir.join("done.log"))
@@ -358,8 +392,11 @@ fn a_restart_after_sigkill_hands_over_the_killed_run_once() {
     udp_for(Duration::from_secs(1), || {});
     first.stop_with(libc::SIGKILL);
     // The command running at the kill is not nwtrace's to stop any more
-    // (its own process group): let it finish, as an upload would.
-    std::thread::sleep(Duration::from_secs(1));
+    // (its own process group): let it finish, as an upload would. Waiting
+    // a fixed second was not always enough on a loaded machine: the
+    // restart's retry then ran beside it, both found no upload, and both
+    // made one (at-least-once, but not what this test counts).
+    wait_for_commands_to_finish(&dir);
     let killed = runs(&out);
     assert_eq!(killed.len(), 1);
     assert_eq!(json(&killed[0])["finalized"], false);

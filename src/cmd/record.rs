@@ -18,7 +18,7 @@ use crate::output::csv::CsvConsumer;
 use crate::output::dir::SafeDir;
 use crate::output::journal::{self, Journal, RunRef};
 use crate::output::layout::{create_run_dir, default_machine_id, validate_component};
-use crate::output::manifest::{Manifest, ManifestFile};
+use crate::output::manifest::{self, Manifest, ManifestFile};
 use crate::output::on_close::{FileKind, OnClose};
 use crate::output::row::RowFormatter;
 use crate::output::sink::{CsvSink, MaxAge, Retention};
@@ -59,10 +59,18 @@ pub fn validate_output(args: &OutputArgs, start_secs: i64) -> Result<RunNames, U
             output_dir.display()
         )));
     }
+    manifest::reserve_for(&retention(args), args.rotate_size).map_err(UsageError::Message)?;
     Ok(RunNames {
         machine_id,
         timestamp,
     })
+}
+
+fn retention(args: &OutputArgs) -> Retention {
+    Retention {
+        max_files: args.max_files.map(|n| n as usize),
+        max_bytes: args.max_size,
+    }
 }
 
 /// The output folder, or record's default.
@@ -106,10 +114,10 @@ impl Recording {
         let manifest_dir: SafeDir = run_dir
             .try_clone()
             .context("duplicating the run folder's descriptor")?;
-        let retention = Retention {
-            max_files: args.max_files.map(|n| n as usize),
-            max_bytes: args.max_size,
-        };
+        let retention = retention(args);
+        // validate_output refused limits past the largest reserve.
+        let reserve =
+            manifest::reserve_for(&retention, args.rotate_size).unwrap_or(manifest::MAX_RESERVE);
         let mut sink = CsvSink::create_with_header(
             run_dir,
             args.rotate_size,
@@ -126,7 +134,8 @@ impl Recording {
                 .map(|m| (m, names.timestamp.clone()));
             sink.set_max_age(MaxAge { age, machine });
         }
-        let manifest = Manifest {
+        let mut manifest = Manifest {
+            manifest_version: manifest::MANIFEST_VERSION,
             nwtrace_version: env!("CARGO_PKG_VERSION").to_string(),
             command_line: std::env::args().collect(),
             pid: std::process::id(),
@@ -137,7 +146,8 @@ impl Recording {
             stopped_at: None,
             finalized: false,
             exit_reason: None,
-            files: sink.files().to_vec(),
+            files: Vec::new(),
+            deleted_files: Default::default(),
             rows_written: 0,
             events_captured: 0,
             events_lost: 0,
@@ -149,8 +159,8 @@ impl Recording {
             columns: columns.all_names(),
             on_close: None,
         };
-        let mut manifest = manifest;
-        let manifest_file = ManifestFile::create(manifest_dir, &manifest)?;
+        manifest.set_files(sink.files());
+        let manifest_file = ManifestFile::create(manifest_dir, &manifest, reserve)?;
         let mut csv = CsvConsumer::with_formatter(sink, RowFormatter::with_columns(columns));
         if let Some(command) = &args.on_close {
             // This run's journal, locked while it runs; then what earlier
@@ -204,7 +214,7 @@ impl Recording {
         m.stopped_at = Some(iso8601(now_epoch_secs()));
         m.finalized = true;
         m.exit_reason = Some(reason.describe());
-        m.files = sink.files().to_vec();
+        m.set_files(sink.files());
         m.rows_written = sink.rows();
         m.events_captured = stats.events;
         m.events_lost = stats.events_lost;

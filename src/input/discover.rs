@@ -43,7 +43,10 @@ pub struct Run {
     pub manifest: Option<ManifestIn>,
     /// Why the manifest could not be read.
     pub manifest_error: Option<String>,
-    /// Listed as deleted by retention.
+    /// How many files the manifest says retention deleted.
+    pub deleted_count: u64,
+    /// Their names, as far as the manifest names them (a version 2
+    /// manifest names the first and the last).
     pub deleted_files: Vec<String>,
     /// Listed, not deleted, yet not on disk.
     pub missing_files: Vec<String>,
@@ -149,15 +152,15 @@ pub fn discover(paths: &[PathBuf]) -> Result<Discovery, String> {
                 manifest_name: Some(m),
                 manifest,
                 manifest_error: error,
+                deleted_count: 0,
                 deleted_files: vec![],
                 missing_files: vec![],
             };
             if let Some(man) = &run.manifest {
+                (run.deleted_count, run.deleted_files) = man.deleted();
                 for f in &man.files {
                     owner.entry(f.name.clone()).or_insert(idx);
-                    if f.deleted {
-                        run.deleted_files.push(f.name.clone());
-                    } else if !names.contains(&f.name) {
+                    if !f.deleted && !names.contains(&f.name) {
                         run.missing_files.push(f.name.clone());
                     }
                 }
@@ -176,6 +179,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Discovery, String> {
                         manifest_name: None,
                         manifest: None,
                         manifest_error: None,
+                        deleted_count: 0,
                         deleted_files: vec![],
                         missing_files: vec![],
                     });

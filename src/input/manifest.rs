@@ -8,6 +8,8 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct ManifestIn {
+    /// 1 when absent; 2 folds deleted files into `deleted_files`.
+    pub manifest_version: Option<u32>,
     pub nwtrace_version: Option<String>,
     pub command_line: Vec<String>,
     pub pid: Option<u32>,
@@ -19,6 +21,8 @@ pub struct ManifestIn {
     pub finalized: bool,
     pub exit_reason: Option<String>,
     pub files: Vec<ManifestFileIn>,
+    /// Version 2: the files retention deleted, folded.
+    pub deleted_files: DeletedFilesIn,
     pub rows_written: u64,
     pub events_lost: u64,
     pub probes_missed: u64,
@@ -35,9 +39,44 @@ pub struct ManifestFileIn {
     pub deleted: bool,
 }
 
+/// What a version 2 manifest says of its deleted files (see
+/// `output::manifest::DeletedFiles`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DeletedFilesIn {
+    pub files: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub first_file: Option<String>,
+    pub last_file: Option<String>,
+}
+
 impl ManifestIn {
     pub fn parse(bytes: &[u8]) -> Result<ManifestIn, String> {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    /// The files retention deleted, of either version: (how many, the
+    /// names known, oldest first). Version 1 names every one; version 2
+    /// the first and the last.
+    pub fn deleted(&self) -> (u64, Vec<String>) {
+        let listed: Vec<String> = self
+            .files
+            .iter()
+            .filter(|f| f.deleted)
+            .map(|f| f.name.clone())
+            .collect();
+        let d = &self.deleted_files;
+        let mut names = Vec::new();
+        names.extend(d.first_file.iter().cloned());
+        names.extend(
+            d.last_file
+                .iter()
+                .filter(|l| d.files > 1 && d.first_file.as_ref() != Some(*l))
+                .cloned(),
+        );
+        names.extend(listed.iter().cloned());
+        (d.files + listed.len() as u64, names)
     }
 }
 
@@ -71,5 +110,29 @@ mod tests {
         assert!(ManifestIn::parse(b"{").is_err());
         assert_eq!(parse_iso8601("1970-01-02T00:00:01Z"), Some(86_401));
         assert_eq!(parse_iso8601("nope"), None);
+        assert_eq!(m.deleted(), (1, vec!["nw_0001.csv".to_string()]));
+    }
+
+    #[test]
+    fn reads_the_folded_deleted_files_of_version_2() {
+        let m = ManifestIn::parse(
+            br#"{"manifest_version": 2, "rows_written": 10, "files": [{"name": "nw_0009.csv", "rows": 1, "bytes": 9, "deleted": false}],
+                "deleted_files": {"files": 8, "rows": 9, "bytes": 80, "first_file": "nw_0001.csv", "last_file": "nw_0008.csv", "first_seq": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.manifest_version, Some(2));
+        assert_eq!(m.deleted_files.rows, 9);
+        assert_eq!(
+            m.deleted(),
+            (
+                8,
+                vec!["nw_0001.csv".to_string(), "nw_0008.csv".to_string()]
+            )
+        );
+        let one = ManifestIn::parse(
+            br#"{"deleted_files": {"files": 1, "rows": 9, "bytes": 80, "first_file": "nw_0001.csv", "last_file": "nw_0001.csv"}}"#,
+        )
+        .unwrap();
+        assert_eq!(one.deleted(), (1, vec!["nw_0001.csv".to_string()]));
     }
 }

@@ -33,6 +33,8 @@ pub struct CsvConsumer {
     summary: Option<SummaryThread>,
     /// The summary's builder, once the thread has finished.
     summary_done: Option<SummaryBuilder>,
+    /// The sink's file count when the journal last heard of a rotation.
+    files_journaled: usize,
 }
 
 impl CsvConsumer {
@@ -52,6 +54,7 @@ impl CsvConsumer {
             on_close: None,
             summary: None,
             summary_done: None,
+            files_journaled: 1,
         }
     }
 
@@ -96,6 +99,17 @@ impl CsvConsumer {
         }
     }
 
+    /// Journals a rotation when it happens (the finished files queued, the
+    /// new one open) rather than at the next tick: a run killed in between
+    /// would leave a file that no journal names, and that no later start
+    /// would hand over.
+    fn journal_rotation(&mut self) {
+        if self.on_close.is_some() && self.sink.files().len() != self.files_journaled {
+            self.files_journaled = self.sink.files().len();
+            self.hand_over_closed();
+        }
+    }
+
     pub fn sink(&self) -> &CsvSink {
         &self.sink
     }
@@ -114,6 +128,7 @@ impl CsvConsumer {
             self.failure = Some(e);
         }
         self.last_flush = Instant::now();
+        self.journal_rotation();
         self.failed()
     }
 }
@@ -134,6 +149,7 @@ impl Consumer for CsvConsumer {
         } else if let Some(summary) = self.summary.as_mut() {
             summary.add(event, clock, &self.sink);
         }
+        self.journal_rotation();
         self.failed()
     }
 

@@ -70,14 +70,14 @@ fn recorder_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "nwtrace")
 }
 
-/// The manifests of an `nw/` folder, if every one parses as nwtrace's.
-/// A manifest of `nw` (at most 1 MiB read, never through a symlink), or
-/// `None` when it cannot be read or parsed.
+/// A manifest of `nw` (at most the largest reserve read, never through a
+/// symlink), of either version, or `None` when it cannot be read or
+/// parsed.
 pub(crate) fn read_manifest(nw: &SafeDir, name: &str) -> Option<Manifest> {
     let mut text = Vec::new();
     nw.open_file_for_read(name)
         .ok()?
-        .take(1 << 20)
+        .take(crate::output::manifest::MAX_RESERVE as u64)
         .read_to_end(&mut text)
         .ok()?;
     serde_json::from_slice(&text).ok()

@@ -62,7 +62,7 @@ impl State {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Line {
     v: u32,
     /// A catch-up step: the earlier run's folder (`<TIMESTAMP>`) and
@@ -115,11 +115,92 @@ pub struct RunRef {
     pub manifest: String,
 }
 
+/// A journal is rewritten with only what a later start still needs once
+/// it has grown by this much (a line is ~60 bytes, a rotated file ~4
+/// lines: every ~4,000 rotations).
+const COMPACT_BYTES: u64 = 1 << 20;
+
 /// This run's journal, locked by this process while it runs.
 pub struct Journal {
-    file: Mutex<File>,
+    inner: Mutex<Inner>,
+    /// The run's `nw` folder, for the rewrite.
+    dir: SafeDir,
     path: PathBuf,
     name: String,
+    compact_bytes: u64,
+}
+
+/// The open journal, and what a rewrite of it keeps.
+struct Inner {
+    file: File,
+    /// The journal before the last rewrite, still locked: another
+    /// recorder that opened it just before the rename must not find it
+    /// free (it would take this run for ended).
+    previous: Option<File>,
+    /// Bytes in `file`.
+    bytes: u64,
+    /// Every catch-up line (about earlier runs): few, written at the
+    /// start, and a later start needs their final states.
+    catch_up: Vec<Line>,
+    /// This run's own files not final yet, in the order they appeared:
+    /// (file, kind, last state, a command was started for it). Files
+    /// handed over (`ok`), gone or refused leave it, and a rewrite drops
+    /// their lines: a later start hands over only files its journal
+    /// names, and these are done.
+    pending: Vec<(String, String, State, bool)>,
+}
+
+impl Inner {
+    fn remember(&mut self, line: &Line) {
+        if line.run.is_some() {
+            self.catch_up.push(line.clone());
+            return;
+        }
+        let at = self.pending.iter().position(|p| p.0 == line.file);
+        match (at, line.state.is_final()) {
+            (Some(i), true) => {
+                self.pending.remove(i);
+            }
+            (Some(i), false) => {
+                self.pending[i].2 = line.state;
+                self.pending[i].3 |= line.state == State::Started;
+            }
+            (None, true) => {}
+            (None, false) => self.pending.push((
+                line.file.clone(),
+                line.kind.clone(),
+                line.state,
+                line.state == State::Started,
+            )),
+        }
+    }
+
+    /// The journal's lines that a later start still needs, in order.
+    fn kept_lines(&self) -> Vec<u8> {
+        let mut text = Vec::new();
+        let mut push = |line: &Line| {
+            text.extend(serde_json::to_vec(line).expect("a journal line serialises"));
+            text.push(b'\n');
+        };
+        for line in &self.catch_up {
+            push(line);
+        }
+        for (file, kind, state, started) in &self.pending {
+            let line = |state| Line {
+                v: LINE_VERSION,
+                run: None,
+                manifest: None,
+                file: file.clone(),
+                kind: kind.clone(),
+                state,
+            };
+            if *started && *state != State::Started {
+                push(&line(State::Started));
+            }
+            push(&line(*state));
+        }
+        text
+    }
 }
 
 impl Journal {
@@ -142,10 +223,50 @@ impl Journal {
             return Err(io_err(io::ErrorKind::WouldBlock.into()));
         }
         Ok(Journal {
-            file: Mutex::new(file),
+            inner: Mutex::new(Inner {
+                file,
+                previous: None,
+                bytes: 0,
+                catch_up: Vec::new(),
+                pending: Vec::new(),
+            }),
+            dir: dir.try_clone().map_err(io_err)?,
             path,
             name,
+            compact_bytes: COMPACT_BYTES,
         })
+    }
+
+    /// Replaces the journal with the lines a later start still needs
+    /// (atomically: a temporary file, locked, renamed over it), so that a
+    /// run of months keeps a journal of its pending files, not one line
+    /// per step of every file it ever rotated.
+    fn compact(&self, inner: &mut Inner) -> io::Result<()> {
+        let tmp = format!(".{}.{}.tmp", self.name, std::process::id());
+        // A leftover from a killed run with our pid: ours to remove.
+        let _ = self.dir.unlink(&tmp);
+        let mut file = self
+            .dir
+            .create_file_exclusive(&tmp)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists))?;
+        let text = inner.kept_lines();
+        let written = try_lock(&file)
+            .and_then(|locked| {
+                locked
+                    .then_some(())
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock))
+            })
+            .and_then(|()| file.write_all(&text))
+            .and_then(|()| file.sync_data())
+            .and_then(|()| self.dir.rename(&tmp, &self.name));
+        if let Err(e) = written {
+            let _ = self.dir.unlink(&tmp);
+            return Err(e);
+        }
+        inner.previous = Some(std::mem::replace(&mut inner.file, file));
+        inner.bytes = text.len() as u64;
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
@@ -174,13 +295,23 @@ impl Journal {
         };
         let mut text = serde_json::to_vec(&line).expect("a journal line serialises");
         text.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.remember(&line);
         // One write under the lock: a line is never interleaved with another.
+        let file = &mut inner.file;
         let written = file
             .write_all(&text)
             .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             log::warn!("nwtrace: could not write {}: {e}", self.path.display());
+            return;
+        }
+        inner.bytes += text.len() as u64;
+        if inner.bytes >= self.compact_bytes
+            && let Err(e) = self.compact(&mut inner)
+        {
+            // The journal keeps growing; nothing is lost.
+            log::warn!("nwtrace: could not rewrite {}: {e}", self.path.display());
         }
     }
 }
@@ -435,5 +566,92 @@ mod tests {
         assert!(!try_lock(&other).unwrap());
         drop(j);
         assert!(try_lock(&other).unwrap());
+    }
+
+    #[test]
+    fn a_long_run_keeps_its_journal_small_and_its_pending_files() {
+        let out = std::env::temp_dir().join(format!("nwtrace-journal-long-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let machine = out.join("m");
+        let run = create_run_dir(&out, "m", "earlier").unwrap();
+        let mut j = Journal::create(&run, "manifest.json").unwrap();
+        j.compact_bytes = 16 * 1024;
+        let older = RunRef {
+            run: "older".into(),
+            manifest: "manifest.json".into(),
+        };
+        j.record(Some(&older), "nw_0009.csv", FileKind::Csv, State::Ok, true);
+        let csv = |i: u32| format!("nw_{i:04}.csv");
+        // 20,000 rotations: each file open, queued, started, ok; but
+        // nw_0002 failed, nw_0003 was dropped, and the last three are
+        // still queued, running and open when the run ends.
+        let n = 20_000;
+        for i in 1..=n {
+            j.record(None, &csv(i), FileKind::Csv, State::Open, false);
+            let steps: &[State] = match i {
+                2 => &[State::Queued, State::Started, State::Failed],
+                3 => &[State::Dropped],
+                _ if i == n - 2 => &[State::Queued, State::Started],
+                _ if i == n - 1 => &[State::Queued],
+                _ if i == n => &[],
+                _ => &[State::Queued, State::Started, State::Ok],
+            };
+            for &st in steps {
+                j.record(None, &csv(i), FileKind::Csv, st, false);
+            }
+        }
+        let size = std::fs::metadata(run.path().join("on_close.jsonl"))
+            .unwrap()
+            .len();
+        assert!(size < 17 * 1024, "{size} bytes");
+        let names: Vec<String> = std::fs::read_dir(run.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["on_close.jsonl"], "no temporary file is left");
+        // Still locked by this run, through the rewrites.
+        let other = run.open_file_for_read("on_close.jsonl").unwrap();
+        assert!(!try_lock(&other).unwrap());
+        drop(other);
+        // Another run's catch-up, once this one is over, finds exactly the
+        // files not handed over, in order, the one running as a retry.
+        std::fs::write(
+            run.path().join("manifest.json"),
+            serde_json::json!({
+                "nwtrace_version": "0.1.0", "command_line": ["nwtrace"], "pid": 1,
+                "kernel": "6.18", "backend": "tracepoint", "machine_id": "m",
+                "started_at": "x", "stopped_at": null, "finalized": false,
+                "exit_reason": null, "files": [], "rows_written": 0, "events_lost": 0,
+                "probes_missed": 0, "rows_lost": 0, "malformed_records": 0,
+                "on_close": {"version": 2, "command": "true", "journal": "on_close.jsonl",
+                    "queued": 0, "succeeded": 0, "failed": 0, "dropped": 0, "unfinished": 0}
+            })
+            .to_string(),
+        )
+        .unwrap();
+        for i in [2, 3, n - 2, n - 1, n] {
+            std::fs::write(run.path().join(csv(i)), "x").unwrap();
+        }
+        drop(j);
+        let machine = SafeDir::open_user_path(&machine).unwrap();
+        let this = RunRef {
+            run: "later".into(),
+            manifest: "manifest.json".into(),
+        };
+        let items: Vec<(String, bool)> = pending(&machine, &this)
+            .iter()
+            .filter(|c| c.kind == FileKind::Csv)
+            .map(|c| (c.name.clone(), c.retry))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                (csv(2), true),
+                (csv(3), false),
+                (csv(n - 2), true),
+                (csv(n - 1), false),
+                (csv(n), false)
+            ]
+        );
     }
 }

@@ -403,8 +403,14 @@ impl OnClose {
 }
 
 impl Drop for OnClose {
-    /// Stops a command still running and lets the runner end. Files still
-    /// queued are not run (they are counted as unfinished by then).
+    /// Stops a command still running and waits for the runner to end.
+    /// Files still queued are not run (they are counted as unfinished by
+    /// then). The wait is what makes the stop complete: a runner caught
+    /// between its look at `stopping` and storing a command it had just
+    /// started would otherwise leave that command running after nwtrace
+    /// exits, uploading while the next start hands the same file over
+    /// again. The runner looks at `stopping` before each file and every
+    /// 20 ms while a command runs, so the wait is short.
     fn drop(&mut self) {
         self.queue = None;
         self.counters.stopping.store(true, Ordering::Relaxed);
@@ -416,10 +422,7 @@ impl Drop for OnClose {
         if let Some(mut child) = running {
             stop(&mut child);
         }
-        if let Some(runner) = self.runner.take()
-            && self.counters.done.load(Ordering::Relaxed) >= self.queued
-            && self.counters.caught_up_done.load(Ordering::Relaxed) >= self.catch_up_total
-        {
+        if let Some(runner) = self.runner.take() {
             let _ = runner.join();
         }
     }

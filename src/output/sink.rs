@@ -22,6 +22,10 @@ pub struct FileStats {
     pub bytes: u64,
     /// Removed by the retention limits.
     pub deleted: bool,
+    /// When the file was started (seconds since the epoch): the manifest
+    /// folds deleted files into a time range (output::manifest).
+    #[serde(skip)]
+    pub started_secs: i64,
 }
 
 /// How each file is written: plain CSV, or compressed so that every flush
@@ -74,6 +78,9 @@ pub struct CsvSink {
     file: File,
     /// Stats of every file this run created, the current one last.
     files: Vec<FileStats>,
+    /// Every file before this index is deleted: retention looks from
+    /// here, so that a rotation costs the same after 300,000 of them.
+    first_live: usize,
     /// Rows formatted but not yet written; always whole rows.
     buf: Vec<u8>,
     buf_rows: u64,
@@ -157,7 +164,9 @@ impl CsvSink {
                 rows: 0,
                 bytes: 0,
                 deleted: false,
+                started_secs: crate::timefmt::now_epoch_secs(),
             }],
+            first_live: 0,
             buf: Vec::with_capacity(FLUSH_BYTES + 4096),
             buf_rows: 0,
             written: 0,
@@ -238,6 +247,7 @@ impl CsvSink {
             rows: 0,
             bytes: 0,
             deleted: false,
+            started_secs: crate::timefmt::now_epoch_secs(),
         });
         self.written = 0;
         self.write_header()?;
@@ -263,7 +273,10 @@ impl CsvSink {
         let mut gone = 0;
         let current = self.files.len() - 1;
         // This run's files are in creation order: oldest first.
-        for f in self.files[..current].iter_mut().filter(|f| !f.deleted) {
+        for f in self.files[self.first_live..current]
+            .iter_mut()
+            .filter(|f| !f.deleted)
+        {
             let Some(st) = self.dir.stat(&f.name) else {
                 continue;
             };
@@ -287,7 +300,16 @@ impl CsvSink {
                 gone += 1;
             }
         }
+        self.skip_deleted();
         gone
+    }
+
+    /// Moves `first_live` past the files deleted at the front.
+    fn skip_deleted(&mut self) {
+        while self.files[self.first_live].deleted {
+            // The current file (the last) is never deleted.
+            self.first_live += 1;
+        }
     }
 
     fn enforce_retention(&mut self) -> Result<(), SinkError> {
@@ -297,12 +319,15 @@ impl CsvSink {
             max_bytes,
         } = self.retention;
         loop {
-            let live = self.files.iter().filter(|f| !f.deleted);
+            self.skip_deleted();
+            let live = self.files[self.first_live..].iter().filter(|f| !f.deleted);
             let (count, bytes) = live.fold((0usize, 0u64), |(n, b), f| (n + 1, b + f.bytes));
             let over = max_files.is_some_and(|m| count > m) || max_bytes.is_some_and(|m| bytes > m);
             // The last file is the one being written: never deleted.
             let current = self.files.len() - 1;
-            let oldest = self.files[..current].iter_mut().find(|f| !f.deleted);
+            let oldest = self.files[self.first_live..current]
+                .iter_mut()
+                .find(|f| !f.deleted);
             let (true, Some(oldest)) = (over, oldest) else {
                 return Ok(());
             };

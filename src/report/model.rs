@@ -134,6 +134,10 @@ pub struct Coverage {
     pub rows_lost: u64,
     pub unfinalized_runs: u64,
     pub runs_without_manifest: u64,
+    /// Files the manifests say retention deleted.
+    pub deleted_file_count: u64,
+    /// Their names as far as the manifests name them (all for version 1
+    /// manifests, the first and last of each run for version 2).
     pub deleted_files: Vec<String>,
     pub missing_files: Vec<String>,
     /// Rows the runs with a manifest wrote: the manifest's count, or the
@@ -190,6 +194,7 @@ pub struct RunOut {
     pub first: Option<String>,
     pub last: Option<String>,
     pub files: usize,
+    pub deleted_file_count: u64,
     pub deleted_files: Vec<String>,
     pub missing_files: Vec<String>,
     pub malformed_rows: u64,
@@ -734,6 +739,7 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
         let last = files.iter().filter_map(|&i| scan.files[i].last_ns).max();
         let m = run.manifest.as_ref();
         let prefix = run.nw_dir.display().to_string();
+        cov.deleted_file_count += run.deleted_count;
         cov.deleted_files
             .extend(run.deleted_files.iter().map(|f| format!("{prefix}/{f}")));
         cov.missing_files
@@ -755,6 +761,7 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
             first: ts(first),
             last: ts(last),
             files: files.len(),
+            deleted_file_count: run.deleted_count,
             deleted_files: run.deleted_files.clone(),
             missing_files: run.missing_files.clone(),
             malformed_rows: malformed,

@@ -203,14 +203,20 @@ fn opt(s: &Option<String>) -> String {
     s.clone().unwrap_or_else(|| "-".into())
 }
 
-/// `files deleted by retention: N (first .., last ..)`, or nothing.
-fn deleted_line(deleted: &[String]) -> Option<String> {
-    match deleted {
-        [] => None,
-        [only] => Some(format!("files deleted by retention: 1 ({only})")),
+/// `N files deleted by retention (first .., last ..)`, or nothing:
+/// `count` of them, `names` the ones the manifests name, oldest first.
+fn deleted_line(count: u64, names: &[String]) -> Option<String> {
+    match names {
+        _ if count == 0 => None,
+        [] => Some(format!("{} files deleted by retention", num(count))),
+        [only] if count == 1 => Some(format!("1 file deleted by retention ({only})")),
         [first, .., last] => Some(format!(
-            "files deleted by retention: {} (first {first}, last {last}; all in --format json)",
-            num(deleted.len() as u64)
+            "{} files deleted by retention (first {first}, last {last})",
+            num(count)
+        )),
+        [first] => Some(format!(
+            "{} files deleted by retention (first {first})",
+            num(count)
         )),
     }
 }
@@ -328,7 +334,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     );
     // One line however many: a month of rotations deletes thousands of
     // files, and their names are in --format json.
-    if let Some(line) = deleted_line(&c.deleted_files) {
+    if let Some(line) = deleted_line(c.deleted_file_count, &c.deleted_files) {
         let _ = writeln!(out, "  {line}");
     }
     for d in &c.missing_files {
