@@ -32,6 +32,8 @@ pub const NW_ATTR_UID: u32 = 0x02;
 pub const NW_ATTR_CGROUP: u32 = 0x04;
 pub const NW_ATTR_NETNS: u32 = 0x08;
 pub const NW_ATTR_COOKIE: u32 = 0x10;
+/// The TCP columns (srtt, cwnd, retrans, seq): read together.
+pub const NW_ATTR_TCP: u32 = 0x20;
 
 const _: () = assert!(std::mem::size_of::<RawEvent>() == NW_EVENT_SIZE);
 const _: () =
@@ -54,6 +56,7 @@ fn attr_bits(col: Column) -> u32 {
         Column::Cgroup | Column::Container => NW_ATTR_CGROUP,
         Column::Netns => NW_ATTR_NETNS,
         Column::Cookie => NW_ATTR_COOKIE,
+        Column::Srtt | Column::Cwnd | Column::Retrans | Column::Seq => NW_ATTR_TCP,
     }
 }
 
@@ -180,6 +183,7 @@ impl TryFrom<&[u8]> for NetEvent {
                     cgroup_id: a.cgroup_id,
                     netns: a.netns,
                     cookie: (a.cookie != 0).then_some(a.cookie),
+                    tcp: None,
                 })
             }
             r => return Err(DecodeError::UnknownRecord(r)),
@@ -317,7 +321,7 @@ pub mod tests {
             Columns::parse("tid,cookie").unwrap().attr_mask(),
             NW_ATTR_TID | NW_ATTR_COOKIE
         );
-        assert_eq!(Columns::all().attr_mask(), 0x1f);
+        assert_eq!(Columns::all().attr_mask(), 0x3f);
     }
 
     #[test]
@@ -466,6 +470,7 @@ pub mod tests {
                 cgroup_id: 4242,
                 netns: 4026531840,
                 cookie: Some(77),
+                tcp: None,
             })
         );
         // A zero cookie is "none", and the event fields decode as before.

@@ -990,7 +990,7 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
     );
 
     // The optional columns: which files have them, and the groups.
-    let mut present = [false; 6];
+    let mut present = [false; Column::COUNT];
     let (mut files_with, mut files_without) = (0, 0);
     for f in &scan.files {
         for c in &f.stats.extra_columns {
