@@ -33,20 +33,6 @@ pub const DEFAULT_MAX_SEGMENTS: usize = 4_000_000;
 /// Conversations listed in the report (all are counted in the pairs).
 pub const MAX_CONVERSATIONS_LISTED: usize = 100;
 
-/// What TCP knew at one op: the opt-in columns `srtt`, `cwnd`, `retrans`
-/// and `seq` (`None` when not recorded, or for UDP).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpState {
-    /// Smoothed RTT, microseconds.
-    pub srtt_us: Option<u32>,
-    /// Congestion window, segments.
-    pub cwnd: Option<u32>,
-    /// The socket's retransmitted segments so far.
-    pub retrans: Option<u32>,
-    /// Sequence number of the op's first byte.
-    pub seq: Option<u32>,
-}
-
 /// One direction of bytes: from `src` to `dst`, whichever machine saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Flow {
@@ -141,14 +127,15 @@ impl JoinInput {
         Arc::new(AtomicUsize::new(max_segments))
     }
 
-    /// Takes one op (anything but a TCP op that moved bytes is ignored).
-    pub fn add(&mut self, op: &Op, tcp: TcpState) {
+    /// Takes one op (anything but a TCP op that moved bytes is ignored;
+    /// its `TCP Seq` is `op.attr.seq`).
+    pub fn add(&mut self, op: &Op) {
         let Some(remote) = op.remote else { return };
         if op.protocol != Protocol::Tcp || op.size == 0 || op.errno.is_some() {
             return;
         }
         self.tcp_ops.add(1, op.size);
-        let Some(seq) = tcp.seq else {
+        let Some(seq) = op.attr.seq else {
             self.unjoined.no_seq.add(1, op.size);
             return;
         };

@@ -25,39 +25,36 @@ const CLIENT: &str = "10.0.0.1:40000";
 const SERVER: &str = "10.0.0.2:80";
 
 /// An op on `machine` at `start` (that machine's clock) lasting `lat`.
-fn op(machine: u32, dir: Direction, start: i64, lat: i64, size: u64, seq: u32) -> (Op, TcpState) {
+fn op(machine: u32, dir: Direction, start: i64, lat: i64, size: u64, seq: u32) -> Op {
     let (local, remote) = if machine == 0 {
         (ep(CLIENT), ep(SERVER))
     } else {
         (ep(SERVER), ep(CLIENT))
     };
-    (
-        Op {
-            machine,
-            ts_ns: start,
-            pid: 1,
-            comm: Comm::from_text(b"t"),
-            protocol: Protocol::Tcp,
-            ip_version: 4,
-            local,
-            remote: Some(remote),
-            size,
-            direction: dir,
-            latency_ns: Some(lat as u64),
-            errno: None,
-            msg_flags: None,
-            attr: OpAttr::default(),
-        },
-        TcpState {
+    Op {
+        machine,
+        ts_ns: start,
+        pid: 1,
+        comm: Comm::from_text(b"t"),
+        protocol: Protocol::Tcp,
+        ip_version: 4,
+        local,
+        remote: Some(remote),
+        size,
+        direction: dir,
+        latency_ns: Some(lat as u64),
+        errno: None,
+        msg_flags: None,
+        attr: OpAttr {
             seq: Some(seq),
-            ..TcpState::default()
+            ..OpAttr::default()
         },
-    )
+    }
 }
 
 /// A send at `t` (true time) from `from` and its receive on the other
 /// machine, which blocked since `t` and ends when the bytes arrive.
-fn exchange(out: &mut Vec<(Op, TcpState)>, from: u32, t: i64, size: u64, seq: u32) {
+fn exchange(out: &mut Vec<Op>, from: u32, t: i64, size: u64, seq: u32) {
     let (delay, clock_from, clock_to) = if from == 0 {
         (AB, 0, OFFSET)
     } else {
@@ -74,23 +71,23 @@ fn exchange(out: &mut Vec<(Op, TcpState)>, from: u32, t: i64, size: u64, seq: u3
     ));
 }
 
-fn run(ops: &[(Op, TcpState)]) -> JoinOut {
+fn run(ops: &[Op]) -> JoinOut {
     let budget = JoinInput::budget(DEFAULT_MAX_SEGMENTS);
     let mut j = JoinInput::new(budget.clone(), DEFAULT_MAX_SEGMENTS);
     // Two partials, as two files of a recording would be.
     let mut k = JoinInput::new(budget, DEFAULT_MAX_SEGMENTS);
-    for (i, (o, t)) in ops.iter().enumerate() {
+    for (i, o) in ops.iter().enumerate() {
         if i % 2 == 0 {
-            j.add(o, *t);
+            j.add(o);
         } else {
-            k.add(o, *t);
+            k.add(o);
         }
     }
     j.merge(k);
     j.finish(&["a".to_string(), "b".to_string()])
 }
 
-fn ping_pong(n: u32, c_seq: u32, s_seq: u32) -> Vec<(Op, TcpState)> {
+fn ping_pong(n: u32, c_seq: u32, s_seq: u32) -> Vec<Op> {
     let mut ops = Vec::new();
     for i in 0..n {
         let t = T0 + i64::from(i) * 100 * MS;
@@ -165,8 +162,8 @@ fn a_lost_receive_is_counted_not_guessed() {
     // The server's 4th receive row is lost (100 bytes).
     let lost = ops
         .iter()
-        .position(|(o, t)| {
-            o.machine == 1 && o.direction == Direction::Receive && t.seq == Some(300)
+        .position(|o| {
+            o.machine == 1 && o.direction == Direction::Receive && o.attr.seq == Some(300)
         })
         .unwrap();
     ops.remove(lost);
@@ -268,30 +265,30 @@ fn partial_overlap_counts_the_rest() {
 fn unjoinable_traffic_by_reason() {
     let mut ops = ping_pong(3, 0, 0);
     // No seq: counted.
-    let (o, mut t) = op(0, Direction::Send, T0, 1, 42, 0);
-    t.seq = None;
-    ops.push((o, t));
+    let mut o = op(0, Direction::Send, T0, 1, 42, 0);
+    o.attr.seq = None;
+    ops.push(o);
     // A flow whose peer is not recorded.
-    let (mut o, t) = op(0, Direction::Send, T0, 1, 10, 0);
+    let mut o = op(0, Direction::Send, T0, 1, 10, 0);
     o.remote = Some(ep("10.9.9.9:443"));
-    ops.push((o, t));
+    ops.push(o);
     // Both ends on machine 0 (loopback).
-    let (mut o, t) = op(0, Direction::Receive, T0, 1, 5, 0);
+    let mut o = op(0, Direction::Receive, T0, 1, 5, 0);
     o.remote = Some(ep("10.9.9.9:443"));
     o.local = ep("10.0.0.1:40000");
-    let (mut o2, t2) = op(0, Direction::Send, T0, 1, 5, 0);
+    let mut o2 = op(0, Direction::Send, T0, 1, 5, 0);
     o2.local = ep("10.0.0.1:40001");
     o2.remote = Some(ep("10.0.0.1:40002"));
-    let (mut o3, t3) = op(0, Direction::Receive, T0, 1, 5, 0);
+    let mut o3 = op(0, Direction::Receive, T0, 1, 5, 0);
     o3.local = ep("10.0.0.1:40002");
     o3.remote = Some(ep("10.0.0.1:40001"));
-    ops.extend([(o, t), (o2, t2), (o3, t3)]);
+    ops.extend([o, o2, o3]);
     // UDP and failed ops are no part of it.
-    let (mut u, ut) = op(0, Direction::Send, T0, 1, 7, 0);
+    let mut u = op(0, Direction::Send, T0, 1, 7, 0);
     u.protocol = Protocol::Udp;
-    let (mut f, ft) = op(0, Direction::Send, T0, 1, 0, 0);
+    let mut f = op(0, Direction::Send, T0, 1, 0, 0);
     f.errno = Some(32);
-    ops.extend([(u, ut), (f, ft)]);
+    ops.extend([u, f]);
     let j = run(&ops);
     assert_eq!(j.unjoined.no_seq, Count { ops: 1, bytes: 42 });
     // The 10-byte send to :443 and the 5-byte receive from it are one
@@ -308,8 +305,8 @@ fn several_recorders_of_one_side_are_not_guessed_between() {
     // A third machine also recorded the client's sends.
     let dup: Vec<_> = ops
         .iter()
-        .filter(|(o, _)| o.machine == 0 && o.direction == Direction::Send)
-        .map(|(o, t)| (Op { machine: 2, ..*o }, *t))
+        .filter(|o| o.machine == 0 && o.direction == Direction::Send)
+        .map(|o| Op { machine: 2, ..*o })
         .collect();
     ops.extend(dup);
     let j = run(&ops);
@@ -323,8 +320,8 @@ fn the_memory_bound_is_counted() {
     let ops = ping_pong(10, 0, 0);
     let budget = JoinInput::budget(30);
     let mut j = JoinInput::new(budget, 30);
-    for (o, t) in &ops {
-        j.add(o, *t);
+    for o in &ops {
+        j.add(o);
     }
     let out = j.finish(&["a".into(), "b".into()]);
     assert_eq!(out.max_segments, 30);
