@@ -511,6 +511,26 @@ pub fn first_timestamp(path: &Path, compression: Compression) -> Option<i64> {
     None
 }
 
+/// The optional columns a file's header names (empty without a header),
+/// read from its first line only.
+pub fn header_columns(path: &Path, compression: Compression) -> Vec<Column> {
+    let Ok((reader, _, _)) = open(path, compression) else {
+        return Vec::new();
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
+    let mut rec = ByteRecord::new();
+    match rdr.read_byte_record(&mut rec) {
+        Ok(true) => match Layout::from_header(&rec) {
+            Ok(Some(l)) => l.columns(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
 /// Reads rows from any reader; `len` and `ends_with_newline` describe the
 /// whole input (for cut-row detection).
 pub fn read_from(

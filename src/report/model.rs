@@ -82,6 +82,15 @@ pub struct Report {
     pub sources: Vec<SourceOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<super::compare::Comparison>,
+    /// Sends on one machine joined to their receives on another, by TCP
+    /// sequence numbers (docs/join.md); present when an input has the
+    /// `TCP Seq` column. Its fields are versioned by `join.version`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<crate::analysis::join::JoinOut>,
+    /// srtt, cwnd and retransmits over time per conversation (docs/join.md);
+    /// present when an input has `SRTT us`, `CWND` or `Retrans`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::analysis::netside::NetworkOut>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -1274,6 +1283,8 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
         tables,
         sources: Vec::new(),
         baseline: None,
+        join: None,
+        network: None,
     }
 }
 
