@@ -166,6 +166,11 @@ fn two_machines_join_on_sequence_numbers() {
     // Two receives per response: two pairs each.
     assert_eq!(ba["pairs"], u64::from(2 * N));
     assert_eq!(j["unjoined"]["sent_not_received"]["bytes"], tree.lost_bytes);
+    assert_eq!(j["tcp_sent"]["bytes"], u64::from(N * (REQ + RESP)));
+    assert_eq!(
+        j["tcp_received"]["bytes"],
+        u64::from(N * (REQ + RESP)) - tree.lost_bytes
+    );
     assert_eq!(
         j["bytes_joined"],
         sent - tree.lost_bytes + u64::from(N * RESP)

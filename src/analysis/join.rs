@@ -107,7 +107,8 @@ pub struct JoinInput {
     budget: Arc<AtomicUsize>,
     max_segments: usize,
     unjoined: Unjoined,
-    tcp_ops: Count,
+    tcp_sent: Count,
+    tcp_received: Count,
 }
 
 impl JoinInput {
@@ -118,7 +119,8 @@ impl JoinInput {
             budget,
             max_segments,
             unjoined: Unjoined::default(),
-            tcp_ops: Count::default(),
+            tcp_sent: Count::default(),
+            tcp_received: Count::default(),
         }
     }
 
@@ -134,7 +136,11 @@ impl JoinInput {
         if op.protocol != Protocol::Tcp || op.size == 0 || op.errno.is_some() {
             return;
         }
-        self.tcp_ops.add(1, op.size);
+        if op.direction == Direction::Send {
+            self.tcp_sent.add(1, op.size);
+        } else {
+            self.tcp_received.add(1, op.size);
+        }
         let Some(seq) = op.attr.seq else {
             self.unjoined.no_seq.add(1, op.size);
             return;
@@ -180,7 +186,8 @@ impl JoinInput {
             self.sides.entry(k).or_default().extend(v);
         }
         self.unjoined.merge(&other.unjoined);
-        self.tcp_ops.merge(other.tcp_ops);
+        self.tcp_sent.merge(other.tcp_sent);
+        self.tcp_received.merge(other.tcp_received);
     }
 
     /// Whether any op had a sequence number.
@@ -303,7 +310,8 @@ impl JoinInput {
             version: JOIN_VERSION,
             max_segments: self.max_segments,
             machines_with_seq: with_seq.into_iter().map(name).collect(),
-            tcp: self.tcp_ops,
+            tcp_sent: self.tcp_sent,
+            tcp_received: self.tcp_received,
             bytes_joined,
             pairs: pairs_out,
             conversations_total,
@@ -452,9 +460,12 @@ pub struct JoinOut {
     pub max_segments: usize,
     /// The machines whose rows have `TCP Seq` values.
     pub machines_with_seq: Vec<String>,
-    /// TCP ops that moved bytes (joined or not).
-    pub tcp: Count,
-    /// Bytes in some pair, both directions of every machine pair.
+    /// TCP sends and receives that moved bytes, joined or not (a byte
+    /// recorded at both ends is in both).
+    pub tcp_sent: Count,
+    pub tcp_received: Count,
+    /// Bytes in some pair, both directions of every machine pair (each
+    /// byte once).
     pub bytes_joined: u64,
     pub pairs: Vec<PairOut>,
     pub conversations_total: usize,

@@ -68,9 +68,10 @@ pub fn render_join(out: &mut String, j: &JoinOut, o: &TextOptions) {
     title(out, o, "Machines joined on TCP sequence numbers");
     let _ = writeln!(
         out,
-        "  {} of {} TCP bytes joined; machines with TCP Seq: {}",
+        "  {} joined of {} TCP bytes sent ({} received); machines with TCP Seq: {}",
         bytes(j.bytes_joined),
-        bytes(j.tcp.bytes),
+        bytes(j.tcp_sent.bytes),
+        bytes(j.tcp_received.bytes),
         if j.machines_with_seq.is_empty() {
             "none".to_string()
         } else {

@@ -296,7 +296,8 @@ fn unjoinable_traffic_by_reason() {
     assert_eq!(j.unjoined.no_peer, Count { ops: 2, bytes: 15 });
     assert_eq!(j.unjoined.same_machine, Count { ops: 2, bytes: 10 });
     assert_eq!(j.bytes_joined, 3300);
-    assert_eq!(j.tcp.ops, 12 + 1 + 1 + 3);
+    assert_eq!(j.tcp_sent.ops + j.tcp_received.ops, 12 + 1 + 1 + 3);
+    assert_eq!(j.tcp_sent.bytes, 3 * 1100 + 42 + 10 + 5);
 }
 
 #[test]
