@@ -30,8 +30,7 @@ struct Tree {
 fn row(
     t: i64,
     comm: &str,
-    src: &str,
-    dst: &str,
+    (src, dst): (&str, &str),
     size: u32,
     dir: &str,
     lat: i64,
@@ -61,7 +60,7 @@ fn build(tag: &str) -> Tree {
         let retrans = u32::from(i >= 100);
         let ctcp = |seq: u32| format!("250,10,{retrans},{seq}");
         let stcp = |seq: u32| format!("300,12,0,{seq}");
-        client.push_str(&row(t, "cli", c, s, REQ, "send", 5000, &ctcp(c_seq)));
+        client.push_str(&row(t, "cli", (c, s), REQ, "send", 5000, &ctcp(c_seq)));
         // The server's receive blocked since t (its clock) and ends when
         // the bytes arrive; row 50 is lost.
         if i == 50 {
@@ -70,8 +69,7 @@ fn build(tag: &str) -> Tree {
             server.push_str(&row(
                 t + OFFSET,
                 "srv",
-                c,
-                s,
+                (c, s),
                 REQ,
                 "receive",
                 C_TO_S,
@@ -84,8 +82,7 @@ fn build(tag: &str) -> Tree {
         server.push_str(&row(
             t2 + OFFSET,
             "srv",
-            s,
-            c,
+            (s, c),
             RESP,
             "send",
             8000,
@@ -95,8 +92,7 @@ fn build(tag: &str) -> Tree {
         client.push_str(&row(
             t2,
             "cli",
-            s,
-            c,
+            (s, c),
             first,
             "receive",
             S_TO_C,
@@ -105,8 +101,7 @@ fn build(tag: &str) -> Tree {
         client.push_str(&row(
             t2 + S_TO_C,
             "cli",
-            s,
-            c,
+            (s, c),
             RESP - first,
             "receive",
             1000,
