@@ -11,8 +11,8 @@ use crate::analysis::join::{DirOut, JoinOut};
 use crate::analysis::netside::NetConvOut;
 
 const W: f64 = 900.0;
-const LEFT: f64 = 260.0;
-const RIGHT: f64 = 120.0;
+const LEFT: f64 = 230.0;
+const RIGHT: f64 = 240.0;
 
 /// Per direction of every machine pair: the measured delay's p50, p99
 /// and max as bars from zero (or from the most negative value, when the
