@@ -246,9 +246,10 @@ pub struct CaptureArgs {
     pub filter: FilterArgs,
 
     /// Add optional columns after the 14, comma-separated, from
-    /// tid,uid,cgroup,container,netns,cookie. They are always written in
-    /// that order, with the headers TID, UID, Cgroup, Container ID, Netns,
-    /// Socket Cookie.
+    /// tid,uid,cgroup,container,netns,cookie,srtt,cwnd,retrans,seq. They
+    /// are always written in that order, with the headers TID, UID,
+    /// Cgroup, Container ID, Netns, Socket Cookie, SRTT us, CWND, Retrans,
+    /// TCP Seq.
     #[arg(long, value_name = "LIST", value_parser = Columns::parse)]
     pub columns: Option<Columns>,
 

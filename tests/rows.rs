@@ -35,6 +35,33 @@ struct Log {
     netns: Option<u64>,
     /// Each socket's cookie from getsockopt(SO_COOKIE), by local port.
     cookies: Vec<(u16, u64)>,
+    /// What TCP_INFO said around operations (the TCP columns' oracle).
+    tcp_info: Vec<TcpInfoSeen>,
+}
+
+/// TCP_INFO read just before and just after one operation, which is
+/// `Log::rows[row]`: (tcpi_rtt µs, tcpi_snd_cwnd, tcpi_total_retrans).
+#[derive(Clone, Copy, Debug)]
+struct TcpInfoSeen {
+    row: usize,
+    before: (u32, u32, u32),
+    after: (u32, u32, u32),
+}
+
+impl Log {
+    /// Records TCP_INFO of `fd` around the operation that `op` makes and
+    /// logs (with [`Log::op`]).
+    fn with_tcp_info<T>(&mut self, fd: i32, op: impl FnOnce(&mut Log) -> T) -> T {
+        let before = sys::tcp_info(fd).expect("TCP_INFO");
+        let out = op(self);
+        let after = sys::tcp_info(fd).expect("TCP_INFO");
+        self.tcp_info.push(TcpInfoSeen {
+            row: self.rows.len() - 1,
+            before,
+            after,
+        });
+        out
+    }
 }
 
 fn errno_name(e: i32) -> &'static str {
@@ -206,6 +233,56 @@ fn tcp_oob(log: &mut Log) {
     let r = sys::recv(fd(&s), 1, libc::MSG_OOB);
     assert_eq!(r, Ok(1));
     log.op(TCP, Dir::Receive, sl, Some(cl), r, "MSG_OOB");
+}
+
+/// The TCP columns against the socket's own numbers (issue 24): a
+/// conversation of several sizes both ways, TCP_INFO read around each
+/// operation; a peek; and at a quiet moment (everything acknowledged) a
+/// zero-byte send and a receive with nothing to read, around which
+/// TCP_INFO does not change, so their rows must show it exactly.
+fn tcp_state(log: &mut Log) {
+    let (c, s) = tcp_pair("127.0.0.1:0");
+    let (cl, sl) = (c.local_addr().unwrap(), s.local_addr().unwrap());
+    let (send, recv) = (Dir::Send, Dir::Receive);
+    for (i, n) in [1usize, 100, 1448, 5000, 65536].into_iter().enumerate() {
+        let data = vec![i as u8; n];
+        log.with_tcp_info(fd(&c), |log| {
+            let r = sys::send(fd(&c), &data, 0);
+            assert_eq!(r, Ok(n));
+            log.op(TCP, send, cl, Some(sl), r, "");
+        });
+        if i == 2 {
+            // A peek covers the bytes the next receive takes.
+            let r = sys::recv(fd(&s), 10, libc::MSG_PEEK);
+            assert_eq!(r, Ok(10));
+            log.op(TCP, recv, sl, Some(cl), r, "MSG_PEEK");
+        }
+        log.with_tcp_info(fd(&s), |log| {
+            let r = sys::recv(fd(&s), n, libc::MSG_WAITALL);
+            assert_eq!(r, Ok(n));
+            log.op(TCP, recv, sl, Some(cl), r, "MSG_WAITALL");
+        });
+        log.with_tcp_info(fd(&s), |log| {
+            let r = sys::write(fd(&s), &[0xee; 17]);
+            assert_eq!(r, Ok(17));
+            log.op(TCP, send, sl, Some(cl), r, "");
+        });
+        let r = sys::recv(fd(&c), 17, libc::MSG_WAITALL);
+        assert_eq!(r, Ok(17));
+        log.op(TCP, recv, cl, Some(sl), r, "MSG_WAITALL");
+    }
+    // Quiet: every segment acknowledged (loopback takes microseconds).
+    std::thread::sleep(Duration::from_millis(100));
+    log.with_tcp_info(fd(&c), |log| {
+        let r = sys::send(fd(&c), &[], 0);
+        assert_eq!(r, Ok(0));
+        log.op(TCP, send, cl, Some(sl), r, "");
+    });
+    log.with_tcp_info(fd(&c), |log| {
+        let r = sys::recv(fd(&c), 100, libc::MSG_DONTWAIT);
+        assert_eq!(r, Err(libc::EAGAIN));
+        log.op(TCP, recv, cl, Some(sl), r, "MSG_DONTWAIT");
+    });
 }
 
 fn tcp6(log: &mut Log) {
@@ -1214,6 +1291,11 @@ const SCENARIOS: &[Scenario] = &[
         unordered: false,
     },
     Scenario {
+        thread: "nwt-tcp-state",
+        body: tcp_state,
+        unordered: false,
+    },
+    Scenario {
         thread: "nwt-tcp6",
         body: tcp6,
         unordered: false,
@@ -1347,6 +1429,7 @@ struct Ran {
     tid: i32,
     netns: Option<u64>,
     cookies: Vec<(u16, u64)>,
+    tcp_info: Vec<TcpInfoSeen>,
     skipped: Option<String>,
     unordered: bool,
     expected: Vec<Expected>,
@@ -1382,6 +1465,7 @@ fn run_scenario(s: &Scenario) -> Result<Ran, String> {
         tid: log.tid,
         netns: log.netns,
         cookies: log.cookies,
+        tcp_info: log.tcp_info,
         skipped: log.skipped,
         unordered: s.unordered,
         expected: log.rows,
@@ -1412,6 +1496,7 @@ fn check(ran: &Ran, rows: &[Row], pid: &str) -> Vec<String> {
         expected,
         skipped: None,
         cookies: Vec::new(),
+        tcp_info: Vec::new(),
         ..*ran
     };
     if actual.len() != ran.expected.len() {
@@ -1471,13 +1556,17 @@ fn rows_under(dir: &std::path::Path) -> Vec<Row> {
 }
 
 /// The optional columns, all of them, as the header names them.
-const EXTRA: [&str; 6] = [
+const EXTRA: [&str; 10] = [
     "TID",
     "UID",
     "Cgroup",
     "Container ID",
     "Netns",
     "Socket Cookie",
+    "SRTT us",
+    "CWND",
+    "Retrans",
+    "TCP Seq",
 ];
 
 /// A tracer with in-kernel filters (and --pid, so also AND across kinds),
@@ -1576,6 +1665,215 @@ fn hex64_in(path: &str) -> String {
         .find(|w| w.len() == 64)
         .unwrap_or_default()
         .to_string()
+}
+
+/// Where the TCP columns are in the --columns tracer's rows.
+const TCP_COLS: std::ops::Range<usize> = 20..24;
+
+/// One TCP operation's bytes in its stream's sequence space.
+#[derive(Clone, Copy, Debug)]
+struct SeqRange {
+    seq: u32,
+    size: u64,
+    ts_us: i64,
+}
+
+/// The ranges of one direction of a stream, if they tile one interval
+/// with neither gap nor overlap, in the order they happened: its first
+/// sequence number and length. The first operation's number is the base,
+/// so that the interval may cross 2^32.
+fn tile(ranges: &[SeqRange]) -> Result<Option<(u32, u64)>, String> {
+    let Some(first) = ranges.iter().min_by_key(|r| r.ts_us) else {
+        return Ok(None);
+    };
+    let base = first.seq;
+    let mut v: Vec<(u64, u64, i64)> = ranges
+        .iter()
+        .map(|r| (u64::from(r.seq.wrapping_sub(base)), r.size, r.ts_us))
+        .collect();
+    v.sort();
+    let mut end = 0;
+    let mut last_ts = i64::MIN;
+    for &(off, size, ts) in &v {
+        if off != end {
+            return Err(format!(
+                "a range starts at {} past the first, where the one before it ends at {end} (ranges, from the first: {v:?})",
+                off
+            ));
+        }
+        if ts < last_ts {
+            return Err(format!(
+                "the ranges are not in the order of their operations (ranges, from the first: {v:?})"
+            ));
+        }
+        end = off + size;
+        last_ts = ts;
+    }
+    Ok(Some((base, end)))
+}
+
+/// The TCP columns with no oracle but TCP itself: empty for UDP and MPTCP
+/// rows; for TCP, numbers, no retransmits on loopback, a sequence number
+/// unless the operation failed (or read urgent data, which is outside the
+/// stream); and, per stream direction, the sends' ranges `[seq, seq +
+/// Size)` tile one interval, the receives' ranges tile one interval that
+/// starts where the sends' does and ends within it (the bytes the join
+/// pairs), and each peek starts within the receives'.
+fn check_tcp_streams(cols: &[Row]) -> Vec<String> {
+    type Flow = (String, String, String, String, String);
+    let mut problems = Vec::new();
+    let mut flows: std::collections::BTreeMap<Flow, [Vec<SeqRange>; 3]> = Default::default();
+    for r in cols {
+        let t = &r.fields[TCP_COLS];
+        let line = r.fields.join(",");
+        if r.get("Protocol") != "TCP" || r.get("Command") == "nwt-mptcp" {
+            if t.iter().any(|v| !v.is_empty()) {
+                problems.push(format!("TCP columns {t:?} on a UDP or MPTCP row: {line}"));
+            }
+            continue;
+        }
+        let num = |v: &str| v.parse::<u32>().ok();
+        let (Some(_srtt), Some(cwnd), Some(_retrans)) = (num(&t[0]), num(&t[1]), num(&t[2])) else {
+            problems.push(format!(
+                "SRTT us, CWND, Retrans {t:?} should be numbers: {line}"
+            ));
+            continue;
+        };
+        // Retrans is checked against TCP_INFO (check_tcp_info): loopback
+        // may retransmit too (a tail loss probe under load).
+        if cwnd == 0 {
+            problems.push(format!("CWND {cwnd} should be positive: {line}"));
+        }
+        let receive = r.get("Direction") == "receive";
+        let flags: Vec<&str> = r.get("MSG Flags").split('|').collect();
+        let want_seq = r.get("Error").is_empty() && !(receive && flags.contains(&"MSG_OOB"));
+        let seq = match (want_seq, num(&t[3])) {
+            (true, Some(seq)) => seq,
+            (false, None) if t[3].is_empty() => continue,
+            _ => {
+                problems.push(format!(
+                    "TCP Seq {:?} should {}: {line}",
+                    t[3],
+                    if want_seq { "be a number" } else { "be empty" }
+                ));
+                continue;
+            }
+        };
+        let range = SeqRange {
+            seq,
+            size: r.get("Size").parse().unwrap_or(0),
+            ts_us: parse_timestamp_us(r.get("Timestamp")).unwrap_or(0),
+        };
+        let key = (
+            r.get("Command").to_string(),
+            r.get("Source Address").to_string(),
+            r.get("Source Port").to_string(),
+            r.get("Destination Address").to_string(),
+            r.get("Destination Port").to_string(),
+        );
+        let kind = match (receive, flags.contains(&"MSG_PEEK")) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        };
+        flows.entry(key).or_default()[kind].push(range);
+    }
+    let mut joined = 0;
+    for (flow, [sends, receives, peeks]) in &flows {
+        let what = format!("{} {}:{} -> {}:{}", flow.0, flow.1, flow.2, flow.3, flow.4);
+        let (s, r) = match (tile(sends), tile(receives)) {
+            (Ok(s), Ok(r)) => (s, r),
+            (s, r) => {
+                for e in [s.err(), r.err()].into_iter().flatten() {
+                    problems.push(format!("{what}: {e}"));
+                }
+                continue;
+            }
+        };
+        match (s, r) {
+            (Some((s0, slen)), Some((r0, rlen))) => {
+                if r0 != s0 || rlen > slen {
+                    problems.push(format!(
+                        "{what}: the receives cover [{r0}, +{rlen}), not the start of the sends' [{s0}, +{slen})"
+                    ));
+                }
+                for p in peeks {
+                    if u64::from(p.seq.wrapping_sub(r0)) > rlen {
+                        problems.push(format!(
+                            "{what}: a peek at {} is outside the receives' [{r0}, +{rlen})",
+                            p.seq
+                        ));
+                    }
+                }
+                joined += rlen;
+            }
+            (None, Some(_)) => problems.push(format!("{what}: receives with no sends")),
+            _ => {}
+        }
+    }
+    if joined == 0 {
+        problems.push("no TCP bytes were joined from send to receive".into());
+    }
+    problems
+}
+
+/// The TCP columns of nwt-tcp-state's rows against TCP_INFO read just
+/// before and after each operation: Retrans and CWND within what the two
+/// say, SRTT us within a factor of two of them (an ACK may move it in
+/// between), and all three exactly TCP_INFO's where it did not change.
+fn check_tcp_info(cols: &[Row], ran: &[Ran]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(scenario) = ran.iter().find(|r| r.thread == "nwt-tcp-state") else {
+        return vec!["nwt-tcp-state did not run".into()];
+    };
+    let mut rows: Vec<&Row> = cols
+        .iter()
+        .filter(|r| r.get("Command") == scenario.thread)
+        .collect();
+    rows.sort_by_key(|r| parse_timestamp_us(r.get("Timestamp")).unwrap_or(0));
+    if rows.len() != scenario.expected.len() {
+        return vec![format!(
+            "expected {} rows, got {}",
+            scenario.expected.len(),
+            rows.len()
+        )];
+    }
+    let mut exact = 0;
+    for seen in &scenario.tcp_info {
+        let r = rows[seen.row];
+        let line = r.fields.join(",");
+        let t: Vec<u32> = r.fields[TCP_COLS.start..TCP_COLS.end - 1]
+            .iter()
+            .map(|v| v.parse().unwrap_or(u32::MAX))
+            .collect();
+        let got = (t[0], t[1], t[2]);
+        let (b, a) = (seen.before, seen.after);
+        if b == a {
+            exact += 1;
+            if got != b {
+                problems.push(format!(
+                    "SRTT us, CWND, Retrans {got:?} are not TCP_INFO's {b:?} (unchanged around the call): {line}"
+                ));
+            }
+            continue;
+        }
+        let within = |v: u32, x: u32, y: u32| x.min(y) <= v && v <= x.max(y);
+        if !within(got.2, b.2, a.2)
+            || !within(got.1, b.1, a.1)
+            || !within(got.0, b.0.min(a.0) / 2, b.0.max(a.0) * 2)
+        {
+            problems.push(format!(
+                "SRTT us, CWND, Retrans {got:?} are not within TCP_INFO's {b:?} before and {a:?} after: {line}"
+            ));
+        }
+    }
+    if exact < 2 {
+        problems.push(format!(
+            "TCP_INFO changed around the quiet operations too: {:?}",
+            scenario.tcp_info
+        ));
+    }
+    problems
 }
 
 /// Checks the rows of the --columns tracer against the unfiltered rows and
@@ -1909,7 +2207,7 @@ fn main() -> ExitCode {
         })
         .collect();
     let out_cols = scratch_dir("columns");
-    let all_columns = "tid,uid,cgroup,container,netns,cookie";
+    let all_columns = "tid,uid,cgroup,container,netns,cookie,srtt,cwnd,retrans,seq";
     let mut cols = Tracer::start(
         &out_cols,
         &[&["--pid", &pid, "--columns", all_columns][..], &common_args].concat(),
@@ -2126,6 +2424,16 @@ fn main() -> ExitCode {
     outcome(
         &format!("--columns {all_columns} (backend {backend})"),
         problems,
+    );
+    outcome(
+        &format!(
+            "TCP columns: empty for UDP and MPTCP, seq ranges tile each stream and the receiver's match the sender's (backend {backend})"
+        ),
+        check_tcp_streams(&col_rows),
+    );
+    outcome(
+        &format!("TCP columns against TCP_INFO (backend {backend})"),
+        check_tcp_info(&col_rows, &ran),
     );
 
     // --cgroup and --container: one child process inside, one outside.

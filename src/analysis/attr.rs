@@ -118,6 +118,16 @@ pub struct OpAttr {
     pub netns: Option<u64>,
     /// `Socket Cookie`: one number per socket for its whole life.
     pub cookie: Option<u64>,
+    /// `SRTT us`: the TCP socket's smoothed RTT at the operation, in µs.
+    pub srtt_us: Option<u32>,
+    /// `CWND`: the TCP socket's congestion window, in segments.
+    pub cwnd: Option<u32>,
+    /// `Retrans`: the TCP socket's retransmitted segments so far.
+    pub retrans: Option<u32>,
+    /// `TCP Seq`: the sequence number of the operation's first byte (a
+    /// send of N bytes covers `[seq, seq+N)` mod 2^32; the peer's
+    /// receive of the same bytes has the same numbers).
+    pub seq: Option<u32>,
 }
 
 impl OpAttr {
@@ -187,6 +197,12 @@ impl OpAttribution {
         }
         if cols.contains(Column::Cookie) {
             out.cookie = attr.cookie;
+        }
+        if let Some(tcp) = attr.tcp {
+            out.srtt_us = cols.contains(Column::Srtt).then_some(tcp.srtt_us);
+            out.cwnd = cols.contains(Column::Cwnd).then_some(tcp.cwnd);
+            out.retrans = cols.contains(Column::Retrans).then_some(tcp.retrans);
+            out.seq = tcp.seq.filter(|_| cols.contains(Column::Seq));
         }
         out
     }

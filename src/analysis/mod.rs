@@ -17,6 +17,8 @@ pub mod attr;
 pub mod capped;
 pub mod filter_text;
 pub mod hist;
+pub mod join;
+pub mod netside;
 pub mod op_filter;
 pub mod persist;
 pub mod series;

@@ -18,6 +18,24 @@ pub struct Attr {
     pub netns: u32,
     /// The socket cookie; `None` where the backend has none.
     pub cookie: Option<u64>,
+    /// The TCP columns' values; `None` for UDP (and MPTCP), or when no
+    /// TCP column was asked for.
+    pub tcp: Option<TcpState>,
+}
+
+/// What TCP knew at the operation (the `srtt`, `cwnd`, `retrans`, `seq`
+/// columns; docs/output.md says at which moment each is read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpState {
+    /// `srtt_us >> 3`: the smoothed RTT in µs.
+    pub srtt_us: u32,
+    /// `snd_cwnd`, in segments.
+    pub cwnd: u32,
+    /// `total_retrans`: segments retransmitted on this socket so far.
+    pub retrans: u32,
+    /// The sequence number of the operation's first byte; `None` where it
+    /// is not known (a failed operation).
+    pub seq: Option<u32>,
 }
 
 /// Turns an event's raw attribution into the columns' text: the cgroup id
@@ -84,7 +102,7 @@ impl Attribution {
     pub fn values(&mut self, attr: Option<&Attr>) -> Vec<(Column, String)> {
         let has = attr.is_some();
         let attr = attr.copied().unwrap_or_default();
-        let mut out = Vec::with_capacity(6);
+        let mut out = Vec::with_capacity(Column::COUNT);
         for col in self.columns.iter() {
             let text = if !has {
                 String::new()
@@ -109,6 +127,15 @@ impl Attribution {
             Column::Netns if attr.netns == 0 => String::new(),
             Column::Netns => attr.netns.to_string(),
             Column::Cookie => attr.cookie.map(|c| c.to_string()).unwrap_or_default(),
+            Column::Srtt | Column::Cwnd | Column::Retrans | Column::Seq => {
+                let value = attr.tcp.and_then(|t| match col {
+                    Column::Srtt => Some(t.srtt_us),
+                    Column::Cwnd => Some(t.cwnd),
+                    Column::Retrans => Some(t.retrans),
+                    _ => t.seq,
+                });
+                value.map(|v| v.to_string()).unwrap_or_default()
+            }
         }
     }
 }
@@ -132,6 +159,12 @@ mod tests {
             cgroup_id: 99,
             netns: 4026531840,
             cookie: Some(12345),
+            tcp: Some(TcpState {
+                srtt_us: 48,
+                cwnd: 10,
+                retrans: 0,
+                seq: Some(4_000_000_000),
+            }),
         });
         let csv = |a: &mut Attribution, ev: &NetEvent| -> String {
             a.values(ev.attr.as_ref())
@@ -140,16 +173,30 @@ mod tests {
                 .collect()
         };
         // No resolver (no cgroup2 mount): the number, and so no container.
-        assert_eq!(csv(&mut a, &ev), ",7,1000,id:99,,4026531840,12345");
+        assert_eq!(
+            csv(&mut a, &ev),
+            ",7,1000,id:99,,4026531840,12345,48,10,0,4000000000"
+        );
+        // A TCP row whose seq is unknown (a failed send): only seq empty.
+        ev.attr = Some(Attr {
+            tcp: Some(TcpState {
+                seq: None,
+                ..ev.attr.unwrap().tcp.unwrap()
+            }),
+            ..ev.attr.unwrap()
+        });
+        assert_eq!(csv(&mut a, &ev), ",7,1000,id:99,,4026531840,12345,48,10,0,");
+        // UDP: the TCP columns are empty.
         ev.attr = Some(Attr {
             cookie: None,
             netns: 0,
+            tcp: None,
             ..ev.attr.unwrap()
         });
-        assert_eq!(csv(&mut a, &ev), ",7,1000,id:99,,,");
+        assert_eq!(csv(&mut a, &ev), ",7,1000,id:99,,,,,,,");
         // A record without attribution: every column empty.
         ev.attr = None;
-        assert_eq!(csv(&mut a, &ev), ",,,,,,");
+        assert_eq!(csv(&mut a, &ev), ",,,,,,,,,,");
     }
 
     #[test]

@@ -902,8 +902,94 @@ static __always_inline __u64 sock_cookie(struct sock *sk, bool direct)
 	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 }
 
-/* The optional columns of attr_mask; the others are 0. */
-static __always_inline void fill_attr(struct nw_event_attr *x, struct sock *sk, bool direct)
+#define NW_MSG_OOB 0x01 /* uapi */
+#define NW_MSG_PEEK 0x02
+
+/*
+ * The TCP columns: srtt, cwnd, total retransmits and the sequence number,
+ * read where the row is made, after the operation (every hook that makes
+ * rows runs then: sock_{send,recv}_length, fexit/kretprobe of the protocol
+ * functions, the sendfile/splice exit, an io_uring request's last protocol
+ * call). A send has advanced write_seq, and a receive copied_seq, by
+ * exactly the bytes it returns, so the first byte's number is the value
+ * now minus the row's Size; userspace subtracts, because an io_uring row's
+ * result is the CQE's, known only at completion. One exception: the
+ * receive that reads the peer's FIN moves copied_seq one further than its
+ * bytes (tcp_recvmsg_locked(), found_fin_ok), also when the FIN rides on
+ * its last data segment; the FIN has been read when it was received
+ * (SOCK_DONE, set by tcp_fin()) and copied_seq has reached rcv_nxt, which
+ * counts it. So a receive gives copied_seq minus that one, and a receive
+ * at end of stream (Size 0) shows the FIN's own number, where the data
+ * ended. A peek leaves copied_seq where it was: its first byte is
+ * copied_seq itself. Unknown (no SEQ bit):
+ * a peek at an SO_PEEK_OFF offset (TCP has it from 6.10) and urgent data
+ * (MSG_OOB reads the urgent byte outside the stream). Exact when one
+ * thread at a time uses the socket in that direction: another thread's
+ * send between this one's release of the socket lock and this hook would
+ * move write_seq (docs/output.md).
+ *
+ * Fields by CO-RE: srtt_us (3.15+), snd_cwnd, total_retrans, write_seq,
+ * copied_seq are in struct tcp_sock on every kernel we support (5.10 to
+ * 7.x; 6.8's cacheline groups moved them, CO-RE follows). MPTCP: the
+ * socket the application holds is a struct mptcp_sock, not a tcp_sock
+ * (its subflows are): no values.
+ */
+static __always_inline void fill_tcp(struct nw_attr *a, struct sock *sk, __u8 direction,
+				     __u32 msg_flags, bool direct)
+{
+	__u64 done = 1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE);
+	__u32 seq, rcv_nxt = 0;
+	__u64 sk_flags = 0;
+	int peek_off;
+
+	if (KREAD(direct, sk, sk_protocol) != IPPROTO_TCP)
+		return;
+	if (bpf_ksym_exists(bpf_rdonly_cast)) {
+		/* 6.2+ (commit a35b9af4ec2c): plain fault-checked loads, no
+		 * helper call, on every backend. */
+		struct tcp_sock *tp = bpf_core_cast(sk, struct tcp_sock);
+
+		a->srtt_us = tp->srtt_us >> 3;
+		a->snd_cwnd = tp->snd_cwnd;
+		a->total_retrans = tp->total_retrans;
+		if (direction == NW_DIR_SEND) {
+			seq = tp->write_seq;
+		} else {
+			seq = tp->copied_seq;
+			rcv_nxt = tp->rcv_nxt;
+			sk_flags = tp->inet_conn.icsk_inet.sk.__sk_common.skc_flags;
+		}
+		peek_off = tp->inet_conn.icsk_inet.sk.sk_peek_off;
+	} else {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+
+		a->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+		a->snd_cwnd = BPF_CORE_READ(tp, snd_cwnd);
+		a->total_retrans = BPF_CORE_READ(tp, total_retrans);
+		if (direction == NW_DIR_SEND) {
+			seq = BPF_CORE_READ(tp, write_seq);
+		} else {
+			seq = BPF_CORE_READ(tp, copied_seq);
+			rcv_nxt = BPF_CORE_READ(tp, rcv_nxt);
+			sk_flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+		}
+		peek_off = BPF_CORE_READ(sk, sk_peek_off);
+	}
+	/* The FIN counts in copied_seq once read, never in the data. */
+	if (direction == NW_DIR_RECV && (sk_flags & done) && seq == rcv_nxt)
+		seq--;
+	a->tcp = NW_TCP_STATE;
+	a->seq = seq;
+	if (direction == NW_DIR_SEND || !(msg_flags & (NW_MSG_PEEK | NW_MSG_OOB)))
+		a->tcp |= NW_TCP_SEQ_END;
+	else if (!(msg_flags & NW_MSG_OOB) && peek_off < 0)
+		a->tcp |= NW_TCP_SEQ_START;
+}
+
+/* The optional columns of attr_mask; the others are 0. msg_flags: the
+ * application's, when the row has them. */
+static __always_inline void fill_attr(struct nw_event_attr *x, struct sock *sk, __u8 direction,
+				      __u32 msg_flags, bool direct)
 {
 	__builtin_memset(&x->attr, 0, sizeof(x->attr));
 	x->ev.record = NW_RECORD_EVENT_ATTR;
@@ -923,6 +1009,8 @@ static __always_inline void fill_attr(struct nw_event_attr *x, struct sock *sk, 
 	}
 	if (attr_mask & NW_ATTR_COOKIE)
 		x->attr.cookie = sock_cookie(sk, direct);
+	if (attr_mask & NW_ATTR_TCP)
+		fill_tcp(&x->attr, sk, direction, msg_flags, direct);
 }
 
 /* fill_event(), and the optional columns when any is on. */
@@ -932,7 +1020,8 @@ static __always_inline void fill_record(struct nw_event_attr *x, struct sock *sk
 {
 	fill_event(&x->ev, sk, family, protocol, direction, ret, tgid, now, armed, direct);
 	if (emit_attr)
-		fill_attr(x, sk, direct);
+		fill_attr(x, sk, direction, x->ev.info & NW_INFO_HAS_FLAGS ? x->ev.msg_flags : 0,
+			  direct);
 }
 
 /* Socket family and protocol (IPPROTO_TCP for MPTCP too), or false when

@@ -54,6 +54,12 @@ struct nw_event {
 #define NW_ATTR_CGROUP 0x04
 #define NW_ATTR_NETNS 0x08
 #define NW_ATTR_COOKIE 0x10
+#define NW_ATTR_TCP 0x20 /* srtt_us, snd_cwnd, total_retrans, seq */
+
+/* nw_attr.tcp: which of the TCP values are the socket's (none: UDP, MPTCP). */
+#define NW_TCP_STATE 0x01     /* srtt_us, snd_cwnd, total_retrans */
+#define NW_TCP_SEQ_END 0x02   /* seq is the number after the operation's bytes */
+#define NW_TCP_SEQ_START 0x04 /* seq is the number of its first byte (a peek) */
 
 /*
  * The optional columns' raw values, appended to the event. Only records
@@ -65,8 +71,13 @@ struct nw_attr {
 	unsigned int uid;               /* real uid */
 	unsigned long long cgroup_id;   /* cgroup v2 id (cgroupfs inode) */
 	unsigned int netns;             /* the socket's net namespace inode */
-	unsigned int _pad;
+	unsigned int tcp;               /* NW_TCP_* */
 	unsigned long long cookie;      /* socket cookie; 0 = none */
+	/* NW_ATTR_TCP, read where the row is made (after the operation). */
+	unsigned int srtt_us;           /* tcp_sock.srtt_us >> 3: microseconds */
+	unsigned int snd_cwnd;          /* segments */
+	unsigned int total_retrans;     /* segments retransmitted so far */
+	unsigned int seq;               /* see NW_TCP_SEQ_*: 32-bit sequence space */
 };
 
 struct nw_event_attr {
@@ -74,6 +85,6 @@ struct nw_event_attr {
 	struct nw_attr attr;
 };
 
-#define NW_EVENT_ATTR_SIZE 120
+#define NW_EVENT_ATTR_SIZE 136
 
 #endif /* NWTRACE_H */

@@ -25,13 +25,21 @@ pub const NW_EVENT_SIZE: usize = 88;
 const AF_INET: u16 = libc::AF_INET as u16;
 const AF_INET6: u16 = libc::AF_INET6 as u16;
 
-pub const NW_EVENT_ATTR_SIZE: usize = 120;
+pub const NW_EVENT_ATTR_SIZE: usize = 136;
 /// Which attribution fields the BPF side fills (its `attr_mask`).
 pub const NW_ATTR_TID: u32 = 0x01;
 pub const NW_ATTR_UID: u32 = 0x02;
 pub const NW_ATTR_CGROUP: u32 = 0x04;
 pub const NW_ATTR_NETNS: u32 = 0x08;
 pub const NW_ATTR_COOKIE: u32 = 0x10;
+/// The TCP columns (srtt, cwnd, retrans, seq): read together.
+pub const NW_ATTR_TCP: u32 = 0x20;
+/// `nw_attr.tcp` bits: srtt, cwnd and retrans are the socket's.
+const NW_TCP_STATE: u32 = 0x01;
+/// `nw_attr.seq` is the number after the operation's bytes.
+const NW_TCP_SEQ_END: u32 = 0x02;
+/// `nw_attr.seq` is the number of its first byte (a peek).
+const NW_TCP_SEQ_START: u32 = 0x04;
 
 const _: () = assert!(std::mem::size_of::<RawEvent>() == NW_EVENT_SIZE);
 const _: () =
@@ -43,7 +51,29 @@ unsafe impl plain::Plain for RawEvent {}
 // SAFETY: as above, for the attribution that may follow the event.
 unsafe impl plain::Plain for RawAttr {}
 
-pub use crate::attribution::columns::Attr;
+pub use crate::attribution::columns::{Attr, TcpState};
+
+/// The TCP columns of a record: `None` unless the BPF side read a TCP
+/// socket. The first byte's sequence number is known for an operation
+/// that did not fail: the BPF side gives the number after its bytes
+/// (subtract the row's Size; mod 2^32) or, for a peek, the first itself.
+fn tcp_state(a: &RawAttr, ret: i32) -> Option<TcpState> {
+    if a.tcp & NW_TCP_STATE == 0 {
+        return None;
+    }
+    let seq = match u32::try_from(ret) {
+        Err(_) => None,
+        Ok(n) if a.tcp & NW_TCP_SEQ_END != 0 => Some(a.seq.wrapping_sub(n)),
+        Ok(_) if a.tcp & NW_TCP_SEQ_START != 0 => Some(a.seq),
+        Ok(_) => None,
+    };
+    Some(TcpState {
+        srtt_us: a.srtt_us,
+        cwnd: a.snd_cwnd,
+        retrans: a.total_retrans,
+        seq,
+    })
+}
 
 /// What the BPF side must fill for a column (`attr_mask`). The container
 /// id is derived from the cgroup.
@@ -54,6 +84,7 @@ fn attr_bits(col: Column) -> u32 {
         Column::Cgroup | Column::Container => NW_ATTR_CGROUP,
         Column::Netns => NW_ATTR_NETNS,
         Column::Cookie => NW_ATTR_COOKIE,
+        Column::Srtt | Column::Cwnd | Column::Retrans | Column::Seq => NW_ATTR_TCP,
     }
 }
 
@@ -180,6 +211,7 @@ impl TryFrom<&[u8]> for NetEvent {
                     cgroup_id: a.cgroup_id,
                     netns: a.netns,
                     cookie: (a.cookie != 0).then_some(a.cookie),
+                    tcp: tcp_state(&a, raw.ret),
                 })
             }
             r => return Err(DecodeError::UnknownRecord(r)),
@@ -317,7 +349,7 @@ pub mod tests {
             Columns::parse("tid,cookie").unwrap().attr_mask(),
             NW_ATTR_TID | NW_ATTR_COOKIE
         );
-        assert_eq!(Columns::all().attr_mask(), 0x1f);
+        assert_eq!(Columns::all().attr_mask(), 0x3f);
     }
 
     #[test]
@@ -466,6 +498,7 @@ pub mod tests {
                 cgroup_id: 4242,
                 netns: 4026531840,
                 cookie: Some(77),
+                tcp: None,
             })
         );
         // A zero cookie is "none", and the event fields decode as before.
@@ -480,6 +513,63 @@ pub mod tests {
         );
         // The default record has no attribution.
         assert_eq!(sample_event().attr, None);
+    }
+
+    #[test]
+    fn tcp_columns_from_the_values_after_the_operation() {
+        let with = |ret: i32, attr: RawAttr| {
+            let mut raw = raw_event();
+            raw.record = NW_RECORD_EVENT_ATTR;
+            raw.ret = ret;
+            let mut data = bytes(&raw);
+            // SAFETY: RawAttr is Plain (see above).
+            data.extend_from_slice(unsafe { plain::as_bytes(&attr) });
+            NetEvent::try_from(data.as_slice())
+                .unwrap()
+                .attr
+                .unwrap()
+                .tcp
+        };
+        let sent = RawAttr {
+            tcp: NW_TCP_STATE | NW_TCP_SEQ_END,
+            srtt_us: 31,
+            snd_cwnd: 10,
+            total_retrans: 2,
+            seq: 1_000_064,
+            ..Default::default()
+        };
+        // 64 bytes that end before 1,000,064 start at 1,000,000.
+        assert_eq!(
+            with(64, sent),
+            Some(TcpState {
+                srtt_us: 31,
+                cwnd: 10,
+                retrans: 2,
+                seq: Some(1_000_000),
+            })
+        );
+        // Across the wrap of the 32-bit sequence space.
+        let wrapped = RawAttr { seq: 16, ..sent };
+        assert_eq!(with(64, wrapped).unwrap().seq, Some(u32::MAX - 47));
+        // A zero-byte operation starts where it ends; a failed one has no
+        // first byte, but the socket's state is still its state.
+        assert_eq!(with(0, sent).unwrap().seq, Some(1_000_064));
+        let failed = with(-11, sent).unwrap();
+        assert_eq!((failed.seq, failed.cwnd), (None, 10));
+        // A peek gives its first byte itself; urgent data gives none.
+        let peek = RawAttr {
+            tcp: NW_TCP_STATE | NW_TCP_SEQ_START,
+            seq: 500,
+            ..sent
+        };
+        assert_eq!(with(64, peek).unwrap().seq, Some(500));
+        let oob = RawAttr {
+            tcp: NW_TCP_STATE,
+            ..sent
+        };
+        assert_eq!(with(1, oob).unwrap().seq, None);
+        // UDP and MPTCP: none of the TCP values.
+        assert_eq!(with(64, RawAttr { tcp: 0, ..sent }), None);
     }
 
     #[test]

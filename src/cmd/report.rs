@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::UsageError;
+use crate::analysis::join::DEFAULT_MAX_SEGMENTS;
 use crate::analysis::{Aggregate, AggregateConfig, Filter};
 use crate::cli::{Format, ReportArgs};
 use crate::input::FileResult;
@@ -140,6 +141,15 @@ fn build(args: &ReportArgs, paths: &[PathBuf]) -> Result<Report> {
         },
     );
     report.sources = sources;
+    let tcp = input::tcp::scan_tcp(
+        &scan.discovery,
+        &filter,
+        &args.machines,
+        DEFAULT_MAX_SEGMENTS,
+    );
+    let machines = &scan.discovery.machines;
+    report.join = tcp.join.map(|j| j.finish(machines));
+    report.network = tcp.network.map(|n| n.finish(machines));
     Ok(report)
 }
 

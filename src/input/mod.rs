@@ -7,6 +7,7 @@ pub mod discover;
 pub mod manifest;
 pub mod reader;
 pub mod scan;
+pub mod tcp;
 
 pub use discover::{Compression, DataFile, Discovery, Run, discover};
 pub use manifest::ManifestIn;

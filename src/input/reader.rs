@@ -204,14 +204,14 @@ fn lossy(b: &[u8]) -> String {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
     /// Where each optional column is, by `Column as usize`.
-    extra: [Option<u8>; 6],
+    extra: [Option<u8>; Column::COUNT],
     n_extra: u8,
 }
 
 impl Layout {
     /// The 14 standard columns only.
     pub const STANDARD: Layout = Layout {
-        extra: [None; 6],
+        extra: [None; Column::COUNT],
         n_extra: 0,
     };
 
@@ -319,6 +319,10 @@ fn parse_attr(r: &ByteRecord, layout: &Layout, syms: &mut SymCache) -> Result<Op
     a.uid = small(Column::Uid)?;
     a.netns = number(Column::Netns)?;
     a.cookie = number(Column::Cookie)?;
+    a.srtt_us = small(Column::Srtt)?;
+    a.cwnd = small(Column::Cwnd)?;
+    a.retrans = small(Column::Retrans)?;
+    a.seq = small(Column::Seq)?;
     // The recorder writes the path as /proc/PID/cgroup does (`/` is the
     // root), or id:NNN; empty when it had no cgroup for the event. Kept
     // relative to the root: the root is the empty text.
@@ -507,6 +511,26 @@ pub fn first_timestamp(path: &Path, compression: Compression) -> Option<i64> {
     None
 }
 
+/// The optional columns a file's header names (empty without a header),
+/// read from its first line only.
+pub fn header_columns(path: &Path, compression: Compression) -> Vec<Column> {
+    let Ok((reader, _, _)) = open(path, compression) else {
+        return Vec::new();
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
+    let mut rec = ByteRecord::new();
+    match rdr.read_byte_record(&mut rec) {
+        Ok(true) => match Layout::from_header(&rec) {
+            Ok(Some(l)) => l.columns(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
 /// Reads rows from any reader; `len` and `ends_with_newline` describe the
 /// whole input (for cut-row detection).
 pub fn read_from(
@@ -674,7 +698,7 @@ mod tests {
             "{:?}",
             stats.problems
         );
-        assert_eq!(stats.extra_columns, Column::ALL);
+        assert_eq!(stats.extra_columns, Column::ALL[..6]);
         assert_eq!(rows.len(), 3);
         let a = rows[0].0.attr;
         assert_eq!((a.tid, a.uid), (Some(1236), Some(1000)));
@@ -735,6 +759,48 @@ mod tests {
         assert_eq!(stats.malformed, 0);
         assert_eq!(rows[0].0.attr.tid, Some(77));
         assert_eq!(rows[0].0.attr.container, None);
+    }
+
+    #[test]
+    fn tcp_columns() {
+        let row = ROW.trim_end();
+        let h = schema::HEADER.trim_end();
+        let text = format!(
+            "{h},Socket Cookie,SRTT us,CWND,Retrans,TCP Seq\n\
+             {row},7,52,10,3,4294967295\n\
+             {row},7,52,10,3,\n\
+             {row},,,,,\n"
+        );
+        let (rows, stats) = read(&text);
+        assert_eq!(stats.malformed, 0, "{:?}", stats.problems);
+        assert_eq!(
+            stats.extra_columns,
+            [
+                Column::Cookie,
+                Column::Srtt,
+                Column::Cwnd,
+                Column::Retrans,
+                Column::Seq
+            ]
+        );
+        let a = rows[0].0.attr;
+        assert_eq!(
+            (a.srtt_us, a.cwnd, a.retrans, a.seq),
+            (Some(52), Some(10), Some(3), Some(u32::MAX))
+        );
+        // A failed operation has no seq; a UDP row has none of them.
+        assert_eq!(rows[1].0.attr.seq, None);
+        assert_eq!(rows[1].0.attr.cwnd, Some(10));
+        let u = rows[2].0.attr;
+        assert_eq!(
+            (u.srtt_us, u.cwnd, u.retrans, u.seq),
+            (None, None, None, None)
+        );
+        // The sequence space is 32 bits: a larger number is damage.
+        let text = format!("{h},TCP Seq\n{row},4294967296\n{row},-1\n{row},1\n");
+        let (rows, stats) = read(&text);
+        assert_eq!((rows.len(), stats.malformed), (1, 2));
+        assert!(stats.problems[0].message.contains("TCP Seq"));
     }
 
     #[test]

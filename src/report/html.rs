@@ -7,10 +7,12 @@ use minijinja::value::Value;
 use minijinja::{Environment, context};
 
 use super::model::Report;
-use super::svg;
 use super::text;
+use super::{join_svg, svg};
 
 const TEMPLATE: &str = include_str!("report.html.j2");
+/// Conversations of the network section with plots (the rest in a table).
+const NETWORK_PLOTS: usize = 5;
 
 pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
     let mut env = Environment::new();
@@ -19,6 +21,7 @@ pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
     env.add_filter("num", |v: u64| text::num(v));
     env.add_filter("bytes", |v: u64| text::bytes(v));
     env.add_filter("dur", |v: u64| text::dur_ns(v));
+    env.add_filter("sdur", |v: i64| super::join_text::sdur(v));
     env.add_filter("secs", |v: f64| text::seconds(v));
     env.add_filter("pct", |v: f64| format!("{:.1}%", v * 100.0));
     env.add_filter("rate", |v: Option<f64>| text::rate(v));
@@ -47,11 +50,26 @@ pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
         errors => safe(svg::errors_chart(&r.series)),
         sizes => safe(svg::bars("Sizes (bytes per op, log2 buckets)", &sizes)),
     };
+    // The cross-machine join and the network's side (docs/join.md).
+    let join_chart = r.join.as_ref().map(|j| safe(join_svg::delays_chart(j)));
+    let network_charts: Vec<Value> = r
+        .network
+        .as_ref()
+        .map(|n| {
+            n.conversations
+                .iter()
+                .take(NETWORK_PLOTS)
+                .map(|c| safe(join_svg::network_charts(c)))
+                .collect()
+        })
+        .unwrap_or_default();
     let tmpl = env.get_template("report.html")?;
     tmpl.render(context! {
         r => Value::from_serialize(r),
         charts => charts,
         top => top,
         cookies => r.conversations.iter().any(|c| c.socket_cookie.is_some()),
+        join_chart => join_chart,
+        network_charts => network_charts,
     })
 }

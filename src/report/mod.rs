@@ -4,6 +4,8 @@
 pub mod compare;
 pub mod csv_out;
 pub mod html;
+pub mod join_svg;
+pub mod join_text;
 pub mod model;
 pub mod svg;
 pub mod text;

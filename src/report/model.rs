@@ -82,6 +82,15 @@ pub struct Report {
     pub sources: Vec<SourceOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<super::compare::Comparison>,
+    /// Sends on one machine joined to their receives on another, by TCP
+    /// sequence numbers (docs/join.md); present when an input has the
+    /// `TCP Seq` column. Its fields are versioned by `join.version`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<crate::analysis::join::JoinOut>,
+    /// srtt, cwnd and retransmits over time per conversation (docs/join.md);
+    /// present when an input has `SRTT us`, `CWND` or `Retrans`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::analysis::netside::NetworkOut>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -997,7 +1006,7 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
     );
 
     // The optional columns: which files have them, and the groups.
-    let mut present = [false; 6];
+    let mut present = [false; Column::COUNT];
     let (mut files_with, mut files_without) = (0, 0);
     for f in &scan.files {
         for c in &f.stats.extra_columns {
@@ -1281,6 +1290,8 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
         tables,
         sources: Vec::new(),
         baseline: None,
+        join: None,
+        network: None,
     }
 }
 

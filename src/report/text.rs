@@ -153,7 +153,7 @@ impl Table {
     }
 }
 
-fn title(out: &mut String, o: &TextOptions, text: &str) {
+pub(super) fn title(out: &mut String, o: &TextOptions, text: &str) {
     out.push('\n');
     if o.styled {
         let _ = writeln!(out, "\x1b[1m{text}\x1b[0m");
@@ -837,6 +837,9 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     exemplar_table(&mut out, &r.exemplars.slowest, o.top);
     title(&mut out, o, "Largest operations");
     exemplar_table(&mut out, &r.exemplars.largest, o.top);
+
+    // 11. Across machines, and the network's side (docs/join.md).
+    super::join_text::render(&mut out, r, o);
 
     // 12. Compare.
     if let Some(b) = &r.baseline {

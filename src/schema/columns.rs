@@ -16,18 +16,30 @@ pub enum Column {
     Container,
     Netns,
     Cookie,
+    /// TCP state at the operation (issue 24): empty for UDP.
+    Srtt,
+    Cwnd,
+    Retrans,
+    Seq,
 }
 
 impl Column {
     /// The file order.
-    pub const ALL: [Column; 6] = [
+    pub const ALL: [Column; 10] = [
         Column::Tid,
         Column::Uid,
         Column::Cgroup,
         Column::Container,
         Column::Netns,
         Column::Cookie,
+        Column::Srtt,
+        Column::Cwnd,
+        Column::Retrans,
+        Column::Seq,
     ];
+
+    /// How many there are (array sizes indexed by `Column as usize`).
+    pub const COUNT: usize = Column::ALL.len();
 
     /// The word `--columns` takes.
     pub fn word(self) -> &'static str {
@@ -38,6 +50,10 @@ impl Column {
             Column::Container => "container",
             Column::Netns => "netns",
             Column::Cookie => "cookie",
+            Column::Srtt => "srtt",
+            Column::Cwnd => "cwnd",
+            Column::Retrans => "retrans",
+            Column::Seq => "seq",
         }
     }
 
@@ -50,6 +66,10 @@ impl Column {
             Column::Container => "Container ID",
             Column::Netns => "Netns",
             Column::Cookie => "Socket Cookie",
+            Column::Srtt => "SRTT us",
+            Column::Cwnd => "CWND",
+            Column::Retrans => "Retrans",
+            Column::Seq => "TCP Seq",
         }
     }
 
@@ -155,8 +175,14 @@ mod tests {
         );
         assert_eq!(c.to_string(), "tid,container,cookie");
         assert_eq!(
-            Columns::parse("tid,uid,cgroup,container,netns,cookie").unwrap(),
+            Columns::parse("tid,uid,cgroup,container,netns,cookie,srtt,cwnd,retrans,seq").unwrap(),
             Columns::all()
+        );
+        assert_eq!(
+            Columns::parse("seq,srtt,tid,retrans,cwnd")
+                .unwrap()
+                .to_string(),
+            "tid,srtt,cwnd,retrans,seq"
         );
         assert_eq!(
             Columns::parse(" uid , netns ").unwrap().to_string(),
@@ -174,7 +200,13 @@ mod tests {
             .unwrap()
             .header();
         assert!(h.ends_with(",MSG Flags,TID,UID,Cgroup,Container ID,Netns,Socket Cookie\n"));
-        assert_eq!(Columns::all().all_names().len(), 20);
+        // The TCP columns (issue 24) come after today's, in this order;
+        // these names are agreed with `report`'s join: do not change them.
+        let h = Columns::parse("seq,retrans,cwnd,srtt,cookie")
+            .unwrap()
+            .header();
+        assert!(h.ends_with(",MSG Flags,Socket Cookie,SRTT us,CWND,Retrans,TCP Seq\n"));
+        assert_eq!(Columns::all().all_names().len(), 24);
     }
 
     #[test]

@@ -394,3 +394,22 @@ pub fn sockopt_int(fd: RawFd, level: i32, name: i32) -> SysResult<i32> {
     } as isize)?;
     Ok(v)
 }
+
+/// What TCP_INFO says of a TCP socket: (tcpi_rtt in µs, which is
+/// `srtt_us >> 3`; tcpi_snd_cwnd; tcpi_total_retrans).
+pub fn tcp_info(fd: RawFd) -> SysResult<(u32, u32, u32)> {
+    // SAFETY: tcp_info is plain integers; all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: info and len are valid out-parameters of the sizes given.
+    check(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    } as isize)?;
+    Ok((info.tcpi_rtt, info.tcpi_snd_cwnd, info.tcpi_total_retrans))
+}
