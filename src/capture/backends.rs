@@ -167,6 +167,16 @@ fn no_precondition(_: &KernelFacts) -> Result<(), &'static str> {
     Ok(())
 }
 
+fn needs_kprobes(facts: &KernelFacts) -> Result<(), &'static str> {
+    if facts.kprobes {
+        Ok(())
+    } else {
+        Err(
+            "this kernel has no kprobes (CONFIG_KPROBES is off; no kprobe PMU, no tracefs kprobe_events)",
+        )
+    }
+}
+
 fn needs_sock_tracepoints(facts: &KernelFacts) -> Result<(), &'static str> {
     if facts.sock_tracepoints {
         Ok(())
@@ -293,7 +303,7 @@ pub const BACKENDS: &[BackendDef] = &[
         name: "kprobe",
         sees: "kprobe + kretprobe on the same functions as fentry",
         needs: "CONFIG_KPROBES",
-        precondition: no_precondition,
+        precondition: needs_kprobes,
         programs: &[
             prog("kp_sys_sendto"),
             prog("kp_sys_sendmsg"),
@@ -407,6 +417,7 @@ mod tests {
             uring_complete_cqe: false,
             socket_cookie_tracing: true,
             programs_preemptible: false,
+            kprobes: true,
         }
     }
 

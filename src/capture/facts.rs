@@ -176,6 +176,9 @@ pub struct KernelFacts {
     /// recursion guard can make other tasks skip it: the fentry backend
     /// then loads twin programs (nwtrace.bpf.c, "twin programs").
     pub programs_preemptible: bool,
+    /// The kernel has kprobes: the kprobe PMU that libbpf attaches with,
+    /// or tracefs's kprobe_events that the return probes use.
+    pub kprobes: bool,
 }
 
 fn func_nargs(btf: &Btf<'_>, name: &str) -> Option<i32> {
@@ -243,6 +246,8 @@ impl KernelFacts {
                     .as_deref(),
                 &std::fs::read_to_string("/proc/sys/kernel/version").unwrap_or_default(),
             ),
+            kprobes: Path::new("/sys/bus/event_source/devices/kprobe").exists()
+                || tracefs_root().is_some_and(|t| t.join("kprobe_events").exists()),
         })
     }
 }
