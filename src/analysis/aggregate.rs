@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::attr::Sym;
 use super::capped::{Capped, Entry};
@@ -564,6 +564,64 @@ impl TopN {
     }
 }
 
+/// What one row says about who talked to whom: the fields a conversation,
+/// its process, its remote endpoint and its ports are keyed by, all
+/// compared (a cookie conversation can hold several of these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct RowView {
+    machine: u32,
+    protocol: Protocol,
+    pid: u32,
+    comm: Comm,
+    local: Endpoint,
+    remote: Option<Endpoint>,
+    cookie: Option<u64>,
+}
+
+impl RowView {
+    #[inline]
+    fn of(op: &Op) -> RowView {
+        RowView {
+            machine: op.machine,
+            protocol: op.protocol,
+            pid: op.pid,
+            comm: op.comm,
+            local: op.local,
+            remote: op.remote,
+            cookie: op.attr.cookie,
+        }
+    }
+
+    fn conv_key(&self) -> ConvKey {
+        ConvKey {
+            machine: self.machine,
+            protocol: self.protocol,
+            pid: self.pid,
+            comm: self.comm,
+            local: self.local,
+            remote: self.remote,
+            cookie: self.cookie,
+        }
+    }
+}
+
+/// A row view's ops since the last fold: one hash lookup per op here
+/// instead of five (conversation, process, remote, two ports), and one
+/// latency record instead of two. [`Aggregate::flush`] folds these into
+/// the tables; the fold is what `add` used to do per op, summed, so the
+/// tables come out the same.
+#[derive(Clone, Debug, Default)]
+struct Staged {
+    c: Counters,
+    end_of_stream: bool,
+    /// Indexed like `LatClass::ALL`.
+    latency: [SparseHist; 3],
+}
+
+/// Row views staged before a fold: bounds the staging memory (a few
+/// hundred bytes a view) while a hot conversation stays staged.
+const STAGED_VIEWS: usize = 4096;
+
 /// Counts by direction x protocol x IP version.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Overview {
@@ -604,6 +662,8 @@ pub struct Aggregate {
     pub series: Series,
     pub slowest: TopN,
     pub largest: TopN,
+    /// Ops not yet in the tables above; see [`Aggregate::flush`].
+    staged: FxHashMap<RowView, Staged>,
 }
 
 impl Default for Aggregate {
@@ -638,6 +698,7 @@ impl Aggregate {
             series: Series::default(),
             slowest: TopN::new(config.exemplars),
             largest: TopN::new(config.exemplars),
+            staged: FxHashMap::default(),
         }
     }
 
@@ -661,42 +722,14 @@ impl Aggregate {
                 .record(lat);
         }
 
-        let key = ConvKey::of(op);
-        let c = self.conversations.entry(key);
-        // A conversation's first op (or its first since an eviction) is
-        // when its remote end can be new to the process: the peer set is
-        // only touched then, not on every op. (A cookie conversation can
-        // see several peers: each is offered to the process.)
-        let new_conversation = c.c.total_ops() == 0;
-        let new_peer = if key.cookie.is_some() {
-            let was_shared = c.shared;
-            c.note_view(op.ts_ns, &key);
-            new_conversation || c.shared != was_shared || c.shared
-        } else {
-            new_conversation
-        };
-        c.c.add(op);
-        c.end_of_stream |= op.is_end_of_stream();
+        let staged = self.staged.entry(RowView::of(op)).or_default();
+        staged.c.add(op);
+        staged.end_of_stream |= op.is_end_of_stream();
         if let Some(lat) = op.latency_ns {
-            c.latency[d].record(lat);
+            staged.latency[class as usize].record(lat);
         }
-
-        let max_peers = self.config.max_peers_per_process;
-        let p = self.processes.entry(ProcKey {
-            machine: op.machine,
-            pid: op.pid,
-            comm: op.comm,
-        });
-        p.c.add(op);
-        if let (Some(r), true) = (op.remote, new_peer) {
-            if p.peers.len() < max_peers {
-                p.peers.insert(r);
-            } else if !p.peers.contains(&r) {
-                p.peers_capped = true;
-            }
-        }
-        if let Some(lat) = op.latency_ns {
-            p.latency[class as usize].record(lat);
+        if self.staged.len() >= STAGED_VIEWS {
+            self.fold_staged();
         }
 
         if let Some(g) = op.attr.container {
@@ -723,24 +756,6 @@ impl Aggregate {
                 })
                 .add_group(op, class);
         }
-
-        self.remotes.entry((op.protocol, op.remote)).c.add(op);
-        if let Some(r) = op.remote {
-            self.ports
-                .entry(PortKey {
-                    protocol: op.protocol,
-                    role: PortRole::Remote,
-                    port: r.port,
-                })
-                .add(op);
-        }
-        self.ports
-            .entry(PortKey {
-                protocol: op.protocol,
-                role: PortRole::Local,
-                port: op.local.port,
-            })
-            .add(op);
 
         if let Some(errno) = op.errno {
             self.errors
@@ -788,6 +803,83 @@ impl Aggregate {
         self.largest.offer(op.size, op, source);
     }
 
+    /// Puts the staged ops into the tables. Readers of the tables call
+    /// this (or [`Aggregate::finish`]) first; `top` does before each
+    /// frame.
+    pub fn flush(&mut self) {
+        self.fold_staged();
+        self.series.flush();
+    }
+
+    fn fold_staged(&mut self) {
+        let mut staged = std::mem::take(&mut self.staged);
+        for (view, s) in staged.drain() {
+            self.fold(&view, &s);
+        }
+        // Keep the allocation for the next ops.
+        self.staged = staged;
+    }
+
+    /// One row view's staged ops into the conversation, process, remote
+    /// and port tables.
+    fn fold(&mut self, view: &RowView, s: &Staged) {
+        let key = view.conv_key();
+        let c = self.conversations.entry(key);
+        if key.cookie.is_some()
+            && let Some(first) = s.c.first_ns
+        {
+            // The earliest op of this view is the one that could be the
+            // conversation's first; `note_view` keeps the minimum.
+            c.note_view(first, &key);
+        }
+        c.c.merge(&s.c);
+        c.end_of_stream |= s.end_of_stream;
+        c.latency[0].merge(&s.latency[LatClass::Send as usize]);
+        c.latency[1].merge(&s.latency[LatClass::ReceiveBlocking as usize]);
+        c.latency[1].merge(&s.latency[LatClass::ReceiveNonblocking as usize]);
+
+        let max_peers = self.config.max_peers_per_process;
+        let p = self.processes.entry(ProcKey {
+            machine: view.machine,
+            pid: view.pid,
+            comm: view.comm,
+        });
+        p.c.merge(&s.c);
+        // Every view offers its peer: the set is the process's distinct
+        // remotes, whatever order the views fold in.
+        if let Some(r) = view.remote {
+            if p.peers.len() < max_peers {
+                p.peers.insert(r);
+            } else if !p.peers.contains(&r) {
+                p.peers_capped = true;
+            }
+        }
+        for i in 0..3 {
+            p.latency[i].merge(&s.latency[i]);
+        }
+
+        self.remotes
+            .entry((view.protocol, view.remote))
+            .c
+            .merge(&s.c);
+        if let Some(r) = view.remote {
+            self.ports
+                .entry(PortKey {
+                    protocol: view.protocol,
+                    role: PortRole::Remote,
+                    port: r.port,
+                })
+                .merge(&s.c);
+        }
+        self.ports
+            .entry(PortKey {
+                protocol: view.protocol,
+                role: PortRole::Local,
+                port: view.local.port,
+            })
+            .merge(&s.c);
+    }
+
     /// Adds everything `o` counted. Merging the partials of any split of
     /// the ops gives what one pass over all of them gives (exactly, as
     /// long as no table overflowed its bound).
@@ -816,6 +908,9 @@ impl Aggregate {
         self.ports.merge(&o.ports);
         self.errors.merge(&o.errors);
         self.flag_combos.merge(&o.flag_combos);
+        for (view, s) in &o.staged {
+            self.fold(view, s);
+        }
         for d in 0..2 {
             for b in 0..32 {
                 self.flag_bits[d][b] += o.flag_bits[d][b];
@@ -872,6 +967,7 @@ impl Aggregate {
     /// Brings every table within its bound and flushes the series; call
     /// before reading.
     pub fn finish(&mut self) {
+        self.fold_staged();
         self.processes.finish();
         self.conversations.finish();
         self.containers.finish();
