@@ -45,6 +45,24 @@ impl Default for AggregateConfig {
     }
 }
 
+impl AggregateConfig {
+    /// The bounds to merge partials with: each ranked table holds up to
+    /// `keys` keys (or its own bound, if larger) before it keeps its
+    /// heaviest (and says it is bounded); `usize::MAX / 4`: no bound.
+    /// Merging with room for every key makes the final ranking exact.
+    pub fn for_merging(self, keys: usize) -> AggregateConfig {
+        AggregateConfig {
+            max_processes: self.max_processes.max(keys),
+            max_conversations: self.max_conversations.max(keys),
+            max_remotes: self.max_remotes.max(keys),
+            max_ports: self.max_ports.max(keys),
+            max_errors: self.max_errors.max(keys),
+            max_flag_combos: self.max_flag_combos.max(keys),
+            ..self
+        }
+    }
+}
+
 /// How an op's latency is classed; see [`Op::latency_class`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LatClass {
@@ -231,6 +249,9 @@ impl Entry for ProcStats {
     fn weight(&self) -> u128 {
         self.c.weight()
     }
+    fn counts(&self) -> (u64, u64) {
+        (self.c.total_ops(), self.c.total_bytes())
+    }
     fn merge(&mut self, o: &Self) {
         self.c.merge(&o.c);
         self.peers.extend(o.peers.iter().copied());
@@ -415,6 +436,9 @@ impl Entry for ConvStats {
     fn weight(&self) -> u128 {
         self.c.weight()
     }
+    fn counts(&self) -> (u64, u64) {
+        (self.c.total_ops(), self.c.total_bytes())
+    }
     fn merge(&mut self, o: &Self) {
         self.c.merge(&o.c);
         self.end_of_stream |= o.end_of_stream;
@@ -448,6 +472,9 @@ pub struct EndpointStats {
 impl Entry for EndpointStats {
     fn weight(&self) -> u128 {
         self.c.weight()
+    }
+    fn counts(&self) -> (u64, u64) {
+        (self.c.total_ops(), self.c.total_bytes())
     }
     fn merge(&mut self, o: &Self) {
         self.c.merge(&o.c);
@@ -488,6 +515,9 @@ pub struct ErrKey {
 impl Entry for Counters {
     fn weight(&self) -> u128 {
         Counters::weight(self)
+    }
+    fn counts(&self) -> (u64, u64) {
+        (self.total_ops(), self.total_bytes())
     }
     fn merge(&mut self, o: &Self) {
         Counters::merge(self, o);
@@ -962,6 +992,29 @@ impl Aggregate {
             ));
         }
         None
+    }
+
+    /// The tables that evicted keys (their listed keys are the heaviest,
+    /// with error bounds), and "process peers" when a process's peer set
+    /// stopped at its bound.
+    pub fn bounded_tables(&self) -> Vec<String> {
+        let tables = [
+            ("processes", self.processes.evictions()),
+            ("conversations", self.conversations.evictions()),
+            ("remote endpoints", self.remotes.evictions()),
+            ("ports", self.ports.evictions()),
+            ("errors", self.errors.evictions()),
+            ("flag combinations", self.flag_combos.evictions()),
+        ];
+        let mut out: Vec<String> = tables
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        if self.processes.iter().any(|(_, p)| p.peers_capped) {
+            out.push("process peers".into());
+        }
+        out
     }
 
     /// Brings every table within its bound and flushes the series; call

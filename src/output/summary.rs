@@ -30,22 +30,31 @@ use crate::output::sink::{CsvSink, FileStats};
 
 use crate::timefmt::WallClock;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: bounded tables (their "other" rows, evictions and per-key error
+/// bounds) are stored, and such a summary is used. 1 is still read (an
+/// exact one only).
+pub const SCHEMA_VERSION: u32 = 2;
 /// Gaps kept per file, as `report`'s pass keeps them.
 const MAX_QUIET_KEPT: usize = 20;
 
-/// The bounds a summary's tables are built with: far above `report`'s,
-/// so that a summary stays exact (nothing evicted) for all but the
-/// widest runs. A summary that did evict is written with `"exact":
-/// false`, and `report` reads that run's CSV instead.
+/// The bounds a summary's tables are built with, so that `summary.json`
+/// stays a few MB and the recorder's memory flat whatever the number of
+/// conversations (issue #23): past a bound a table keeps its heaviest
+/// keys, each with its error bound, and an exact "other" row (see
+/// `analysis::capped`); totals, sizes, flags, latency and the time
+/// series are exact whatever happens. A run within these bounds has an
+/// exact summary (`"exact": true`); one past them a bounded one, which
+/// `report` uses and says so.
 pub fn summary_config() -> AggregateConfig {
     AggregateConfig {
-        max_processes: 16_384,
-        max_conversations: 65_536,
-        max_remotes: 65_536,
-        max_ports: 65_536,
-        max_errors: 16_384,
-        max_flag_combos: 4_096,
+        max_processes: 2_048,
+        max_conversations: 4_096,
+        max_remotes: 4_096,
+        max_ports: 4_096,
+        max_errors: 1_024,
+        max_flag_combos: 1_024,
+        // Each stored as an endpoint string per process.
+        max_peers_per_process: 64,
         ..AggregateConfig::default()
     }
 }
@@ -96,6 +105,14 @@ pub struct SummaryDoc {
     /// No table evicted a key: merging gives exactly what one pass gives.
     pub exact: bool,
     pub inexact_reason: Option<String>,
+    /// The tables that evicted keys (version 2): they list their heaviest
+    /// keys with error bounds and an exact "other" row.
+    #[serde(default)]
+    pub bounded: Vec<String>,
+    /// The run has attribution columns whose views summaries do not store:
+    /// `report` reads its CSV.
+    #[serde(default)]
+    pub views_not_stored: bool,
     pub aggregate: AggregateDoc,
 }
 
@@ -109,17 +126,20 @@ impl SummaryDoc {
         file_name: impl Fn(u32) -> String,
     ) -> SummaryDoc {
         agg.finish();
-        let inexact_reason = agg.inexact().or_else(|| {
-            // The per-container, cgroup and netns tables and the
-            // conversations by socket cookie are not in the stored form
-            // yet: such a summary is written, marked, and report reads
-            // the run's CSV instead, so those views are never lost.
-            let has_attr = !agg.containers.is_empty()
-                || !agg.cgroups.is_empty()
-                || !agg.netns.is_empty()
-                || agg.conversations.iter().any(|(k, _)| k.cookie.is_some());
-            has_attr.then(|| VIEWS_NOT_STORED.to_string())
-        });
+        let bounded = agg.bounded_tables();
+        // The per-container, cgroup and netns tables and the
+        // conversations by socket cookie are not in the stored form yet:
+        // such a summary is written, marked, and report reads the run's
+        // CSV instead, so those views are never lost.
+        let views_not_stored = !agg.containers.is_empty()
+            || !agg.cgroups.is_empty()
+            || !agg.netns.is_empty()
+            || agg.conversations.iter().any(|(k, _)| k.cookie.is_some());
+        let inexact_reason = if views_not_stored {
+            Some(VIEWS_NOT_STORED.to_string())
+        } else {
+            agg.inexact()
+        };
         let t = &agg.totals;
         let fmt = |v: Option<i64>| v.map(crate::schema::format_timestamp_ns);
         SummaryDoc {
@@ -136,7 +156,25 @@ impl SummaryDoc {
             files,
             exact: inexact_reason.is_none(),
             inexact_reason,
+            bounded,
+            views_not_stored,
             aggregate: AggregateDoc::store(&agg, file_name),
+        }
+    }
+
+    /// Why `report` cannot use this summary even if it matches its files,
+    /// or `None`: an exact one, or a bounded one of version 2 (whose
+    /// bounded tables say so in the report).
+    pub fn unusable(&self) -> Option<&str> {
+        let why = || {
+            self.inexact_reason
+                .as_deref()
+                .unwrap_or("a table overflowed")
+        };
+        if self.views_not_stored || (!self.exact && self.schema_version < 2) {
+            Some(why())
+        } else {
+            None
         }
     }
 
@@ -341,8 +379,9 @@ impl SummaryBuilder {
         let mut doc = SummaryDoc::new("record", machine_id, manifest, self.agg, out, |i| {
             names.get(i as usize).cloned().unwrap_or_default()
         });
-        if self.views_not_stored && doc.exact {
+        if self.views_not_stored && !doc.views_not_stored {
             doc.exact = false;
+            doc.views_not_stored = true;
             doc.inexact_reason = Some(VIEWS_NOT_STORED.to_string());
         }
         Ok(doc)
@@ -639,8 +678,11 @@ pub struct Loaded {
 
 /// Reads run `run`'s summary and proves it matches: the same files on
 /// disk with the same bytes, the manifest's rows and bytes when the
-/// manifest is final, rows adding up, and an exact aggregate. `Err` is
-/// the reason to read the CSV instead, in a few words.
+/// manifest is final, rows adding up, and an exact or bounded aggregate
+/// (see [`SummaryDoc::unusable`]). The aggregate comes back with the
+/// bounds `config` (merged into others, its tables keep their heaviest
+/// keys past them). `Err` is the reason to read the CSV instead, in a
+/// few words.
 pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded, String> {
     let r = &d.runs[run];
     let manifest_name = r.manifest_name.as_deref().ok_or("no manifest")?;
@@ -667,10 +709,11 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
             .find(|&&i| d.files[i].name == file)
             .map(|&i| i as u32)
     };
-    let aggregate = doc
+    let mut aggregate = doc
         .aggregate
         .load(machine, config, index)
         .map_err(|e| format!("{name}: {e}"))?;
+    aggregate.set_caps(config);
     let files = doc
         .files
         .iter()
@@ -701,19 +744,14 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
 /// differs.
 pub fn check(d: &Discovery, run: usize, doc: &SummaryDoc, name: &str) -> Result<(), String> {
     let r = &d.runs[run];
-    if doc.schema_version != SCHEMA_VERSION {
+    if !(1..=SCHEMA_VERSION).contains(&doc.schema_version) {
         return Err(format!(
-            "{name} has schema_version {}, this nwtrace reads {SCHEMA_VERSION}",
+            "{name} has schema_version {}, this nwtrace reads 1 to {SCHEMA_VERSION}",
             doc.schema_version
         ));
     }
-    if !doc.exact {
-        return Err(format!(
-            "{name} is not exact: {}",
-            doc.inexact_reason
-                .as_deref()
-                .unwrap_or("a table overflowed")
-        ));
+    if let Some(why) = doc.unusable() {
+        return Err(format!("{name} is not exact: {why}"));
     }
     let on_disk: Vec<&crate::input::DataFile> = d.files.iter().filter(|f| f.run == run).collect();
     for f in &doc.files {
