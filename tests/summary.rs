@@ -401,7 +401,7 @@ fn summarize_refuses_bad_input_and_keeps_valid_summaries() {
     assert!(summarize(&[&tree], &["--force"]).status.success());
     let forced: Value = serde_json::from_slice(&std::fs::read(&good).unwrap()).unwrap();
     assert_eq!(forced["made_by"], "summarize");
-    assert_eq!(forced["schema_version"], 1);
+    assert_eq!(forced["schema_version"], 2);
 
     // A symlink where the summary goes is left alone.
     std::fs::remove_file(&good).unwrap();
@@ -449,7 +449,7 @@ fn a_real_run_writes_a_summary_that_report_uses() {
     let manifest = tracer.manifest();
     let path = find_file(&dir, "summary.json").expect("record wrote summary.json");
     let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
     assert_eq!(doc["made_by"], "record");
     assert_eq!(doc["exact"], true);
     assert!(manifest["rows_written"].as_u64().unwrap() > 100);

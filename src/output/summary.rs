@@ -799,7 +799,7 @@ pub fn check(d: &Discovery, run: usize, doc: &SummaryDoc, name: &str) -> Result<
 mod tests {
     use super::*;
     use crate::capture::consumer::Consumer;
-    use crate::capture::event::tests::{bytes, raw_event};
+    use crate::capture::event::tests::{bytes, bytes as bytes_of, raw_event};
     use crate::output::csv::CsvConsumer;
     use crate::output::layout::create_run_dir;
     use crate::output::sink::{Compression, Retention};
@@ -874,6 +874,90 @@ mod tests {
             check(&d, 0, &live, "summary.json").unwrap();
             let _ = std::fs::remove_dir_all(&out);
         }
+    }
+
+    /// A run with more conversations, remote endpoints and ports than a
+    /// summary keeps gets a bounded summary: its totals exact, its
+    /// heaviest conversation exact, an exact "other" row, and `load`
+    /// uses it (a version-1 summary like it would be refused).
+    #[test]
+    fn a_wide_run_gets_a_bounded_summary_that_is_used() {
+        let out = std::env::temp_dir().join(format!("nwtrace-summary-wide-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let run = create_run_dir(&out, "m1", "t1").unwrap();
+        let sink = CsvSink::create(run, 1 << 30, Retention::default()).unwrap();
+        let mut csv = CsvConsumer::new(sink);
+        // Fed here, not on its thread: a slow debug build would give the
+        // summary up.
+        let mut builder = SummaryBuilder::default();
+        let clock = WallClock::with_offset(1_795_669_694_000_000_000);
+        let n = 30_000u64;
+        let mut bytes = 0;
+        for i in 0..n {
+            let mut raw = raw_event();
+            // Every fourth op on one heavy conversation, the rest each on
+            // its own (a new local port and peer).
+            let heavy = i % 4 == 0;
+            raw.pid = if heavy { 7 } else { 100 + (i % 50) as u32 };
+            raw.local_port = if heavy {
+                443
+            } else {
+                1024 + (i % 60_000) as u16
+            };
+            raw.peer_port = if heavy {
+                55_555
+            } else {
+                2000 + (i % 9_000) as u16
+            };
+            raw.direction = (i % 2) as u8;
+            raw.ret = 100;
+            bytes += 100;
+            raw.start_ns = 1_000 + i * 1_000;
+            raw.end_ns = raw.start_ns + 500;
+            let ev = crate::capture::event::NetEvent::try_from(bytes_of(&raw).as_slice()).unwrap();
+            assert!(csv.on_event(&ev, &clock).is_continue());
+            builder.add(&ev, &clock);
+        }
+        assert!(csv.finish().is_continue());
+        let sink = csv.sink();
+        let doc = builder
+            .build(sink.files(), sink.rows_lost(), "m1", "manifest.json")
+            .unwrap();
+        assert!(!doc.exact);
+        assert!(doc.unusable().is_none(), "{:?}", doc.inexact_reason);
+        for t in ["conversations", "remote endpoints", "ports"] {
+            assert!(doc.bounded.iter().any(|b| b == t), "{:?}", doc.bounded);
+        }
+        let json = doc.to_json();
+        assert!(json.len() < 4 << 20, "{} bytes", json.len());
+        let nw = sink.dir().to_path_buf();
+        std::fs::write(nw.join("summary.json"), &json).unwrap();
+        let manifest = serde_json::json!({ "finalized": true, "files": sink.files() });
+        std::fs::write(nw.join("manifest.json"), manifest.to_string()).unwrap();
+        let d = crate::input::discover(std::slice::from_ref(&out)).unwrap();
+        let config = AggregateConfig::default();
+        let mut agg = load(&d, 0, config).unwrap().aggregate;
+        agg.finish();
+        assert_eq!(agg.totals.ops, n);
+        assert_eq!(agg.totals.bytes_sent + agg.totals.bytes_received, bytes);
+        let conv_ops: u64 = agg.conversations.iter().map(|(_, v)| v.c.total_ops()).sum();
+        assert_eq!(conv_ops + agg.conversations.other().c.total_ops(), n);
+        let (hk, hv) = agg
+            .conversations
+            .iter()
+            .max_by_key(|(_, v)| v.c.total_ops())
+            .unwrap();
+        assert_eq!((hk.local.port, hv.c.total_ops()), (443, n / 4));
+        assert!(agg.conversations.bound(hk).is_zero());
+        let proc_ops: u64 = agg.processes.iter().map(|(_, v)| v.c.total_ops()).sum();
+        assert_eq!(proc_ops, n, "51 processes: all kept, exact");
+        // The same document as version 1 is refused (it has no bounds).
+        let mut v1: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        v1["schema_version"] = 1.into();
+        std::fs::write(nw.join("summary.json"), v1.to_string()).unwrap();
+        let why = load(&d, 0, config).err().unwrap();
+        assert!(why.contains("not exact"), "{why}");
+        let _ = std::fs::remove_dir_all(&out);
     }
 
     /// A summary thread that cannot keep up is given up, never waited
