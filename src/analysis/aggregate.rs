@@ -650,7 +650,7 @@ struct Staged {
 
 /// Row views staged before a fold: bounds the staging memory (a few
 /// hundred bytes a view) while a hot conversation stays staged.
-const STAGED_VIEWS: usize = 4096;
+const STAGED_VIEWS: usize = 1024;
 
 /// Counts by direction x protocol x IP version.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

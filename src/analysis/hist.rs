@@ -253,9 +253,9 @@ impl SparseHist {
         self.count += 1;
         self.sum += u128::from(v);
         self.max = self.max.max(v);
-        if self.pending.capacity() == 0 {
-            self.pending.reserve_exact(PENDING);
-        }
+        // The buffer grows as values come (not 64 at once): most keys of
+        // a churning table see a few ops, and a bounded summary holds
+        // thousands of them (issue #23).
         self.pending.push(sparse_index(v));
         if self.pending.len() == PENDING {
             self.flush();

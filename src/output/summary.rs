@@ -48,9 +48,9 @@ const MAX_QUIET_KEPT: usize = 20;
 pub fn summary_config() -> AggregateConfig {
     AggregateConfig {
         max_processes: 2_048,
-        max_conversations: 4_096,
-        max_remotes: 4_096,
-        max_ports: 4_096,
+        max_conversations: 2_048,
+        max_remotes: 2_048,
+        max_ports: 2_048,
         max_errors: 1_024,
         max_flag_combos: 1_024,
         // Each stored as an endpoint string per process.
@@ -709,6 +709,12 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
             .find(|&&i| d.files[i].name == file)
             .map(|&i| i as u32)
     };
+    // An exemplar in a file retention deleted cannot be shown: its row
+    // is gone.
+    let mut doc = doc;
+    for list in [&mut doc.aggregate.slowest, &mut doc.aggregate.largest] {
+        list.retain(|e| !r.deleted_files.contains(&e.file));
+    }
     let mut aggregate = doc
         .aggregate
         .load(machine, config, index)
@@ -717,12 +723,10 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
     let files = doc
         .files
         .iter()
-        .map(|f| {
-            let i = ours
-                .iter()
-                .copied()
-                .find(|&i| d.files[i].name == f.name)
-                .expect("checked");
+        // Files retention deleted (checked) have no place in the reader's
+        // list; their rows stay in the aggregate.
+        .filter_map(|f| {
+            let i = ours.iter().copied().find(|&i| d.files[i].name == f.name)?;
             let res = FileResult {
                 stats: ReadStats {
                     rows: f.rows,
@@ -734,7 +738,7 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
                 last_ns: f.last_ns,
                 quiet: f.quiet.clone(),
             };
-            (i, res)
+            Some((i, res))
         })
         .collect();
     Ok(Loaded { aggregate, files })
@@ -756,6 +760,12 @@ pub fn check(d: &Discovery, run: usize, doc: &SummaryDoc, name: &str) -> Result<
     let on_disk: Vec<&crate::input::DataFile> = d.files.iter().filter(|f| f.run == run).collect();
     for f in &doc.files {
         let Some(df) = on_disk.iter().find(|df| df.name == f.name) else {
+            // Retention deleted it after the summary counted it: the
+            // summary still has its rows (the point of a long run's
+            // summary), and the manifest says so.
+            if r.deleted_files.contains(&f.name) {
+                continue;
+            }
             return Err(format!("{name} lists {}, which is not on disk", f.name));
         };
         let len = std::fs::symlink_metadata(&df.path).map_or(0, |m| m.len());
