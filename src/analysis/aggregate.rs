@@ -694,6 +694,9 @@ pub struct Aggregate {
     pub largest: TopN,
     /// Ops not yet in the tables above; see [`Aggregate::flush`].
     staged: FxHashMap<RowView, Staged>,
+    /// What [`Aggregate::add_unwritten`] counted (already in the totals
+    /// and tables).
+    pub unwritten: Counters,
 }
 
 impl Default for Aggregate {
@@ -729,6 +732,7 @@ impl Aggregate {
             slowest: TopN::new(config.exemplars),
             largest: TopN::new(config.exemplars),
             staged: FxHashMap::default(),
+            unwritten: Counters::default(),
         }
     }
 
@@ -831,6 +835,40 @@ impl Aggregate {
             self.slowest.offer(lat, op, source);
         }
         self.largest.offer(op.size, op, source);
+    }
+
+    /// Ops that were not written as rows (left out by sampling or a rate
+    /// limit, counted in the kernel per flow): `flow` gives the keys
+    /// (machine, protocol, pid, comm, local, remote, cookie; `ts_ns` the
+    /// last time seen), `ops` and `bytes` the counts by
+    /// `Direction::index()`. They count in the totals and in the
+    /// conversation, process, remote endpoint and port tables, exactly,
+    /// and in nothing that needs a row (latency, sizes, flags, errors,
+    /// the series, exemplars); `unwritten` keeps their sum apart, so that
+    /// a reader can say which figures hold them.
+    ///
+    /// The seam for sampling (issue #23): nothing calls it yet.
+    pub fn add_unwritten(&mut self, flow: &Op, ops: [u64; 2], bytes: [u64; 2]) {
+        let mut c = Counters {
+            ops,
+            bytes,
+            ..Counters::default()
+        };
+        if ops[0] + ops[1] > 0 {
+            c.first_ns = Some(flow.ts_ns);
+            c.last_ns = Some(flow.ts_ns);
+        }
+        self.totals.ops += ops[0] + ops[1];
+        self.totals.sends += ops[0];
+        self.totals.receives += ops[1];
+        self.totals.bytes_sent += bytes[0];
+        self.totals.bytes_received += bytes[1];
+        self.unwritten.merge(&c);
+        let staged = self.staged.entry(RowView::of(flow)).or_default();
+        staged.c.merge(&c);
+        if self.staged.len() >= STAGED_VIEWS {
+            self.fold_staged();
+        }
     }
 
     /// Puts the staged ops into the tables. Readers of the tables call
@@ -941,6 +979,7 @@ impl Aggregate {
         for (view, s) in &o.staged {
             self.fold(view, s);
         }
+        self.unwritten.merge(&o.unwritten);
         for d in 0..2 {
             for b in 0..32 {
                 self.flag_bits[d][b] += o.flag_bits[d][b];
@@ -1361,6 +1400,28 @@ pub(crate) mod tests {
         assert_eq!(ops + a.processes.other().c.total_ops(), 5000);
         assert_eq!(a.totals.bytes_sent + a.totals.bytes_received, bytes);
         assert!(a.conversations.other_keys() > 100);
+    }
+
+    /// Unwritten ops (the sampling seam) count exactly in the totals and
+    /// the flow's conversation, process and port, and in nothing that
+    /// needs a row.
+    #[test]
+    fn unwritten_ops_count_in_totals_and_tables() {
+        let mut rng = Rng(5);
+        let op = random_op(&mut rng);
+        let mut a = Aggregate::default();
+        a.add(&op, Source::default());
+        a.add_unwritten(&op, [3, 4], [300, 400]);
+        a.finish();
+        assert_eq!(a.totals.ops, 8);
+        assert_eq!(a.totals.bytes_sent + a.totals.bytes_received, 700 + op.size);
+        let (_, conv) = a.conversations.iter().next().unwrap();
+        assert_eq!(conv.c.total_ops(), 8);
+        let (_, p) = a.processes.iter().next().unwrap();
+        assert_eq!(p.c.total_ops(), 8);
+        assert_eq!(a.unwritten.total_ops(), 7);
+        let sized: u64 = a.sizes.iter().flatten().sum();
+        assert_eq!(sized, 1, "sizes count written rows only");
     }
 
     #[test]
