@@ -405,6 +405,13 @@ pub struct ReportArgs {
     /// Read every run's CSV, even where its summary.json matches its files.
     #[arg(long)]
     pub no_summaries: bool,
+
+    /// Memory for merging summaries (a fleet): within it every ranked
+    /// table is exact; past it each keeps its heaviest keys, and the
+    /// report says which tables are bounded and by how much. Totals stay
+    /// exact. K, M, G suffixes.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    pub memory: u64,
 }
 
 /// `nwtrace summarize`'s arguments.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::attr::Sym;
 use super::capped::{Capped, Entry};
@@ -41,6 +41,24 @@ impl Default for AggregateConfig {
             max_groups: 512,
             max_peers_per_process: 1024,
             exemplars: 10,
+        }
+    }
+}
+
+impl AggregateConfig {
+    /// The bounds to merge partials with: each ranked table holds up to
+    /// `keys` keys (or its own bound, if larger) before it keeps its
+    /// heaviest (and says it is bounded); `usize::MAX / 4`: no bound.
+    /// Merging with room for every key makes the final ranking exact.
+    pub fn for_merging(self, keys: usize) -> AggregateConfig {
+        AggregateConfig {
+            max_processes: self.max_processes.max(keys),
+            max_conversations: self.max_conversations.max(keys),
+            max_remotes: self.max_remotes.max(keys),
+            max_ports: self.max_ports.max(keys),
+            max_errors: self.max_errors.max(keys),
+            max_flag_combos: self.max_flag_combos.max(keys),
+            ..self
         }
     }
 }
@@ -231,6 +249,9 @@ impl Entry for ProcStats {
     fn weight(&self) -> u128 {
         self.c.weight()
     }
+    fn counts(&self) -> (u64, u64) {
+        (self.c.total_ops(), self.c.total_bytes())
+    }
     fn merge(&mut self, o: &Self) {
         self.c.merge(&o.c);
         self.peers.extend(o.peers.iter().copied());
@@ -415,6 +436,9 @@ impl Entry for ConvStats {
     fn weight(&self) -> u128 {
         self.c.weight()
     }
+    fn counts(&self) -> (u64, u64) {
+        (self.c.total_ops(), self.c.total_bytes())
+    }
     fn merge(&mut self, o: &Self) {
         self.c.merge(&o.c);
         self.end_of_stream |= o.end_of_stream;
@@ -448,6 +472,9 @@ pub struct EndpointStats {
 impl Entry for EndpointStats {
     fn weight(&self) -> u128 {
         self.c.weight()
+    }
+    fn counts(&self) -> (u64, u64) {
+        (self.c.total_ops(), self.c.total_bytes())
     }
     fn merge(&mut self, o: &Self) {
         self.c.merge(&o.c);
@@ -488,6 +515,9 @@ pub struct ErrKey {
 impl Entry for Counters {
     fn weight(&self) -> u128 {
         Counters::weight(self)
+    }
+    fn counts(&self) -> (u64, u64) {
+        (self.total_ops(), self.total_bytes())
     }
     fn merge(&mut self, o: &Self) {
         Counters::merge(self, o);
@@ -564,6 +594,64 @@ impl TopN {
     }
 }
 
+/// What one row says about who talked to whom: the fields a conversation,
+/// its process, its remote endpoint and its ports are keyed by, all
+/// compared (a cookie conversation can hold several of these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct RowView {
+    machine: u32,
+    protocol: Protocol,
+    pid: u32,
+    comm: Comm,
+    local: Endpoint,
+    remote: Option<Endpoint>,
+    cookie: Option<u64>,
+}
+
+impl RowView {
+    #[inline]
+    fn of(op: &Op) -> RowView {
+        RowView {
+            machine: op.machine,
+            protocol: op.protocol,
+            pid: op.pid,
+            comm: op.comm,
+            local: op.local,
+            remote: op.remote,
+            cookie: op.attr.cookie,
+        }
+    }
+
+    fn conv_key(&self) -> ConvKey {
+        ConvKey {
+            machine: self.machine,
+            protocol: self.protocol,
+            pid: self.pid,
+            comm: self.comm,
+            local: self.local,
+            remote: self.remote,
+            cookie: self.cookie,
+        }
+    }
+}
+
+/// A row view's ops since the last fold: one hash lookup per op here
+/// instead of five (conversation, process, remote, two ports), and one
+/// latency record instead of two. [`Aggregate::flush`] folds these into
+/// the tables; the fold is what `add` used to do per op, summed, so the
+/// tables come out the same.
+#[derive(Clone, Debug, Default)]
+struct Staged {
+    c: Counters,
+    end_of_stream: bool,
+    /// Indexed like `LatClass::ALL`.
+    latency: [SparseHist; 3],
+}
+
+/// Row views staged before a fold: bounds the staging memory (a few
+/// hundred bytes a view) while a hot conversation stays staged.
+const STAGED_VIEWS: usize = 1024;
+
 /// Counts by direction x protocol x IP version.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Overview {
@@ -604,6 +692,11 @@ pub struct Aggregate {
     pub series: Series,
     pub slowest: TopN,
     pub largest: TopN,
+    /// Ops not yet in the tables above; see [`Aggregate::flush`].
+    staged: FxHashMap<RowView, Staged>,
+    /// What [`Aggregate::add_unwritten`] counted (already in the totals
+    /// and tables).
+    pub unwritten: Counters,
 }
 
 impl Default for Aggregate {
@@ -638,6 +731,8 @@ impl Aggregate {
             series: Series::default(),
             slowest: TopN::new(config.exemplars),
             largest: TopN::new(config.exemplars),
+            staged: FxHashMap::default(),
+            unwritten: Counters::default(),
         }
     }
 
@@ -661,42 +756,14 @@ impl Aggregate {
                 .record(lat);
         }
 
-        let key = ConvKey::of(op);
-        let c = self.conversations.entry(key);
-        // A conversation's first op (or its first since an eviction) is
-        // when its remote end can be new to the process: the peer set is
-        // only touched then, not on every op. (A cookie conversation can
-        // see several peers: each is offered to the process.)
-        let new_conversation = c.c.total_ops() == 0;
-        let new_peer = if key.cookie.is_some() {
-            let was_shared = c.shared;
-            c.note_view(op.ts_ns, &key);
-            new_conversation || c.shared != was_shared || c.shared
-        } else {
-            new_conversation
-        };
-        c.c.add(op);
-        c.end_of_stream |= op.is_end_of_stream();
+        let staged = self.staged.entry(RowView::of(op)).or_default();
+        staged.c.add(op);
+        staged.end_of_stream |= op.is_end_of_stream();
         if let Some(lat) = op.latency_ns {
-            c.latency[d].record(lat);
+            staged.latency[class as usize].record(lat);
         }
-
-        let max_peers = self.config.max_peers_per_process;
-        let p = self.processes.entry(ProcKey {
-            machine: op.machine,
-            pid: op.pid,
-            comm: op.comm,
-        });
-        p.c.add(op);
-        if let (Some(r), true) = (op.remote, new_peer) {
-            if p.peers.len() < max_peers {
-                p.peers.insert(r);
-            } else if !p.peers.contains(&r) {
-                p.peers_capped = true;
-            }
-        }
-        if let Some(lat) = op.latency_ns {
-            p.latency[class as usize].record(lat);
+        if self.staged.len() >= STAGED_VIEWS {
+            self.fold_staged();
         }
 
         if let Some(g) = op.attr.container {
@@ -723,24 +790,6 @@ impl Aggregate {
                 })
                 .add_group(op, class);
         }
-
-        self.remotes.entry((op.protocol, op.remote)).c.add(op);
-        if let Some(r) = op.remote {
-            self.ports
-                .entry(PortKey {
-                    protocol: op.protocol,
-                    role: PortRole::Remote,
-                    port: r.port,
-                })
-                .add(op);
-        }
-        self.ports
-            .entry(PortKey {
-                protocol: op.protocol,
-                role: PortRole::Local,
-                port: op.local.port,
-            })
-            .add(op);
 
         if let Some(errno) = op.errno {
             self.errors
@@ -788,6 +837,117 @@ impl Aggregate {
         self.largest.offer(op.size, op, source);
     }
 
+    /// Ops that were not written as rows (left out by sampling or a rate
+    /// limit, counted in the kernel per flow): `flow` gives the keys
+    /// (machine, protocol, pid, comm, local, remote, cookie; `ts_ns` the
+    /// last time seen), `ops` and `bytes` the counts by
+    /// `Direction::index()`. They count in the totals and in the
+    /// conversation, process, remote endpoint and port tables, exactly,
+    /// and in nothing that needs a row (latency, sizes, flags, errors,
+    /// the series, exemplars); `unwritten` keeps their sum apart, so that
+    /// a reader can say which figures hold them.
+    ///
+    /// The seam for sampling (issue #23): nothing calls it yet.
+    pub fn add_unwritten(&mut self, flow: &Op, ops: [u64; 2], bytes: [u64; 2]) {
+        let mut c = Counters {
+            ops,
+            bytes,
+            ..Counters::default()
+        };
+        if ops[0] + ops[1] > 0 {
+            c.first_ns = Some(flow.ts_ns);
+            c.last_ns = Some(flow.ts_ns);
+        }
+        self.totals.ops += ops[0] + ops[1];
+        self.totals.sends += ops[0];
+        self.totals.receives += ops[1];
+        self.totals.bytes_sent += bytes[0];
+        self.totals.bytes_received += bytes[1];
+        self.unwritten.merge(&c);
+        let staged = self.staged.entry(RowView::of(flow)).or_default();
+        staged.c.merge(&c);
+        if self.staged.len() >= STAGED_VIEWS {
+            self.fold_staged();
+        }
+    }
+
+    /// Puts the staged ops into the tables. Readers of the tables call
+    /// this (or [`Aggregate::finish`]) first; `top` does before each
+    /// frame.
+    pub fn flush(&mut self) {
+        self.fold_staged();
+        self.series.flush();
+    }
+
+    fn fold_staged(&mut self) {
+        let mut staged = std::mem::take(&mut self.staged);
+        for (view, s) in staged.drain() {
+            self.fold(&view, &s);
+        }
+        // Keep the allocation for the next ops.
+        self.staged = staged;
+    }
+
+    /// One row view's staged ops into the conversation, process, remote
+    /// and port tables.
+    fn fold(&mut self, view: &RowView, s: &Staged) {
+        let key = view.conv_key();
+        let c = self.conversations.entry(key);
+        if key.cookie.is_some()
+            && let Some(first) = s.c.first_ns
+        {
+            // The earliest op of this view is the one that could be the
+            // conversation's first; `note_view` keeps the minimum.
+            c.note_view(first, &key);
+        }
+        c.c.merge(&s.c);
+        c.end_of_stream |= s.end_of_stream;
+        c.latency[0].merge(&s.latency[LatClass::Send as usize]);
+        c.latency[1].merge(&s.latency[LatClass::ReceiveBlocking as usize]);
+        c.latency[1].merge(&s.latency[LatClass::ReceiveNonblocking as usize]);
+
+        let max_peers = self.config.max_peers_per_process;
+        let p = self.processes.entry(ProcKey {
+            machine: view.machine,
+            pid: view.pid,
+            comm: view.comm,
+        });
+        p.c.merge(&s.c);
+        // Every view offers its peer: the set is the process's distinct
+        // remotes, whatever order the views fold in.
+        if let Some(r) = view.remote {
+            if p.peers.len() < max_peers {
+                p.peers.insert(r);
+            } else if !p.peers.contains(&r) {
+                p.peers_capped = true;
+            }
+        }
+        for i in 0..3 {
+            p.latency[i].merge(&s.latency[i]);
+        }
+
+        self.remotes
+            .entry((view.protocol, view.remote))
+            .c
+            .merge(&s.c);
+        if let Some(r) = view.remote {
+            self.ports
+                .entry(PortKey {
+                    protocol: view.protocol,
+                    role: PortRole::Remote,
+                    port: r.port,
+                })
+                .merge(&s.c);
+        }
+        self.ports
+            .entry(PortKey {
+                protocol: view.protocol,
+                role: PortRole::Local,
+                port: view.local.port,
+            })
+            .merge(&s.c);
+    }
+
     /// Adds everything `o` counted. Merging the partials of any split of
     /// the ops gives what one pass over all of them gives (exactly, as
     /// long as no table overflowed its bound).
@@ -816,6 +976,10 @@ impl Aggregate {
         self.ports.merge(&o.ports);
         self.errors.merge(&o.errors);
         self.flag_combos.merge(&o.flag_combos);
+        for (view, s) in &o.staged {
+            self.fold(view, s);
+        }
+        self.unwritten.merge(&o.unwritten);
         for d in 0..2 {
             for b in 0..32 {
                 self.flag_bits[d][b] += o.flag_bits[d][b];
@@ -869,9 +1033,33 @@ impl Aggregate {
         None
     }
 
+    /// The tables that evicted keys (their listed keys are the heaviest,
+    /// with error bounds), and "process peers" when a process's peer set
+    /// stopped at its bound.
+    pub fn bounded_tables(&self) -> Vec<String> {
+        let tables = [
+            ("processes", self.processes.evictions()),
+            ("conversations", self.conversations.evictions()),
+            ("remote endpoints", self.remotes.evictions()),
+            ("ports", self.ports.evictions()),
+            ("errors", self.errors.evictions()),
+            ("flag combinations", self.flag_combos.evictions()),
+        ];
+        let mut out: Vec<String> = tables
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        if self.processes.iter().any(|(_, p)| p.peers_capped) {
+            out.push("process peers".into());
+        }
+        out
+    }
+
     /// Brings every table within its bound and flushes the series; call
     /// before reading.
     pub fn finish(&mut self) {
+        self.fold_staged();
         self.processes.finish();
         self.conversations.finish();
         self.containers.finish();
@@ -1212,6 +1400,28 @@ pub(crate) mod tests {
         assert_eq!(ops + a.processes.other().c.total_ops(), 5000);
         assert_eq!(a.totals.bytes_sent + a.totals.bytes_received, bytes);
         assert!(a.conversations.other_keys() > 100);
+    }
+
+    /// Unwritten ops (the sampling seam) count exactly in the totals and
+    /// the flow's conversation, process and port, and in nothing that
+    /// needs a row.
+    #[test]
+    fn unwritten_ops_count_in_totals_and_tables() {
+        let mut rng = Rng(5);
+        let op = random_op(&mut rng);
+        let mut a = Aggregate::default();
+        a.add(&op, Source::default());
+        a.add_unwritten(&op, [3, 4], [300, 400]);
+        a.finish();
+        assert_eq!(a.totals.ops, 8);
+        assert_eq!(a.totals.bytes_sent + a.totals.bytes_received, 700 + op.size);
+        let (_, conv) = a.conversations.iter().next().unwrap();
+        assert_eq!(conv.c.total_ops(), 8);
+        let (_, p) = a.processes.iter().next().unwrap();
+        assert_eq!(p.c.total_ops(), 8);
+        assert_eq!(a.unwritten.total_ops(), 7);
+        let sized: u64 = a.sizes.iter().flatten().sum();
+        assert_eq!(sized, 1, "sizes count written rows only");
     }
 
     #[test]

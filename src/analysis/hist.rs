@@ -180,7 +180,9 @@ pub struct SparseHist {
     max: u64,
 }
 
-const PENDING: usize = 64;
+// 256: a wide histogram (a thousand buckets) pays its linear merge once
+// per 256 values; the buffer only grows as values come.
+const PENDING: usize = 256;
 
 #[inline]
 fn sparse_index(v: u64) -> u32 {
@@ -202,30 +204,49 @@ fn sparse_highest(idx: u32) -> u64 {
     (((m + 1) << exp) - 1).min(u128::from(u64::MAX)) as u64
 }
 
-/// Merges two sorted bucket lists.
-fn merge_sorted(a: &[(u32, u64)], b: &[(u32, u64)]) -> Vec<(u32, u64)> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
+/// Adds the sorted bucket list `b` into the sorted list `a`, in place:
+/// no allocation unless `b` brings buckets `a` lacks (then `a` grows once
+/// and the two merge from the back). A fresh list per merge was the
+/// summary thread's largest cost (issue #20).
+fn merge_into(a: &mut Vec<(u32, u64)>, b: &[(u32, u64)]) {
+    let (mut i, mut j, mut new) = (0, 0, 0);
     while i < a.len() && j < b.len() {
         match a[i].0.cmp(&b[j].0) {
-            std::cmp::Ordering::Less => {
-                out.push(a[i]);
-                i += 1;
-            }
+            std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Greater => {
-                out.push(b[j]);
+                new += 1;
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
-                out.push((a[i].0, a[i].1 + b[j].1));
+                a[i].1 += b[j].1;
                 i += 1;
                 j += 1;
             }
         }
     }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
+    new += b.len() - j;
+    if new == 0 {
+        return;
+    }
+    // The counts of shared buckets are already added: place the new ones.
+    let old = a.len();
+    a.resize(old + new, (0, 0));
+    let (mut i, mut j, mut k) = (old, b.len(), old + new);
+    while j > 0 {
+        if i > 0 && a[i - 1].0 >= b[j - 1].0 {
+            if a[i - 1].0 == b[j - 1].0 {
+                // Shared: counted above, skip b's.
+                j -= 1;
+                continue;
+            }
+            a[k - 1] = a[i - 1];
+            i -= 1;
+        } else {
+            a[k - 1] = b[j - 1];
+            j -= 1;
+        }
+        k -= 1;
+    }
 }
 
 impl SparseHist {
@@ -234,9 +255,9 @@ impl SparseHist {
         self.count += 1;
         self.sum += u128::from(v);
         self.max = self.max.max(v);
-        if self.pending.capacity() == 0 {
-            self.pending.reserve_exact(PENDING);
-        }
+        // The buffer grows as values come (not 64 at once): most keys of
+        // a churning table see a few ops, and a bounded summary holds
+        // thousands of them (issue #23).
         self.pending.push(sparse_index(v));
         if self.pending.len() == PENDING {
             self.flush();
@@ -249,15 +270,18 @@ impl SparseHist {
             return;
         }
         self.pending.sort_unstable();
-        let mut run: Vec<(u32, u64)> = Vec::with_capacity(self.pending.len());
+        let mut run = [(0u32, 0u64); PENDING];
+        let mut n = 0;
         for &idx in &self.pending {
-            match run.last_mut() {
-                Some(last) if last.0 == idx => last.1 += 1,
-                _ => run.push((idx, 1)),
+            if n > 0 && run[n - 1].0 == idx {
+                run[n - 1].1 += 1;
+            } else {
+                run[n] = (idx, 1);
+                n += 1;
             }
         }
         self.pending.clear();
-        self.buckets = merge_sorted(&self.buckets, &run);
+        merge_into(&mut self.buckets, &run[..n]);
     }
 
     /// The buckets with nothing pending (a copy only when some are).
@@ -277,7 +301,7 @@ impl SparseHist {
         }
         self.flush();
         let o = o.flushed();
-        self.buckets = merge_sorted(&self.buckets, &o.buckets);
+        merge_into(&mut self.buckets, &o.buckets);
         self.count += o.count;
         self.sum += o.sum;
         self.max = self.max.max(o.max);

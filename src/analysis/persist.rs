@@ -1,9 +1,11 @@
 //! An [`Aggregate`] as JSON, for run summaries (`nw/summary.json`).
 //!
 //! The stored form holds one machine's aggregate with every key it
-//! tracked (no "other" bucket: a summary is only written exact, see
-//! [`Aggregate::inexact`]), the histograms' buckets, and the exemplars
-//! with their file named. [`AggregateDoc::load`] rebuilds an aggregate
+//! tracked, the histograms' buckets, and the exemplars with their file
+//! named. A bounded table (one that evicted keys, see [`Capped`]) also
+//! stores its "other" row, its evictions, its distinct-key estimate and
+//! each key's error bound (`bound`, omitted when zero), so that a bounded
+//! summary merges like the aggregate it came from (schema version 2). [`AggregateDoc::load`] rebuilds an aggregate
 //! that merges exactly like the one that was stored: the same keys,
 //! counters, buckets, series and exemplars, and the distinct-key
 //! estimate rebuilt from the keys.
@@ -16,6 +18,7 @@ use super::aggregate::{
     ConvKey, ConvStats, Counters, EndpointStats, ErrKey, Overview, PortKey, PortRole, ProcKey,
     ProcStats, TopN, Totals,
 };
+use super::capped::{Bound, Capped, Entry, Hll};
 use super::hist::{LatencyHist, SparseHist};
 use super::series::{Series, SeriesPoint};
 use super::{Aggregate, AggregateConfig, Exemplar, LatClass, Op, Source};
@@ -56,6 +59,10 @@ pub struct ProcessDoc {
     pub comm: String,
     #[serde(flatten)]
     pub counters: Counters,
+    /// How much the counters may undercount (a bounded table); absent
+    /// when exact.
+    #[serde(default, skip_serializing_if = "Bound::is_zero")]
+    pub bound: Bound,
     pub peers: Vec<String>,
     pub peers_capped: bool,
     /// send, receive_blocking, receive_nonblocking.
@@ -71,6 +78,10 @@ pub struct ConversationDoc {
     pub remote: Option<String>,
     #[serde(flatten)]
     pub counters: Counters,
+    /// How much the counters may undercount (a bounded table); absent
+    /// when exact.
+    #[serde(default, skip_serializing_if = "Bound::is_zero")]
+    pub bound: Bound,
     pub end_of_stream: bool,
     /// send, receive.
     pub latency: [SparseDoc; 2],
@@ -82,6 +93,10 @@ pub struct RemoteDoc {
     pub remote: Option<String>,
     #[serde(flatten)]
     pub counters: Counters,
+    /// How much the counters may undercount (a bounded table); absent
+    /// when exact.
+    #[serde(default, skip_serializing_if = "Bound::is_zero")]
+    pub bound: Bound,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -91,6 +106,10 @@ pub struct PortDoc {
     pub port: u16,
     #[serde(flatten)]
     pub counters: Counters,
+    /// How much the counters may undercount (a bounded table); absent
+    /// when exact.
+    #[serde(default, skip_serializing_if = "Bound::is_zero")]
+    pub bound: Bound,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -101,6 +120,10 @@ pub struct ErrorDoc {
     pub comm: String,
     #[serde(flatten)]
     pub counters: Counters,
+    /// How much the counters may undercount (a bounded table); absent
+    /// when exact.
+    #[serde(default, skip_serializing_if = "Bound::is_zero")]
+    pub bound: Bound,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -109,6 +132,10 @@ pub struct FlagsDoc {
     pub flags: u32,
     #[serde(flatten)]
     pub counters: Counters,
+    /// How much the counters may undercount (a bounded table); absent
+    /// when exact.
+    #[serde(default, skip_serializing_if = "Bound::is_zero")]
+    pub bound: Bound,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -164,6 +191,57 @@ pub struct AggregateDoc {
     pub exemplars_kept: usize,
     pub slowest: Vec<ExemplarDoc>,
     pub largest: Vec<ExemplarDoc>,
+    /// The tables that evicted keys (none in an exact aggregate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bounded: Vec<BoundedDoc>,
+}
+
+/// What a bounded table keeps apart from its keys.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BoundedDoc {
+    /// processes, conversations, remotes, ports, errors or flag_combos.
+    pub table: String,
+    /// The "other" row: every op of a key not listed (exact).
+    pub other: Counters,
+    pub evictions: u64,
+    /// The most a key not listed may have had.
+    pub untracked: Bound,
+    /// The distinct-key estimate's HyperLogLog registers, hex.
+    pub hll: String,
+}
+
+fn bounded_doc<K, V: Entry>(
+    table: &str,
+    t: &Capped<K, V>,
+    counters: impl Fn(&V) -> Counters,
+) -> Option<BoundedDoc>
+where
+    K: std::hash::Hash + Eq + Ord + Clone,
+{
+    (t.evictions() > 0).then(|| BoundedDoc {
+        table: table.into(),
+        other: counters(t.other()),
+        evictions: t.evictions(),
+        untracked: t.untracked(),
+        hll: t.hll().to_hex(),
+    })
+}
+
+fn restore<K, V: Entry>(
+    docs: &[BoundedDoc],
+    table: &str,
+    t: &mut Capped<K, V>,
+    entry: impl Fn(Counters) -> V,
+) -> Result<(), String>
+where
+    K: std::hash::Hash + Eq + Ord + Clone,
+{
+    for d in docs.iter().filter(|d| d.table == table) {
+        let hll = Hll::from_hex(&d.hll)
+            .ok_or_else(|| format!("the {table} table's distinct-key estimate is damaged"))?;
+        t.restore_untracked(entry(d.other.clone()), d.evictions, d.untracked, &hll);
+    }
+    Ok(())
 }
 
 fn endpoint(e: &Endpoint) -> String {
@@ -267,6 +345,14 @@ fn sorted<K: Ord + Copy, V>(it: impl Iterator<Item = (K, V)>) -> Vec<(K, V)> {
     v
 }
 
+/// A table's keys sorted, each with its entry and bound.
+fn sorted_bounded<K, V: Entry>(t: &Capped<K, V>) -> Vec<(K, (&V, Bound))>
+where
+    K: std::hash::Hash + Eq + Ord + Copy,
+{
+    sorted(t.iter_bounded().map(|(k, v, b)| (*k, (v, b))))
+}
+
 impl AggregateDoc {
     /// Stores `a` (one machine's, flushed: call `series.flush()` first).
     /// `file_name` names an exemplar's `Source::file`.
@@ -309,15 +395,16 @@ impl AggregateDoc {
                     }
                 })
                 .collect(),
-            processes: sorted(a.processes.iter().map(|(k, v)| (*k, v)))
+            processes: sorted_bounded(&a.processes)
                 .into_iter()
-                .map(|(k, v)| {
+                .map(|(k, (v, bound))| {
                     let mut peers: Vec<&Endpoint> = v.peers.iter().collect();
                     peers.sort();
                     ProcessDoc {
                         pid: k.pid,
                         comm: comm_text(&k.comm),
                         counters: v.c.clone(),
+                        bound,
                         peers: peers.into_iter().map(endpoint).collect(),
                         peers_capped: v.peers_capped,
                         latency: [
@@ -328,52 +415,57 @@ impl AggregateDoc {
                     }
                 })
                 .collect(),
-            conversations: sorted(a.conversations.iter().map(|(k, v)| (*k, v)))
+            conversations: sorted_bounded(&a.conversations)
                 .into_iter()
-                .map(|(k, v)| ConversationDoc {
+                .map(|(k, (v, bound))| ConversationDoc {
                     protocol: k.protocol.as_str().into(),
                     pid: k.pid,
                     comm: comm_text(&k.comm),
                     local: endpoint(&k.local),
                     remote: k.remote.as_ref().map(endpoint),
                     counters: v.c.clone(),
+                    bound,
                     end_of_stream: v.end_of_stream,
                     latency: [sparse_doc(&v.latency[0]), sparse_doc(&v.latency[1])],
                 })
                 .collect(),
-            remotes: sorted(a.remotes.iter().map(|(k, v)| (*k, v)))
+            remotes: sorted_bounded(&a.remotes)
                 .into_iter()
-                .map(|((p, r), v)| RemoteDoc {
+                .map(|((p, r), (v, bound))| RemoteDoc {
                     protocol: p.as_str().into(),
                     remote: r.as_ref().map(endpoint),
                     counters: v.c.clone(),
+                    bound,
                 })
                 .collect(),
-            ports: sorted(a.ports.iter().map(|(k, v)| (*k, v)))
+            ports: sorted_bounded(&a.ports)
                 .into_iter()
-                .map(|(k, v)| PortDoc {
+                .map(|(k, (v, bound))| PortDoc {
                     protocol: k.protocol.as_str().into(),
                     role: k.role.as_str().into(),
                     port: k.port,
                     counters: v.clone(),
+                    bound,
                 })
                 .collect(),
-            errors: sorted(a.errors.iter().map(|(k, v)| (*k, v)))
+            errors: sorted_bounded(&a.errors)
                 .into_iter()
-                .map(|(k, v)| ErrorDoc {
+                .map(|(k, (v, bound))| ErrorDoc {
                     errno: k.errno,
                     direction: k.direction.as_str().into(),
                     pid: k.pid,
                     comm: comm_text(&k.comm),
                     counters: v.clone(),
+                    bound,
                 })
                 .collect(),
-            flag_combos: sorted(a.flag_combos.iter().map(|(k, v)| (*k, v)))
+            flag_combos: sorted_bounded(&a.flag_combos)
                 .into_iter()
-                .map(|((d, f), v)| FlagsDoc {
+                .map(|((d, f), (v, bound))| FlagsDoc {
                     direction: d.as_str().into(),
                     flags: f,
                     counters: v.clone(),
+                    bound,
                 })
                 .collect(),
             flag_bits: a.flag_bits.iter().map(|b| b.to_vec()).collect(),
@@ -386,6 +478,17 @@ impl AggregateDoc {
             exemplars_kept: a.config.exemplars,
             slowest: exemplars(&a.slowest),
             largest: exemplars(&a.largest),
+            bounded: [
+                bounded_doc("processes", &a.processes, |v| v.c.clone()),
+                bounded_doc("conversations", &a.conversations, |v| v.c.clone()),
+                bounded_doc("remotes", &a.remotes, |v| v.c.clone()),
+                bounded_doc("ports", &a.ports, Counters::clone),
+                bounded_doc("errors", &a.errors, Counters::clone),
+                bounded_doc("flag_combos", &a.flag_combos, Counters::clone),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         }
     }
 
@@ -442,7 +545,7 @@ impl AggregateDoc {
             for i in 0..3 {
                 v.latency[i] = sparse(&p.latency[i])?;
             }
-            a.processes.insert_loaded(key, v);
+            a.processes.insert_bounded(key, v, p.bound);
         }
         for c in &self.conversations {
             let key = ConvKey {
@@ -461,18 +564,19 @@ impl AggregateDoc {
                 first_view: None,
                 shared: false,
             };
-            a.conversations.insert_loaded(key, v);
+            a.conversations.insert_bounded(key, v, c.bound);
         }
         for r in &self.remotes {
             let key = (
                 parse_protocol(&r.protocol)?,
                 r.remote.as_deref().map(parse_endpoint).transpose()?,
             );
-            a.remotes.insert_loaded(
+            a.remotes.insert_bounded(
                 key,
                 EndpointStats {
                     c: r.counters.clone(),
                 },
+                r.bound,
             );
         }
         for p in &self.ports {
@@ -481,7 +585,7 @@ impl AggregateDoc {
                 role: parse_role(&p.role)?,
                 port: p.port,
             };
-            a.ports.insert_loaded(key, p.counters.clone());
+            a.ports.insert_bounded(key, p.counters.clone(), p.bound);
         }
         for e in &self.errors {
             let key = ErrKey {
@@ -491,14 +595,28 @@ impl AggregateDoc {
                 pid: e.pid,
                 comm: Comm::from_text(e.comm.as_bytes()),
             };
-            a.errors.insert_loaded(key, e.counters.clone());
+            a.errors.insert_bounded(key, e.counters.clone(), e.bound);
         }
         for f in &self.flag_combos {
-            a.flag_combos.insert_loaded(
+            a.flag_combos.insert_bounded(
                 (parse_direction(&f.direction)?, f.flags),
                 f.counters.clone(),
+                f.bound,
             );
         }
+        let b = &self.bounded;
+        restore(b, "processes", &mut a.processes, |c| ProcStats {
+            c,
+            ..ProcStats::default()
+        })?;
+        restore(b, "conversations", &mut a.conversations, |c| ConvStats {
+            c,
+            ..ConvStats::default()
+        })?;
+        restore(b, "remotes", &mut a.remotes, |c| EndpointStats { c })?;
+        restore(b, "ports", &mut a.ports, |c| c)?;
+        restore(b, "errors", &mut a.errors, |c| c)?;
+        restore(b, "flag_combos", &mut a.flag_combos, |c| c)?;
         let shape = |v: &Vec<Vec<u64>>, n: usize| v.len() == 2 && v.iter().all(|d| d.len() == n);
         if !shape(&self.flag_bits, 32) || !shape(&self.sizes, 65) {
             return Err("flag_bits or sizes has the wrong shape".into());
@@ -613,6 +731,60 @@ mod tests {
         assert_eq!(fingerprint(&one), fingerprint(&merged));
         assert_eq!(merged.totals.ops, 12_000);
         assert_eq!(merged.slowest.items().len(), 10);
+    }
+
+    /// A bounded aggregate (tables that evicted) stores its "other" rows,
+    /// evictions, distinct-key estimates and per-key bounds, and loads
+    /// back the same.
+    #[test]
+    fn bounded_tables_round_trip() {
+        let mut rng = Rng(0xb0b);
+        let config = AggregateConfig {
+            max_conversations: 8,
+            max_remotes: 4,
+            max_ports: 4,
+            max_processes: 2,
+            ..AggregateConfig::default()
+        };
+        let mut a = Aggregate::new(config);
+        for i in 0..6000u64 {
+            let mut op = random_op(&mut rng);
+            op.local.port = 20_000 + (i % 700) as u16;
+            a.add(&op, Source::default());
+        }
+        a.finish();
+        let bounded = a.bounded_tables();
+        assert!(
+            bounded.contains(&"conversations".to_string()),
+            "{bounded:?}"
+        );
+        assert!(bounded.contains(&"ports".to_string()), "{bounded:?}");
+        let doc = AggregateDoc::store(&a, |_| "nw_0001.csv".into());
+        let json = serde_json::to_vec(&doc).unwrap();
+        let back: AggregateDoc = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, doc);
+        let mut loaded = back
+            .load(0, config, |n| (n == "nw_0001.csv").then_some(0))
+            .unwrap();
+        loaded.set_caps(config);
+        loaded.finish();
+        assert_eq!(fingerprint(&a), fingerprint(&loaded));
+        assert_eq!(loaded.bounded_tables(), bounded);
+        let c = |t: &Capped<ConvKey, ConvStats>| {
+            let mut v: Vec<_> = t.iter_bounded().map(|(k, _, b)| (*k, b)).collect();
+            v.sort_by_key(|x| x.0);
+            (
+                v,
+                t.other().c.clone(),
+                t.evictions(),
+                t.untracked(),
+                t.other_keys(),
+            )
+        };
+        assert_eq!(c(&a.conversations), c(&loaded.conversations));
+        assert_eq!(a.ports.other(), loaded.ports.other());
+        assert!(a.conversations.max_bound().ops > 0);
+        assert_eq!(loaded.totals.ops, 6000);
     }
 
     #[test]

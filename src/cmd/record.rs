@@ -275,8 +275,13 @@ impl Recording {
                 return None;
             }
         };
-        if let Some(why) = &doc.inexact_reason {
+        if let Some(why) = doc.unusable() {
             log::warn!("nwtrace: {name} is not exact ({why}): report will read this run's CSV");
+        } else if !doc.bounded.is_empty() {
+            log::info!(
+                "nwtrace: {name} is bounded (its {} tables keep their heaviest keys)",
+                doc.bounded.join(", ")
+            );
         }
         let dir = self.manifest_file.dir();
         match crate::output::summary::write_atomically(dir, &name, &doc.to_json()) {

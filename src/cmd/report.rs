@@ -114,8 +114,9 @@ fn build(args: &ReportArgs, paths: &[PathBuf]) -> Result<Report> {
         max_conversations: args.max_conversations.max(1),
         ..AggregateConfig::default()
     };
-    let (preloaded, sources) = summaries(args, &d, config);
-    let scan = input::scan_with(d, &filter, config, &args.machines, preloaded);
+    let merge_keys = merge_keys(args.memory, rayon::current_num_threads());
+    let (preloaded, sources) = summaries(args, &d, config.for_merging(merge_keys));
+    let scan = input::scan_with(d, &filter, config, &args.machines, preloaded, merge_keys);
     let filters = Filters {
         pid: args.pids.clone(),
         comm: args.comms.clone(),
@@ -151,6 +152,22 @@ fn build(args: &ReportArgs, paths: &[PathBuf]) -> Result<Report> {
     report.join = tcp.join.map(|j| j.finish(machines));
     report.network = tcp.network.map(|n| n.finish(machines));
     Ok(report)
+}
+
+/// What one key of a ranked table costs while summaries merge, about (a
+/// conversation with its two latency histograms and the map's slack;
+/// ports and errors cost less, processes with peers more).
+const BYTES_PER_MERGE_KEY: u64 = 1024;
+
+/// Keys each ranked table may hold while merging, for a `--memory`
+/// budget: every worker holds a merged aggregate and the final merge
+/// one more; the three large tables (processes, conversations, remote
+/// endpoints) share the budget, each growing to twice its bound before
+/// it keeps its heaviest keys.
+fn merge_keys(memory: u64, workers: usize) -> usize {
+    let holders = workers as u64 + 1;
+    let keys = memory / (holders * 3 * 2 * BYTES_PER_MERGE_KEY);
+    keys.max(1024) as usize
 }
 
 /// The row-level options that a summary cannot answer.

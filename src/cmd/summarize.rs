@@ -83,11 +83,14 @@ pub fn summarize(args: SummarizeArgs) -> Result<ExitCode> {
             });
         match res {
             Ok(()) => {
-                let note = doc
-                    .inexact_reason
-                    .as_deref()
-                    .map(|w| format!(" (not exact: {w}; report reads this run's CSV)"))
-                    .unwrap_or_default();
+                let note = match doc.unusable() {
+                    Some(w) => format!(" (not exact: {w}; report reads this run's CSV)"),
+                    None if !doc.bounded.is_empty() => format!(
+                        " (bounded: its {} tables keep their heaviest keys)",
+                        doc.bounded.join(", ")
+                    ),
+                    None => String::new(),
+                };
                 let n = doc.files.len();
                 eprintln!(
                     "nwtrace: wrote {} ({} rows in {n} file{}){note}",

@@ -76,7 +76,14 @@ pub fn scan(
     config: AggregateConfig,
     machines: &[String],
 ) -> Scan {
-    scan_with(discovery, filter, config, machines, Vec::new())
+    scan_with(
+        discovery,
+        filter,
+        config,
+        machines,
+        Vec::new(),
+        usize::MAX / 4,
+    )
 }
 
 /// A part already aggregated (a run summary): its aggregate, and what
@@ -85,15 +92,18 @@ pub fn scan(
 pub type Preloaded = (Aggregate, Vec<(usize, FileResult)>);
 
 /// As [`scan`], merging `preloaded` parts instead of reading their files.
-/// Every part merges into one aggregate with no bound on its tables, and
-/// only then takes `config`'s bounds: so merging summaries gives what
-/// one pass gives (exactly, when no part evicted a key).
+/// Every part merges into one aggregate whose ranked tables hold up to
+/// `merge_keys` keys each (`usize::MAX / 4`: no bound), and only then
+/// takes `config`'s bounds: so merging summaries gives what one pass
+/// gives (exactly, when no part evicted a key and the merge stayed within
+/// `merge_keys`; past it, the tables say they are bounded).
 pub fn scan_with(
     discovery: Discovery,
     filter: &Filter,
     config: AggregateConfig,
     machines: &[String],
     preloaded: Vec<Preloaded>,
+    merge_keys: usize,
 ) -> Scan {
     let files = &discovery.files;
     let mut skip = vec![false; files.len()];
@@ -128,16 +138,7 @@ pub fn scan_with(
         })
         .collect();
 
-    let unbounded = AggregateConfig {
-        max_processes: usize::MAX / 4,
-        max_conversations: usize::MAX / 4,
-        max_remotes: usize::MAX / 4,
-        max_ports: usize::MAX / 4,
-        max_errors: usize::MAX / 4,
-        max_flag_combos: usize::MAX / 4,
-        ..config
-    };
-    let mut aggregate = Aggregate::new(unbounded);
+    let mut aggregate = Aggregate::new(config.for_merging(merge_keys));
     let mut results = vec![FileResult::default(); files.len()];
     let parts = partials.into_iter().chain(
         preloaded

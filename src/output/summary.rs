@@ -30,22 +30,31 @@ use crate::output::sink::{CsvSink, FileStats};
 
 use crate::timefmt::WallClock;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: bounded tables (their "other" rows, evictions and per-key error
+/// bounds) are stored, and such a summary is used. 1 is still read (an
+/// exact one only).
+pub const SCHEMA_VERSION: u32 = 2;
 /// Gaps kept per file, as `report`'s pass keeps them.
 const MAX_QUIET_KEPT: usize = 20;
 
-/// The bounds a summary's tables are built with: far above `report`'s,
-/// so that a summary stays exact (nothing evicted) for all but the
-/// widest runs. A summary that did evict is written with `"exact":
-/// false`, and `report` reads that run's CSV instead.
+/// The bounds a summary's tables are built with, so that `summary.json`
+/// stays a few MB and the recorder's memory flat whatever the number of
+/// conversations (issue #23): past a bound a table keeps its heaviest
+/// keys, each with its error bound, and an exact "other" row (see
+/// `analysis::capped`); totals, sizes, flags, latency and the time
+/// series are exact whatever happens. A run within these bounds has an
+/// exact summary (`"exact": true`); one past them a bounded one, which
+/// `report` uses and says so.
 pub fn summary_config() -> AggregateConfig {
     AggregateConfig {
-        max_processes: 16_384,
-        max_conversations: 65_536,
-        max_remotes: 65_536,
-        max_ports: 65_536,
-        max_errors: 16_384,
-        max_flag_combos: 4_096,
+        max_processes: 2_048,
+        max_conversations: 2_048,
+        max_remotes: 2_048,
+        max_ports: 2_048,
+        max_errors: 1_024,
+        max_flag_combos: 1_024,
+        // Each stored as an endpoint string per process.
+        max_peers_per_process: 64,
         ..AggregateConfig::default()
     }
 }
@@ -96,6 +105,14 @@ pub struct SummaryDoc {
     /// No table evicted a key: merging gives exactly what one pass gives.
     pub exact: bool,
     pub inexact_reason: Option<String>,
+    /// The tables that evicted keys (version 2): they list their heaviest
+    /// keys with error bounds and an exact "other" row.
+    #[serde(default)]
+    pub bounded: Vec<String>,
+    /// The run has attribution columns whose views summaries do not store:
+    /// `report` reads its CSV.
+    #[serde(default)]
+    pub views_not_stored: bool,
     pub aggregate: AggregateDoc,
 }
 
@@ -109,17 +126,20 @@ impl SummaryDoc {
         file_name: impl Fn(u32) -> String,
     ) -> SummaryDoc {
         agg.finish();
-        let inexact_reason = agg.inexact().or_else(|| {
-            // The per-container, cgroup and netns tables and the
-            // conversations by socket cookie are not in the stored form
-            // yet: such a summary is written, marked, and report reads
-            // the run's CSV instead, so those views are never lost.
-            let has_attr = !agg.containers.is_empty()
-                || !agg.cgroups.is_empty()
-                || !agg.netns.is_empty()
-                || agg.conversations.iter().any(|(k, _)| k.cookie.is_some());
-            has_attr.then(|| VIEWS_NOT_STORED.to_string())
-        });
+        let bounded = agg.bounded_tables();
+        // The per-container, cgroup and netns tables and the
+        // conversations by socket cookie are not in the stored form yet:
+        // such a summary is written, marked, and report reads the run's
+        // CSV instead, so those views are never lost.
+        let views_not_stored = !agg.containers.is_empty()
+            || !agg.cgroups.is_empty()
+            || !agg.netns.is_empty()
+            || agg.conversations.iter().any(|(k, _)| k.cookie.is_some());
+        let inexact_reason = if views_not_stored {
+            Some(VIEWS_NOT_STORED.to_string())
+        } else {
+            agg.inexact()
+        };
         let t = &agg.totals;
         let fmt = |v: Option<i64>| v.map(crate::schema::format_timestamp_ns);
         SummaryDoc {
@@ -136,7 +156,25 @@ impl SummaryDoc {
             files,
             exact: inexact_reason.is_none(),
             inexact_reason,
+            bounded,
+            views_not_stored,
             aggregate: AggregateDoc::store(&agg, file_name),
+        }
+    }
+
+    /// Why `report` cannot use this summary even if it matches its files,
+    /// or `None`: an exact one, or a bounded one of version 2 (whose
+    /// bounded tables say so in the report).
+    pub fn unusable(&self) -> Option<&str> {
+        let why = || {
+            self.inexact_reason
+                .as_deref()
+                .unwrap_or("a table overflowed")
+        };
+        if self.views_not_stored || (!self.exact && self.schema_version < 2) {
+            Some(why())
+        } else {
+            None
         }
     }
 
@@ -341,8 +379,9 @@ impl SummaryBuilder {
         let mut doc = SummaryDoc::new("record", machine_id, manifest, self.agg, out, |i| {
             names.get(i as usize).cloned().unwrap_or_default()
         });
-        if self.views_not_stored && doc.exact {
+        if self.views_not_stored && !doc.views_not_stored {
             doc.exact = false;
+            doc.views_not_stored = true;
             doc.inexact_reason = Some(VIEWS_NOT_STORED.to_string());
         }
         Ok(doc)
@@ -639,8 +678,11 @@ pub struct Loaded {
 
 /// Reads run `run`'s summary and proves it matches: the same files on
 /// disk with the same bytes, the manifest's rows and bytes when the
-/// manifest is final, rows adding up, and an exact aggregate. `Err` is
-/// the reason to read the CSV instead, in a few words.
+/// manifest is final, rows adding up, and an exact or bounded aggregate
+/// (see [`SummaryDoc::unusable`]). The aggregate comes back with the
+/// bounds `config` (merged into others, its tables keep their heaviest
+/// keys past them). `Err` is the reason to read the CSV instead, in a
+/// few words.
 pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded, String> {
     let r = &d.runs[run];
     let manifest_name = r.manifest_name.as_deref().ok_or("no manifest")?;
@@ -667,19 +709,24 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
             .find(|&&i| d.files[i].name == file)
             .map(|&i| i as u32)
     };
-    let aggregate = doc
+    // An exemplar in a file retention deleted cannot be shown: its row
+    // is gone.
+    let mut doc = doc;
+    for list in [&mut doc.aggregate.slowest, &mut doc.aggregate.largest] {
+        list.retain(|e| !r.deleted_files.contains(&e.file));
+    }
+    let mut aggregate = doc
         .aggregate
         .load(machine, config, index)
         .map_err(|e| format!("{name}: {e}"))?;
+    aggregate.set_caps(config);
     let files = doc
         .files
         .iter()
-        .map(|f| {
-            let i = ours
-                .iter()
-                .copied()
-                .find(|&i| d.files[i].name == f.name)
-                .expect("checked");
+        // Files retention deleted (checked) have no place in the reader's
+        // list; their rows stay in the aggregate.
+        .filter_map(|f| {
+            let i = ours.iter().copied().find(|&i| d.files[i].name == f.name)?;
             let res = FileResult {
                 stats: ReadStats {
                     rows: f.rows,
@@ -691,7 +738,7 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
                 last_ns: f.last_ns,
                 quiet: f.quiet.clone(),
             };
-            (i, res)
+            Some((i, res))
         })
         .collect();
     Ok(Loaded { aggregate, files })
@@ -701,23 +748,24 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
 /// differs.
 pub fn check(d: &Discovery, run: usize, doc: &SummaryDoc, name: &str) -> Result<(), String> {
     let r = &d.runs[run];
-    if doc.schema_version != SCHEMA_VERSION {
+    if !(1..=SCHEMA_VERSION).contains(&doc.schema_version) {
         return Err(format!(
-            "{name} has schema_version {}, this nwtrace reads {SCHEMA_VERSION}",
+            "{name} has schema_version {}, this nwtrace reads 1 to {SCHEMA_VERSION}",
             doc.schema_version
         ));
     }
-    if !doc.exact {
-        return Err(format!(
-            "{name} is not exact: {}",
-            doc.inexact_reason
-                .as_deref()
-                .unwrap_or("a table overflowed")
-        ));
+    if let Some(why) = doc.unusable() {
+        return Err(format!("{name} is not exact: {why}"));
     }
     let on_disk: Vec<&crate::input::DataFile> = d.files.iter().filter(|f| f.run == run).collect();
     for f in &doc.files {
         let Some(df) = on_disk.iter().find(|df| df.name == f.name) else {
+            // Retention deleted it after the summary counted it: the
+            // summary still has its rows (the point of a long run's
+            // summary), and the manifest says so.
+            if r.deleted_files.contains(&f.name) {
+                continue;
+            }
             return Err(format!("{name} lists {}, which is not on disk", f.name));
         };
         let len = std::fs::symlink_metadata(&df.path).map_or(0, |m| m.len());
@@ -761,7 +809,7 @@ pub fn check(d: &Discovery, run: usize, doc: &SummaryDoc, name: &str) -> Result<
 mod tests {
     use super::*;
     use crate::capture::consumer::Consumer;
-    use crate::capture::event::tests::{bytes, raw_event};
+    use crate::capture::event::tests::{bytes, bytes as bytes_of, raw_event};
     use crate::output::csv::CsvConsumer;
     use crate::output::layout::create_run_dir;
     use crate::output::sink::{Compression, Retention};
@@ -836,6 +884,90 @@ mod tests {
             check(&d, 0, &live, "summary.json").unwrap();
             let _ = std::fs::remove_dir_all(&out);
         }
+    }
+
+    /// A run with more conversations, remote endpoints and ports than a
+    /// summary keeps gets a bounded summary: its totals exact, its
+    /// heaviest conversation exact, an exact "other" row, and `load`
+    /// uses it (a version-1 summary like it would be refused).
+    #[test]
+    fn a_wide_run_gets_a_bounded_summary_that_is_used() {
+        let out = std::env::temp_dir().join(format!("nwtrace-summary-wide-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let run = create_run_dir(&out, "m1", "t1").unwrap();
+        let sink = CsvSink::create(run, 1 << 30, Retention::default()).unwrap();
+        let mut csv = CsvConsumer::new(sink);
+        // Fed here, not on its thread: a slow debug build would give the
+        // summary up.
+        let mut builder = SummaryBuilder::default();
+        let clock = WallClock::with_offset(1_795_669_694_000_000_000);
+        let n = 30_000u64;
+        let mut bytes = 0;
+        for i in 0..n {
+            let mut raw = raw_event();
+            // Every fourth op on one heavy conversation, the rest each on
+            // its own (a new local port and peer).
+            let heavy = i % 4 == 0;
+            raw.pid = if heavy { 7 } else { 100 + (i % 50) as u32 };
+            raw.local_port = if heavy {
+                443
+            } else {
+                1024 + (i % 60_000) as u16
+            };
+            raw.peer_port = if heavy {
+                55_555
+            } else {
+                2000 + (i % 9_000) as u16
+            };
+            raw.direction = (i % 2) as u8;
+            raw.ret = 100;
+            bytes += 100;
+            raw.start_ns = 1_000 + i * 1_000;
+            raw.end_ns = raw.start_ns + 500;
+            let ev = crate::capture::event::NetEvent::try_from(bytes_of(&raw).as_slice()).unwrap();
+            assert!(csv.on_event(&ev, &clock).is_continue());
+            builder.add(&ev, &clock);
+        }
+        assert!(csv.finish().is_continue());
+        let sink = csv.sink();
+        let doc = builder
+            .build(sink.files(), sink.rows_lost(), "m1", "manifest.json")
+            .unwrap();
+        assert!(!doc.exact);
+        assert!(doc.unusable().is_none(), "{:?}", doc.inexact_reason);
+        for t in ["conversations", "remote endpoints", "ports"] {
+            assert!(doc.bounded.iter().any(|b| b == t), "{:?}", doc.bounded);
+        }
+        let json = doc.to_json();
+        assert!(json.len() < 4 << 20, "{} bytes", json.len());
+        let nw = sink.dir().to_path_buf();
+        std::fs::write(nw.join("summary.json"), &json).unwrap();
+        let manifest = serde_json::json!({ "finalized": true, "files": sink.files() });
+        std::fs::write(nw.join("manifest.json"), manifest.to_string()).unwrap();
+        let d = crate::input::discover(std::slice::from_ref(&out)).unwrap();
+        let config = AggregateConfig::default();
+        let mut agg = load(&d, 0, config).unwrap().aggregate;
+        agg.finish();
+        assert_eq!(agg.totals.ops, n);
+        assert_eq!(agg.totals.bytes_sent + agg.totals.bytes_received, bytes);
+        let conv_ops: u64 = agg.conversations.iter().map(|(_, v)| v.c.total_ops()).sum();
+        assert_eq!(conv_ops + agg.conversations.other().c.total_ops(), n);
+        let (hk, hv) = agg
+            .conversations
+            .iter()
+            .max_by_key(|(_, v)| v.c.total_ops())
+            .unwrap();
+        assert_eq!((hk.local.port, hv.c.total_ops()), (443, n / 4));
+        assert!(agg.conversations.bound(hk).is_zero());
+        let proc_ops: u64 = agg.processes.iter().map(|(_, v)| v.c.total_ops()).sum();
+        assert_eq!(proc_ops, n, "51 processes: all kept, exact");
+        // The same document as version 1 is refused (it has no bounds).
+        let mut v1: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        v1["schema_version"] = 1.into();
+        std::fs::write(nw.join("summary.json"), v1.to_string()).unwrap();
+        let why = load(&d, 0, config).err().unwrap();
+        assert!(why.contains("not exact"), "{why}");
+        let _ = std::fs::remove_dir_all(&out);
     }
 
     /// A summary thread that cannot keep up is given up, never waited

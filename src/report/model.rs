@@ -551,6 +551,13 @@ pub struct TableInfo {
     pub other_keys: u64,
     pub other_ops: u64,
     pub other_bytes: u64,
+    /// Keys were evicted (a memory bound, here or in a summary): the
+    /// listed rows are the heaviest kept, and each row's ops and bytes
+    /// may be low by up to `max_error_ops` and `max_error_bytes` (zero:
+    /// every listed row is exact). Totals and the "other" row stay exact.
+    pub bounded: bool,
+    pub max_error_ops: u64,
+    pub max_error_bytes: u64,
 }
 
 fn ts(ns: Option<i64>) -> Option<String> {
@@ -677,12 +684,16 @@ fn table_info<K: std::hash::Hash + Eq + Ord + Clone, V: crate::analysis::capped:
     counters: impl Fn(&V) -> &Counters,
 ) -> TableInfo {
     let o = counters(t.other());
+    let err = t.max_bound();
     TableInfo {
         tracked: t.len(),
         listed,
         other_keys: t.other_keys(),
         other_ops: o.total_ops(),
         other_bytes: o.total_bytes(),
+        bounded: t.evictions() > 0,
+        max_error_ops: err.ops,
+        max_error_bytes: err.bytes,
     }
 }
 

@@ -176,6 +176,21 @@ fn more(out: &mut String, listed: usize, info: Option<&TableInfo>, shown: usize)
             bytes(i.other_bytes)
         );
     }
+    if let Some(i) = info.filter(|i| i.bounded) {
+        let _ = if i.max_error_ops == 0 && i.max_error_bytes == 0 {
+            writeln!(
+                out,
+                "  bounded table: the heaviest keys are kept, each listed row exact"
+            )
+        } else {
+            writeln!(
+                out,
+                "  bounded table: the heaviest keys are kept; a listed row may count up to {} ops, {} too few",
+                num(i.max_error_ops),
+                bytes(i.max_error_bytes)
+            )
+        };
+    }
 }
 
 fn lat_cells(s: &LatencySummary) -> Vec<String> {

@@ -296,7 +296,7 @@ impl Feed {
     pub fn frame(&mut self, now_ns: i64) -> Frame {
         self.start_at(now_ns);
         self.last_frame_ns = Some(now_ns);
-        self.agg.series.flush();
+        self.agg.flush();
         let cur = Snapshot {
             at_ns: now_ns,
             agg: Arc::new(self.agg.clone()),

@@ -49,7 +49,10 @@ def rows_for(rng, machine, run_start, n):
         comm = COMMS[pid % len(COMMS)]
         proto = rng.choice(["TCP", "UDP"])
         direction = rng.choice(["send", "receive"])
-        local = ("10.0.0.%d" % machine, 40000 + rng.randint(0, 5))
+        # Past 255 machines (bench/fleet-scale's 1,000) the address needs
+        # two bytes; the first 255 keep theirs.
+        host = "10.0.0.%d" % machine if machine < 256 else "10.1.%d.%d" % (machine >> 8, machine & 255)
+        local = (host, 40000 + rng.randint(0, 5))
         peer = ("10.0.1.%d" % rng.randint(1, 9), rng.choice([80, 443, 6379]))
         if proto == "UDP" and direction == "receive" and rng.random() < 0.1:
             peer = None  # an unconnected receive without an address buffer
