@@ -51,7 +51,32 @@ pub struct DeletedFilesIn {
     pub last_file: Option<String>,
 }
 
+/// The sequence number in a data file's name: 12 for `nw_0012.csv.zst`.
+fn file_number(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix("nw_")?;
+    let digits: &str = rest.split('.').next()?;
+    digits.parse().ok()
+}
+
 impl ManifestIn {
+    /// Whether retention deleted `name`, by either version: listed as
+    /// deleted (1), or numbered within the folded range (2; retention
+    /// deletes oldest first, so the deleted files are one range).
+    pub fn was_deleted(&self, name: &str) -> bool {
+        if self.files.iter().any(|f| f.deleted && f.name == name) {
+            return true;
+        }
+        let d = &self.deleted_files;
+        let (Some(first), Some(last), Some(n)) = (
+            d.first_file.as_deref().and_then(file_number),
+            d.last_file.as_deref().and_then(file_number),
+            file_number(name),
+        ) else {
+            return false;
+        };
+        d.files > 0 && (first..=last).contains(&n)
+    }
+
     pub fn parse(bytes: &[u8]) -> Result<ManifestIn, String> {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
@@ -134,5 +159,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(one.deleted(), (1, vec!["nw_0001.csv".to_string()]));
+    }
+}
+
+#[cfg(test)]
+mod was_deleted_tests {
+    use super::*;
+
+    #[test]
+    fn a_folded_range_covers_every_file_between_its_first_and_last() {
+        let m = ManifestIn {
+            deleted_files: DeletedFilesIn {
+                files: 3,
+                first_file: Some("nw_0002.csv".into()),
+                last_file: Some("nw_0004.csv".into()),
+                ..Default::default()
+            },
+            files: vec![ManifestFileIn {
+                name: "nw_0009.csv".into(),
+                deleted: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(!m.was_deleted("nw_0001.csv"));
+        assert!(m.was_deleted("nw_0002.csv"));
+        assert!(m.was_deleted("nw_0003.csv"));
+        assert!(m.was_deleted("nw_0004.csv"));
+        assert!(!m.was_deleted("nw_0005.csv"));
+        assert!(m.was_deleted("nw_0009.csv"));
+        assert!(!m.was_deleted("summary.json"));
     }
 }

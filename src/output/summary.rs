@@ -713,7 +713,7 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
     // is gone.
     let mut doc = doc;
     for list in [&mut doc.aggregate.slowest, &mut doc.aggregate.largest] {
-        list.retain(|e| !r.deleted_files.contains(&e.file));
+        list.retain(|e| !was_deleted(r, &e.file));
     }
     let mut aggregate = doc
         .aggregate
@@ -744,6 +744,11 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
     Ok(Loaded { aggregate, files })
 }
 
+/// Whether the run's manifest says retention deleted `file`.
+fn was_deleted(r: &crate::input::Run, file: &str) -> bool {
+    r.manifest.as_ref().is_some_and(|m| m.was_deleted(file))
+}
+
 /// The proof that `doc` stands for run `run`'s files; `Err` says what
 /// differs.
 pub fn check(d: &Discovery, run: usize, doc: &SummaryDoc, name: &str) -> Result<(), String> {
@@ -763,7 +768,7 @@ pub fn check(d: &Discovery, run: usize, doc: &SummaryDoc, name: &str) -> Result<
             // Retention deleted it after the summary counted it: the
             // summary still has its rows (the point of a long run's
             // summary), and the manifest says so.
-            if r.deleted_files.contains(&f.name) {
+            if was_deleted(r, &f.name) {
                 continue;
             }
             return Err(format!("{name} lists {}, which is not on disk", f.name));
