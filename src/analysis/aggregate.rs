@@ -788,6 +788,98 @@ impl Aggregate {
         self.largest.offer(op.size, op, source);
     }
 
+    /// Adds `n` ops like `op` (its size aside), `bytes` in all, that the
+    /// capture counted but did not write (`--sample`, `--rate-limit`):
+    /// into the totals and the per-key tables (processes, conversations,
+    /// remotes, ports, errors, overview), so that those stay exact; not
+    /// into the distributions (latency, sizes, flags, series, exemplars),
+    /// which stay those of the written, sampled ops.
+    pub fn add_unwritten(&mut self, op: &Op, n: u64, bytes: u64) {
+        if n == 0 {
+            return;
+        }
+        let d = op.direction.index();
+        let mut c = Counters::default();
+        c.ops[d] = n;
+        c.bytes[d] = bytes;
+        let mut t = Totals {
+            ops: n,
+            first_ns: Some(op.ts_ns),
+            last_ns: Some(op.ts_ns),
+            ..Totals::default()
+        };
+        match op.direction {
+            Direction::Send => (t.sends, t.bytes_sent) = (n, bytes),
+            Direction::Receive => (t.receives, t.bytes_received) = (n, bytes),
+        }
+        if let Some(e) = op.errno {
+            t.errors = n;
+            if is_retry_errno(e) {
+                (t.retry_errors, c.retry_errors) = (n, n);
+            } else {
+                (t.hard_errors, c.hard_errors) = (n, n);
+            }
+        }
+        t.end_of_stream = if op.is_end_of_stream() { n } else { 0 };
+        t.unknown_peer = if op.remote.is_none() { n } else { 0 };
+        c.first_ns = t.first_ns;
+        c.last_ns = t.last_ns;
+        self.totals.merge(&t);
+        let o = self
+            .overview
+            .entry((op.direction, op.protocol, op.ip_version))
+            .or_default();
+        o.ops += n;
+        o.bytes += bytes;
+        o.errors += t.errors;
+        let conv = self.conversations.entry(ConvKey::of(op));
+        let new_conversation = conv.c.total_ops() == 0;
+        conv.c.merge(&c);
+        conv.end_of_stream |= op.is_end_of_stream();
+        let max_peers = self.config.max_peers_per_process;
+        let p = self.processes.entry(ProcKey {
+            machine: op.machine,
+            pid: op.pid,
+            comm: op.comm,
+        });
+        p.c.merge(&c);
+        if let (Some(r), true) = (op.remote, new_conversation) {
+            if p.peers.len() < max_peers {
+                p.peers.insert(r);
+            } else if !p.peers.contains(&r) {
+                p.peers_capped = true;
+            }
+        }
+        self.remotes.entry((op.protocol, op.remote)).c.merge(&c);
+        if let Some(r) = op.remote {
+            self.ports
+                .entry(PortKey {
+                    protocol: op.protocol,
+                    role: PortRole::Remote,
+                    port: r.port,
+                })
+                .merge(&c);
+        }
+        self.ports
+            .entry(PortKey {
+                protocol: op.protocol,
+                role: PortRole::Local,
+                port: op.local.port,
+            })
+            .merge(&c);
+        if let Some(errno) = op.errno {
+            self.errors
+                .entry(ErrKey {
+                    errno,
+                    direction: op.direction,
+                    machine: op.machine,
+                    pid: op.pid,
+                    comm: op.comm,
+                })
+                .merge(&c);
+        }
+    }
+
     /// Adds everything `o` counted. Merging the partials of any split of
     /// the ops gives what one pass over all of them gives (exactly, as
     /// long as no table overflowed its bound).

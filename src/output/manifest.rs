@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capture::sampling::LossByReason;
 use crate::capture::session::ProgramStats;
 use crate::output::dir::SafeDir;
 use crate::output::layout::LayoutError;
@@ -56,6 +57,11 @@ pub struct Manifest {
     /// The `--on-close` hand-overs of the CSV files, when it was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_close: Option<OnCloseStats>,
+    /// Operations not written, by reason: the ring's loss, `--sample`,
+    /// `--rate-limit` (with its suppressed counts) and the row filters;
+    /// the rates asked for (docs/sampling.md). Set when the run stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_by_reason: Option<LossByReason>,
 }
 
 /// The manifest is written padded to this size, so that a final update on a
@@ -182,6 +188,7 @@ mod tests {
             programs: vec![],
             columns: vec![],
             on_close: None,
+            loss_by_reason: None,
         }
     }
 

@@ -97,6 +97,11 @@ pub struct SummaryDoc {
     pub exact: bool,
     pub inexact_reason: Option<String>,
     pub aggregate: AggregateDoc,
+    /// What `--sample` and `--rate-limit` left out (output::unwritten):
+    /// `aggregate` is the written rows alone, so that it stays provable
+    /// against the files; a reader adds this part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unwritten: Option<crate::output::unwritten::UnwrittenDoc>,
 }
 
 impl SummaryDoc {
@@ -137,6 +142,7 @@ impl SummaryDoc {
             exact: inexact_reason.is_none(),
             inexact_reason,
             aggregate: AggregateDoc::store(&agg, file_name),
+            unwritten: None,
         }
     }
 
@@ -667,10 +673,18 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
             .find(|&&i| d.files[i].name == file)
             .map(|&i| i as u32)
     };
-    let aggregate = doc
+    let mut aggregate = doc
         .aggregate
         .load(machine, config, index)
         .map_err(|e| format!("{name}: {e}"))?;
+    if let Some(u) = &doc.unwritten {
+        // The operations not written: exact counts, no distributions.
+        let left_out = u
+            .aggregate
+            .load(machine, config, |_| None)
+            .map_err(|e| format!("{name}: its unwritten part: {e}"))?;
+        aggregate.merge(&left_out);
+    }
     let files = doc
         .files
         .iter()
