@@ -866,39 +866,22 @@ static __always_inline __u64 mix64(__u64 h)
 	return h;
 }
 
-/* One endpoint: its address as IPv6 (an IPv4 address as ::ffff:a.b.c.d,
- * so that a v4 socket and a dual-stack v6 socket agree), read as four
- * big-endian words, and its port. */
-static __always_inline __u64 endpoint_hash(const unsigned char *a, __u16 family, __u16 port)
-{
-	__u32 w0 = 0, w1 = 0, w2 = 0xffff, w3;
-
-	if (family == AF_INET) {
-		w3 = bpf_ntohl(*(const __u32 *)a);
-	} else {
-		w0 = bpf_ntohl(*(const __u32 *)&a[0]);
-		w1 = bpf_ntohl(*(const __u32 *)&a[4]);
-		w2 = bpf_ntohl(*(const __u32 *)&a[8]);
-		w3 = bpf_ntohl(*(const __u32 *)&a[12]);
-	}
-	return mix64(mix64(mix64(((__u64)w0 << 32 | w1) ^ 0x9e3779b97f4a7c15ULL) ^
-			   ((__u64)w2 << 32 | w3)) ^ port);
-}
-
 /*
- * Whether the row's flow is sampled in: the two endpoints hashed each,
- * then in canonical order (smaller hash first), so that both ends of a
- * conversation, each seeing the other as its peer, decide the same.
+ * Whether the row's flow is sampled in. A flow is known by its protocol
+ * and its two ports, not its addresses: a UDP socket bound to the
+ * wildcard address (a server on 0.0.0.0:53, say) has no address of its
+ * own in the kernel, while its peer sees a real one, and NAT or a v4
+ * socket against a dual-stack v6 one would also make the two ends see
+ * different addresses. The two ports are hashed each, then in canonical
+ * order (smaller hash first), so that both ends of a conversation, each
+ * seeing the other as its peer, decide the same.
  */
 static __always_inline bool flow_sampled(struct nw_event *e)
 {
 	__u64 a, b, lo, hi;
 
-	a = endpoint_hash(e->local_addr, e->sk_family, e->local_port);
-	if (e->info & NW_INFO_PEER_KNOWN)
-		b = endpoint_hash(e->peer_addr, e->peer_family, e->peer_port);
-	else
-		b = endpoint_hash(e->peer_addr, AF_INET6, 0);
+	a = mix64(e->local_port ^ 0x9e3779b97f4a7c15ULL);
+	b = mix64((e->info & NW_INFO_PEER_KNOWN ? e->peer_port : 0) ^ 0x9e3779b97f4a7c15ULL);
 	lo = a < b ? a : b;
 	hi = a < b ? b : a;
 	return mix64(lo ^ mix64(hi ^ e->protocol)) % sample_n == 0;
