@@ -65,6 +65,10 @@ pub struct CaptureHealth {
     /// Rows the row filters left out so far (`--port`, `--protocol`,
     /// `--direction`, `--ip-version`).
     pub filtered: u64,
+    /// Operations `--sample` and `--rate-limit` left out (counted, not
+    /// delivered), as drained so far (about a second behind).
+    pub sampled_out: u64,
+    pub rate_limited: u64,
 }
 
 pub trait Consumer {

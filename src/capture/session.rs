@@ -231,6 +231,8 @@ impl Session {
                 ring_used,
                 ring_size,
                 filtered: sampling::filtered_rows(&self.loaded.skel).unwrap_or(0),
+                sampled_out: unwritten.0 - unwritten.1,
+                rate_limited: unwritten.1,
             };
             if let ControlFlow::Break(reason) = d.consumer.on_tick(&health) {
                 break reason;

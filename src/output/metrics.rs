@@ -122,8 +122,7 @@ impl Metered<'_> {
             }
         }
         if let Some(h) = health {
-            self.not_written[0] = h.events_lost;
-            self.not_written[3] = h.filtered;
+            self.not_written = [h.events_lost, h.sampled_out, h.rate_limited, h.filtered];
         }
         for (i, reason) in NOT_WRITTEN.into_iter().enumerate() {
             let labels = ReasonLabels {
@@ -179,10 +178,6 @@ impl Consumer for Metered<'_> {
         flows: &[UnwrittenFlow],
         clock: &WallClock,
     ) -> ControlFlow<StopReason> {
-        for f in flows {
-            self.not_written[1] += f.ops - f.limited;
-            self.not_written[2] += f.limited;
-        }
         self.csv.on_unwritten(flows, clock)
     }
 
