@@ -104,6 +104,10 @@ fn in_thread<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'stat
 /// in this thread, on loopback.
 fn loopback_traffic(tcp: usize, udp: usize) -> Truth {
     let mut t = Truth::default();
+    // Every socket stays open to the end, so that no port is used twice
+    // (two flows on the same ports would be one).
+    let mut open_tcp = Vec::new();
+    let mut open_udp = Vec::new();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let to = listener.local_addr().unwrap();
     for _ in 0..tcp {
@@ -121,6 +125,7 @@ fn loopback_traffic(tcp: usize, udp: usize) -> Truth {
         t.op("TCP", "send", sl, cl, n);
         c.read_exact(&mut buf[..n]).unwrap();
         t.op("TCP", "receive", cl, sl, n);
+        open_tcp.push((c, s));
     }
     let server = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sa = server.local_addr().unwrap();
@@ -139,7 +144,9 @@ fn loopback_traffic(tcp: usize, udp: usize) -> Truth {
             let (n, _) = c.recv_from(&mut buf).unwrap();
             t.op("UDP", "receive", ca, sa, n);
         }
+        open_udp.push(c);
     }
+    drop((open_tcp, open_udp));
     t
 }
 
@@ -202,6 +209,7 @@ fn sampling_keeps_whole_flows_and_the_totals_stay_exact() {
     );
     let u = &s["unwritten"];
     assert_eq!(u["sample"], 10);
+    assert_eq!(u["lower_bounds"], false);
     let all = &u["all_totals"];
     assert_eq!(all["ops"], total, "exact totals");
     assert_eq!(all["bytes_sent"], truth.bytes("send"));

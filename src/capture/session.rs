@@ -83,6 +83,8 @@ pub struct RunStats {
     pub programs: Vec<ProgramStats>,
     /// What thinning and the row filters left out, by reason.
     pub left_out: LeftOut,
+    /// The thinning the run did.
+    pub thinning: Thinning,
 }
 
 impl RunStats {
@@ -299,6 +301,7 @@ impl Session {
                 malformed_records: d.malformed,
                 programs,
                 left_out,
+                thinning: self.thinning,
             },
         })
     }

@@ -11,7 +11,7 @@ use crate::UsageError;
 use crate::attribution::columns::Columns;
 use crate::capture::consumer::{Consumer, NullConsumer, StopReason};
 use crate::capture::facts;
-use crate::capture::sampling::{LeftOut, LossByReason, Thinning};
+use crate::capture::sampling::LossByReason;
 use crate::capture::session::{self, Outcome, RunStats, Session};
 use crate::cli::{DEFAULT_OUTPUT_DIR, OutputArgs, RecordArgs};
 use crate::cmd::signals::{SecondInterrupt, StopSignals};
@@ -92,8 +92,6 @@ pub struct Recording {
     pub csv: CsvConsumer,
     manifest: Manifest,
     manifest_file: ManifestFile,
-    /// `--sample`, `--rate-limit`: for the manifest and the summary.
-    thinning: Thinning,
 }
 
 impl Recording {
@@ -193,17 +191,11 @@ impl Recording {
             csv,
             manifest,
             manifest_file,
-            thinning: Thinning::default(),
         })
     }
 
     pub fn dir(&self) -> &Path {
         self.csv.sink().dir()
-    }
-
-    /// The thinning the capture does, for the manifest and the summary.
-    pub fn set_thinning(&mut self, thinning: Thinning) {
-        self.thinning = thinning;
     }
 
     /// Finalises the manifest from the run's statistics, and returns it.
@@ -226,7 +218,7 @@ impl Recording {
         m.loss_by_reason = Some(LossByReason::new(
             stats.events_lost,
             &stats.left_out,
-            &self.thinning,
+            &stats.thinning,
         ));
         let grace_ends = Instant::now() + ON_CLOSE_GRACE;
         if let Some(on_close) = self.csv.on_close() {
@@ -240,7 +232,7 @@ impl Recording {
                 self.manifest_file.path().display()
             );
         }
-        let summary_path = self.write_summary(&stats.left_out);
+        let summary_path = self.write_summary(stats);
         let manifest_path = self.manifest_file.path();
         if let Some(on_close) = self.csv.on_close_mut() {
             on_close.hand_over(manifest_path, FileKind::Manifest);
@@ -261,7 +253,7 @@ impl Recording {
 
     /// Writes the run summary beside the manifest, atomically; its path,
     /// or `None` (logged) when there is none to write.
-    fn write_summary(&mut self, left_out: &LeftOut) -> Option<std::path::PathBuf> {
+    fn write_summary(&mut self, stats: &RunStats) -> Option<std::path::PathBuf> {
         let builder = self.csv.take_summary()?;
         let unwritten = self.csv.take_unwritten();
         let sink = self.csv.sink();
@@ -281,10 +273,10 @@ impl Recording {
                 return None;
             }
         };
-        if self.thinning.is_on() || unwritten.is_some() {
+        if stats.thinning.is_on() || unwritten.is_some() {
             let acc = unwritten.unwrap_or_default();
             let written = doc.aggregate.totals.clone();
-            doc.unwritten = Some(acc.into_doc(&self.thinning, left_out, &written));
+            doc.unwritten = Some(acc.into_doc(&stats.thinning, &stats.left_out, &written));
         }
         if let Some(why) = &doc.inexact_reason {
             log::warn!("nwtrace: {name} is not exact ({why}): report will read this run's CSV");
@@ -309,12 +301,10 @@ pub fn record(args: RecordArgs) -> Result<ExitCode> {
     validate_pids(&args.capture.pids)?;
     let metrics_server = args.metrics.map(crate::output::metrics::bind).transpose()?;
 
-    let capture = args.capture.options()?;
-    let session = Session::start(&capture)?;
+    let session = Session::start(&args.capture.options()?)?;
     let backend = session.backend().name;
     let columns = args.capture.columns.unwrap_or_default();
     let mut recording = Recording::create(&args.output, names, backend, start_secs, columns)?;
-    recording.set_thinning(capture.thinning);
     if !args.discard_rows {
         recording.enable_summary();
     }
