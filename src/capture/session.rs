@@ -39,7 +39,11 @@ const CLOCK_RESAMPLE: Duration = Duration::from_secs(1);
 const CONTAINER_RESCAN: Duration = Duration::from_secs(1);
 /// How often the counts of the operations thinning left out are drained
 /// (and the BPF side's map for them is switched): the map a drain reads
-/// has been left alone by the BPF side for this long.
+/// has been left alone by the BPF side for this long. Each drain costs
+/// about a microsecond per flow active since the last: with few operations
+/// per flow and second that is most of a sampled recorder's cost
+/// (bench/results/sampling-*.md); a longer interval needs room in the map
+/// (32768 entries) for that many more flows.
 const UNWRITTEN_DRAIN: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
