@@ -10,6 +10,7 @@ use crate::UsageError;
 use crate::analysis::op_filter::{self, FilterArgs};
 use crate::capture::backends::BACKENDS;
 use crate::capture::load::Filters;
+use crate::capture::sampling::{self, RateLimitBy, Thinning};
 use crate::capture::session::CaptureOptions;
 use crate::output::sink::Compression;
 use crate::report::csv_out::CsvTable;
@@ -260,6 +261,32 @@ pub struct CaptureArgs {
     /// Size of the BPF ring buffer (a power of two, at least 4K).
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_ring_size)]
     pub ring_size: u64,
+
+    /// Write every operation of 1 flow in N (`1/N`), decided in the kernel
+    /// from the flow's two endpoints, alike on both ends of a conversation.
+    /// The operations left out are counted, so the run's totals stay exact
+    /// (docs/sampling.md).
+    #[arg(long, value_name = "1/N", value_parser = sampling::parse_sample)]
+    pub sample: Option<u32>,
+
+    /// Write at most N operations a second per process (`N/s`; a token
+    /// bucket in the kernel). The operations over it are counted, not
+    /// written (docs/sampling.md).
+    #[arg(long, value_name = "N/s", value_parser = sampling::parse_rate)]
+    pub rate_limit: Option<u64>,
+
+    /// What --rate-limit limits: each process, or each cgroup.
+    #[arg(long, value_enum, value_name = "BY", requires = "rate_limit")]
+    pub rate_limit_by: Option<RateLimitByArg>,
+}
+
+/// `--rate-limit-by`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RateLimitByArg {
+    /// One bucket per process (tgid): the default.
+    Process,
+    /// One bucket per cgroup (v2 id) of the calling thread.
+    Cgroup,
 }
 
 impl CaptureArgs {
@@ -287,6 +314,14 @@ impl CaptureArgs {
             },
             columns: self.columns.unwrap_or_default(),
             ring_size: self.ring_size,
+            thinning: Thinning {
+                sample: self.sample.filter(|&n| n > 1),
+                rate_limit: self.rate_limit,
+                rate_limit_by: match self.rate_limit_by {
+                    Some(RateLimitByArg::Cgroup) => RateLimitBy::Cgroup,
+                    _ => RateLimitBy::Process,
+                },
+            },
         })
     }
 }

@@ -837,37 +837,96 @@ impl Aggregate {
         self.largest.offer(op.size, op, source);
     }
 
-    /// Ops that were not written as rows (left out by sampling or a rate
-    /// limit, counted in the kernel per flow): `flow` gives the keys
-    /// (machine, protocol, pid, comm, local, remote, cookie; `ts_ns` the
-    /// last time seen), `ops` and `bytes` the counts by
-    /// `Direction::index()`. They count in the totals and in the
-    /// conversation, process, remote endpoint and port tables, exactly,
-    /// and in nothing that needs a row (latency, sizes, flags, errors,
-    /// the series, exemplars); `unwritten` keeps their sum apart, so that
-    /// a reader can say which figures hold them.
-    ///
-    /// The seam for sampling (issue #23): nothing calls it yet.
-    pub fn add_unwritten(&mut self, flow: &Op, ops: [u64; 2], bytes: [u64; 2]) {
-        let mut c = Counters {
-            ops,
-            bytes,
-            ..Counters::default()
-        };
-        if ops[0] + ops[1] > 0 {
-            c.first_ns = Some(flow.ts_ns);
-            c.last_ns = Some(flow.ts_ns);
+    /// Adds `n` ops like `op` (its size aside), `bytes` in all, that the
+    /// capture counted but did not write (`--sample`, `--rate-limit`):
+    /// into the totals and the per-key tables (processes, conversations,
+    /// remotes, ports, errors, overview), so that those stay exact; not
+    /// into the distributions (latency, sizes, flags, series, exemplars),
+    /// which stay those of the written, sampled ops.
+    pub fn add_unwritten(&mut self, op: &Op, n: u64, bytes: u64) {
+        if n == 0 {
+            return;
         }
-        self.totals.ops += ops[0] + ops[1];
-        self.totals.sends += ops[0];
-        self.totals.receives += ops[1];
-        self.totals.bytes_sent += bytes[0];
-        self.totals.bytes_received += bytes[1];
+        let d = op.direction.index();
+        let mut c = Counters::default();
+        c.ops[d] = n;
+        c.bytes[d] = bytes;
+        let mut t = Totals {
+            ops: n,
+            first_ns: Some(op.ts_ns),
+            last_ns: Some(op.ts_ns),
+            ..Totals::default()
+        };
+        match op.direction {
+            Direction::Send => (t.sends, t.bytes_sent) = (n, bytes),
+            Direction::Receive => (t.receives, t.bytes_received) = (n, bytes),
+        }
+        if let Some(e) = op.errno {
+            t.errors = n;
+            if is_retry_errno(e) {
+                (t.retry_errors, c.retry_errors) = (n, n);
+            } else {
+                (t.hard_errors, c.hard_errors) = (n, n);
+            }
+        }
+        t.end_of_stream = if op.is_end_of_stream() { n } else { 0 };
+        t.unknown_peer = if op.remote.is_none() { n } else { 0 };
+        c.first_ns = t.first_ns;
+        c.last_ns = t.last_ns;
+        self.totals.merge(&t);
         self.unwritten.merge(&c);
-        let staged = self.staged.entry(RowView::of(flow)).or_default();
-        staged.c.merge(&c);
-        if self.staged.len() >= STAGED_VIEWS {
-            self.fold_staged();
+        let o = self
+            .overview
+            .entry((op.direction, op.protocol, op.ip_version))
+            .or_default();
+        o.ops += n;
+        o.bytes += bytes;
+        o.errors += t.errors;
+        let conv = self.conversations.entry(ConvKey::of(op));
+        let new_conversation = conv.c.total_ops() == 0;
+        conv.c.merge(&c);
+        conv.end_of_stream |= op.is_end_of_stream();
+        let max_peers = self.config.max_peers_per_process;
+        let p = self.processes.entry(ProcKey {
+            machine: op.machine,
+            pid: op.pid,
+            comm: op.comm,
+        });
+        p.c.merge(&c);
+        if let (Some(r), true) = (op.remote, new_conversation) {
+            if p.peers.len() < max_peers {
+                p.peers.insert(r);
+            } else if !p.peers.contains(&r) {
+                p.peers_capped = true;
+            }
+        }
+        self.remotes.entry((op.protocol, op.remote)).c.merge(&c);
+        if let Some(r) = op.remote {
+            self.ports
+                .entry(PortKey {
+                    protocol: op.protocol,
+                    role: PortRole::Remote,
+                    port: r.port,
+                })
+                .merge(&c);
+        }
+        self.ports
+            .entry(PortKey {
+                protocol: op.protocol,
+                role: PortRole::Local,
+                port: op.local.port,
+            })
+            .merge(&c);
+        if let Some(errno) = op.errno {
+            self.errors
+                .entry(ErrKey {
+                    errno,
+                    direction: op.direction,
+                    machine: op.machine,
+                    pid: op.pid,
+                    comm: op.comm,
+                })
+                .merge(&c);
         }
     }
 
@@ -1411,7 +1470,11 @@ pub(crate) mod tests {
         let op = random_op(&mut rng);
         let mut a = Aggregate::default();
         a.add(&op, Source::default());
-        a.add_unwritten(&op, [3, 4], [300, 400]);
+        let (mut send, mut receive) = (op, op);
+        send.direction = Direction::Send;
+        receive.direction = Direction::Receive;
+        a.add_unwritten(&send, 3, 300);
+        a.add_unwritten(&receive, 4, 400);
         a.finish();
         assert_eq!(a.totals.ops, 8);
         assert_eq!(a.totals.bytes_sent + a.totals.bytes_received, 700 + op.size);

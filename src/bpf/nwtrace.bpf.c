@@ -43,6 +43,7 @@
 
 _Static_assert(sizeof(struct nw_event) == NW_EVENT_SIZE, "nw_event layout changed");
 _Static_assert(sizeof(struct nw_event_attr) == NW_EVENT_ATTR_SIZE, "nw_event_attr layout changed");
+_Static_assert(sizeof(struct nw_flow_key) == NW_FLOW_KEY_SIZE, "nw_flow_key layout changed");
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -114,6 +115,18 @@ const volatile bool filter_ports = false;
 const volatile bool filter_exclude_comms = false;
 const volatile bool filter_cgroups = false;
 const volatile bool filter_containers = false;
+
+/*
+ * Thinning (docs/sampling.md): `--sample 1/N` keeps every row of 1 flow in
+ * sample_n, `--rate-limit` at most rate_limit rows a second per process
+ * (or per cgroup). Both decide on the finished row, which is then built in
+ * the scratch record (userspace turns filter_rows on with them), so a row
+ * left out reserves nothing in the ring; it is counted in the unwritten
+ * map instead. 0: off.
+ */
+const volatile __u32 sample_n = 0;
+const volatile __u64 rate_limit = 0;
+const volatile bool rate_by_cgroup = false;
 
 /* Keeps struct nw_event in the object's BTF so the skeleton emits its type. */
 struct nw_event nw_event_type = {};
@@ -201,6 +214,67 @@ struct {
 	__type(key, __u32);
 	__type(value, struct nw_event_attr);
 } scratch_records SEC(".maps");
+
+/*
+ * The rows thinning left out, counted by row identity (struct
+ * nw_flow_key). Two maps, of which the BPF side writes the one that
+ * unwritten_side names: userspace flips it, and drains the other a whole
+ * drain interval later, when no program can still hold a pointer into it
+ * (programs run for microseconds), so that no count is lost between a
+ * lookup and a delete. Preallocated (BPF_F_NO_PREALLOC hash maps are
+ * refused to tracing programs before 6.1's bpf_mem_alloc, commit
+ * 7c8199e24fa0): a full map makes the counts go to unwritten_overflow.
+ */
+#define NW_UNWRITTEN_ENTRIES 32768
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NW_UNWRITTEN_ENTRIES);
+	__type(key, struct nw_flow_key);
+	__type(value, struct nw_flow_counts);
+} unwritten_a SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NW_UNWRITTEN_ENTRIES);
+	__type(key, struct nw_flow_key);
+	__type(value, struct nw_flow_counts);
+} unwritten_b SEC(".maps");
+
+/* Which of the two the BPF side writes: 0 unwritten_a, 1 unwritten_b. */
+volatile __u32 unwritten_side = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NW_OVERFLOW_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} unwritten_overflow SEC(".maps");
+
+/* Rows the row filters (--port, --protocol, --direction, --ip-version)
+ * left out, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} filtered_rows SEC(".maps");
+
+/*
+ * --rate-limit's buckets, by tgid or cgroup id. One bucket per key shared
+ * by every CPU (not per CPU: a process with threads on k CPUs would get k
+ * times its limit), updated with atomic adds but refilled without a lock
+ * (tracing programs may not take bpf_spin_lock): two CPUs refilling at
+ * once can grant a few operations more than the limit, never fewer. LRU:
+ * a bucket evicted starts full again, and its suppressed count is gone
+ * from the per-process list (not from the totals, which the unwritten
+ * map keeps).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct nw_bucket);
+} rate_buckets SEC(".maps");
 
 /* Which syscall armed a thread's state. */
 enum nw_op {
@@ -781,10 +855,166 @@ static __always_inline bool row_wanted(struct nw_event *e)
 	return true;
 }
 
+/* ---- thinning: --sample and --rate-limit -------------------------------- */
+
+/* The murmur3 finaliser: a fixed, seedless mix, the same on every host
+ * (src/capture/sampling.rs has its twin). */
+static __always_inline __u64 mix64(__u64 h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return h;
+}
+
+/*
+ * Whether the row's flow is sampled in. A flow is known by its protocol
+ * and its two ports, not its addresses: a UDP socket bound to the
+ * wildcard address (a server on 0.0.0.0:53, say) has no address of its
+ * own in the kernel, while its peer sees a real one, and NAT or a v4
+ * socket against a dual-stack v6 one would also make the two ends see
+ * different addresses. The two ports are hashed each, then in canonical
+ * order (smaller hash first), so that both ends of a conversation, each
+ * seeing the other as its peer, decide the same.
+ */
+static __always_inline bool flow_sampled(struct nw_event *e)
+{
+	__u64 a, b, lo, hi;
+
+	a = mix64(e->local_port ^ 0x9e3779b97f4a7c15ULL);
+	b = mix64((e->info & NW_INFO_PEER_KNOWN ? e->peer_port : 0) ^ 0x9e3779b97f4a7c15ULL);
+	lo = a < b ? a : b;
+	hi = a < b ? b : a;
+	return mix64(lo ^ mix64(hi ^ e->protocol)) % sample_n == 0;
+}
+
+/* Takes one operation from the bucket of the row's process (or of the
+ * current cgroup); false when it is over the limit. */
+static __always_inline bool rate_allows(struct nw_event *e)
+{
+	const __s64 one = 1000000000LL; /* an operation, in bucket units */
+	__u64 key = rate_by_cgroup ? bpf_get_current_cgroup_id() : e->pid;
+	__u64 now = bpf_ktime_get_ns();
+	struct nw_bucket *b, fresh = {};
+	__s64 cap = (__s64)rate_limit * one; /* a second's worth */
+	__u64 elapsed;
+
+	b = bpf_map_lookup_elem(&rate_buckets, &key);
+	if (!b) {
+		fresh.tokens = cap - one;
+		fresh.last_ns = now;
+		fresh.passed = 1;
+		bpf_map_update_elem(&rate_buckets, &key, &fresh, BPF_NOEXIST);
+		return true;
+	}
+	elapsed = now - b->last_ns;
+	if ((__s64)elapsed > 0) {
+		__s64 t;
+
+		if (elapsed > 1000000000ULL)
+			elapsed = 1000000000ULL;
+		b->last_ns = now;
+		t = b->tokens + (__s64)(elapsed * rate_limit);
+		b->tokens = t > cap ? cap : t;
+	}
+	if (b->tokens >= one) {
+		__sync_fetch_and_add(&b->tokens, -one);
+		__sync_fetch_and_add(&b->passed, 1);
+		return true;
+	}
+	__sync_fetch_and_add(&b->suppressed, 1);
+	return false;
+}
+
+static __always_inline void count_overflow(__u32 slot, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&unwritten_overflow, &slot);
+
+	if (v)
+		__sync_fetch_and_add(v, n);
+}
+
+/* Adds a row left out to the unwritten map's entry for its identity. */
+static __always_inline void count_unwritten(struct nw_event *e, bool limited)
+{
+	struct nw_flow_counts *c, init = {};
+	struct nw_flow_key k = {};
+	__u64 bytes = e->ret > 0 ? e->ret : 0;
+	void *map = unwritten_side ? (void *)&unwritten_b : (void *)&unwritten_a;
+
+	k.pid = e->pid;
+	k.err = e->ret < 0 ? e->ret : 0;
+	k.direction = e->direction;
+	k.protocol = e->protocol;
+	k.info = e->info & NW_INFO_PEER_KNOWN;
+	k.zero = e->ret == 0;
+	k.sk_family = e->sk_family;
+	k.peer_family = e->peer_family;
+	k.local_port = e->local_port;
+	k.peer_port = e->peer_port;
+	__builtin_memcpy(k.local_addr, e->local_addr, sizeof(k.local_addr));
+	__builtin_memcpy(k.peer_addr, e->peer_addr, sizeof(k.peer_addr));
+	__builtin_memcpy(k.comm, e->comm, sizeof(k.comm));
+
+	c = bpf_map_lookup_elem(map, &k);
+	if (!c) {
+		init.ops = 1;
+		init.bytes = bytes;
+		init.limited = limited;
+		init.last_ns = e->end_ns;
+		if (!bpf_map_update_elem(map, &k, &init, BPF_NOEXIST))
+			return;
+		/* Another CPU made it first (EEXIST), or the map is full. */
+		c = bpf_map_lookup_elem(map, &k);
+		if (!c) {
+			count_overflow(NW_OVERFLOW_OPS, 1);
+			count_overflow(NW_OVERFLOW_BYTES, bytes);
+			if (limited)
+				count_overflow(NW_OVERFLOW_LIMITED, 1);
+			return;
+		}
+	}
+	__sync_fetch_and_add(&c->ops, 1);
+	__sync_fetch_and_add(&c->bytes, bytes);
+	if (limited)
+		__sync_fetch_and_add(&c->limited, 1);
+	c->last_ns = e->end_ns;
+}
+
+/* Whether a finished row is written; one left out is counted. Sampling
+ * first: a flow sampled out takes nothing from the rate limit. */
+static __always_inline bool row_kept(struct nw_event *e)
+{
+	if (sample_n > 1 && !flow_sampled(e)) {
+		count_unwritten(e, false);
+		return false;
+	}
+	if (rate_limit && !rate_allows(e)) {
+		count_unwritten(e, true);
+		return false;
+	}
+	return true;
+}
+
+static __always_inline void count_filtered(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&filtered_rows, &zero);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
 /* Copies a finished row into the ring, if the row filters keep it. */
 static __always_inline void output_event(struct nw_event_attr *x)
 {
-	if (filter_rows && !row_wanted(&x->ev))
+	if (filter_rows && !row_wanted(&x->ev)) {
+		count_filtered();
+		return;
+	}
+	if ((sample_n > 1 || rate_limit) && !row_kept(&x->ev))
 		return;
 	if (emit_attr) {
 		if (bpf_ringbuf_output(&events, x, sizeof(struct nw_event_attr), submit_flags()))
@@ -1576,8 +1806,10 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		return;
 	/* What the socket alone decides: before any other work. */
 	if ((want_protocol && protocol != want_protocol) ||
-	    (want_direction && direction + 1 != want_direction))
+	    (want_direction && direction + 1 != want_direction)) {
+		count_filtered();
 		return;
+	}
 	if (!thread_wanted())
 		return;
 

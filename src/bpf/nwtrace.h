@@ -87,4 +87,50 @@ struct nw_event_attr {
 
 #define NW_EVENT_ATTR_SIZE 136
 
+/*
+ * Operations that `--sample` or `--rate-limit` leave out are not written,
+ * but counted (see row_kept in nwtrace.bpf.c): one entry per row identity
+ * (process, endpoints, direction, outcome), so that userspace can add them
+ * to the run's exact totals per process and per conversation.
+ */
+struct nw_flow_key {
+	unsigned int pid;
+	int err;                  /* 0, or the operation's negative errno */
+	unsigned char direction;  /* NW_DIR_* */
+	unsigned char protocol;
+	unsigned char info;       /* NW_INFO_PEER_KNOWN or 0 */
+	unsigned char zero;       /* 1: the operation returned 0 */
+	unsigned short sk_family;
+	unsigned short peer_family;
+	unsigned short local_port;
+	unsigned short peer_port;
+	unsigned char local_addr[16];
+	unsigned char peer_addr[16];
+	char comm[NW_TASK_COMM_LEN];
+	unsigned int _pad;
+};
+
+#define NW_FLOW_KEY_SIZE 72
+
+struct nw_flow_counts {
+	unsigned long long ops;
+	unsigned long long bytes;   /* sum of the positive return values */
+	unsigned long long limited; /* of ops, left out by the rate limit */
+	unsigned long long last_ns; /* CLOCK_MONOTONIC of the latest */
+};
+
+/* nw_unwritten_overflow[]: what found the unwritten map full. */
+#define NW_OVERFLOW_OPS 0
+#define NW_OVERFLOW_BYTES 1
+#define NW_OVERFLOW_LIMITED 2
+#define NW_OVERFLOW_SLOTS 3
+
+/* A token bucket of --rate-limit, per process or cgroup. */
+struct nw_bucket {
+	long long tokens;             /* credit, in 1e-9 operations */
+	unsigned long long last_ns;   /* last refill */
+	unsigned long long suppressed; /* operations over the limit */
+	unsigned long long passed;
+};
+
 #endif /* NWTRACE_H */

@@ -6,6 +6,7 @@
 use std::ops::ControlFlow;
 
 use crate::capture::event::NetEvent;
+use crate::capture::sampling::UnwrittenFlow;
 use crate::timefmt::WallClock;
 
 /// Why a capture stopped. It carries its own error text, so the command
@@ -61,6 +62,13 @@ pub struct CaptureHealth {
     /// behind).
     pub ring_used: u64,
     pub ring_size: u64,
+    /// Rows the row filters left out so far (`--port`, `--protocol`,
+    /// `--direction`, `--ip-version`).
+    pub filtered: u64,
+    /// Operations `--sample` and `--rate-limit` left out (counted, not
+    /// delivered), as drained so far (about a second behind).
+    pub sampled_out: u64,
+    pub rate_limited: u64,
 }
 
 pub trait Consumer {
@@ -72,6 +80,18 @@ pub trait Consumer {
     /// Called after every drain of the ring buffer: at least every poll
     /// interval (100 ms), whether events came or not.
     fn on_tick(&mut self, _health: &CaptureHealth) -> ControlFlow<StopReason> {
+        ControlFlow::Continue(())
+    }
+
+    /// Counts of operations that `--sample` or `--rate-limit` left out
+    /// (not delivered as events): drained about every second, and once
+    /// more after the last event, before `finish`. Each op is in exactly
+    /// one drain.
+    fn on_unwritten(
+        &mut self,
+        _flows: &[UnwrittenFlow],
+        _clock: &WallClock,
+    ) -> ControlFlow<StopReason> {
         ControlFlow::Continue(())
     }
 
@@ -92,6 +112,14 @@ impl<C: Consumer + ?Sized> Consumer for &mut C {
 
     fn on_tick(&mut self, health: &CaptureHealth) -> ControlFlow<StopReason> {
         (**self).on_tick(health)
+    }
+
+    fn on_unwritten(
+        &mut self,
+        flows: &[UnwrittenFlow],
+        clock: &WallClock,
+    ) -> ControlFlow<StopReason> {
+        (**self).on_unwritten(flows, clock)
     }
 
     fn finish(&mut self) -> ControlFlow<StopReason> {
@@ -127,6 +155,16 @@ impl<A: Consumer, B: Consumer> Consumer for Tee<A, B> {
     fn on_tick(&mut self, health: &CaptureHealth) -> ControlFlow<StopReason> {
         let a = self.0.on_tick(health);
         let b = self.1.on_tick(health);
+        first_break(a, b)
+    }
+
+    fn on_unwritten(
+        &mut self,
+        flows: &[UnwrittenFlow],
+        clock: &WallClock,
+    ) -> ControlFlow<StopReason> {
+        let a = self.0.on_unwritten(flows, clock);
+        let b = self.1.on_unwritten(flows, clock);
         first_break(a, b)
     }
 

@@ -14,6 +14,7 @@ use crate::bpf::{NwtraceLinks, NwtraceSkel, NwtraceSkelBuilder};
 use crate::capture::backends::{Attach, Backend, BackendDef};
 use crate::capture::facts::KernelFacts;
 use crate::capture::kretprobe::Kretprobes;
+use crate::capture::sampling::{RateLimitBy, Thinning};
 use crate::capture::teardown::PerfEventHold;
 use crate::schema::{Direction, Protocol};
 
@@ -48,6 +49,8 @@ pub struct LoadOptions<'a> {
     pub filters: &'a Filters,
     pub columns: Columns,
     pub ring_size: u64,
+    /// `--sample`, `--rate-limit`.
+    pub thinning: Thinning,
 }
 
 /// Whether `backend` gives the Socket Cookie column on this kernel: its
@@ -156,7 +159,12 @@ pub fn load_and_attach(
     rodata.filter_pids = !opts.filters.pids.is_empty();
     rodata.filter_comms = !opts.filters.comms.is_empty();
     let f = opts.filters;
-    rodata.filter_rows = f.on_rows();
+    // Thinning decides on the finished row too: it is built in the
+    // scratch record, so that a row left out reserves nothing in the ring.
+    rodata.filter_rows = f.on_rows() || opts.thinning.is_on();
+    rodata.sample_n = opts.thinning.sample.unwrap_or(0);
+    rodata.rate_limit = opts.thinning.rate_limit.unwrap_or(0);
+    rodata.rate_by_cgroup = opts.thinning.rate_limit_by == RateLimitBy::Cgroup;
     rodata.want_protocol = match f.protocol {
         None => 0,
         Some(Protocol::Tcp) => libc::IPPROTO_TCP as u8,

@@ -9,5 +9,6 @@ pub mod facts;
 pub mod kretprobe;
 pub mod load;
 pub mod privileges;
+pub mod sampling;
 pub mod session;
 pub mod teardown;

@@ -24,6 +24,7 @@ use crate::capture::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::capture::event::NetEvent;
 use crate::capture::facts::{self, KernelFacts};
 use crate::capture::load::{self, Filters, LoadOptions, Loaded};
+use crate::capture::sampling::{self, LeftOut, Thinning};
 use crate::timefmt::WallClock;
 
 /// How long the loop sleeps between drains when no wakeup comes. The BPF
@@ -36,6 +37,14 @@ const CLOCK_RESAMPLE: Duration = Duration::from_secs(1);
 /// How often `--container` looks for cgroups of containers that started
 /// since: their first operations before it are not traced.
 const CONTAINER_RESCAN: Duration = Duration::from_secs(1);
+/// How often the counts of the operations thinning left out are drained
+/// (and the BPF side's map for them is switched): the map a drain reads
+/// has been left alone by the BPF side for this long. Each drain costs
+/// about a microsecond per flow active since the last: with few operations
+/// per flow and second that is most of a sampled recorder's cost
+/// (bench/results/sampling-*.md); a longer interval needs room in the map
+/// (32768 entries) for that many more flows.
+const UNWRITTEN_DRAIN: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
@@ -46,6 +55,8 @@ pub struct CaptureOptions {
     pub columns: Columns,
     /// Bytes; a power of two.
     pub ring_size: u64,
+    /// `--sample`, `--rate-limit`: off by default.
+    pub thinning: Thinning,
 }
 
 /// One BPF program's totals over a run, from the kernel's own statistics.
@@ -74,6 +85,10 @@ pub struct RunStats {
     pub malformed_records: u64,
     /// Each program's run count and time, when BPF statistics were on.
     pub programs: Vec<ProgramStats>,
+    /// What thinning and the row filters left out, by reason.
+    pub left_out: LeftOut,
+    /// The thinning the run did.
+    pub thinning: Thinning,
 }
 
 impl RunStats {
@@ -109,6 +124,7 @@ pub struct Session {
     /// `--container`: finds the containers' cgroups, again every
     /// CONTAINER_RESCAN while tracing.
     containers: Option<ContainerCgroups>,
+    thinning: Thinning,
 }
 
 impl Session {
@@ -124,6 +140,7 @@ impl Session {
             filters: &opts.filters,
             columns: opts.columns,
             ring_size: opts.ring_size,
+            thinning: opts.thinning,
         };
         let mut containers = if opts.filters.containers.is_empty() {
             None
@@ -145,6 +162,7 @@ impl Session {
                         facts,
                         loaded,
                         containers,
+                        thinning: opts.thinning,
                     });
                 }
                 Err(e) => failures.push(format!("{}: {}", backend.name, load::one_line(&e))),
@@ -193,6 +211,8 @@ impl Session {
 
         let mut last_clock = Instant::now();
         let mut last_rescan = Instant::now();
+        let mut last_unwritten = Instant::now();
+        let mut unwritten = (0u64, 0u64);
         let reason = loop {
             // poll() drains only after a wakeup, and submissions wake the
             // reader only past a quarter of the ring: consume() after every
@@ -216,6 +236,9 @@ impl Session {
                 malformed_records: d.malformed,
                 ring_used,
                 ring_size,
+                filtered: sampling::filtered_rows(&self.loaded.skel).unwrap_or(0),
+                sampled_out: unwritten.0 - unwritten.1,
+                rate_limited: unwritten.1,
             };
             if let ControlFlow::Break(reason) = d.consumer.on_tick(&health) {
                 break reason;
@@ -234,6 +257,13 @@ impl Session {
                 d.clock = WallClock::sample();
                 last_clock = Instant::now();
             }
+            if self.thinning.is_on() && last_unwritten.elapsed() >= UNWRITTEN_DRAIN {
+                last_unwritten = Instant::now();
+                let flows = sampling::drain(&mut self.loaded.skel, false)?;
+                if let ControlFlow::Break(reason) = d.deliver_unwritten(&flows, &mut unwritten) {
+                    break reason;
+                }
+            }
             drop(d);
             if let Some(reason) = should_stop() {
                 break reason;
@@ -248,7 +278,19 @@ impl Session {
         drop(ring);
         let events_lost = load::lost_events(&self.loaded.skel)?;
         let uring_requests_lost = load::uring_requests_lost(&self.loaded.skel)?;
-        let d = delivery.into_inner();
+        let mut d = delivery.into_inner();
+        // Every count of what thinning left out, now that no program runs.
+        let flows = sampling::drain(&mut self.loaded.skel, true)?;
+        let reason = match d.deliver_unwritten(&flows, &mut unwritten) {
+            ControlFlow::Break(last) if !reason.is_failure() => last,
+            _ => reason,
+        };
+        let left_out = sampling::left_out(
+            &self.loaded.skel,
+            unwritten.0,
+            unwritten.1,
+            self.thinning.rate_limit_by,
+        )?;
         let reason = match d.consumer.finish() {
             ControlFlow::Break(last) if !reason.is_failure() => last,
             _ => reason,
@@ -262,6 +304,8 @@ impl Session {
                 probes_missed,
                 malformed_records: d.malformed,
                 programs,
+                left_out,
+                thinning: self.thinning,
             },
         })
     }
@@ -306,6 +350,25 @@ impl Delivery<'_> {
             }
             Err(_) => self.malformed += 1,
         }
+    }
+}
+
+impl Delivery<'_> {
+    /// Hands drained counts of operations left out to the consumer, and
+    /// adds them to `drained` (operations, of which rate limited).
+    fn deliver_unwritten(
+        &mut self,
+        flows: &[sampling::UnwrittenFlow],
+        drained: &mut (u64, u64),
+    ) -> ControlFlow<StopReason> {
+        if flows.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        for f in flows {
+            drained.0 += f.ops;
+            drained.1 += f.limited;
+        }
+        self.consumer.on_unwritten(flows, &self.clock)
     }
 }
 

@@ -119,6 +119,7 @@ fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict 
         filters: &filters,
         columns: Default::default(),
         ring_size: 4096,
+        thinning: Default::default(),
     };
     let (works, error, hint, denied) = match load::load_and_attach(def, facts, &opts) {
         // Dropping it detaches and unloads.

@@ -11,6 +11,7 @@ use crate::UsageError;
 use crate::attribution::columns::Columns;
 use crate::capture::consumer::{Consumer, NullConsumer, StopReason};
 use crate::capture::facts;
+use crate::capture::sampling::LossByReason;
 use crate::capture::session::{self, Outcome, RunStats, Session};
 use crate::cli::{DEFAULT_OUTPUT_DIR, OutputArgs, RecordArgs};
 use crate::cmd::signals::{SecondInterrupt, StopSignals};
@@ -158,6 +159,7 @@ impl Recording {
             programs: Vec::new(),
             columns: columns.all_names(),
             on_close: None,
+            loss_by_reason: None,
         };
         manifest.set_files(sink.files());
         let manifest_file = ManifestFile::create(manifest_dir, &manifest, reserve)?;
@@ -223,6 +225,11 @@ impl Recording {
         m.rows_lost = sink.rows_lost();
         m.malformed_records = stats.malformed_records;
         m.programs = stats.programs.clone();
+        m.loss_by_reason = Some(LossByReason::new(
+            stats.events_lost,
+            &stats.left_out,
+            &stats.thinning,
+        ));
         let grace_ends = Instant::now() + ON_CLOSE_GRACE;
         if let Some(on_close) = self.csv.on_close() {
             // The CSV files first: the manifest then says how that went.
@@ -235,7 +242,7 @@ impl Recording {
                 self.manifest_file.path().display()
             );
         }
-        let summary_path = self.write_summary();
+        let summary_path = self.write_summary(stats);
         let manifest_path = self.manifest_file.path();
         if let Some(on_close) = self.csv.on_close_mut() {
             on_close.hand_over(manifest_path, FileKind::Manifest);
@@ -256,12 +263,13 @@ impl Recording {
 
     /// Writes the run summary beside the manifest, atomically; its path,
     /// or `None` (logged) when there is none to write.
-    fn write_summary(&mut self) -> Option<std::path::PathBuf> {
+    fn write_summary(&mut self, stats: &RunStats) -> Option<std::path::PathBuf> {
         let builder = self.csv.take_summary()?;
+        let unwritten = self.csv.take_unwritten();
         let sink = self.csv.sink();
         let manifest_name = self.manifest_file.name().to_string();
         let name = crate::output::summary::summary_name(&manifest_name)?;
-        let doc = match builder.build(
+        let mut doc = match builder.build(
             sink.files(),
             sink.rows_lost(),
             &self.manifest.machine_id,
@@ -275,6 +283,11 @@ impl Recording {
                 return None;
             }
         };
+        if stats.thinning.is_on() || unwritten.is_some() {
+            let acc = unwritten.unwrap_or_default();
+            let written = doc.aggregate.totals.clone();
+            doc.unwritten = Some(acc.into_doc(&stats.thinning, &stats.left_out, &written));
+        }
         if let Some(why) = doc.unusable() {
             log::warn!("nwtrace: {name} is not exact ({why}): report will read this run's CSV");
         } else if !doc.bounded.is_empty() {
@@ -379,5 +392,24 @@ fn summarize(m: &Manifest, dir: &Path) {
     }
     if m.malformed_records > 0 {
         log::warn!("nwtrace: skipped {} malformed records", m.malformed_records);
+    }
+    if let Some(l) = m
+        .loss_by_reason
+        .as_ref()
+        .filter(|l| l.sample.is_some() || l.rate_limit.is_some())
+    {
+        log::info!(
+            "nwtrace: not written but counted in the summary's totals: {} operations sampled out, {} over the rate limit{}",
+            l.left_out.sampled_out,
+            l.left_out.rate_limited,
+            if l.left_out.unwritten_overflow_ops > 0 {
+                format!(
+                    " ({} of them found the kernel's table full: per-process figures are lower bounds)",
+                    l.left_out.unwritten_overflow_ops
+                )
+            } else {
+                String::new()
+            }
+        );
     }
 }

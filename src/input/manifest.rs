@@ -28,6 +28,8 @@ pub struct ManifestIn {
     pub probes_missed: u64,
     pub rows_lost: u64,
     pub malformed_records: u64,
+    /// What was not written, by reason (`--sample`, `--rate-limit`).
+    pub loss_by_reason: Option<crate::capture::sampling::LossByReason>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]

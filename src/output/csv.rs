@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 
 use crate::capture::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::capture::event::NetEvent;
+use crate::capture::sampling::UnwrittenFlow;
 use crate::output::on_close::{FileKind, OnClose};
 use crate::output::row::RowFormatter;
 use crate::output::sink::{CsvSink, SinkError};
 use crate::output::summary::{SummaryBuilder, SummaryThread};
+use crate::output::unwritten::UnwrittenAcc;
 use crate::timefmt::WallClock;
 
 /// Rows reach the files at least this often, so a SIGKILL loses at most
@@ -35,6 +37,8 @@ pub struct CsvConsumer {
     summary_done: Option<SummaryBuilder>,
     /// The sink's file count when the journal last heard of a rotation.
     files_journaled: usize,
+    /// The counts of operations thinning left out, for the summary.
+    unwritten: Option<UnwrittenAcc>,
 }
 
 impl CsvConsumer {
@@ -55,6 +59,7 @@ impl CsvConsumer {
             summary: None,
             summary_done: None,
             files_journaled: 1,
+            unwritten: None,
         }
     }
 
@@ -66,6 +71,11 @@ impl CsvConsumer {
             Ok(t) => self.summary = Some(t),
             Err(e) => log::error!("nwtrace: cannot start the summary thread ({e}): no summary"),
         }
+    }
+
+    /// What thinning left out, once: call after `finish`.
+    pub fn take_unwritten(&mut self) -> Option<UnwrittenAcc> {
+        self.unwritten.take()
     }
 
     /// The summary builder, once: call after `finish`.
@@ -166,6 +176,17 @@ impl Consumer for CsvConsumer {
             return self.flush();
         }
         self.failed()
+    }
+
+    fn on_unwritten(
+        &mut self,
+        flows: &[UnwrittenFlow],
+        clock: &WallClock,
+    ) -> ControlFlow<StopReason> {
+        self.unwritten
+            .get_or_insert_with(UnwrittenAcc::default)
+            .add(flows, clock);
+        ControlFlow::Continue(())
     }
 
     fn finish(&mut self) -> ControlFlow<StopReason> {

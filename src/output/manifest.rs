@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capture::sampling::LossByReason;
 use crate::capture::session::ProgramStats;
 use crate::output::dir::SafeDir;
 use crate::output::layout::LayoutError;
@@ -80,6 +81,11 @@ pub struct Manifest {
     /// The `--on-close` hand-overs of the CSV files, when it was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_close: Option<OnCloseStats>,
+    /// Operations not written, by reason: the ring's loss, `--sample`,
+    /// `--rate-limit` (with its suppressed counts) and the row filters;
+    /// the rates asked for (docs/sampling.md). Set when the run stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_by_reason: Option<LossByReason>,
 }
 
 /// The files of a run that retention deleted, as exact totals: how many,
@@ -338,6 +344,7 @@ mod tests {
             programs: vec![],
             columns: vec![],
             on_close: None,
+            loss_by_reason: None,
         }
     }
 

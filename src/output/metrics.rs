@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 use crate::capture::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::capture::event::{Direction, NetEvent, Protocol};
+use crate::capture::sampling::UnwrittenFlow;
 use crate::output::csv::CsvConsumer;
 use crate::output::sink::CsvSink;
 use crate::timefmt::WallClock;
@@ -26,6 +27,13 @@ use crate::timefmt::WallClock;
 struct OpLabels {
     direction: String,
     protocol: String,
+}
+
+/// Why operations were not written: `ring_full`, `sampled_out`,
+/// `rate_limited`, `filtered`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,6 +55,7 @@ struct Shared {
     bytes_written: Counter,
     files_created: Counter,
     files: Gauge,
+    not_written: Family<ReasonLabels, Counter>,
 }
 
 fn index(event: &NetEvent) -> usize {
@@ -65,6 +74,8 @@ struct Pushed {
     rows_lost: u64,
     bytes_written: u64,
     files: u64,
+    /// ring_full, sampled_out, rate_limited, filtered
+    not_written: [u64; 4],
 }
 
 /// Wraps the CSV consumer: counts each event, then passes it on.
@@ -74,7 +85,11 @@ pub struct Metered<'a> {
     ops: [u64; 4],
     bytes: [u64; 4],
     pushed: Pushed,
+    /// As `Pushed::not_written`.
+    not_written: [u64; 4],
 }
+
+const NOT_WRITTEN: [&str; 4] = ["ring_full", "sampled_out", "rate_limited", "filtered"];
 
 fn bump(counter: &Counter, now: u64, before: &mut u64) {
     if now > *before {
@@ -105,6 +120,19 @@ impl Metered<'_> {
                     &mut self.pushed.bytes[i],
                 );
             }
+        }
+        if let Some(h) = health {
+            self.not_written = [h.events_lost, h.sampled_out, h.rate_limited, h.filtered];
+        }
+        for (i, reason) in NOT_WRITTEN.into_iter().enumerate() {
+            let labels = ReasonLabels {
+                reason: reason.into(),
+            };
+            bump(
+                &s.not_written.get_or_create(&labels),
+                self.not_written[i],
+                &mut self.pushed.not_written[i],
+            );
         }
         if let Some(h) = health {
             let p = &mut self.pushed.health;
@@ -145,6 +173,14 @@ impl Consumer for Metered<'_> {
         r
     }
 
+    fn on_unwritten(
+        &mut self,
+        flows: &[UnwrittenFlow],
+        clock: &WallClock,
+    ) -> ControlFlow<StopReason> {
+        self.csv.on_unwritten(flows, clock)
+    }
+
     fn finish(&mut self) -> ControlFlow<StopReason> {
         let r = self.csv.finish();
         self.push(None);
@@ -178,6 +214,7 @@ pub fn serve<'a>(
         bytes_written: Counter::default(),
         files_created: Counter::default(),
         files: Gauge::default(),
+        not_written: Family::default(),
     });
     let mut registry = Registry::with_prefix("nwtrace");
     let s = &shared;
@@ -238,6 +275,11 @@ pub fn serve<'a>(
         s.files_created.clone(),
     );
     registry.register("files", "Files of this run on disk now", s.files.clone());
+    registry.register(
+        "operations_not_written",
+        "Operations seen but not written, by reason: ring_full (the ring buffer was full), sampled_out (--sample), rate_limited (--rate-limit), filtered (the row filters)",
+        s.not_written.clone(),
+    );
 
     std::thread::Builder::new()
         .name("nwtrace-metrics".into())
@@ -269,6 +311,7 @@ pub fn serve<'a>(
         ops: [0; 4],
         bytes: [0; 4],
         pushed: Pushed::default(),
+        not_written: [0; 4],
     })
 }
 

@@ -14,3 +14,4 @@ pub mod on_close;
 pub mod row;
 pub mod sink;
 pub mod summary;
+pub mod unwritten;

@@ -114,6 +114,11 @@ pub struct SummaryDoc {
     #[serde(default)]
     pub views_not_stored: bool,
     pub aggregate: AggregateDoc,
+    /// What `--sample` and `--rate-limit` left out (output::unwritten):
+    /// `aggregate` is the written rows alone, so that it stays provable
+    /// against the files; a reader adds this part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unwritten: Option<crate::output::unwritten::UnwrittenDoc>,
 }
 
 impl SummaryDoc {
@@ -159,6 +164,7 @@ impl SummaryDoc {
             bounded,
             views_not_stored,
             aggregate: AggregateDoc::store(&agg, file_name),
+            unwritten: None,
         }
     }
 
@@ -719,6 +725,14 @@ pub fn load(d: &Discovery, run: usize, config: AggregateConfig) -> Result<Loaded
         .aggregate
         .load(machine, config, index)
         .map_err(|e| format!("{name}: {e}"))?;
+    if let Some(u) = &doc.unwritten {
+        // The operations not written: exact counts, no distributions.
+        let left_out = u
+            .aggregate
+            .load(machine, config, |_| None)
+            .map_err(|e| format!("{name}: its unwritten part: {e}"))?;
+        aggregate.merge(&left_out);
+    }
     aggregate.set_caps(config);
     let files = doc
         .files

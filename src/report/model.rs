@@ -162,6 +162,64 @@ pub struct Coverage {
     pub gaps: Vec<GapOut>,
     pub problems: Vec<ProblemOut>,
     pub problems_total: u64,
+    /// Runs thinned in the kernel (`--sample`, `--rate-limit`): what was
+    /// counted but not written, and which figures are exact and which
+    /// are the written rows' sample (docs/sampling.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinning: Option<ThinningOut>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ThinningOut {
+    pub runs: usize,
+    pub sampled_out: u64,
+    pub rate_limited: u64,
+    /// The unwritten operations are in this report's figures (its runs
+    /// came from summaries); false: it read their CSV, and every figure
+    /// is the written rows' alone.
+    pub included: bool,
+    /// Figures that are exact, then those from the written rows only.
+    pub exact: Vec<&'static str>,
+    pub sampled: Vec<&'static str>,
+    /// The same, in one sentence.
+    pub note: String,
+}
+
+impl ThinningOut {
+    fn new(runs: usize, sampled_out: u64, rate_limited: u64, included: bool) -> ThinningOut {
+        let exact = vec![
+            "totals",
+            "processes",
+            "conversations",
+            "remote endpoints",
+            "ports",
+            "errors",
+        ];
+        let sampled = vec!["latency", "sizes", "flags", "time series", "exemplars"];
+        let what = format!(
+            "{runs} run(s) thinned in the kernel: {sampled_out} operations sampled out and {rate_limited} over the rate limit were counted, not written"
+        );
+        let note = if included {
+            format!(
+                "{what}; exact (they are included): {}; from the written rows only, a sample (not scaled): {}",
+                exact.join(", "),
+                sampled.join(", ")
+            )
+        } else {
+            format!(
+                "{what}; this report read their CSV, so every figure is the written rows' alone, a sample (not scaled); their summary.json has the exact totals (report without --no-summaries and row filters)"
+            )
+        };
+        ThinningOut {
+            runs,
+            sampled_out,
+            rate_limited,
+            included,
+            exact: if included { exact } else { Vec::new() },
+            sampled,
+            note,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -801,6 +859,25 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
             cov.manifest_rows += r.rows_written.unwrap_or(0).max(r.rows);
             cov.manifest_rows_read += r.rows;
         }
+    }
+    let thinned: Vec<_> = d
+        .runs
+        .iter()
+        .filter_map(|r| r.manifest.as_ref()?.loss_by_reason.as_ref())
+        .filter(|l| l.sample.is_some() || l.rate_limit.is_some())
+        .collect();
+    if !thinned.is_empty() {
+        let sampled_out = thinned.iter().map(|l| l.left_out.sampled_out).sum();
+        let rate_limited = thinned.iter().map(|l| l.left_out.rate_limited).sum();
+        let rows: u64 = scan.files.iter().map(|f| f.stats.rows).sum();
+        // The summaries' unwritten parts were merged: more ops than rows.
+        let included = sampled_out + rate_limited == 0 || agg.totals.ops > rows;
+        cov.thinning = Some(ThinningOut::new(
+            thinned.len(),
+            sampled_out,
+            rate_limited,
+            included,
+        ));
     }
     cov.runs = runs.len();
     cov.files = d.files.len();

@@ -339,6 +339,9 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         c.unfinalized_runs,
         c.runs_without_manifest
     );
+    if let Some(t) = &c.thinning {
+        let _ = writeln!(out, "  sampled: {}", t.note);
+    }
     let _ = writeln!(
         out,
         "  malformed rows {}, files missing a header {}, files cut mid-row {}, unreadable files {}",

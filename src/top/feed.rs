@@ -83,6 +83,11 @@ pub struct Health {
     /// (live only).
     pub ring_used: u64,
     pub ring_size: u64,
+    /// Operations not written, by reason (live only): `--sample`,
+    /// `--rate-limit`, the row filters. The view counts written ops only.
+    pub sampled_out: u64,
+    pub rate_limited: u64,
+    pub filtered: u64,
 }
 
 /// What the screen or the JSON writer renders.

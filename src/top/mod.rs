@@ -163,6 +163,18 @@ impl Consumer for TopConsumer<'_> {
         ControlFlow::Continue(())
     }
 
+    fn on_unwritten(
+        &mut self,
+        flows: &[crate::capture::sampling::UnwrittenFlow],
+        clock: &WallClock,
+    ) -> ControlFlow<StopReason> {
+        // The recording's summary counts them; the view shows written ops.
+        match self.recording.as_deref_mut() {
+            Some(csv) => csv.on_unwritten(flows, clock),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
     fn finish(&mut self) -> ControlFlow<StopReason> {
         let r = match self.recording.as_deref_mut() {
             Some(csv) => csv.finish(),
@@ -206,6 +218,9 @@ fn aggregate(mut feed: Feed, rx: mpsc::Receiver<ToAggregator>, out: Out) {
                     feed.health.malformed = health.malformed_records;
                     feed.health.ring_used = health.ring_used;
                     feed.health.ring_size = health.ring_size;
+                    feed.health.sampled_out = health.sampled_out;
+                    feed.health.rate_limited = health.rate_limited;
+                    feed.health.filtered = health.filtered;
                 }
                 feed.health.rows_recorded = rows_recorded;
                 feed.health.view_skipped = skipped;

@@ -1032,6 +1032,15 @@ fn render_health(
         ));
     }
     lines.push(kv("malformed records", h.malformed.to_string()));
+    if h.sampled_out + h.rate_limited + h.filtered > 0 {
+        lines.push(kv(
+            "not written",
+            format!(
+                "{} sampled out, {} over the rate limit, {} filtered (counted in the kernel; the views count written ops only, a sample)",
+                h.sampled_out, h.rate_limited, h.filtered
+            ),
+        ));
+    }
     if h.view_skipped > 0 {
         lines.push(Line::from(vec![
             Span::styled(format!("{:<22}", "ops the view skipped"), HEAD),
