@@ -1232,6 +1232,7 @@ struct uring_req {
 	__u8 multishot;
 	__u8 _pad;
 	__u32 tgid;      /* the submitter's */
+	__u32 msg_flags; /* the SQE's (the TCP columns need MSG_PEEK) */
 	char comm[NW_TASK_COMM_LEN]; /* the submitting thread's */
 	struct nw_event_attr ev;
 };
@@ -1340,6 +1341,8 @@ static __always_inline void uring_submit(struct io_kiocb *req)
 		ur.multishot = 1;
 	else if (opcode == NW_IORING_OP_SENDMSG || opcode == NW_IORING_OP_RECVMSG)
 		ur.umsg = (__u64)BPF_CORE_READ((struct io_sr_msg *)req, umsg);
+	if (emit_attr && (attr_mask & NW_ATTR_TCP))
+		ur.msg_flags = BPF_CORE_READ((struct io_sr_msg *)req, msg_flags);
 	ur.start_ns = bpf_ktime_get_ns();
 	ur.sk = (__u64)sk;
 	ur.ctx = (__u64)BPF_CORE_READ(req, ctx);
@@ -1612,6 +1615,10 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 	if (x) {
 		e = &x->ev;
 		fill_record(x, sk, family, protocol, direction, ret, tgid, now, NULL, direct);
+		/* The row has no flags, but a peek's sequence number needs them. */
+		if (emit_attr && (attr_mask & NW_ATTR_TCP))
+			fill_tcp(&x->attr, sk, direction,
+				 container_of(x, struct uring_req, ev)->msg_flags, direct);
 		if (!(protocol == IPPROTO_UDP && kmsg && (direction == NW_DIR_SEND || ret >= 0) &&
 		      read_peer(e, (__u64)KREAD(direct, kmsg, msg_name), false)))
 			read_sock_peer(e, sk, family, direct);
