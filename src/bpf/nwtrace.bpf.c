@@ -227,8 +227,9 @@ struct task_state {
 	__u32 msg_index;  /* mmsg: index of the next message */
 	__u8 op;          /* enum nw_op */
 	__u8 pending;     /* pending_event waits for its peer address */
-	__u8 _pad[6];
-	__u64 fn_sk;      /* kprobe backend: arguments saved at function entry */
+	__u8 _pad[2];
+	__u32 fn_flags;   /* kprobe backend: arguments saved at function entry */
+	__u64 fn_sk;
 	__u64 fn_msg;
 	__u64 pending_name;    /* user struct sockaddr * of the pending receive */
 	__u64 pending_namelen; /* user int * holding its length */
@@ -932,7 +933,7 @@ static __always_inline __u64 sock_cookie(struct sock *sk, bool direct)
  * (its subflows are): no values.
  */
 static __always_inline void fill_tcp(struct nw_attr *a, struct sock *sk, __u8 direction,
-				     __u32 msg_flags, bool direct)
+				     int recv_flags, bool direct)
 {
 	__u64 done = 1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE);
 	__u32 seq, rcv_nxt = 0;
@@ -977,16 +978,16 @@ static __always_inline void fill_tcp(struct nw_attr *a, struct sock *sk, __u8 di
 		seq--;
 	a->tcp = NW_TCP_STATE;
 	a->seq = seq;
-	if (direction == NW_DIR_SEND || !(msg_flags & (NW_MSG_PEEK | NW_MSG_OOB)))
+	if (direction == NW_DIR_SEND || !(recv_flags & (NW_MSG_PEEK | NW_MSG_OOB)))
 		a->tcp |= NW_TCP_SEQ_END;
-	else if (!(msg_flags & NW_MSG_OOB) && peek_off < 0)
+	else if (!(recv_flags & NW_MSG_OOB) && peek_off < 0)
 		a->tcp |= NW_TCP_SEQ_START;
 }
 
-/* The optional columns of attr_mask; the others are 0. msg_flags: the
- * application's, when the row has them. */
+/* The optional columns of attr_mask; the others are 0. recv_flags: a TCP
+ * receive's flags as tcp_recvmsg() had them, else 0. */
 static __always_inline void fill_attr(struct nw_event_attr *x, struct sock *sk, __u8 direction,
-				      __u32 msg_flags, bool direct)
+				      int recv_flags, bool direct)
 {
 	__builtin_memset(&x->attr, 0, sizeof(x->attr));
 	x->ev.record = NW_RECORD_EVENT_ATTR;
@@ -1007,18 +1008,18 @@ static __always_inline void fill_attr(struct nw_event_attr *x, struct sock *sk, 
 	if (attr_mask & NW_ATTR_COOKIE)
 		x->attr.cookie = sock_cookie(sk, direct);
 	if (attr_mask & NW_ATTR_TCP)
-		fill_tcp(&x->attr, sk, direction, msg_flags, direct);
+		fill_tcp(&x->attr, sk, direction, recv_flags, direct);
 }
 
 /* fill_event(), and the optional columns when any is on. */
 static __always_inline void fill_record(struct nw_event_attr *x, struct sock *sk, __u16 family,
 					__u8 protocol, __u8 direction, int ret, __u32 tgid,
-					__u64 now, struct task_state *armed, bool direct)
+					__u64 now, struct task_state *armed, int recv_flags,
+					bool direct)
 {
 	fill_event(&x->ev, sk, family, protocol, direction, ret, tgid, now, armed, direct);
 	if (emit_attr)
-		fill_attr(x, sk, direction, x->ev.info & NW_INFO_HAS_FLAGS ? x->ev.msg_flags : 0,
-			  direct);
+		fill_attr(x, sk, direction, recv_flags, direct);
 }
 
 /* Socket family and protocol (IPPROTO_TCP for MPTCP too), or false when
@@ -1141,7 +1142,7 @@ static __always_inline void splice_exit(long syscall_nr, long ret)
 		return;
 	/* Both are bounded by MAX_RW_COUNT (INT_MAX & PAGE_MASK): fits an int. */
 	fill_record(x, sk, family, IPPROTO_TCP, direction, (int)ret, tgid, bpf_ktime_get_ns(), st,
-		    false);
+		    0, false);
 	read_sock_peer(&x->ev, sk, family, false);
 	record_end(x);
 }
@@ -1232,7 +1233,6 @@ struct uring_req {
 	__u8 multishot;
 	__u8 _pad;
 	__u32 tgid;      /* the submitter's */
-	__u32 msg_flags; /* the SQE's (the TCP columns need MSG_PEEK) */
 	char comm[NW_TASK_COMM_LEN]; /* the submitting thread's */
 	struct nw_event_attr ev;
 };
@@ -1341,8 +1341,6 @@ static __always_inline void uring_submit(struct io_kiocb *req)
 		ur.multishot = 1;
 	else if (opcode == NW_IORING_OP_SENDMSG || opcode == NW_IORING_OP_RECVMSG)
 		ur.umsg = (__u64)BPF_CORE_READ((struct io_sr_msg *)req, umsg);
-	if (emit_attr && (attr_mask & NW_ATTR_TCP))
-		ur.msg_flags = BPF_CORE_READ((struct io_sr_msg *)req, msg_flags);
 	ur.start_ns = bpf_ktime_get_ns();
 	ur.sk = (__u64)sk;
 	ur.ctx = (__u64)BPF_CORE_READ(req, ctx);
@@ -1409,7 +1407,7 @@ static __always_inline void uring_row(struct uring_req *ur, int res, __u64 now)
 			__builtin_memcpy(x, &ur->ev, sizeof(struct nw_event));
 	} else {
 		/* Failed before any protocol call (a bad buffer, say). */
-		fill_record(x, sk, family, protocol, ur->direction, res, ur->tgid, now, NULL,
+		fill_record(x, sk, family, protocol, ur->direction, res, ur->tgid, now, NULL, 0,
 			    false);
 		read_sock_peer(e, sk, family, false);
 	}
@@ -1560,9 +1558,13 @@ int uring_overflow_tp(__u64 *ctx)
  * kmsg is the kernel's msghdr when the backend sees it (fentry, kprobe):
  * the UDP peer is then read from it. The tracepoint backend passes NULL and
  * reads the addresses the application gave, in user memory.
+ *
+ * recv_flags: a TCP receive's flags as tcp_recvmsg() got them (MSG_PEEK
+ * and MSG_OOB decide its TCP Seq), on every path: syscalls, read(),
+ * io_uring; 0 for the other operations.
  */
 static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direction,
-					   struct msghdr *kmsg, bool direct)
+					   struct msghdr *kmsg, int recv_flags, bool direct)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -1614,11 +1616,8 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 	x = armed ? NULL : uring_claim(sk, direction);
 	if (x) {
 		e = &x->ev;
-		fill_record(x, sk, family, protocol, direction, ret, tgid, now, NULL, direct);
-		/* The row has no flags, but a peek's sequence number needs them. */
-		if (emit_attr && (attr_mask & NW_ATTR_TCP))
-			fill_tcp(&x->attr, sk, direction,
-				 container_of(x, struct uring_req, ev)->msg_flags, direct);
+		fill_record(x, sk, family, protocol, direction, ret, tgid, now, NULL, recv_flags,
+			    direct);
 		if (!(protocol == IPPROTO_UDP && kmsg && (direction == NW_DIR_SEND || ret >= 0) &&
 		      read_peer(e, (__u64)KREAD(direct, kmsg, msg_name), false)))
 			read_sock_peer(e, sk, family, direct);
@@ -1630,7 +1629,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		 * address is copied out after this tracepoint. Finish it at
 		 * sys_exit, or at the next message of a recvmmsg. */
 		fill_record(&armed->pending_event, sk, family, protocol, direction, ret, tgid,
-			    now, armed, direct);
+			    now, armed, recv_flags, direct);
 		read_sock_peer(&armed->pending_event.ev, sk, family, direct);
 		armed->pending_name = name;
 		armed->pending_namelen = namelen_ptr;
@@ -1642,7 +1641,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 
 			e = &x->ev;
 			fill_record(x, sk, family, protocol, direction, ret, tgid, now, armed,
-				    direct);
+				    recv_flags, direct);
 			if (protocol == IPPROTO_UDP && kmsg &&
 			    (direction == NW_DIR_SEND || ret >= 0)) {
 				/* A send's msg_name is where the datagram
@@ -1669,14 +1668,15 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, true);
+	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, 0, true);
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
-	handle_sock_op(sk, ret, NW_DIR_RECV, NULL, true);
+	/* flags: what sock_recvmsg() passed down (tcp_recvmsg()'s). */
+	handle_sock_op(sk, ret, NW_DIR_RECV, NULL, flags, true);
 	return 0;
 }
 
@@ -2006,7 +2006,7 @@ static __always_inline bool nested_udp_sendmsg(struct sock *sk, bool direct)
 SEC("fexit/tcp_sendmsg")
 int BPF_PROG(fexit_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t size, int ret)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
+	handle_sock_op(sk, ret, NW_DIR_SEND, msg, 0, true);
 	return 0;
 }
 
@@ -2014,14 +2014,14 @@ SEC("fexit/udp_sendmsg")
 int BPF_PROG(fexit_udp_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
 {
 	if (!nested_udp_sendmsg(sk, true))
-		handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
+		handle_sock_op(sk, ret, NW_DIR_SEND, msg, 0, true);
 	return 0;
 }
 
 SEC("fexit/udpv6_sendmsg")
 int BPF_PROG(fexit_udpv6_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
+	handle_sock_op(sk, ret, NW_DIR_SEND, msg, 0, true);
 	return 0;
 }
 
@@ -2034,7 +2034,7 @@ SEC("fexit/tcp_sendpage")
 int BPF_PROG(fexit_tcp_sendpage, struct sock *sk, struct page *page, int offset, size_t size,
 	     int flags, int ret)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, true);
+	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, 0, true);
 	return 0;
 }
 
@@ -2050,11 +2050,20 @@ static __always_inline int fexit_ret(__u64 *ctx, int nargs)
 	return (int)CTX_LOAD(ctx, 40);
 }
 
+/* tcp_recvmsg()'s flags: its 5th argument while `nonblock` came before it
+ * (until 5.19, commit ec095263a965), its 4th since. */
+static __always_inline int tcp_recvmsg_flags(__u64 *ctx)
+{
+	if (tcp_recvmsg_nargs == 6)
+		return (int)CTX_LOAD(ctx, 32);
+	return (int)CTX_LOAD(ctx, 24);
+}
+
 SEC("fexit/tcp_recvmsg")
 int fexit_tcp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, tcp_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], true);
+		       (struct msghdr *)ctx[1], tcp_recvmsg_flags(ctx), true);
 	return 0;
 }
 
@@ -2062,7 +2071,7 @@ SEC("fexit/udp_recvmsg")
 int fexit_udp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udp_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], true);
+		       (struct msghdr *)ctx[1], 0, true);
 	return 0;
 }
 
@@ -2070,7 +2079,7 @@ SEC("fexit/udpv6_recvmsg")
 int fexit_udpv6_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udpv6_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], true);
+		       (struct msghdr *)ctx[1], 0, true);
 	return 0;
 }
 
@@ -2080,7 +2089,7 @@ int fexit_udpv6_recvmsg(__u64 *ctx)
 SEC("fexit/mptcp_sendmsg")
 int BPF_PROG(fexit_mptcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t len, int ret)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, msg, true);
+	handle_sock_op(sk, ret, NW_DIR_SEND, msg, 0, true);
 	return 0;
 }
 
@@ -2088,7 +2097,7 @@ SEC("fexit/mptcp_recvmsg")
 int fexit_mptcp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, mptcp_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], true);
+		       (struct msghdr *)ctx[1], 0, true);
 	return 0;
 }
 
@@ -2101,6 +2110,7 @@ static __always_inline void kprobe_enter(struct sock *sk, struct msghdr *msg)
 	if (st) {
 		st->fn_sk = (__u64)sk;
 		st->fn_msg = (__u64)msg;
+		st->fn_flags = 0;
 	}
 }
 
@@ -2113,7 +2123,7 @@ static __always_inline void kprobe_return(int ret, __u8 direction)
 		return;
 	sk = (struct sock *)st->fn_sk;
 	st->fn_sk = 0;
-	handle_sock_op(sk, ret, direction, (struct msghdr *)st->fn_msg, false);
+	handle_sock_op(sk, ret, direction, (struct msghdr *)st->fn_msg, st->fn_flags, false);
 }
 
 SEC("kprobe/tcp_sendmsg")
@@ -2182,7 +2192,14 @@ int BPF_KRETPROBE(krp_tcp_sendpage, int ret)
 SEC("kprobe/tcp_recvmsg")
 int BPF_KPROBE(kp_tcp_recvmsg, struct sock *sk, struct msghdr *msg)
 {
+	struct task_state *st;
+
 	kprobe_enter(sk, msg);
+	/* Its flags, as tcp_recvmsg_flags() reads them for fexit. */
+	st = state_lookup(false);
+	if (st)
+		st->fn_flags = tcp_recvmsg_nargs == 6 ? (int)PT_REGS_PARM5(ctx)
+						      : (int)PT_REGS_PARM4(ctx);
 	return 0;
 }
 
