@@ -2188,6 +2188,9 @@ int BPF_KRETPROBE(krp_tcp_sendpage, int ret)
 	return 0;
 }
 
+_Static_assert(__builtin_offsetof(struct pt_regs, r8) == 72, "x86_64 pt_regs: r8");
+_Static_assert(__builtin_offsetof(struct pt_regs, cx) == 88, "x86_64 pt_regs: cx");
+
 /* sk and msg are the first two arguments before and after the 5.19 change. */
 SEC("kprobe/tcp_recvmsg")
 int BPF_KPROBE(kp_tcp_recvmsg, struct sock *sk, struct msghdr *msg)
@@ -2195,11 +2198,17 @@ int BPF_KPROBE(kp_tcp_recvmsg, struct sock *sk, struct msghdr *msg)
 	struct task_state *st;
 
 	kprobe_enter(sk, msg);
-	/* Its flags, as tcp_recvmsg_flags() reads them for fexit. */
+	/* Its flags, as tcp_recvmsg_flags() reads them for fexit: the 5th
+	 * argument (r8) before 5.19, the 4th (cx) since. Constant-offset
+	 * loads (CTX_LOAD): a select between the two offsets would be one
+	 * load from a moved ctx pointer, which 5.10's verifier refuses. */
 	st = state_lookup(false);
-	if (st)
-		st->fn_flags = tcp_recvmsg_nargs == 6 ? (int)PT_REGS_PARM5(ctx)
-						      : (int)PT_REGS_PARM4(ctx);
+	if (st) {
+		if (tcp_recvmsg_nargs == 6)
+			st->fn_flags = (int)CTX_LOAD(ctx, 72);
+		else
+			st->fn_flags = (int)CTX_LOAD(ctx, 88);
+	}
 	return 0;
 }
 
