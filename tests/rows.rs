@@ -1776,7 +1776,8 @@ fn check_tcp_streams(cols: &[Row], ran: &[Ran]) -> Vec<String> {
         }
         let receive = r.get("Direction") == "receive";
         let flags: Vec<&str> = r.get("MSG Flags").split('|').collect();
-        let want_seq = r.get("Error").is_empty() && !(receive && flags.contains(&"MSG_OOB"));
+        let want_seq = r.get("Error").is_empty()
+            && !(receive && (flags.contains(&"MSG_OOB") || flags.contains(&"MSG_ERRQUEUE")));
         let seq = match (want_seq, num(&t[3])) {
             (true, Some(seq)) => seq,
             (false, None) if t[3].is_empty() => continue,

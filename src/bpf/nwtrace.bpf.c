@@ -902,6 +902,7 @@ static __always_inline __u64 sock_cookie(struct sock *sk, bool direct)
 
 #define NW_MSG_OOB 0x01 /* uapi */
 #define NW_MSG_PEEK 0x02
+#define NW_MSG_ERRQUEUE 0x2000
 
 /*
  * The TCP columns: srtt, cwnd, total retransmits and the sequence number,
@@ -920,8 +921,9 @@ static __always_inline __u64 sock_cookie(struct sock *sk, bool direct)
  * at end of stream (Size 0) shows the FIN's own number, where the data
  * ended. A peek leaves copied_seq where it was: its first byte is
  * copied_seq itself. Unknown (no SEQ bit):
- * a peek at an SO_PEEK_OFF offset (TCP has it from 6.10) and urgent data
- * (MSG_OOB reads the urgent byte outside the stream). Exact when one
+ * a peek at an SO_PEEK_OFF offset (TCP has it from 6.10), urgent data
+ * (MSG_OOB reads the urgent byte outside the stream) and the error queue
+ * (MSG_ERRQUEUE reads notifications, not the stream). Exact when one
  * thread at a time uses the socket in that direction: another thread's
  * send between this one's release of the socket lock and this hook would
  * move write_seq (docs/output.md).
@@ -978,9 +980,10 @@ static __always_inline void fill_tcp(struct nw_attr *a, struct sock *sk, __u8 di
 		seq--;
 	a->tcp = NW_TCP_STATE;
 	a->seq = seq;
-	if (direction == NW_DIR_SEND || !(recv_flags & (NW_MSG_PEEK | NW_MSG_OOB)))
+	if (direction == NW_DIR_SEND ||
+	    !(recv_flags & (NW_MSG_PEEK | NW_MSG_OOB | NW_MSG_ERRQUEUE)))
 		a->tcp |= NW_TCP_SEQ_END;
-	else if (!(recv_flags & NW_MSG_OOB) && peek_off < 0)
+	else if (!(recv_flags & (NW_MSG_OOB | NW_MSG_ERRQUEUE)) && peek_off < 0)
 		a->tcp |= NW_TCP_SEQ_START;
 }
 
