@@ -484,6 +484,8 @@ def tracer_label(t):
         return f"nwtrace top --json --record (backend {t.split(':', 1)[1]})"
     if t.startswith("nwtrace-cols:"):
         return f"nwtrace --columns tid,uid,cgroup,container,netns,cookie (backend {t.split(':', 1)[1]})"
+    if t.startswith("nwtrace-tcpcols:"):
+        return f"nwtrace --columns srtt,cwnd,retrans,seq (backend {t.split(':', 1)[1]})"
     if t.startswith("nwtrace-null:"):
         return f"nwtrace capture alone, rows discarded (backend {t.split(':', 1)[1]})"
     return {

@@ -37,6 +37,9 @@ struct Log {
     cookies: Vec<(u16, u64)>,
     /// What TCP_INFO said around operations (the TCP columns' oracle).
     tcp_info: Vec<TcpInfoSeen>,
+    /// Rows (indexes into `rows`) that are peeks without MSG Flags to say
+    /// so (io_uring).
+    peek_rows: Vec<usize>,
 }
 
 /// TCP_INFO read just before and just after one operation, which is
@@ -789,6 +792,15 @@ fn uring_tcp(log: &mut Log) {
     log.uring_op(TCP, send, cl, Some(sl), r);
     settle();
     let mut rbuf = vec![0u8; 4096];
+    // A peek first (the TCP columns' seq must say where it starts,
+    // though the row has no flags to tell it is one).
+    let sqe = opcode::Recv::new(types::Fd(fd(&s)), rbuf.as_mut_ptr(), 10)
+        .flags(libc::MSG_PEEK)
+        .build();
+    let r = uring_run(&mut ring, sqe);
+    assert_eq!(r, 10);
+    log.uring_op(TCP, recv, sl, Some(cl), r);
+    log.peek_rows.push(log.rows.len() - 1);
     let sqe = opcode::Recv::new(types::Fd(fd(&s)), rbuf.as_mut_ptr(), 4096).build();
     let r = uring_run(&mut ring, sqe);
     assert_eq!(r, 64);
@@ -1430,6 +1442,7 @@ struct Ran {
     netns: Option<u64>,
     cookies: Vec<(u16, u64)>,
     tcp_info: Vec<TcpInfoSeen>,
+    peek_rows: Vec<usize>,
     skipped: Option<String>,
     unordered: bool,
     expected: Vec<Expected>,
@@ -1466,6 +1479,7 @@ fn run_scenario(s: &Scenario) -> Result<Ran, String> {
         netns: log.netns,
         cookies: log.cookies,
         tcp_info: log.tcp_info,
+        peek_rows: log.peek_rows,
         skipped: log.skipped,
         unordered: s.unordered,
         expected: log.rows,
@@ -1497,6 +1511,7 @@ fn check(ran: &Ran, rows: &[Row], pid: &str) -> Vec<String> {
         skipped: None,
         cookies: Vec::new(),
         tcp_info: Vec::new(),
+        peek_rows: Vec::new(),
         ..*ran
     };
     if actual.len() != ran.expected.len() {
@@ -1719,9 +1734,24 @@ fn tile(ranges: &[SeqRange]) -> Result<Option<(u32, u64)>, String> {
 /// Size)` tile one interval, the receives' ranges tile one interval that
 /// starts where the sends' does and ends within it (the bytes the join
 /// pairs), and each peek starts within the receives'.
-fn check_tcp_streams(cols: &[Row]) -> Vec<String> {
+fn check_tcp_streams(cols: &[Row], ran: &[Ran]) -> Vec<String> {
     type Flow = (String, String, String, String, String);
     let mut problems = Vec::new();
+    // The peeks that no MSG Flags name: by the scenario's own count of
+    // its rows, in time order.
+    let mut flagless_peeks = std::collections::HashSet::new();
+    for r in ran.iter().filter(|r| !r.peek_rows.is_empty()) {
+        let mut rows: Vec<&Row> = cols
+            .iter()
+            .filter(|c| c.get("Command") == r.thread)
+            .collect();
+        rows.sort_by_key(|c| parse_timestamp_us(c.get("Timestamp")).unwrap_or(0));
+        for &i in &r.peek_rows {
+            if let Some(row) = rows.get(i) {
+                flagless_peeks.insert(row.fields.join(","));
+            }
+        }
+    }
     let mut flows: std::collections::BTreeMap<Flow, [Vec<SeqRange>; 3]> = Default::default();
     for r in cols {
         let t = &r.fields[TCP_COLS];
@@ -1746,7 +1776,8 @@ fn check_tcp_streams(cols: &[Row]) -> Vec<String> {
         }
         let receive = r.get("Direction") == "receive";
         let flags: Vec<&str> = r.get("MSG Flags").split('|').collect();
-        let want_seq = r.get("Error").is_empty() && !(receive && flags.contains(&"MSG_OOB"));
+        let want_seq = r.get("Error").is_empty()
+            && !(receive && (flags.contains(&"MSG_OOB") || flags.contains(&"MSG_ERRQUEUE")));
         let seq = match (want_seq, num(&t[3])) {
             (true, Some(seq)) => seq,
             (false, None) if t[3].is_empty() => continue,
@@ -1771,7 +1802,8 @@ fn check_tcp_streams(cols: &[Row]) -> Vec<String> {
             r.get("Destination Address").to_string(),
             r.get("Destination Port").to_string(),
         );
-        let kind = match (receive, flags.contains(&"MSG_PEEK")) {
+        let peek = flags.contains(&"MSG_PEEK") || flagless_peeks.contains(&line);
+        let kind = match (receive, peek) {
             (false, _) => 0,
             (true, false) => 1,
             (true, true) => 2,
@@ -2429,7 +2461,7 @@ fn main() -> ExitCode {
         &format!(
             "TCP columns: empty for UDP and MPTCP, seq ranges tile each stream and the receiver's match the sender's (backend {backend})"
         ),
-        check_tcp_streams(&col_rows),
+        check_tcp_streams(&col_rows, &ran),
     );
     outcome(
         &format!("TCP columns against TCP_INFO (backend {backend})"),

@@ -303,9 +303,10 @@ struct task_state {
 	__u32 msg_index;  /* mmsg: index of the next message */
 	__u8 op;          /* enum nw_op */
 	__u8 pending;     /* pending_event waits for its peer address */
-	__u8 _pad[6];
+	__u8 _pad[2];
+	__u32 fn_flags;   /* kprobe backend: arguments saved at function entry */
 	__u64 twin_token; /* fentry backend: the call a primary program ran for (twin_*) */
-	__u64 fn_sk;      /* kprobe backend: arguments saved at function entry */
+	__u64 fn_sk;
 	__u64 fn_msg;
 	__u64 pending_name;    /* user struct sockaddr * of the pending receive */
 	__u64 pending_namelen; /* user int * holding its length */
@@ -1134,6 +1135,7 @@ static __always_inline __u64 sock_cookie(struct sock *sk, bool direct)
 
 #define NW_MSG_OOB 0x01 /* uapi */
 #define NW_MSG_PEEK 0x02
+#define NW_MSG_ERRQUEUE 0x2000
 
 /*
  * The TCP columns: srtt, cwnd, total retransmits and the sequence number,
@@ -1152,8 +1154,9 @@ static __always_inline __u64 sock_cookie(struct sock *sk, bool direct)
  * at end of stream (Size 0) shows the FIN's own number, where the data
  * ended. A peek leaves copied_seq where it was: its first byte is
  * copied_seq itself. Unknown (no SEQ bit):
- * a peek at an SO_PEEK_OFF offset (TCP has it from 6.10) and urgent data
- * (MSG_OOB reads the urgent byte outside the stream). Exact when one
+ * a peek at an SO_PEEK_OFF offset (TCP has it from 6.10), urgent data
+ * (MSG_OOB reads the urgent byte outside the stream) and the error queue
+ * (MSG_ERRQUEUE reads notifications, not the stream). Exact when one
  * thread at a time uses the socket in that direction: another thread's
  * send between this one's release of the socket lock and this hook would
  * move write_seq (docs/output.md).
@@ -1165,7 +1168,7 @@ static __always_inline __u64 sock_cookie(struct sock *sk, bool direct)
  * (its subflows are): no values.
  */
 static __always_inline void fill_tcp(struct nw_attr *a, struct sock *sk, __u8 direction,
-				     __u32 msg_flags, bool direct)
+				     int recv_flags, bool direct)
 {
 	__u64 done = 1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE);
 	__u32 seq, rcv_nxt = 0;
@@ -1210,16 +1213,17 @@ static __always_inline void fill_tcp(struct nw_attr *a, struct sock *sk, __u8 di
 		seq--;
 	a->tcp = NW_TCP_STATE;
 	a->seq = seq;
-	if (direction == NW_DIR_SEND || !(msg_flags & (NW_MSG_PEEK | NW_MSG_OOB)))
+	if (direction == NW_DIR_SEND ||
+	    !(recv_flags & (NW_MSG_PEEK | NW_MSG_OOB | NW_MSG_ERRQUEUE)))
 		a->tcp |= NW_TCP_SEQ_END;
-	else if (!(msg_flags & NW_MSG_OOB) && peek_off < 0)
+	else if (!(recv_flags & (NW_MSG_OOB | NW_MSG_ERRQUEUE)) && peek_off < 0)
 		a->tcp |= NW_TCP_SEQ_START;
 }
 
-/* The optional columns of attr_mask; the others are 0. msg_flags: the
- * application's, when the row has them. */
+/* The optional columns of attr_mask; the others are 0. recv_flags: a TCP
+ * receive's flags as tcp_recvmsg() had them, else 0. */
 static __always_inline void fill_attr(struct nw_event_attr *x, struct sock *sk, __u8 direction,
-				      __u32 msg_flags, bool direct)
+				      int recv_flags, bool direct)
 {
 	__builtin_memset(&x->attr, 0, sizeof(x->attr));
 	x->ev.record = NW_RECORD_EVENT_ATTR;
@@ -1240,18 +1244,18 @@ static __always_inline void fill_attr(struct nw_event_attr *x, struct sock *sk, 
 	if (attr_mask & NW_ATTR_COOKIE)
 		x->attr.cookie = sock_cookie(sk, direct);
 	if (attr_mask & NW_ATTR_TCP)
-		fill_tcp(&x->attr, sk, direction, msg_flags, direct);
+		fill_tcp(&x->attr, sk, direction, recv_flags, direct);
 }
 
 /* fill_event(), and the optional columns when any is on. */
 static __always_inline void fill_record(struct nw_event_attr *x, struct sock *sk, __u16 family,
 					__u8 protocol, __u8 direction, int ret, __u32 tgid,
-					__u64 now, struct task_state *armed, bool direct)
+					__u64 now, struct task_state *armed, int recv_flags,
+					bool direct)
 {
 	fill_event(&x->ev, sk, family, protocol, direction, ret, tgid, now, armed, direct);
 	if (emit_attr)
-		fill_attr(x, sk, direction, x->ev.info & NW_INFO_HAS_FLAGS ? x->ev.msg_flags : 0,
-			  direct);
+		fill_attr(x, sk, direction, recv_flags, direct);
 }
 
 /* Socket family and protocol (IPPROTO_TCP for MPTCP too), or false when
@@ -1374,7 +1378,7 @@ static __always_inline void splice_exit(long syscall_nr, long ret)
 		return;
 	/* Both are bounded by MAX_RW_COUNT (INT_MAX & PAGE_MASK): fits an int. */
 	fill_record(x, sk, family, IPPROTO_TCP, direction, (int)ret, tgid, bpf_ktime_get_ns(), st,
-		    false);
+		    0, false);
 	read_sock_peer(&x->ev, sk, family, false);
 	record_end(x);
 }
@@ -1639,7 +1643,7 @@ static __always_inline void uring_row(struct uring_req *ur, int res, __u64 now)
 			__builtin_memcpy(x, &ur->ev, sizeof(struct nw_event));
 	} else {
 		/* Failed before any protocol call (a bad buffer, say). */
-		fill_record(x, sk, family, protocol, ur->direction, res, ur->tgid, now, NULL,
+		fill_record(x, sk, family, protocol, ur->direction, res, ur->tgid, now, NULL, 0,
 			    false);
 		read_sock_peer(e, sk, family, false);
 	}
@@ -1790,9 +1794,13 @@ int uring_overflow_tp(__u64 *ctx)
  * kmsg is the kernel's msghdr when the backend sees it (fentry, kprobe):
  * the UDP peer is then read from it. The tracepoint backend passes NULL and
  * reads the addresses the application gave, in user memory.
+ *
+ * recv_flags: a TCP receive's flags as tcp_recvmsg() got them (MSG_PEEK
+ * and MSG_OOB decide its TCP Seq), on every path: syscalls, read(),
+ * io_uring; 0 for the other operations.
  */
 static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direction,
-					   struct msghdr *kmsg, bool direct)
+					   struct msghdr *kmsg, int recv_flags, bool direct)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -1846,7 +1854,8 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 	x = armed ? NULL : uring_claim(sk, direction);
 	if (x) {
 		e = &x->ev;
-		fill_record(x, sk, family, protocol, direction, ret, tgid, now, NULL, direct);
+		fill_record(x, sk, family, protocol, direction, ret, tgid, now, NULL, recv_flags,
+			    direct);
 		if (!(protocol == IPPROTO_UDP && kmsg && (direction == NW_DIR_SEND || ret >= 0) &&
 		      read_peer(e, (__u64)KREAD(direct, kmsg, msg_name), false)))
 			read_sock_peer(e, sk, family, direct);
@@ -1858,7 +1867,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		 * address is copied out after this tracepoint. Finish it at
 		 * sys_exit, or at the next message of a recvmmsg. */
 		fill_record(&armed->pending_event, sk, family, protocol, direction, ret, tgid,
-			    now, armed, direct);
+			    now, armed, recv_flags, direct);
 		read_sock_peer(&armed->pending_event.ev, sk, family, direct);
 		armed->pending_name = name;
 		armed->pending_namelen = namelen_ptr;
@@ -1870,7 +1879,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 
 			e = &x->ev;
 			fill_record(x, sk, family, protocol, direction, ret, tgid, now, armed,
-				    direct);
+				    recv_flags, direct);
 			if (protocol == IPPROTO_UDP && kmsg &&
 			    (direction == NW_DIR_SEND || ret >= 0)) {
 				/* A send's msg_name is where the datagram
@@ -1897,14 +1906,15 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, true);
+	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, 0, true);
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
-	handle_sock_op(sk, ret, NW_DIR_RECV, NULL, true);
+	/* flags: what sock_recvmsg() passed down (tcp_recvmsg()'s). */
+	handle_sock_op(sk, ret, NW_DIR_RECV, NULL, flags, true);
 	return 0;
 }
 
@@ -2288,7 +2298,7 @@ static __always_inline bool nested_udp_sendmsg(struct sock *sk, bool direct)
 static __always_inline void on_tcp_sendmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1],
-		       true);
+		       0, true);
 }
 TWIN_PROGRAMS("fexit/tcp_sendmsg", fexit_tcp_sendmsg, on_tcp_sendmsg)
 
@@ -2297,14 +2307,14 @@ static __always_inline void on_udp_sendmsg(__u64 *ctx)
 	struct sock *sk = (struct sock *)ctx[0];
 
 	if (!nested_udp_sendmsg(sk, true))
-		handle_sock_op(sk, (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1], true);
+		handle_sock_op(sk, (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1], 0, true);
 }
 TWIN_PROGRAMS("fexit/udp_sendmsg", fexit_udp_sendmsg, on_udp_sendmsg)
 
 static __always_inline void on_udpv6_sendmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1],
-		       true);
+		       0, true);
 }
 TWIN_PROGRAMS("fexit/udpv6_sendmsg", fexit_udpv6_sendmsg, on_udpv6_sendmsg)
 
@@ -2316,7 +2326,7 @@ TWIN_PROGRAMS("fexit/udpv6_sendmsg", fexit_udpv6_sendmsg, on_udpv6_sendmsg)
 /* tcp_sendpage(sk, page, offset, size, flags) returns int: ret at ctx[5]. */
 static __always_inline void on_tcp_sendpage(__u64 *ctx)
 {
-	handle_sock_op((struct sock *)ctx[0], (int)ctx[5], NW_DIR_SEND, NULL, true);
+	handle_sock_op((struct sock *)ctx[0], (int)ctx[5], NW_DIR_SEND, NULL, 0, true);
 }
 TWIN_PROGRAMS("fexit/tcp_sendpage", fexit_tcp_sendpage, on_tcp_sendpage)
 
@@ -2332,24 +2342,33 @@ static __always_inline int fexit_ret(__u64 *ctx, int nargs)
 	return (int)CTX_LOAD(ctx, 40);
 }
 
+/* tcp_recvmsg()'s flags: its 5th argument while `nonblock` came before it
+ * (until 5.19, commit ec095263a965), its 4th since. */
+static __always_inline int tcp_recvmsg_flags(__u64 *ctx)
+{
+	if (tcp_recvmsg_nargs == 6)
+		return (int)CTX_LOAD(ctx, 32);
+	return (int)CTX_LOAD(ctx, 24);
+}
+
 static __always_inline void on_tcp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, tcp_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], true);
+		       (struct msghdr *)ctx[1], tcp_recvmsg_flags(ctx), true);
 }
 TWIN_PROGRAMS("fexit/tcp_recvmsg", fexit_tcp_recvmsg, on_tcp_recvmsg)
 
 static __always_inline void on_udp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udp_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], true);
+		       (struct msghdr *)ctx[1], 0, true);
 }
 TWIN_PROGRAMS("fexit/udp_recvmsg", fexit_udp_recvmsg, on_udp_recvmsg)
 
 static __always_inline void on_udpv6_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udpv6_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], true);
+		       (struct msghdr *)ctx[1], 0, true);
 }
 TWIN_PROGRAMS("fexit/udpv6_recvmsg", fexit_udpv6_recvmsg, on_udpv6_recvmsg)
 
@@ -2359,14 +2378,14 @@ TWIN_PROGRAMS("fexit/udpv6_recvmsg", fexit_udpv6_recvmsg, on_udpv6_recvmsg)
 static __always_inline void on_mptcp_sendmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1],
-		       true);
+		       0, true);
 }
 TWIN_PROGRAMS("fexit/mptcp_sendmsg", fexit_mptcp_sendmsg, on_mptcp_sendmsg)
 
 static __always_inline void on_mptcp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, mptcp_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], true);
+		       (struct msghdr *)ctx[1], 0, true);
 }
 TWIN_PROGRAMS("fexit/mptcp_recvmsg", fexit_mptcp_recvmsg, on_mptcp_recvmsg)
 
@@ -2379,6 +2398,7 @@ static __always_inline void kprobe_enter(struct sock *sk, struct msghdr *msg)
 	if (st) {
 		st->fn_sk = (__u64)sk;
 		st->fn_msg = (__u64)msg;
+		st->fn_flags = 0;
 	}
 }
 
@@ -2391,7 +2411,7 @@ static __always_inline void kprobe_return(int ret, __u8 direction)
 		return;
 	sk = (struct sock *)st->fn_sk;
 	st->fn_sk = 0;
-	handle_sock_op(sk, ret, direction, (struct msghdr *)st->fn_msg, false);
+	handle_sock_op(sk, ret, direction, (struct msghdr *)st->fn_msg, st->fn_flags, false);
 }
 
 SEC("kprobe/tcp_sendmsg")
@@ -2456,11 +2476,27 @@ int BPF_KRETPROBE(krp_tcp_sendpage, int ret)
 	return 0;
 }
 
+_Static_assert(__builtin_offsetof(struct pt_regs, r8) == 72, "x86_64 pt_regs: r8");
+_Static_assert(__builtin_offsetof(struct pt_regs, cx) == 88, "x86_64 pt_regs: cx");
+
 /* sk and msg are the first two arguments before and after the 5.19 change. */
 SEC("kprobe/tcp_recvmsg")
 int BPF_KPROBE(kp_tcp_recvmsg, struct sock *sk, struct msghdr *msg)
 {
+	struct task_state *st;
+
 	kprobe_enter(sk, msg);
+	/* Its flags, as tcp_recvmsg_flags() reads them for fexit: the 5th
+	 * argument (r8) before 5.19, the 4th (cx) since. Constant-offset
+	 * loads (CTX_LOAD): a select between the two offsets would be one
+	 * load from a moved ctx pointer, which 5.10's verifier refuses. */
+	st = state_lookup(false);
+	if (st) {
+		if (tcp_recvmsg_nargs == 6)
+			st->fn_flags = (int)CTX_LOAD(ctx, 72);
+		else
+			st->fn_flags = (int)CTX_LOAD(ctx, 88);
+	}
 	return 0;
 }
 
