@@ -1069,6 +1069,18 @@ impl Aggregate {
     /// process's peer set stopped at its bound), or `None`: merging it
     /// with others then gives exactly what one pass over all their ops
     /// gives.
+    /// Whether a table evicted keys, so that its per-key figures are lower
+    /// bounds (a process's capped peer set leaves its counts exact).
+    pub fn evicted_keys(&self) -> bool {
+        self.processes.evictions()
+            + self.conversations.evictions()
+            + self.remotes.evictions()
+            + self.ports.evictions()
+            + self.errors.evictions()
+            + self.flag_combos.evictions()
+            > 0
+    }
+
     pub fn inexact(&self) -> Option<String> {
         let tables = [
             ("processes", self.processes.evictions()),

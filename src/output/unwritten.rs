@@ -62,7 +62,7 @@ impl UnwrittenAcc {
             rate_limited: left.rate_limited,
             overflow_ops: left.unwritten_overflow_ops,
             overflow_bytes: left.unwritten_overflow_bytes,
-            lower_bounds: left.unwritten_overflow_ops > 0 || self.agg.inexact().is_some(),
+            lower_bounds: left.unwritten_overflow_ops > 0 || self.agg.evicted_keys(),
             all_totals: all,
             exact: EXACT.to_string(),
             sampled: SAMPLED.to_string(),
