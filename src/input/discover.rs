@@ -8,12 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::manifest::ManifestIn;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
+pub use crate::schema::Compression;
 
 /// One data file.
 #[derive(Clone, Debug)]
@@ -60,22 +55,6 @@ pub struct Discovery {
     pub machines: Vec<String>,
 }
 
-/// `nw_<anything>.csv[.gz|.zst]`.
-pub fn data_file_kind(name: &str) -> Option<Compression> {
-    if !name.starts_with("nw_") {
-        return None;
-    }
-    if name.ends_with(".csv") {
-        Some(Compression::None)
-    } else if name.ends_with(".csv.gz") {
-        Some(Compression::Gzip)
-    } else if name.ends_with(".csv.zst") {
-        Some(Compression::Zstd)
-    } else {
-        None
-    }
-}
-
 fn is_manifest(name: &str) -> bool {
     name.starts_with("manifest") && name.ends_with(".json")
 }
@@ -95,7 +74,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Discovery, String> {
         let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
         if meta.is_file() {
             let name = name_of(p);
-            if data_file_kind(&name).is_none() {
+            if Compression::of_data_file(&name).is_none() {
                 return Err(format!(
                     "{}: not an nwtrace data file (nw_*.csv)",
                     p.display()
@@ -188,7 +167,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Discovery, String> {
             };
             d.files.push(DataFile {
                 path: dir.join(&name),
-                compression: data_file_kind(&name).expect("filtered"),
+                compression: Compression::of_data_file(&name).expect("filtered"),
                 name,
                 machine_id: machine_id.clone(),
                 machine: 0,
@@ -220,7 +199,7 @@ fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, BTreeSet<String>>, depth: usize)
         let name = e.file_name().to_string_lossy().into_owned();
         if ft.is_dir() {
             walk(&e.path(), out, depth + 1);
-        } else if ft.is_file() && data_file_kind(&name).is_some() {
+        } else if ft.is_file() && Compression::of_data_file(&name).is_some() {
             out.entry(dir.to_path_buf()).or_default().insert(name);
         } else if ft.is_file() && is_manifest(&name) {
             // A run whose files were all deleted still has coverage.

@@ -19,7 +19,7 @@ use crate::capture::session::ProgramStats;
 use crate::output::dir::SafeDir;
 use crate::output::layout::LayoutError;
 use crate::output::on_close::OnCloseStats;
-use crate::output::sink::{FileStats, Retention};
+use crate::output::sink::{Retention, WrittenFile};
 use crate::timefmt::iso8601;
 
 /// The manifest format this nwtrace writes. 2: `files` lists only the
@@ -49,7 +49,7 @@ pub struct Manifest {
     pub exit_reason: Option<String>,
     /// The files on disk (version 2; every file in version 1), oldest
     /// first. Set with [`Manifest::set_files`].
-    pub files: Vec<FileStats>,
+    pub files: Vec<WrittenFile>,
     /// The files retention deleted, folded (version 2).
     #[serde(default)]
     pub deleted_files: DeletedFiles,
@@ -127,7 +127,7 @@ impl Manifest {
     /// Sets `files` to the sink's files still on disk and folds the
     /// deleted ones into `deleted_files`. `all` is every file of the run
     /// in creation order (the sink's list).
-    pub fn set_files(&mut self, all: &[FileStats]) {
+    pub fn set_files(&mut self, all: &[WrittenFile]) {
         let mut deleted = DeletedFiles::default();
         let mut live = Vec::new();
         for (i, f) in all.iter().enumerate() {
@@ -363,7 +363,7 @@ mod tests {
 
         m.finalized = true;
         m.exit_reason = Some("SIGINT".into());
-        m.set_files(&[FileStats {
+        m.set_files(&[WrittenFile {
             name: "nw_0001.csv".into(),
             rows: 3,
             bytes: 300,
@@ -388,8 +388,8 @@ mod tests {
         assert_eq!(other.path(), run.path().join("manifest_2.json"));
     }
 
-    fn file(seq: u32, rows: u64, deleted: bool, started_secs: i64) -> FileStats {
-        FileStats {
+    fn file(seq: u32, rows: u64, deleted: bool, started_secs: i64) -> WrittenFile {
+        WrittenFile {
             name: format!("nw_{seq:04}.csv"),
             rows,
             bytes: rows * 100,
@@ -404,7 +404,7 @@ mod tests {
         // first row counts and times all different.
         let kept = 20;
         let n = 300_000u32;
-        let all: Vec<FileStats> = (1..=n)
+        let all: Vec<WrittenFile> = (1..=n)
             .map(|i| {
                 file(
                     i,
@@ -462,8 +462,8 @@ mod tests {
         );
         // 5,000 files at the longest entry, and a command line.
         let r = reserve_for(&limits(Some(5_000), None), 1 << 20).unwrap();
-        let all: Vec<FileStats> = (0..5_001)
-            .map(|i| FileStats {
+        let all: Vec<WrittenFile> = (0..5_001)
+            .map(|i| WrittenFile {
                 name: format!("nw_{:07}.csv.zst", 1_000_000 + i),
                 rows: u64::MAX,
                 bytes: u64::MAX,

@@ -15,8 +15,10 @@ const FLUSH_BYTES: usize = 256 * 1024;
 /// zstd's default level: fast, and most of the ratio.
 const ZSTD_LEVEL: i32 = 3;
 
+/// One data file a run wrote, as the manifest lists it (the readers'
+/// `input::FileStats` is what reading one found).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FileStats {
+pub struct WrittenFile {
     pub name: String,
     pub rows: u64,
     pub bytes: u64,
@@ -28,29 +30,7 @@ pub struct FileStats {
     pub started_secs: i64,
 }
 
-/// How each file is written: plain CSV, or compressed so that every flush
-/// is one complete zstd frame or gzip member (docs/output.md, "Compression").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compression {
-    /// Plain CSV (`nw_0001.csv`).
-    #[default]
-    None,
-    /// zstd frames (`nw_0001.csv.zst`), level 3.
-    Zstd,
-    /// gzip members (`nw_0001.csv.gz`), level 6.
-    Gzip,
-}
-
-impl Compression {
-    /// The file name's ending.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Compression::None => "csv",
-            Compression::Zstd => "csv.zst",
-            Compression::Gzip => "csv.gz",
-        }
-    }
-}
+pub use crate::schema::Compression;
 
 /// Optional limits on what one run keeps on disk. When a rotation takes the
 /// run past one, its oldest files are deleted; the current file never is.
@@ -77,7 +57,7 @@ pub struct CsvSink {
     next_seq: u32,
     file: File,
     /// Stats of every file this run created, the current one last.
-    files: Vec<FileStats>,
+    files: Vec<WrittenFile>,
     /// Every file before this index is deleted: retention looks from
     /// here, so that a rotation costs the same after 300,000 of them.
     first_live: usize,
@@ -159,7 +139,7 @@ impl CsvSink {
             retention,
             next_seq,
             file,
-            files: vec![FileStats {
+            files: vec![WrittenFile {
                 name,
                 rows: 0,
                 bytes: 0,
@@ -186,7 +166,7 @@ impl CsvSink {
         self.dir.path()
     }
 
-    pub fn files(&self) -> &[FileStats] {
+    pub fn files(&self) -> &[WrittenFile] {
         &self.files
     }
 
@@ -199,7 +179,7 @@ impl CsvSink {
         self.rows_lost
     }
 
-    fn current(&mut self) -> &mut FileStats {
+    fn current(&mut self) -> &mut WrittenFile {
         self.files.last_mut().expect("a sink always has a file")
     }
 
@@ -242,7 +222,7 @@ impl CsvSink {
         self.closed.push(finished);
         let (file, name) = open_next(&self.dir, &mut self.next_seq, self.compression.extension())?;
         self.file = file;
-        self.files.push(FileStats {
+        self.files.push(WrittenFile {
             name,
             rows: 0,
             bytes: 0,

@@ -26,7 +26,7 @@ use crate::capture::event::NetEvent;
 use crate::input::scan::{FileResult, QUIET_NS, aggregate_file};
 use crate::input::{Discovery, FileStats as ReadStats};
 use crate::output::dir::SafeDir;
-use crate::output::sink::{CsvSink, FileStats};
+use crate::output::sink::{CsvSink, WrittenFile};
 
 use crate::timefmt::WallClock;
 
@@ -331,7 +331,7 @@ impl SummaryBuilder {
     /// there is none (rows were lost, so it would not match the files).
     pub fn build(
         mut self,
-        files: &[FileStats],
+        files: &[WrittenFile],
         rows_lost: u64,
         machine_id: &str,
         manifest: &str,

@@ -9,6 +9,9 @@ use std::sync::OnceLock;
 use crate::names::{errno_name, write_msg_flags};
 
 pub mod columns;
+pub mod files;
+
+pub use files::Compression;
 
 /// The header row, newline included, exactly as every file starts.
 pub const HEADER: &str = "Timestamp,PID,Command,Protocol,IP Version,Source Address,\
