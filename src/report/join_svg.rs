@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::join_text::sdur;
-use super::svg::{esc, time_chart};
+use super::svg::{esc, rate_label, time_chart};
 use crate::analysis::join::{DirOut, JoinOut};
 use crate::analysis::netside::NetConvOut;
 
@@ -165,7 +165,9 @@ pub fn network_charts(c: &NetConvOut) -> String {
                 .map(|p| p.retransmits.unwrap_or(0) as f64)
                 .collect(),
         )],
-        &|v| format!("{v:.0}"),
+        // A chart of few retransmits has ticks at 0.25, 0.5, ...: not
+        // "0, 0, 0, 1, 1".
+        &|v| rate_label(v),
     ));
     out
 }

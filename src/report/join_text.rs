@@ -86,11 +86,17 @@ pub fn render_join(out: &mut String, j: &JoinOut, o: &TextOptions) {
         let _ = writeln!(out, "\n  {} <-> {}", p.machine_a, p.machine_b);
         match p.clock_offset {
             Some(c) => {
+                // "-1.5us ahead" reads wrong: a negative offset is behind.
+                let (word, magnitude) = if c.b_minus_a_ns < 0 {
+                    ("behind", -c.b_minus_a_ns)
+                } else {
+                    ("ahead of", c.b_minus_a_ns)
+                };
                 let _ = writeln!(
                     out,
-                    "  clock offset: {} is {} ahead of {}, ± {} (NTP: half the smallest round trip)",
+                    "  clock offset: {} is {} {word} {}, ± {} (NTP: half the smallest round trip)",
                     p.machine_b,
-                    sdur(c.b_minus_a_ns),
+                    sdur(magnitude),
                     p.machine_a,
                     sdur(c.error_ns)
                 );

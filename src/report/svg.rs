@@ -67,7 +67,7 @@ fn nice_max(v: f64) -> f64 {
 /// A per-second rate on an axis: whole numbers as they are, fractions
 /// (low rates: ticks at 0.25, 0.5, ...) with up to two decimals, so that
 /// no two ticks read alike.
-fn rate_label(v: f64) -> String {
+pub(super) fn rate_label(v: f64) -> String {
     if v.fract() == 0.0 || v >= 100.0 {
         return format!("{v:.0}");
     }
