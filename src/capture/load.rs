@@ -325,18 +325,19 @@ pub fn add_container_cgroups(
 /// CPUs: failed ring buffer reservations, and io_uring requests that found
 /// the table of requests in flight full (`uring_requests_lost`).
 pub fn lost_events(skel: &NwtraceSkel<'_>) -> Result<u64> {
-    Ok(percpu_sum(&skel.maps.lost_events)? + uring_requests_lost(skel)?)
+    Ok(percpu_sum(&skel.maps.lost_events, 0)? + uring_requests_lost(skel)?)
 }
 
 /// io_uring requests whose row is lost because the table of requests in
 /// flight (16384) was full when they were issued.
 pub fn uring_requests_lost(skel: &NwtraceSkel<'_>) -> Result<u64> {
-    percpu_sum(&skel.maps.uring_lost)
+    percpu_sum(&skel.maps.uring_lost, 0)
 }
 
-fn percpu_sum(map: &impl MapCore) -> Result<u64> {
+/// The sum over CPUs of entry `slot` of a per-CPU array of u64 counters.
+pub(crate) fn percpu_sum(map: &impl MapCore, slot: u32) -> Result<u64> {
     let per_cpu = map
-        .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)
         .with_context(|| format!("reading the counters of {}", map.name().to_string_lossy()))?
         .unwrap_or_default();
     Ok(per_cpu

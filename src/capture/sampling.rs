@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::bpf::NwtraceSkel;
 use crate::bpf::types::{nw_bucket, nw_event, nw_flow_counts, nw_flow_key};
 use crate::capture::event::{NW_EVENT_SIZE, NetEvent, Protocol};
+use crate::capture::load::percpu_sum;
 
 // SAFETY: #[repr(C)] structs of integers and integer arrays generated from
 // the BPF object's BTF; every bit pattern is a valid value.
@@ -349,18 +350,6 @@ pub fn left_out(
 /// Rows the row filters left out so far.
 pub fn filtered_rows(skel: &NwtraceSkel<'_>) -> Result<u64> {
     percpu_sum(&skel.maps.filtered_rows, 0)
-}
-
-fn percpu_sum(map: &impl MapCore, slot: u32) -> Result<u64> {
-    let per_cpu = map
-        .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)
-        .with_context(|| format!("reading the counters of {}", map.name().to_string_lossy()))?
-        .unwrap_or_default();
-    Ok(per_cpu
-        .iter()
-        .filter_map(|v| v.get(..8))
-        .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
-        .sum())
 }
 
 #[cfg(test)]
