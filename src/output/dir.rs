@@ -233,6 +233,36 @@ impl SafeDir {
         }
         Ok(())
     }
+
+    /// Replaces the file `name` atomically, so a reader (or a crash) sees
+    /// the old contents or the new, never a mix: `fill` writes the new
+    /// contents into a temporary file `.NAME.PID.tmp` (created exclusively:
+    /// never a symlink someone planted), which is synced and renamed over
+    /// `name`. Returns the new file, still open. On any failure the
+    /// temporary file is removed and `name` is left as it was.
+    pub fn replace_file(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> io::Result<File> {
+        let tmp = format!(".{name}.{}.tmp", std::process::id());
+        // A leftover from a killed run with our pid: ours to remove.
+        let _ = self.unlink(&tmp);
+        let mut file = self
+            .create_file_exclusive(&tmp)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists))?;
+        let written = fill(&mut file)
+            .and_then(|()| file.sync_data())
+            .and_then(|()| self.rename(&tmp, name));
+        match written {
+            Ok(()) => Ok(file),
+            Err(e) => {
+                let _ = self.unlink(&tmp);
+                Err(e)
+            }
+        }
+    }
 }
 
 /// What [`SafeDir::stat`] tells of an entry (never following a symlink).
@@ -327,5 +357,34 @@ impl SafeDir {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn replace_file_swaps_whole_contents_or_leaves_the_old_ones() {
+        let out = std::env::temp_dir().join(format!("nwtrace-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let dir = SafeDir::open_user_path(&out).unwrap();
+        dir.replace_file("m.json", |f| f.write_all(b"old")).unwrap();
+        assert_eq!(std::fs::read(out.join("m.json")).unwrap(), b"old");
+
+        // A failing fill: the old contents stay and no temporary is left.
+        let failed = dir.replace_file("m.json", |f| {
+            f.write_all(b"half")?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(out.join("m.json")).unwrap(), b"old");
+        assert_eq!(dir.entries().unwrap(), vec!["m.json".to_string()]);
+
+        dir.replace_file("m.json", |f| f.write_all(b"new")).unwrap();
+        assert_eq!(std::fs::read(out.join("m.json")).unwrap(), b"new");
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -242,28 +242,13 @@ impl Journal {
     /// run of months keeps a journal of its pending files, not one line
     /// per step of every file it ever rotated.
     fn compact(&self, inner: &mut Inner) -> io::Result<()> {
-        let tmp = format!(".{}.{}.tmp", self.name, std::process::id());
-        // A leftover from a killed run with our pid: ours to remove.
-        let _ = self.dir.unlink(&tmp);
-        let mut file = self
-            .dir
-            .create_file_exclusive(&tmp)
-            .map_err(io::Error::other)?
-            .ok_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists))?;
         let text = inner.kept_lines();
-        let written = try_lock(&file)
-            .and_then(|locked| {
-                locked
-                    .then_some(())
-                    .ok_or_else(|| io::Error::from(io::ErrorKind::WouldBlock))
-            })
-            .and_then(|()| file.write_all(&text))
-            .and_then(|()| file.sync_data())
-            .and_then(|()| self.dir.rename(&tmp, &self.name));
-        if let Err(e) = written {
-            let _ = self.dir.unlink(&tmp);
-            return Err(e);
-        }
+        let file = self.dir.replace_file(&self.name, |file| {
+            if !try_lock(file)? {
+                return Err(io::Error::from(io::ErrorKind::WouldBlock));
+            }
+            file.write_all(&text)
+        })?;
         inner.previous = Some(std::mem::replace(&mut inner.file, file));
         inner.bytes = text.len() as u64;
         Ok(())

@@ -283,20 +283,9 @@ impl ManifestFile {
     }
 
     fn replace_atomically(&self, json: &[u8]) -> io::Result<()> {
-        let tmp = format!(".{}.{}.tmp", self.name, std::process::id());
-        // A leftover from a killed run with our pid: ours to remove.
-        let _ = self.dir.unlink(&tmp);
-        let mut file = self
-            .dir
-            .create_file_exclusive(&tmp)
-            .map_err(io::Error::other)?
-            .ok_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists))?;
-        let written = file.write_all(json).and_then(|()| file.sync_data());
-        if let Err(e) = written {
-            let _ = self.dir.unlink(&tmp);
-            return Err(e);
-        }
-        self.dir.rename(&tmp, &self.name)
+        self.dir
+            .replace_file(&self.name, |file| file.write_all(json))
+            .map(drop)
     }
 }
 
