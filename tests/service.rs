@@ -419,3 +419,72 @@ fn metrics_count_known_traffic() {
     // Gone with the tracer.
     assert!(std::net::TcpStream::connect(&addr).is_err());
 }
+
+/// Restores `kernel.bpf_stats_enabled` when dropped (the statistics cost
+/// every BPF program on the host two clock reads a run).
+struct BpfStatsOn(String);
+
+impl BpfStatsOn {
+    fn new() -> BpfStatsOn {
+        const KNOB: &str = "/proc/sys/kernel/bpf_stats_enabled";
+        let before = std::fs::read_to_string(KNOB).expect("reading bpf_stats_enabled");
+        std::fs::write(KNOB, "1").expect("turning bpf_stats_enabled on");
+        BpfStatsOn(before)
+    }
+}
+
+impl Drop for BpfStatsOn {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", self.0.trim());
+    }
+}
+
+#[test]
+fn metrics_show_each_programs_runs_while_bpf_stats_are_on() {
+    if common::skip_without_root("metrics_show_each_programs_runs_while_bpf_stats_are_on") {
+        return;
+    }
+    let _guard = serial();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _stats = BpfStatsOn::new();
+    let (_dir, mut tracer) = common::trace_self("metrics-programs", &["--metrics", &addr]);
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..25 {
+        a.send_to(&[1; 100], b.local_addr().unwrap()).unwrap();
+        b.recv_from(&mut [0; 200]).unwrap();
+    }
+    // The statistics are pushed about every second: poll for them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let sends = |body: &str| {
+        // Whichever backend runs: its UDP send program is the one that
+        // made the rows (tp_sock_send_length, fexit_udp_sendmsg or
+        // krp_udp_sendmsg).
+        body.lines()
+            .filter(|l| l.starts_with("nwtrace_bpf_program_runs_total{"))
+            .filter(|l| l.contains("send_length\"") || l.contains("udp_sendmsg\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let body = loop {
+        let (status, body) = http_get(&addr, "/metrics");
+        assert!(status.contains("200"), "{status}");
+        if sends(&body) >= 25 || std::time::Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(sends(&body) >= 25, "fewer than 25 send runs:\n{body}");
+    let time: u64 = body
+        .lines()
+        .filter(|l| l.starts_with("nwtrace_bpf_program_run_time_ns_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(time > 0, "no run time:\n{body}");
+    assert_eq!(tracer.stop(), 0);
+}

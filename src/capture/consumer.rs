@@ -7,6 +7,7 @@ use std::ops::ControlFlow;
 
 use crate::capture::event::NetEvent;
 use crate::capture::sampling::UnwrittenFlow;
+use crate::capture::session::ProgramStats;
 use crate::timefmt::WallClock;
 
 /// Why a capture stopped. It carries its own error text, so the command
@@ -95,6 +96,12 @@ pub trait Consumer {
         ControlFlow::Continue(())
     }
 
+    /// Each BPF program's run count and run time so far, from the
+    /// kernel's own statistics: about every second, only while
+    /// `kernel.bpf_stats_enabled` is 1 (they cost two clock reads a run,
+    /// so the kernel keeps them off by default).
+    fn on_programs(&mut self, _programs: &[ProgramStats]) {}
+
     /// The capture has stopped and every event has been delivered. A
     /// `Break` here (a last flush failed) overrides a stop that was not
     /// already a failure.
@@ -120,6 +127,10 @@ impl<C: Consumer + ?Sized> Consumer for &mut C {
         clock: &WallClock,
     ) -> ControlFlow<StopReason> {
         (**self).on_unwritten(flows, clock)
+    }
+
+    fn on_programs(&mut self, programs: &[ProgramStats]) {
+        (**self).on_programs(programs)
     }
 
     fn finish(&mut self) -> ControlFlow<StopReason> {
@@ -166,6 +177,11 @@ impl<A: Consumer, B: Consumer> Consumer for Tee<A, B> {
         let a = self.0.on_unwritten(flows, clock);
         let b = self.1.on_unwritten(flows, clock);
         first_break(a, b)
+    }
+
+    fn on_programs(&mut self, programs: &[ProgramStats]) {
+        self.0.on_programs(programs);
+        self.1.on_programs(programs);
     }
 
     fn finish(&mut self) -> ControlFlow<StopReason> {

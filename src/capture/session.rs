@@ -46,6 +46,10 @@ const CONTAINER_RESCAN: Duration = Duration::from_secs(1);
 /// (32768 entries) for that many more flows.
 const UNWRITTEN_DRAIN: Duration = Duration::from_secs(1);
 
+/// How often consumers get each program's statistics (`top`'s Health
+/// view, `--metrics`), while `kernel.bpf_stats_enabled` is on.
+const PROGRAM_STATS_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
     /// `auto` or a backend's name from the table.
@@ -212,6 +216,7 @@ impl Session {
         let mut last_clock = Instant::now();
         let mut last_rescan = Instant::now();
         let mut last_unwritten = Instant::now();
+        let mut last_programs = Instant::now();
         let mut unwritten = (0u64, 0u64);
         let reason = loop {
             // poll() drains only after a wakeup, and submissions wake the
@@ -256,6 +261,12 @@ impl Session {
             if last_clock.elapsed() >= CLOCK_RESAMPLE {
                 d.clock = WallClock::sample();
                 last_clock = Instant::now();
+            }
+            if last_programs.elapsed() >= PROGRAM_STATS_INTERVAL {
+                last_programs = Instant::now();
+                if bpf_stats_enabled() {
+                    d.consumer.on_programs(&program_stats(&self.loaded).0);
+                }
             }
             if self.thinning.is_on() && last_unwritten.elapsed() >= UNWRITTEN_DRAIN {
                 last_unwritten = Instant::now();
@@ -370,6 +381,12 @@ impl Delivery<'_> {
         }
         self.consumer.on_unwritten(flows, &self.clock)
     }
+}
+
+/// Whether the kernel keeps BPF run statistics now
+/// (`kernel.bpf_stats_enabled`; an admin or a tool like bpftop turns it on).
+fn bpf_stats_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() == "1")
 }
 
 /// Each loaded program's run count and run time, when the kernel keeps

@@ -2,9 +2,11 @@
 //! `/metrics`, served by a small HTTP thread. The capture never waits for
 //! it: events are counted in plain integers, and pushed into the shared
 //! counters (atomics) once per tick; the HTTP thread only reads them.
-//! Labels are bounded: direction and protocol, and version, commit and
-//! backend on an info metric. No pid or comm label.
+//! Labels are bounded: direction and protocol, the BPF program's name,
+//! and version, commit and backend on an info metric. No pid or comm
+//! label.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use prometheus_client::registry::Registry;
 use crate::capture::consumer::{CaptureHealth, Consumer, StopReason};
 use crate::capture::event::{Direction, NetEvent, Protocol};
 use crate::capture::sampling::UnwrittenFlow;
+use crate::capture::session::ProgramStats;
 use crate::output::csv::CsvConsumer;
 use crate::output::sink::CsvSink;
 use crate::timefmt::WallClock;
@@ -34,6 +37,13 @@ struct OpLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
+}
+
+/// One of nwtrace's BPF programs, by its name (a fixed set: the
+/// programs of the backend, at most about 70).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgramLabels {
+    program: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +66,8 @@ struct Shared {
     files_created: Counter,
     files: Gauge,
     not_written: Family<ReasonLabels, Counter>,
+    program_runs: Family<ProgramLabels, Counter>,
+    program_run_ns: Family<ProgramLabels, Counter>,
 }
 
 fn index(event: &NetEvent) -> usize {
@@ -76,6 +88,8 @@ struct Pushed {
     files: u64,
     /// ring_full, sampled_out, rate_limited, filtered
     not_written: [u64; 4],
+    /// Per program: runs and run time.
+    programs: HashMap<String, (u64, u64)>,
 }
 
 /// Wraps the CSV consumer: counts each event, then passes it on.
@@ -181,6 +195,27 @@ impl Consumer for Metered<'_> {
         self.csv.on_unwritten(flows, clock)
     }
 
+    fn on_programs(&mut self, programs: &[ProgramStats]) {
+        self.csv.on_programs(programs);
+        let s = &self.shared;
+        for p in programs {
+            let labels = ProgramLabels {
+                program: p.name.clone(),
+            };
+            let pushed = self.pushed.programs.entry(p.name.clone()).or_default();
+            bump(
+                &s.program_runs.get_or_create(&labels),
+                p.run_count,
+                &mut pushed.0,
+            );
+            bump(
+                &s.program_run_ns.get_or_create(&labels),
+                p.run_time_ns,
+                &mut pushed.1,
+            );
+        }
+    }
+
     fn finish(&mut self) -> ControlFlow<StopReason> {
         let r = self.csv.finish();
         self.push(None);
@@ -215,6 +250,8 @@ pub fn serve<'a>(
         files_created: Counter::default(),
         files: Gauge::default(),
         not_written: Family::default(),
+        program_runs: Family::default(),
+        program_run_ns: Family::default(),
     });
     let mut registry = Registry::with_prefix("nwtrace");
     let s = &shared;
@@ -279,6 +316,16 @@ pub fn serve<'a>(
         "operations_not_written",
         "Operations seen but not written, by reason: ring_full (the ring buffer was full), sampled_out (--sample), rate_limited (--rate-limit), filtered (the row filters)",
         s.not_written.clone(),
+    );
+    registry.register(
+        "bpf_program_runs",
+        "Runs of each of nwtrace's BPF programs, counted while kernel.bpf_stats_enabled is 1 (the series appear once it is)",
+        s.program_runs.clone(),
+    );
+    registry.register(
+        "bpf_program_run_time_ns",
+        "Nanoseconds each of nwtrace's BPF programs ran, counted while kernel.bpf_stats_enabled is 1; rate() of this over rate() of bpf_program_runs is the average cost of a run",
+        s.program_run_ns.clone(),
     );
 
     std::thread::Builder::new()
