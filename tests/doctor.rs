@@ -60,6 +60,44 @@ fn doctor_explains_every_backend_and_record_agrees() {
         let want = new_enough && v["name"] != "kprobe";
         assert_eq!(v["socket_cookie"], want, "{v}");
     }
+    // The syscall tracepoints each backend attached, as docs/backends.md
+    // lists them: none for fentry and kprobe, 17 for tracepoint.
+    let tracepoint_tps: Vec<String> = [
+        "sys_enter_read",
+        "sys_enter_readv",
+        "sys_enter_recvfrom",
+        "sys_enter_recvmmsg",
+        "sys_enter_recvmsg",
+        "sys_enter_sendfile64",
+        "sys_enter_sendmmsg",
+        "sys_enter_sendmsg",
+        "sys_enter_sendto",
+        "sys_enter_splice",
+        "sys_enter_write",
+        "sys_enter_writev",
+        "sys_exit_recvfrom",
+        "sys_exit_recvmmsg",
+        "sys_exit_recvmsg",
+        "sys_exit_sendfile64",
+        "sys_exit_splice",
+    ]
+    .iter()
+    .map(|t| format!("syscalls:{t}"))
+    .collect();
+    for v in verdicts {
+        let got: Vec<String> = v["syscall_tracepoints"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no syscall_tracepoints: {v}"))
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        let want = if v["works"] == true && v["name"] == "tracepoint" {
+            tracepoint_tps.clone()
+        } else {
+            Vec::new()
+        };
+        assert_eq!(got, want, "{v}");
+    }
     let chosen = report["record_would_use"]
         .as_str()
         .unwrap_or_else(|| panic!("no choice: {report}"))

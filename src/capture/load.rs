@@ -71,6 +71,26 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// The syscall tracepoints among the programs attached, as
+    /// `syscalls:sys_enter_sendto` (read from their sections), sorted.
+    /// Each one puts every thread of the host on the syscall slow path
+    /// while attached (docs/backends.md).
+    pub fn syscall_tracepoints(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .skel
+            .object()
+            .progs()
+            .filter(|p| p.autoload())
+            .filter_map(|p| {
+                let section = p.section().to_string_lossy().into_owned();
+                let name = section.strip_prefix("tracepoint/syscalls/")?;
+                Some(format!("syscalls:{name}"))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Detaches every program: no event is produced after this returns.
     /// Returns at once: the kernel's slow teardown of the classic
     /// tracepoints' perf events is left to a child process where that is

@@ -89,6 +89,12 @@ pub struct BackendVerdict {
     pub socket_cookie: bool,
     /// The failure was a refusal (EPERM or EACCES).
     pub denied: bool,
+    /// The syscall tracepoints this backend attached here
+    /// (`syscalls:sys_enter_sendto`, ...), read from the sections of the
+    /// programs it loaded: each one puts every thread of the host on the
+    /// syscall slow path while attached (docs/backends.md). Empty for a
+    /// backend that did not load.
+    pub syscall_tracepoints: Vec<String>,
 }
 
 /// A hint for the failures users meet, keyed on the OS error behind them.
@@ -121,9 +127,11 @@ fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict 
         ring_size: 4096,
         thinning: Default::default(),
     };
+    let mut syscall_tps = Vec::new();
     let (works, error, hint, denied) = match load::load_and_attach(def, facts, &opts) {
         // Dropping it detaches and unloads.
         Ok(loaded) => {
+            syscall_tps = loaded.syscall_tracepoints();
             drop(loaded);
             (true, None, None, false)
         }
@@ -143,6 +151,7 @@ fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict 
         needs: def.needs,
         socket_cookie: load::backend_has_cookie(def, facts),
         denied,
+        syscall_tracepoints: syscall_tps,
     }
 }
 
@@ -314,8 +323,19 @@ fn write_text(out: &mut impl Write, r: &DoctorReport) -> io::Result<()> {
         } else {
             "; Socket Cookie: empty"
         };
+        let tps = match v.syscall_tracepoints.len() {
+            0 => "; syscall tracepoints: none".to_string(),
+            n => format!(
+                "; syscall tracepoints: {n} ({})",
+                v.syscall_tracepoints
+                    .iter()
+                    .map(|t| t.trim_start_matches("syscalls:"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         let text = match (&v.error, v.hint) {
-            (None, _) => format!("works (loaded, attached, detached){cookie}"),
+            (None, _) => format!("works (loaded, attached, detached){cookie}{tps}"),
             (Some(e), Some(h)) => format!("does not work: {e} [{h}]"),
             (Some(e), None) => format!("does not work: {e}"),
         };
