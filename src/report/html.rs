@@ -6,8 +6,8 @@
 use minijinja::value::Value;
 use minijinja::{Environment, context};
 
+use super::format;
 use super::model::Report;
-use super::text;
 use super::{join_svg, svg};
 
 const TEMPLATE: &str = include_str!("report.html.j2");
@@ -18,16 +18,14 @@ pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
     let mut env = Environment::new();
     // Auto-escaping is chosen by the template name's extension.
     env.add_template("report.html", TEMPLATE)?;
-    env.add_filter("num", |v: u64| text::num(v));
-    env.add_filter("bytes", |v: u64| text::bytes(v));
-    env.add_filter("dur", |v: u64| text::dur_ns(v));
-    env.add_filter("sdur", |v: i64| super::join_text::sdur(v));
-    env.add_filter("secs", |v: f64| text::seconds(v));
-    env.add_filter("pct", |v: f64| format!("{:.1}%", v * 100.0));
-    env.add_filter("rate", |v: Option<f64>| text::rate(v));
-    env.add_filter("byterate", |v: Option<f64>| {
-        v.map_or("-".into(), |b| format!("{}/s", text::bytes(b as u64)))
-    });
+    env.add_filter("num", format::count);
+    env.add_filter("bytes", format::bytes);
+    env.add_filter("dur", format::latency);
+    env.add_filter("sdur", format::signed_latency);
+    env.add_filter("secs", format::seconds);
+    env.add_filter("pct", format::percent);
+    env.add_filter("rate", format::opt_rate);
+    env.add_filter("byterate", format::byte_rate);
 
     let sizes: Vec<(String, u64)> = r
         .sizes

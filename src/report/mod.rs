@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod csv_out;
+pub mod format;
 pub mod html;
 pub mod join_svg;
 pub mod join_text;

@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use super::format::{bytes, bytes_f, count, latency, opt_rate, seconds};
 use super::model::{Coverage, Report, TableInfo};
 use crate::analysis::LatencySummary;
 
@@ -12,77 +13,6 @@ pub struct TextOptions {
     pub styled: bool,
     /// Rows per table.
     pub top: usize,
-}
-
-/// Thousands separated: 1,234,567.
-pub fn num(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Bytes in powers of 1024 with one decimal: 1.5 MiB.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
-}
-
-/// Nanoseconds as ns, µs, ms or s with 3 significant digits.
-pub fn dur_ns(ns: u64) -> String {
-    let v = ns as f64;
-    let (x, unit) = if ns < 1_000 {
-        return format!("{ns}ns");
-    } else if ns < 1_000_000 {
-        (v / 1e3, "us")
-    } else if ns < 1_000_000_000 {
-        (v / 1e6, "ms")
-    } else {
-        (v / 1e9, "s")
-    };
-    if x >= 100.0 {
-        format!("{x:.0}{unit}")
-    } else if x >= 10.0 {
-        format!("{x:.1}{unit}")
-    } else {
-        format!("{x:.2}{unit}")
-    }
-}
-
-pub fn rate(r: Option<f64>) -> String {
-    match r {
-        None => "-".into(),
-        Some(v) if v >= 100.0 => format!("{v:.0}"),
-        Some(v) => format!("{v:.2}"),
-    }
-}
-
-pub fn seconds(s: f64) -> String {
-    let total = s.round() as u64;
-    let (h, m, sec) = (total / 3600, total / 60 % 60, total % 60);
-    if h > 0 {
-        format!("{h}h{m:02}m{sec:02}s")
-    } else if m > 0 {
-        format!("{m}m{sec:02}s")
-    } else if s < 10.0 {
-        format!("{s:.3}s")
-    } else {
-        format!("{sec}s")
-    }
 }
 
 /// A table: first column left-aligned, the others right-aligned unless
@@ -171,8 +101,8 @@ fn more(out: &mut String, listed: usize, info: Option<&TableInfo>, shown: usize)
         let _ = writeln!(
             out,
             "  other (~{} keys past the memory bound): {} ops, {}",
-            num(i.other_keys),
-            num(i.other_ops),
+            count(i.other_keys),
+            count(i.other_ops),
             bytes(i.other_bytes)
         );
     }
@@ -186,7 +116,7 @@ fn more(out: &mut String, listed: usize, info: Option<&TableInfo>, shown: usize)
             writeln!(
                 out,
                 "  bounded table: the heaviest keys are kept; a listed row may count up to {} ops, {} too few",
-                num(i.max_error_ops),
+                count(i.max_error_ops),
                 bytes(i.max_error_bytes)
             )
         };
@@ -197,7 +127,12 @@ fn lat_cells(s: &LatencySummary) -> Vec<String> {
     if s.count == 0 {
         return vec!["-".into(); 4];
     }
-    vec![dur_ns(s.p50), dur_ns(s.p99), dur_ns(s.p999), dur_ns(s.max)]
+    vec![
+        latency(s.p50),
+        latency(s.p99),
+        latency(s.p999),
+        latency(s.max),
+    ]
 }
 
 trait P99Text {
@@ -209,7 +144,7 @@ impl P99Text for LatencySummary {
         if self.count == 0 {
             "-".into()
         } else {
-            dur_ns(self.p99)
+            latency(self.p99)
         }
     }
 }
@@ -220,18 +155,18 @@ fn opt(s: &Option<String>) -> String {
 
 /// `N files deleted by retention (first .., last ..)`, or nothing:
 /// `count` of them, `names` the ones the manifests name, oldest first.
-fn deleted_line(count: u64, names: &[String]) -> Option<String> {
+fn deleted_line(n: u64, names: &[String]) -> Option<String> {
     match names {
-        _ if count == 0 => None,
-        [] => Some(format!("{} files deleted by retention", num(count))),
-        [only] if count == 1 => Some(format!("1 file deleted by retention ({only})")),
+        _ if n == 0 => None,
+        [] => Some(format!("{} files deleted by retention", count(n))),
+        [only] if n == 1 => Some(format!("1 file deleted by retention ({only})")),
         [first, .., last] => Some(format!(
             "{} files deleted by retention (first {first}, last {last})",
-            num(count)
+            count(n)
         )),
         [first] => Some(format!(
             "{} files deleted by retention (first {first})",
-            num(count)
+            count(n)
         )),
     }
 }
@@ -245,8 +180,8 @@ pub fn partial_line(c: &Coverage) -> Option<String> {
     }
     Some(format!(
         "rows on disk: {} of the {} the runs' manifests count ({:.1} %); the rest was deleted by retention or is missing",
-        num(c.manifest_rows_read),
-        num(c.manifest_rows),
+        count(c.manifest_rows_read),
+        count(c.manifest_rows),
         c.manifest_rows_read as f64 * 100.0 / c.manifest_rows as f64
     ))
 }
@@ -268,7 +203,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         c.machines,
         c.runs,
         c.files,
-        num(c.rows)
+        count(c.rows)
     );
     if let Some(line) = partial_line(c) {
         let _ = writeln!(out, "{line}");
@@ -333,9 +268,9 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     let _ = writeln!(
         out,
         "  events lost {}, probes missed {}, rows lost {}; unfinalised runs {}, runs without manifest {}",
-        num(c.events_lost),
-        num(c.probes_missed),
-        num(c.rows_lost),
+        count(c.events_lost),
+        count(c.probes_missed),
+        count(c.rows_lost),
         c.unfinalized_runs,
         c.runs_without_manifest
     );
@@ -345,7 +280,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     let _ = writeln!(
         out,
         "  malformed rows {}, files missing a header {}, files cut mid-row {}, unreadable files {}",
-        num(c.malformed_rows),
+        count(c.malformed_rows),
         c.files_missing_header,
         c.files_cut_mid_row,
         c.files_unreadable
@@ -380,7 +315,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         let _ = writeln!(
             out,
             "  ... {} problems in all (see --format json)",
-            num(c.problems_total)
+            count(c.problems_total)
         );
     }
     let mut tb = Table::new(&[
@@ -400,9 +335,9 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
             run.machine_id.clone(),
             run.run.clone(),
             opt(&run.manifest),
-            num(run.rows),
-            run.rows_written.map_or("-".into(), num),
-            num(run.events_lost),
+            count(run.rows),
+            run.rows_written.map_or("-".into(), count),
+            count(run.events_lost),
             match (&run.manifest, run.finalized) {
                 (None, _) => "no manifest".into(),
                 (_, true) => "yes".into(),
@@ -424,12 +359,12 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
             tb.row(vec![
                 m.machine_id.clone(),
                 m.runs.to_string(),
-                num(m.rows),
-                num(m.ops),
+                count(m.rows),
+                count(m.ops),
                 bytes(m.bytes_sent),
                 bytes(m.bytes_received),
-                num(m.errors),
-                num(m.events_lost),
+                count(m.errors),
+                count(m.events_lost),
             ]);
         }
         tb.render(&mut out);
@@ -440,23 +375,23 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     let _ = writeln!(
         out,
         "  {} ops ({} sends, {} receives), {} sent, {} received, {} errors ({} retry, {} hard)",
-        num(t.ops),
-        num(t.sends),
-        num(t.receives),
+        count(t.ops),
+        count(t.sends),
+        count(t.receives),
         bytes(t.bytes_sent),
         bytes(t.bytes_received),
-        num(t.errors),
-        num(t.retry_errors),
-        num(t.hard_errors)
+        count(t.errors),
+        count(t.retry_errors),
+        count(t.hard_errors)
     );
     let _ = writeln!(
         out,
         "  {} ops/s, {}/s over {}; {} end-of-stream receives, {} ops with unknown peer",
-        rate(t.ops_per_s),
-        bytes(t.bytes_per_s.unwrap_or(0.0) as u64),
+        opt_rate(t.ops_per_s),
+        bytes_f(t.bytes_per_s.unwrap_or(0.0)),
         seconds(t.duration_s),
-        num(t.end_of_stream),
-        num(t.unknown_peer)
+        count(t.end_of_stream),
+        count(t.unknown_peer)
     );
     let mut tb = Table::new(&[
         "direction",
@@ -474,11 +409,11 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
             v.direction.into(),
             v.protocol.into(),
             v.ip_version.to_string(),
-            num(v.ops),
+            count(v.ops),
             bytes(v.bytes),
-            num(v.errors),
-            rate(v.ops_per_s),
-            v.bytes_per_s.map_or("-".into(), |b| bytes(b as u64)),
+            count(v.errors),
+            opt_rate(v.ops_per_s),
+            v.bytes_per_s.map_or("-".into(), bytes_f),
         ]);
     }
     tb.render(&mut out);
@@ -498,13 +433,13 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         tb.row(vec![
             l.class.into(),
             l.protocol.into(),
-            num(s.count),
-            dur_ns(s.mean.round() as u64),
-            dur_ns(s.p50),
-            dur_ns(s.p90),
-            dur_ns(s.p99),
-            dur_ns(s.p999),
-            dur_ns(s.max),
+            count(s.count),
+            latency(s.mean.round() as u64),
+            latency(s.p50),
+            latency(s.p90),
+            latency(s.p99),
+            latency(s.p999),
+            latency(s.max),
         ]);
     }
     tb.render(&mut out);
@@ -536,10 +471,10 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         let mut row = vec![
             p.pid.map_or("-".into(), |x| x.to_string()),
             p.comm.clone(),
-            num(p.ops),
+            count(p.ops),
             bytes(p.bytes_sent),
             bytes(p.bytes_received),
-            num(p.errors),
+            count(p.errors),
             format!("{:.1}", p.error_rate * 100.0),
             format!("{}{}", p.peers, if p.peers_capped { "+" } else { "" }),
         ];
@@ -562,11 +497,11 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     for p in r.commands.iter().take(o.top) {
         tb.row(vec![
             p.comm.clone(),
-            num(p.processes),
-            num(p.ops),
+            count(p.processes),
+            count(p.ops),
             bytes(p.bytes_sent),
             bytes(p.bytes_received),
-            num(p.errors),
+            count(p.errors),
             p.latency_ns.send.p99_text(),
             p.latency_ns.receive.p99_text(),
         ]);
@@ -599,7 +534,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
             let _ = writeln!(
                 out,
                 "  {} ops ({}) come from files without the Container ID column and are in no row",
-                num(a.ops_without_container),
+                count(a.ops_without_container),
                 bytes(a.bytes_without_container)
             );
         }
@@ -656,10 +591,10 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
                 cv.comm.clone(),
                 endpoint(&cv.local_address, cv.local_port),
                 remote,
-                num(cv.ops),
+                count(cv.ops),
                 bytes(cv.bytes_sent),
                 bytes(cv.bytes_received),
-                num(cv.errors),
+                count(cv.errors),
                 if cv.end_of_stream { "yes" } else { "" }.into(),
                 cv.latency_ns.send.p99_text(),
                 cv.latency_ns.receive.p99_text(),
@@ -701,10 +636,10 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
                 (Some(a), Some(p)) => endpoint(a, p),
                 _ => "(unknown peer)".into(),
             },
-            num(e.ops),
+            count(e.ops),
             bytes(e.bytes_sent),
             bytes(e.bytes_received),
-            num(e.errors),
+            count(e.errors),
         ]);
     }
     tb.render(&mut out);
@@ -723,10 +658,10 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
             p.protocol.into(),
             p.role.into(),
             p.port.to_string(),
-            num(p.ops),
+            count(p.ops),
             bytes(p.bytes_sent),
             bytes(p.bytes_received),
-            num(p.errors),
+            count(p.errors),
         ]);
     }
     tb.render(&mut out);
@@ -744,7 +679,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
             e.error.clone(),
             e.kind.into(),
             e.direction.into(),
-            num(e.count),
+            count(e.count),
         ]);
     }
     tb.render(&mut out);
@@ -768,7 +703,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
                 e.direction.into(),
                 e.pid.to_string(),
                 e.comm.clone(),
-                num(e.count),
+                count(e.count),
                 opt(&e.first),
                 opt(&e.last),
             ],
@@ -786,22 +721,22 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     let _ = writeln!(
         out,
         "  without flags (write/read/io_uring or none): {} sends, {} receives",
-        num(mf.no_flags_send),
-        num(mf.no_flags_receive)
+        count(mf.no_flags_send),
+        count(mf.no_flags_receive)
     );
     let mut tb = Table::new(&["direction", "flags", "ops", "bytes"]).left(&[1]);
     for f in mf.combinations.iter().take(o.top) {
         tb.row(vec![
             f.direction.into(),
             f.flags.clone(),
-            num(f.ops),
+            count(f.ops),
             bytes(f.bytes),
         ]);
     }
     tb.render(&mut out);
     let mut tb = Table::new(&["direction", "flag", "ops"]).left(&[1]);
     for f in &mf.flags {
-        tb.row(vec![f.direction.into(), f.flag.clone(), num(f.ops)]);
+        tb.row(vec![f.direction.into(), f.flag.clone(), count(f.ops)]);
     }
     out.push('\n');
     tb.render(&mut out);
@@ -840,12 +775,12 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         let span = w * chunk.len() as f64;
         tb.row(vec![
             chunk[0].t.clone(),
-            rate(Some(sum(|p| p.sends) as f64 / span)),
-            rate(Some(sum(|p| p.receives) as f64 / span)),
+            opt_rate(Some(sum(|p| p.sends) as f64 / span)),
+            opt_rate(Some(sum(|p| p.receives) as f64 / span)),
             bytes((sum(|p| p.bytes_sent) as f64 / span) as u64),
             bytes((sum(|p| p.bytes_received) as f64 / span) as u64),
-            num(sum(|p| p.retry_errors)),
-            num(sum(|p| p.hard_errors)),
+            count(sum(|p| p.retry_errors)),
+            count(sum(|p| p.hard_errors)),
         ]);
     }
     tb.render(&mut out);
@@ -959,10 +894,10 @@ fn group_table<'a>(
     for (machine, label, g) in rows.take(top) {
         let mut row = vec![
             label,
-            num(g.ops),
+            count(g.ops),
             bytes(g.bytes_sent),
             bytes(g.bytes_received),
-            num(g.errors),
+            count(g.errors),
             format!("{:.1}", g.error_rate * 100.0),
             format!("{}{}", g.peers, if g.peers_capped { "+" } else { "" }),
         ];
@@ -1005,10 +940,15 @@ pub fn histogram(out: &mut String, rows: impl Iterator<Item = (String, u64)>) {
     let rows: Vec<(String, u64)> = rows.collect();
     let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
     let lw = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
-    let cw = rows.iter().map(|r| num(r.1).len()).max().unwrap_or(0);
+    let cw = rows.iter().map(|r| count(r.1).len()).max().unwrap_or(0);
     for (label, n) in rows {
         let bar = ((n as f64 / max as f64) * 40.0).ceil() as usize;
-        let _ = writeln!(out, "  {label:<lw$}  {:>cw$} |{}", num(n), "*".repeat(bar));
+        let _ = writeln!(
+            out,
+            "  {label:<lw$}  {:>cw$} |{}",
+            count(n),
+            "*".repeat(bar)
+        );
     }
 }
 
@@ -1029,8 +969,8 @@ fn exemplar_table(out: &mut String, ex: &[super::model::ExemplarOut], top: usize
     .left(&[2, 4, 5, 6, 7, 8, 9, 10]);
     for e in ex.iter().take(top) {
         tb.row(vec![
-            e.latency_ns.map_or("-".into(), dur_ns),
-            num(e.size),
+            e.latency_ns.map_or("-".into(), latency),
+            count(e.size),
             e.timestamp.clone(),
             e.pid.to_string(),
             e.comm.clone(),
