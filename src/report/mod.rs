@@ -9,6 +9,8 @@ pub mod join_svg;
 pub mod join_text;
 pub mod model;
 pub mod svg;
+pub mod table;
+pub mod tables;
 pub mod text;
 
 pub use model::{Report, SortKey};

@@ -6,8 +6,8 @@
 use std::fmt::Write;
 
 use super::format::{bytes, bytes_f, count, latency, opt_rate, seconds};
-use super::model::{Coverage, Report, TableInfo};
-use crate::analysis::LatencySummary;
+use super::model::{CgroupOut, ContainerOut, Coverage, NetnsOut, Report, TableInfo};
+use super::tables;
 
 pub struct TextOptions {
     pub styled: bool,
@@ -123,32 +123,6 @@ fn more(out: &mut String, listed: usize, info: Option<&TableInfo>, shown: usize)
     }
 }
 
-fn lat_cells(s: &LatencySummary) -> Vec<String> {
-    if s.count == 0 {
-        return vec!["-".into(); 4];
-    }
-    vec![
-        latency(s.p50),
-        latency(s.p99),
-        latency(s.p999),
-        latency(s.max),
-    ]
-}
-
-trait P99Text {
-    fn p99_text(&self) -> String;
-}
-
-impl P99Text for LatencySummary {
-    fn p99_text(&self) -> String {
-        if self.count == 0 {
-            "-".into()
-        } else {
-            latency(self.p99)
-        }
-    }
-}
-
 fn opt(s: &Option<String>) -> String {
     s.clone().unwrap_or_else(|| "-".into())
 }
@@ -189,12 +163,6 @@ pub fn partial_line(c: &Coverage) -> Option<String> {
 pub fn render(r: &Report, o: &TextOptions) -> String {
     let mut out = String::new();
     let multi = r.machines.len() > 1;
-    let with = |on: bool, m: &str, mut row: Vec<String>| {
-        if on {
-            row.insert(0, m.to_string());
-        }
-        row
-    };
     let c = &r.coverage;
     let t = &r.totals;
     let _ = writeln!(
@@ -352,22 +320,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     // 11. Machines.
     if r.machines.len() > 1 {
         title(&mut out, o, "Machines");
-        let mut tb = Table::new(&[
-            "machine", "runs", "rows", "ops", "sent", "received", "errors", "lost",
-        ]);
-        for m in &r.machines {
-            tb.row(vec![
-                m.machine_id.clone(),
-                m.runs.to_string(),
-                count(m.rows),
-                count(m.ops),
-                bytes(m.bytes_sent),
-                bytes(m.bytes_received),
-                count(m.errors),
-                count(m.events_lost),
-            ]);
-        }
-        tb.render(&mut out);
+        tables::machines().text(&r.machines, usize::MAX, &mut out);
     }
 
     // 2. Overview.
@@ -447,42 +400,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     // 3. Processes.
     let sort = format!("{:?}", r.sort).to_lowercase();
     title(&mut out, o, &format!("Processes (by {sort})"));
-    let mut tb = Table::new(&[
-        "pid",
-        "comm",
-        "ops",
-        "sent",
-        "received",
-        "errors",
-        "err%",
-        "peers",
-        "send p50",
-        "p99",
-        "p99.9",
-        "max",
-        "recv(blk) p50",
-        "p99",
-        "p99.9",
-        "max",
-    ])
-    .left(&[1])
-    .machine_first(multi);
-    for p in r.processes.iter().take(o.top) {
-        let mut row = vec![
-            p.pid.map_or("-".into(), |x| x.to_string()),
-            p.comm.clone(),
-            count(p.ops),
-            bytes(p.bytes_sent),
-            bytes(p.bytes_received),
-            count(p.errors),
-            format!("{:.1}", p.error_rate * 100.0),
-            format!("{}{}", p.peers, if p.peers_capped { "+" } else { "" }),
-        ];
-        row.extend(lat_cells(&p.latency_ns.send));
-        row.extend(lat_cells(&p.latency_ns.receive_blocking));
-        tb.row(with(multi, p.machine_id.as_deref().unwrap_or("-"), row));
-    }
-    tb.render(&mut out);
+    tables::processes(multi).text(&r.processes, o.top, &mut out);
     more(
         &mut out,
         r.processes.len(),
@@ -491,40 +409,13 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     );
 
     title(&mut out, o, "Commands (processes rolled up by comm)");
-    let mut tb = Table::new(&[
-        "comm", "procs", "ops", "sent", "received", "errors", "send p99", "recv p99",
-    ]);
-    for p in r.commands.iter().take(o.top) {
-        tb.row(vec![
-            p.comm.clone(),
-            count(p.processes),
-            count(p.ops),
-            bytes(p.bytes_sent),
-            bytes(p.bytes_received),
-            count(p.errors),
-            p.latency_ns.send.p99_text(),
-            p.latency_ns.receive.p99_text(),
-        ]);
-    }
-    tb.render(&mut out);
+    tables::commands().text(&r.commands, o.top, &mut out);
     more(&mut out, r.commands.len(), None, o.top);
 
     // 3b. The optional columns: containers, cgroups, network namespaces.
     if let Some(cs) = &r.containers {
         title(&mut out, o, &format!("Containers (by {sort})"));
-        group_table(
-            &mut out,
-            "container",
-            cs.iter().map(|c| {
-                (
-                    c.machine_id.as_str(),
-                    container_label(c.container_id.as_deref()),
-                    &c.stats,
-                )
-            }),
-            multi,
-            o.top,
-        );
+        tables::groups::<ContainerOut>(multi).text(cs, o.top, &mut out);
         more(&mut out, cs.len(), r.tables.get("containers"), o.top);
         if let Some(a) = r
             .attribution
@@ -541,78 +432,19 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     }
     if let Some(cs) = &r.cgroups {
         title(&mut out, o, &format!("Cgroups (by {sort})"));
-        group_table(
-            &mut out,
-            "cgroup",
-            cs.iter()
-                .map(|c| (c.machine_id.as_str(), cgroup_label(&c.cgroup), &c.stats)),
-            multi,
-            o.top,
-        );
+        tables::groups::<CgroupOut>(multi).text(cs, o.top, &mut out);
         more(&mut out, cs.len(), r.tables.get("cgroups"), o.top);
     }
     if let Some(ns) = &r.netns {
         title(&mut out, o, &format!("Network namespaces (by {sort})"));
-        group_table(
-            &mut out,
-            "netns",
-            ns.iter()
-                .map(|n| (n.machine_id.as_str(), n.netns.to_string(), &n.stats)),
-            multi,
-            o.top,
-        );
+        tables::groups::<NetnsOut>(multi).text(ns, o.top, &mut out);
         more(&mut out, ns.len(), r.tables.get("netns"), o.top);
     }
 
     // 4. Conversations.
     title(&mut out, o, &format!("Conversations (by {sort})"));
     let cookies = r.conversations.iter().any(|c| c.socket_cookie.is_some());
-    let mut head = vec![
-        "proto", "pid", "comm", "local", "remote", "ops", "sent", "received", "errors", "eof",
-        "send p99", "recv p99", "first", "last",
-    ];
-    if cookies {
-        head.push("socket");
-    }
-    let mut tb = Table::new(&head)
-        .left(&[2, 3, 4, 12, 13])
-        .machine_first(multi);
-    for cv in r.conversations.iter().take(o.top) {
-        let remote = match (&cv.remote_address, cv.remote_port) {
-            (Some(a), Some(p)) => endpoint(a, p),
-            _ => "(unknown peer)".into(),
-        };
-        tb.row(with(
-            multi,
-            &cv.machine_id,
-            vec![
-                cv.protocol.into(),
-                cv.pid.to_string(),
-                cv.comm.clone(),
-                endpoint(&cv.local_address, cv.local_port),
-                remote,
-                count(cv.ops),
-                bytes(cv.bytes_sent),
-                bytes(cv.bytes_received),
-                count(cv.errors),
-                if cv.end_of_stream { "yes" } else { "" }.into(),
-                cv.latency_ns.send.p99_text(),
-                cv.latency_ns.receive.p99_text(),
-                opt(&cv.first),
-                opt(&cv.last),
-            ]
-            .into_iter()
-            .chain(cookies.then(|| {
-                cv.socket_cookie.map_or("-".into(), |c| {
-                    // `*`: more than one process or peer used the socket;
-                    // pid, comm and endpoints are its first op's.
-                    format!("{c}{}", if cv.shared_socket { "*" } else { "" })
-                })
-            }))
-            .collect(),
-        ));
-    }
-    tb.render(&mut out);
+    tables::conversations(multi, cookies).text(&r.conversations, o.top, &mut out);
     if cookies {
         let _ = writeln!(
             out,
@@ -628,21 +460,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
 
     // 5. Remote endpoints and ports.
     title(&mut out, o, "Remote endpoints");
-    let mut tb = Table::new(&["proto", "remote", "ops", "sent", "received", "errors"]).left(&[1]);
-    for e in r.remote_endpoints.iter().take(o.top) {
-        tb.row(vec![
-            e.protocol.into(),
-            match (&e.address, e.port) {
-                (Some(a), Some(p)) => endpoint(a, p),
-                _ => "(unknown peer)".into(),
-            },
-            count(e.ops),
-            bytes(e.bytes_sent),
-            bytes(e.bytes_received),
-            count(e.errors),
-        ]);
-    }
-    tb.render(&mut out);
+    tables::endpoints().text(&r.remote_endpoints, o.top, &mut out);
     more(
         &mut out,
         r.remote_endpoints.len(),
@@ -651,20 +469,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     );
 
     title(&mut out, o, "Ports");
-    let mut tb =
-        Table::new(&["proto", "side", "port", "ops", "sent", "received", "errors"]).left(&[1]);
-    for p in r.ports.iter().take(o.top) {
-        tb.row(vec![
-            p.protocol.into(),
-            p.role.into(),
-            p.port.to_string(),
-            count(p.ops),
-            bytes(p.bytes_sent),
-            bytes(p.bytes_received),
-            count(p.errors),
-        ]);
-    }
-    tb.render(&mut out);
+    tables::ports().text(&r.ports, o.top, &mut out);
     more(&mut out, r.ports.len(), r.tables.get("ports"), o.top);
 
     // 7. Errors.
@@ -673,45 +478,10 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         o,
         "Errors (retry: EAGAIN, EINTR, ERESTART*, ...; hard: the rest)",
     );
-    let mut tb = Table::new(&["error", "kind", "direction", "count"]).left(&[1, 2]);
-    for e in &r.error_kinds {
-        tb.row(vec![
-            e.error.clone(),
-            e.kind.into(),
-            e.direction.into(),
-            count(e.count),
-        ]);
-    }
-    tb.render(&mut out);
-    let mut tb = Table::new(&[
-        "error",
-        "direction",
-        "pid",
-        "comm",
-        "count",
-        "first",
-        "last",
-    ])
-    .left(&[1, 3, 5, 6])
-    .machine_first(multi);
-    for e in r.errors.iter().take(o.top) {
-        tb.row(with(
-            multi,
-            &e.machine_id,
-            vec![
-                e.error.clone(),
-                e.direction.into(),
-                e.pid.to_string(),
-                e.comm.clone(),
-                count(e.count),
-                opt(&e.first),
-                opt(&e.last),
-            ],
-        ));
-    }
+    tables::error_kinds().text(&r.error_kinds, usize::MAX, &mut out);
     if !r.errors.is_empty() {
         out.push('\n');
-        tb.render(&mut out);
+        tables::errors(multi).text(&r.errors, o.top, &mut out);
         more(&mut out, r.errors.len(), r.tables.get("errors"), o.top);
     }
 
@@ -787,9 +557,9 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
 
     // 10. Exemplars.
     title(&mut out, o, "Slowest operations");
-    exemplar_table(&mut out, &r.exemplars.slowest, o.top);
+    tables::exemplars().text(&r.exemplars.slowest, o.top, &mut out);
     title(&mut out, o, "Largest operations");
-    exemplar_table(&mut out, &r.exemplars.largest, o.top);
+    tables::exemplars().text(&r.exemplars.largest, o.top, &mut out);
 
     // 11. Across machines, and the network's side (docs/join.md).
     super::join_text::render(&mut out, r, o);
@@ -848,82 +618,11 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
 }
 
 /// The change in percent; "new" from a baseline of 0, "-" for 0 to 0.
-/// A container's short id (12 digits, as `docker ps`), or the host.
-pub fn container_label(id: Option<&str>) -> String {
-    match id {
-        Some(id) => id.chars().take(12).collect(),
-        None => "host (no container)".into(),
-    }
-}
-
-/// A cgroup path as `/a/b` from the root; an unresolved `id:NNN` as is.
-pub fn cgroup_label(path: &str) -> String {
-    if path.starts_with("id:") {
-        path.to_string()
-    } else {
-        format!("/{path}")
-    }
-}
-
-fn group_table<'a>(
-    out: &mut String,
-    what: &str,
-    rows: impl Iterator<Item = (&'a str, String, &'a super::model::GroupStatsOut)>,
-    multi: bool,
-    top: usize,
-) {
-    let mut tb = Table::new(&[
-        what,
-        "ops",
-        "sent",
-        "received",
-        "errors",
-        "err%",
-        "peers",
-        "send p50",
-        "p99",
-        "p99.9",
-        "max",
-        "recv(blk) p50",
-        "p99",
-        "p99.9",
-        "max",
-    ])
-    .left(&[0])
-    .machine_first(multi);
-    for (machine, label, g) in rows.take(top) {
-        let mut row = vec![
-            label,
-            count(g.ops),
-            bytes(g.bytes_sent),
-            bytes(g.bytes_received),
-            count(g.errors),
-            format!("{:.1}", g.error_rate * 100.0),
-            format!("{}{}", g.peers, if g.peers_capped { "+" } else { "" }),
-        ];
-        row.extend(lat_cells(&g.latency_ns.send));
-        row.extend(lat_cells(&g.latency_ns.receive_blocking));
-        if multi {
-            row.insert(0, machine.to_string());
-        }
-        tb.row(row);
-    }
-    tb.render(out);
-}
-
 fn pct(d: &super::compare::Delta) -> String {
     match d.pct {
         Some(p) => format!("{p:+.1}%"),
         None if d.current == 0.0 => "-".into(),
         None => "new".into(),
-    }
-}
-
-fn endpoint(addr: &str, port: u16) -> String {
-    if addr.contains(':') {
-        format!("[{addr}]:{port}")
-    } else {
-        format!("{addr}:{port}")
     }
 }
 
@@ -950,37 +649,4 @@ pub fn histogram(out: &mut String, rows: impl Iterator<Item = (String, u64)>) {
             "*".repeat(bar)
         );
     }
-}
-
-fn exemplar_table(out: &mut String, ex: &[super::model::ExemplarOut], top: usize) {
-    let mut tb = Table::new(&[
-        "latency",
-        "size",
-        "time",
-        "pid",
-        "comm",
-        "proto",
-        "dir",
-        "local",
-        "remote",
-        "error",
-        "file:line",
-    ])
-    .left(&[2, 4, 5, 6, 7, 8, 9, 10]);
-    for e in ex.iter().take(top) {
-        tb.row(vec![
-            e.latency_ns.map_or("-".into(), latency),
-            count(e.size),
-            e.timestamp.clone(),
-            e.pid.to_string(),
-            e.comm.clone(),
-            e.protocol.into(),
-            e.direction.into(),
-            e.local.clone(),
-            e.remote.clone().unwrap_or_else(|| "(unknown)".into()),
-            e.error.clone().unwrap_or_default(),
-            format!("{}:{}", e.file, e.line),
-        ]);
-    }
-    tb.render(out);
 }

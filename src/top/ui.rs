@@ -549,7 +549,7 @@ fn cells(kind: Kind, wide: bool, per_s: bool, r: &TableRow) -> Vec<String> {
         }
         (Kind::Containers, _) => {
             let name = match &r.key {
-                RowKey::Container(k) => crate::report::text::container_label(
+                RowKey::Container(k) => crate::report::tables::container_label(
                     Some(k.value.as_str()).filter(|s| !s.is_empty()),
                 ),
                 _ => "(other)".into(),
