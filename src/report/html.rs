@@ -7,7 +7,8 @@ use minijinja::value::Value;
 use minijinja::{Environment, context};
 
 use super::format;
-use super::model::Report;
+use super::model::{CgroupOut, ContainerOut, NetnsOut, Report};
+use super::tables;
 use super::{join_svg, svg};
 
 const TEMPLATE: &str = include_str!("report.html.j2");
@@ -62,11 +63,29 @@ pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
         })
         .unwrap_or_default();
     let tmpl = env.get_template("report.html")?;
+    let multi = r.machines.len() > 1;
+    let cookies = r.conversations.iter().any(|c| c.socket_cookie.is_some());
+    let tables = context! {
+        machines => tables::machines().html(&r.machines, usize::MAX),
+        processes => tables::processes(multi).html(&r.processes, top),
+        commands => tables::commands().html(&r.commands, top),
+        containers => r.containers.as_ref().map(|c| tables::groups::<ContainerOut>(multi).html(c, top)),
+        cgroups => r.cgroups.as_ref().map(|c| tables::groups::<CgroupOut>(multi).html(c, top)),
+        netns => r.netns.as_ref().map(|c| tables::groups::<NetnsOut>(multi).html(c, top)),
+        conversations => tables::conversations(multi, cookies).html(&r.conversations, top),
+        endpoints => tables::endpoints().html(&r.remote_endpoints, top),
+        ports => tables::ports().html(&r.ports, top),
+        error_kinds => tables::error_kinds().html(&r.error_kinds, usize::MAX),
+        errors => tables::errors(multi).html(&r.errors, top),
+        slowest => tables::exemplars().html(&r.exemplars.slowest, top),
+        largest => tables::exemplars().html(&r.exemplars.largest, top),
+    };
     tmpl.render(context! {
         r => Value::from_serialize(r),
         charts => charts,
         top => top,
-        cookies => r.conversations.iter().any(|c| c.socket_cookie.is_some()),
+        cookies => cookies,
+        tables => tables,
         join_chart => join_chart,
         network_charts => network_charts,
     })
