@@ -11,6 +11,7 @@
 //! replaced and counted.
 
 pub mod app;
+pub mod columns;
 pub mod feed;
 pub mod json;
 pub mod ui;

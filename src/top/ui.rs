@@ -6,12 +6,13 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState};
 
-use crate::analysis::{ConvKey, LatClass, LatencySummary, ProcKey, SparseHist};
+use crate::analysis::{ConvKey, LatClass, SparseHist};
 use crate::schema::{
-    Direction, Endpoint, Protocol, errno_text, format_timestamp_ns, is_retry_errno, msg_flags_text,
+    Direction, Endpoint, Protocol, errno_text, format_timestamp_ns, msg_flags_text,
 };
 
 use super::app::{App, Drill, View};
+use super::columns::{Kind, Shown, columns, figure};
 use super::feed::{Frame, SourceInfo};
 use super::view::{self, Base, RowKey, SortCol, TableRow, Window};
 use crate::report::format::{bytes_f, count, latency, rate};
@@ -140,20 +141,6 @@ pub fn clean(s: &str) -> String {
     out
 }
 
-/// A figure of a table: a rate per second, or over the whole run a
-/// count (the same styles as the report's, from report::format).
-fn figure(v: f64, per_second: bool) -> String {
-    if per_second {
-        rate(v)
-    } else {
-        count(v.round() as u64)
-    }
-}
-
-fn opt_lat(s: Option<LatencySummary>, p: impl Fn(&LatencySummary) -> u64) -> String {
-    s.map_or("-".into(), |s| latency(p(&s)))
-}
-
 fn clock_time(ns: i64) -> String {
     // "YYYY-MM-DD HH:MM:SS" of the row format.
     format_timestamp_ns(ns)[..19].to_string()
@@ -279,30 +266,11 @@ fn render_footer(f: &mut TermFrame<'_>, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(line), area);
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Processes,
-    Conversations,
-    Remotes,
-    Ports,
-    Errors,
-    Flags,
-    Containers,
-}
-
-fn endpoint(e: Option<Endpoint>) -> String {
+pub(super) fn endpoint(e: Option<Endpoint>) -> String {
     e.map_or("(unknown peer)".into(), |e| e.to_string())
 }
 
-fn proc_cells(p: &ProcKey) -> [String; 2] {
-    [p.pid.to_string(), clean(&p.comm.as_str())]
-}
-
-fn conv_remote(c: &ConvKey) -> String {
-    endpoint(c.remote)
-}
-
-fn dir_text(d: Direction) -> &'static str {
+pub(super) fn dir_text(d: Direction) -> &'static str {
     match d {
         Direction::Send => "send",
         Direction::Receive => "recv",
@@ -311,329 +279,6 @@ fn dir_text(d: Direction) -> &'static str {
 
 fn proto(p: Protocol) -> &'static str {
     p.as_str()
-}
-
-/// A column: its header, its width, the sort column it shows (if any),
-/// and whether it is right-aligned (figures).
-struct Col {
-    name: String,
-    width: u16,
-    sort: Option<SortCol>,
-    right: bool,
-}
-
-fn col(name: &str, width: u16, sort: Option<SortCol>, right: bool) -> Col {
-    Col {
-        name: name.to_string(),
-        width,
-        sort,
-        right,
-    }
-}
-
-fn columns(kind: Kind, wide: bool, b_per_s: bool) -> Vec<Col> {
-    let s = if b_per_s { "/s" } else { "" };
-    let ops = |w| col(&format!("OPS{s}"), w, Some(SortCol::Ops), true);
-    let sent = |w| col(&format!("SENT{s}"), w, Some(SortCol::Sent), true);
-    let recv = |w| col(&format!("RECV{s}"), w, Some(SortCol::Recv), true);
-    let errs = |w| col(&format!("ERR{s}"), w, Some(SortCol::Errors), true);
-    let p50 = |w| col("P50", w, Some(SortCol::P50), true);
-    let p99 = |w| col("P99", w, Some(SortCol::P99), true);
-    let key = |n: &str, w, right| col(n, w, Some(SortCol::Key), right);
-    match (kind, wide) {
-        (Kind::Processes, false) => vec![
-            key("PID", 7, true),
-            col("COMM", 15, None, false),
-            ops(8),
-            sent(9),
-            recv(9),
-            p50(8),
-            p99(8),
-            errs(7),
-        ],
-        (Kind::Processes, true) => vec![
-            key("PID", 7, true),
-            col("COMM", 16, None, false),
-            ops(9),
-            sent(10),
-            recv(10),
-            p50(9),
-            p99(9),
-            errs(8),
-            col("PEERS", 6, None, true),
-            col("TOTAL OPS", 10, None, true),
-            col("TOTAL BYTES", 11, None, true),
-        ],
-        (Kind::Conversations, false) => vec![
-            col("PROTO", 5, None, false),
-            key("PID", 7, true),
-            col("COMM", 9, None, false),
-            col("REMOTE", 19, None, false),
-            col("LPORT", 5, None, true),
-            ops(6),
-            sent(8),
-            recv(8),
-            p99(7),
-        ],
-        (Kind::Conversations, true) => vec![
-            col("PROTO", 5, None, false),
-            key("PID", 7, true),
-            col("COMM", 15, None, false),
-            col("LOCAL", 21, None, false),
-            col("REMOTE", 28, None, false),
-            ops(7),
-            sent(8),
-            recv(8),
-            p99(8),
-            errs(6),
-        ],
-        (Kind::Containers, false) => vec![
-            key("CONTAINER", 20, false),
-            ops(8),
-            sent(9),
-            recv(9),
-            p50(8),
-            p99(8),
-            errs(7),
-        ],
-        (Kind::Containers, true) => vec![
-            key("CONTAINER", 20, false),
-            ops(9),
-            sent(10),
-            recv(10),
-            p50(9),
-            p99(9),
-            errs(8),
-            col("PEERS", 6, None, true),
-            col("TOTAL OPS", 10, None, true),
-            col("TOTAL BYTES", 11, None, true),
-        ],
-        (Kind::Remotes, _) => vec![
-            col("PROTO", 5, None, false),
-            key("REMOTE ENDPOINT", 40, false),
-            ops(8),
-            sent(9),
-            recv(9),
-            errs(7),
-        ],
-        (Kind::Ports, _) => vec![
-            col("PROTO", 5, None, false),
-            col("SIDE", 6, None, false),
-            key("PORT", 6, true),
-            ops(8),
-            sent(9),
-            recv(9),
-            errs(7),
-        ],
-        (Kind::Errors, _) => vec![
-            key("ERROR", 13, false),
-            col("KIND", 5, None, false),
-            col("DIR", 4, None, false),
-            col("PID", 7, None, true),
-            col("COMM", 15, None, false),
-            col(&format!("COUNT{s}"), 9, Some(SortCol::Errors), true),
-            col("TOTAL", 9, None, true),
-        ],
-        (Kind::Flags, _) => vec![
-            col("DIR", 4, None, false),
-            col("FLAGS", 36, None, false),
-            ops(8),
-            sent(9),
-            recv(9),
-            errs(7),
-        ],
-    }
-}
-
-fn cells(kind: Kind, wide: bool, per_s: bool, r: &TableRow) -> Vec<String> {
-    let f = &r.fig;
-    let fig = |v: f64| figure(v, per_s);
-    let other = |n: usize| {
-        let mut v = vec![String::new(); n];
-        v[0] = "(other)".into();
-        v
-    };
-    match (kind, &r.key) {
-        (Kind::Processes, RowKey::Proc(p)) => {
-            let [pid, comm] = proc_cells(p);
-            let mut v = vec![
-                pid,
-                comm,
-                fig(f.ops),
-                bytes_f(f.sent),
-                bytes_f(f.recv),
-                opt_lat(f.latency, |s| s.p50),
-                opt_lat(f.latency, |s| s.p99),
-                fig(f.errors()),
-            ];
-            if wide {
-                v.push(r.peers.map_or(String::new(), |p| p.to_string()));
-                v.push(count(f.total_ops));
-                v.push(bytes_f(f.total_bytes as f64));
-            }
-            v
-        }
-        (Kind::Processes, _) => {
-            let mut v = vec![
-                String::new(),
-                "(other)".into(),
-                fig(f.ops),
-                bytes_f(f.sent),
-                bytes_f(f.recv),
-                String::new(),
-                String::new(),
-                fig(f.errors()),
-            ];
-            if wide {
-                v.extend([
-                    String::new(),
-                    count(f.total_ops),
-                    bytes_f(f.total_bytes as f64),
-                ]);
-            }
-            v
-        }
-        (Kind::Conversations, RowKey::Conv(c)) => {
-            let mut remote = conv_remote(c);
-            if r.end_of_stream {
-                remote.push_str(" (closed)");
-            }
-            let [pid, comm] = proc_cells(&ProcKey {
-                machine: c.machine,
-                pid: c.pid,
-                comm: c.comm,
-            });
-            if wide {
-                vec![
-                    proto(c.protocol).into(),
-                    pid,
-                    comm,
-                    c.local.to_string(),
-                    remote,
-                    fig(f.ops),
-                    bytes_f(f.sent),
-                    bytes_f(f.recv),
-                    opt_lat(f.latency, |s| s.p99),
-                    fig(f.errors()),
-                ]
-            } else {
-                vec![
-                    proto(c.protocol).into(),
-                    pid,
-                    comm,
-                    remote,
-                    c.local.port.to_string(),
-                    fig(f.ops),
-                    bytes_f(f.sent),
-                    bytes_f(f.recv),
-                    opt_lat(f.latency, |s| s.p99),
-                ]
-            }
-        }
-        (Kind::Conversations, _) => {
-            let mut v = vec![
-                String::new(),
-                String::new(),
-                "(other)".into(),
-                String::new(),
-                String::new(),
-                fig(f.ops),
-                bytes_f(f.sent),
-                bytes_f(f.recv),
-                String::new(),
-            ];
-            if wide {
-                v.push(fig(f.errors()));
-            }
-            v
-        }
-        (Kind::Containers, _) => {
-            let name = match &r.key {
-                RowKey::Container(k) => crate::report::tables::container_label(
-                    Some(k.value.as_str()).filter(|s| !s.is_empty()),
-                ),
-                _ => "(other)".into(),
-            };
-            let mut v = vec![
-                name,
-                fig(f.ops),
-                bytes_f(f.sent),
-                bytes_f(f.recv),
-                opt_lat(f.latency, |s| s.p50),
-                opt_lat(f.latency, |s| s.p99),
-                fig(f.errors()),
-            ];
-            if wide {
-                v.push(r.peers.map_or(String::new(), |p| p.to_string()));
-                v.push(count(f.total_ops));
-                v.push(bytes_f(f.total_bytes as f64));
-            }
-            v
-        }
-        (Kind::Remotes, RowKey::Remote(p, e)) => vec![
-            proto(*p).into(),
-            endpoint(*e),
-            fig(f.ops),
-            bytes_f(f.sent),
-            bytes_f(f.recv),
-            fig(f.errors()),
-        ],
-        (Kind::Ports, RowKey::Port(k)) => vec![
-            proto(k.protocol).into(),
-            k.role.as_str().into(),
-            k.port.to_string(),
-            fig(f.ops),
-            bytes_f(f.sent),
-            bytes_f(f.recv),
-            fig(f.errors()),
-        ],
-        (Kind::Errors, RowKey::Err(e)) => vec![
-            errno_text(e.errno),
-            if is_retry_errno(e.errno) {
-                "retry"
-            } else {
-                "hard"
-            }
-            .into(),
-            dir_text(e.direction).into(),
-            e.pid.to_string(),
-            clean(&e.comm.as_str()),
-            fig(f.ops),
-            count(f.total_ops),
-        ],
-        (Kind::Flags, RowKey::Flags(d, fl)) => vec![
-            dir_text(*d).into(),
-            msg_flags_text(*fl),
-            fig(f.ops),
-            bytes_f(f.sent),
-            bytes_f(f.recv),
-            fig(f.errors()),
-        ],
-        (Kind::Remotes | Kind::Flags, _) => {
-            let mut v = other(6);
-            v[1] = "(other)".into();
-            v[0] = String::new();
-            v[2] = fig(f.ops);
-            v[3] = bytes_f(f.sent);
-            v[4] = bytes_f(f.recv);
-            v[5] = fig(f.errors());
-            v
-        }
-        (Kind::Ports, _) => {
-            let mut v = other(7);
-            v[3] = fig(f.ops);
-            v[4] = bytes_f(f.sent);
-            v[5] = bytes_f(f.recv);
-            v[6] = fig(f.errors());
-            v
-        }
-        (Kind::Errors, _) => {
-            let mut v = other(7);
-            v[5] = fig(f.ops);
-            v[6] = count(f.total_ops);
-            v
-        }
-    }
 }
 
 fn render_table(
@@ -646,7 +291,14 @@ fn render_table(
 ) {
     let wide = area.width >= WIDE;
     let per_s = app.window != Window::Cumulative;
-    let cols = columns(kind, wide, per_s);
+    let cols = columns(kind, wide);
+    let align = |text: String, right: bool| {
+        if right {
+            Line::from(text).right_aligned()
+        } else {
+            Line::from(text)
+        }
+    };
     let header = Row::new(cols.iter().map(|c| {
         let mark = match c.sort {
             Some(s) if s == app.sort || (app.sort == SortCol::Bytes && kind_bytes(s)) => {
@@ -654,23 +306,18 @@ fn render_table(
             }
             _ => "",
         };
-        let text = format!("{}{mark}", c.name);
-        if c.right {
-            Line::from(text).right_aligned()
-        } else {
-            Line::from(text)
-        }
+        align(format!("{}{mark}", c.header(per_s)), c.right())
     }))
     .style(HEAD);
     let body = rows.iter().map(|r| {
-        let cs = cells(kind, wide, per_s, r);
-        Row::new(cs.into_iter().zip(&cols).map(|(text, c)| {
-            if c.right {
-                Line::from(text).right_aligned()
-            } else {
-                Line::from(text)
-            }
-        }))
+        let shown = Shown {
+            row: r.clone(),
+            per_second: per_s,
+        };
+        Row::new(
+            cols.iter()
+                .map(|c| align((c.column.cell)(&shown), c.right())),
+        )
     });
     let widths: Vec<Constraint> = cols.iter().map(|c| Constraint::Length(c.width)).collect();
     let table = Table::new(body, widths)
