@@ -23,7 +23,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate::generate(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Watch(args) => watch::watch(*args),
-        Command::Top(args) => nwtrace::top::top(*args),
+        Command::Top(args) => nwtrace::cmd::top::top(*args),
         Command::Report(args) => report::report(*args),
         Command::Summarize(args) => nwtrace::cmd::summarize::summarize(args),
     }

@@ -154,15 +154,15 @@ fn replay_in_tmux_shows_the_fixture_and_restores_the_terminal() {
     for comm in ["nginx", "curl", "postgres", "dnsmasq", "ntpd"] {
         assert_eq!(lines_with(&s, comm).len(), 1, "{comm} once:\n{s}");
     }
-    // Cumulative: exact totals of the fixture (nginx 1222 ops, 7.92M).
+    // Cumulative: exact totals of the fixture (nginx 1222 ops, 7.92 MiB).
     t.keys(&["w", "w"]);
     let s = t.wait_for(&["window cumulative"], Duration::from_secs(5));
     let nginx = lines_with(&s, "nginx")[0];
     assert!(
-        nginx.contains("1.22k") && nginx.contains("7.92M"),
+        nginx.contains("1,222") && nginx.contains("7.92 MiB"),
         "{nginx}"
     );
-    assert!(s.contains("ops 1.64k"), "all 1640 rows:\n{s}");
+    assert!(s.contains("ops 1,640"), "all 1640 rows:\n{s}");
     // Conversations, then the filter box.
     t.keys(&["2"]);
     let s = t.wait_for(&["93.184.216.34:443"], Duration::from_secs(5));
@@ -316,10 +316,10 @@ fn replay_in_tmux_shows_containers() {
     // Totals by hand: the host 3 ops 220 B, C1 180 B, C2 150 B; the two
     // ops of the run without the column are in no row.
     let host = lines_with(&s, "host (no container)")[0];
-    assert!(host.contains("220B"), "{host}");
+    assert!(host.contains("220 B"), "{host}");
     let c1 = lines_with(&s, &C1[..12]);
     assert_eq!(c1.len(), 1, "{s}");
-    assert!(c1[0].contains("180B"), "{}", c1[0]);
+    assert!(c1[0].contains("180 B"), "{}", c1[0]);
     assert!(!s.contains(&C1[..13]), "ids are cut to 12 digits:\n{s}");
     assert_eq!(lines_with(&s, "c0ffee012345").len(), 1, "{s}");
     // The container filter word.

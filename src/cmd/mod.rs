@@ -7,4 +7,5 @@ pub mod record;
 pub mod report;
 pub mod signals;
 pub mod summarize;
+pub mod top;
 pub mod watch;

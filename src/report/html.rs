@@ -6,8 +6,9 @@
 use minijinja::value::Value;
 use minijinja::{Environment, context};
 
-use super::model::Report;
-use super::text;
+use super::format;
+use super::model::{CgroupOut, ContainerOut, NetnsOut, Report};
+use super::tables;
 use super::{join_svg, svg};
 
 const TEMPLATE: &str = include_str!("report.html.j2");
@@ -18,16 +19,14 @@ pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
     let mut env = Environment::new();
     // Auto-escaping is chosen by the template name's extension.
     env.add_template("report.html", TEMPLATE)?;
-    env.add_filter("num", |v: u64| text::num(v));
-    env.add_filter("bytes", |v: u64| text::bytes(v));
-    env.add_filter("dur", |v: u64| text::dur_ns(v));
-    env.add_filter("sdur", |v: i64| super::join_text::sdur(v));
-    env.add_filter("secs", |v: f64| text::seconds(v));
-    env.add_filter("pct", |v: f64| format!("{:.1}%", v * 100.0));
-    env.add_filter("rate", |v: Option<f64>| text::rate(v));
-    env.add_filter("byterate", |v: Option<f64>| {
-        v.map_or("-".into(), |b| format!("{}/s", text::bytes(b as u64)))
-    });
+    env.add_filter("num", format::count);
+    env.add_filter("bytes", format::bytes);
+    env.add_filter("dur", format::latency);
+    env.add_filter("sdur", format::signed_latency);
+    env.add_filter("secs", format::seconds);
+    env.add_filter("pct", format::percent);
+    env.add_filter("rate", format::opt_rate);
+    env.add_filter("byterate", format::byte_rate);
 
     let sizes: Vec<(String, u64)> = r
         .sizes
@@ -64,11 +63,29 @@ pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
         })
         .unwrap_or_default();
     let tmpl = env.get_template("report.html")?;
+    let multi = r.machines.len() > 1;
+    let cookies = r.conversations.iter().any(|c| c.socket_cookie.is_some());
+    let tables = context! {
+        machines => tables::machines().html(&r.machines, usize::MAX),
+        processes => tables::processes(multi).html(&r.processes, top),
+        commands => tables::commands().html(&r.commands, top),
+        containers => r.containers.as_ref().map(|c| tables::groups::<ContainerOut>(multi).html(c, top)),
+        cgroups => r.cgroups.as_ref().map(|c| tables::groups::<CgroupOut>(multi).html(c, top)),
+        netns => r.netns.as_ref().map(|c| tables::groups::<NetnsOut>(multi).html(c, top)),
+        conversations => tables::conversations(multi, cookies).html(&r.conversations, top),
+        endpoints => tables::endpoints().html(&r.remote_endpoints, top),
+        ports => tables::ports().html(&r.ports, top),
+        error_kinds => tables::error_kinds().html(&r.error_kinds, usize::MAX),
+        errors => tables::errors(multi).html(&r.errors, top),
+        slowest => tables::exemplars().html(&r.exemplars.slowest, top),
+        largest => tables::exemplars().html(&r.exemplars.largest, top),
+    };
     tmpl.render(context! {
         r => Value::from_serialize(r),
         charts => charts,
         top => top,
-        cookies => r.conversations.iter().any(|c| c.socket_cookie.is_some()),
+        cookies => cookies,
+        tables => tables,
         join_chart => join_chart,
         network_charts => network_charts,
     })

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::join_text::sdur;
+use super::format::signed_latency;
 use super::svg::{esc, rate_label, time_chart};
 use crate::analysis::join::{DirOut, JoinOut};
 use crate::analysis::netside::NetConvOut;
@@ -77,7 +77,7 @@ pub fn delays_chart(j: &JoinOut) -> String {
             let _ = write!(
                 out,
                 "<rect x=\"{a:.1}\" y=\"{ry:.1}\" width=\"{w:.1}\" height=\"8\" fill=\"{colour}\"><title>{name} {}</title></rect>",
-                esc(&sdur(v)),
+                esc(&signed_latency(v)),
                 ry = y + 10.0 * k as f64,
                 w = (b - a).max(1.0)
             );
@@ -85,9 +85,9 @@ pub fn delays_chart(j: &JoinOut) -> String {
         let _ = write!(
             out,
             "<text x=\"{tx:.0}\" y=\"{ty:.1}\" class=\"l\">p50 {} p99 {} max {}</text>",
-            esc(&sdur(m.p50)),
-            esc(&sdur(m.p99)),
-            esc(&sdur(m.max)),
+            esc(&signed_latency(m.p50)),
+            esc(&signed_latency(m.p99)),
+            esc(&signed_latency(m.max)),
             tx = W - RIGHT + 6.0,
             ty = y + 12.0
         );
@@ -97,8 +97,8 @@ pub fn delays_chart(j: &JoinOut) -> String {
                 out,
                 "<line x1=\"{a:.1}\" y1=\"{ly:.1}\" x2=\"{b:.1}\" y2=\"{ly:.1}\" stroke=\"#2ca02c\" stroke-width=\"2\"><title>one-way p50 {} ± {}</title></line>\
 <circle cx=\"{c:.1}\" cy=\"{ly:.1}\" r=\"3\" fill=\"#2ca02c\"/>",
-                esc(&sdur(w.p50)),
-                esc(&sdur(e)),
+                esc(&signed_latency(w.p50)),
+                esc(&signed_latency(e)),
                 c = x(w.p50),
                 ly = y + 36.0
             );

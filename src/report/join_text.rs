@@ -4,32 +4,30 @@
 
 use std::fmt::Write;
 
+use super::format::{bytes, count, latency, signed_latency};
 use super::model::Report;
-use super::text::{Table, TextOptions, bytes, dur_ns, num, title};
+use super::text::{Table, TextOptions, title};
 use crate::analysis::join::{Count, DelayOut, DirOut, JoinOut, Unjoined};
 use crate::analysis::netside::{NetPointOut, NetworkOut};
 use crate::schema::format_timestamp_ns;
 
-/// A signed duration: `-1.20ms` when the clocks make it negative.
-pub fn sdur(ns: i64) -> String {
-    if ns < 0 {
-        format!("-{}", dur_ns(ns.unsigned_abs()))
-    } else {
-        dur_ns(ns as u64)
-    }
-}
-
 fn delays(d: Option<DelayOut>) -> [String; 3] {
     d.map_or_else(
         || ["-".into(), "-".into(), "-".into()],
-        |d| [sdur(d.p50), sdur(d.p99), sdur(d.max)],
+        |d| {
+            [
+                signed_latency(d.p50),
+                signed_latency(d.p99),
+                signed_latency(d.max),
+            ]
+        },
     )
 }
 
 fn direction_row(tb: &mut Table, from: &str, to: &str, d: &DirOut) {
     let [p50, p99, max] = delays(d.measured_delay_ns);
     let one_way = match (d.one_way_delay_ns, d.one_way_error_ns) {
-        (Some(w), Some(e)) => format!("{} ± {}", sdur(w.p50), sdur(e)),
+        (Some(w), Some(e)) => format!("{} ± {}", signed_latency(w.p50), signed_latency(e)),
         _ => "-".into(),
     };
     tb.row(vec![
@@ -60,8 +58,8 @@ fn delay_table() -> Table {
     .left(&[0])
 }
 
-fn count(c: Count) -> String {
-    format!("{} ops, {}", num(c.ops), bytes(c.bytes))
+fn ops_and_bytes(c: Count) -> String {
+    format!("{} ops, {}", count(c.ops), bytes(c.bytes))
 }
 
 pub fn render_join(out: &mut String, j: &JoinOut, o: &TextOptions) {
@@ -96,9 +94,9 @@ pub fn render_join(out: &mut String, j: &JoinOut, o: &TextOptions) {
                     out,
                     "  clock offset: {} is {} {word} {}, ± {} (NTP: half the smallest round trip)",
                     p.machine_b,
-                    sdur(magnitude),
+                    signed_latency(magnitude),
                     p.machine_a,
-                    sdur(c.error_ns)
+                    signed_latency(c.error_ns)
                 );
             }
             None => {
@@ -146,7 +144,7 @@ pub fn render_join(out: &mut String, j: &JoinOut, o: &TextOptions) {
         ("received, no send recorded", u.received_not_sent),
     ] {
         if c.bytes > 0 || c.ops > 0 {
-            let _ = writeln!(out, "    {what}: {}", count(c));
+            let _ = writeln!(out, "    {what}: {}", ops_and_bytes(c));
         }
     }
 }
@@ -157,7 +155,7 @@ pub fn render_network(out: &mut String, n: &NetworkOut, o: &TextOptions) {
         let _ = writeln!(
             out,
             "  {} of conversations past the memory bound not shown",
-            count(n.untracked)
+            ops_and_bytes(n.untracked)
         );
     }
     let shown = o.top.min(n.conversations.len());
@@ -168,13 +166,13 @@ pub fn render_network(out: &mut String, n: &NetworkOut, o: &TextOptions) {
             c.machine,
             c.local,
             c.remote,
-            num(c.ops),
+            count(c.ops),
             bytes(c.bytes),
-            num(c.retransmits),
+            count(c.retransmits),
             c.srtt_mean_us
-                .map_or("-".into(), |v| dur_ns((v * 1000.0) as u64)),
+                .map_or("-".into(), |v| latency((v * 1000.0) as u64)),
             c.srtt_max_us
-                .map_or("-".into(), |v| dur_ns(u64::from(v) * 1000)),
+                .map_or("-".into(), |v| latency(u64::from(v) * 1000)),
         );
         let mut tb = Table::new(&[
             "time (UTC)",
@@ -190,15 +188,15 @@ pub fn render_network(out: &mut String, n: &NetworkOut, o: &TextOptions) {
         for p in &condense(&c.points, TEXT_ROWS) {
             tb.row(vec![
                 format_timestamp_ns(p.t_ns),
-                num(p.ops),
-                p.latency_mean_ns.map_or("-".into(), dur_ns),
-                p.latency_max_ns.map_or("-".into(), dur_ns),
+                count(p.ops),
+                p.latency_mean_ns.map_or("-".into(), latency),
+                p.latency_max_ns.map_or("-".into(), latency),
                 p.srtt_mean_us
-                    .map_or("-".into(), |v| dur_ns((v * 1000.0) as u64)),
+                    .map_or("-".into(), |v| latency((v * 1000.0) as u64)),
                 p.srtt_max_us
-                    .map_or("-".into(), |v| dur_ns(u64::from(v) * 1000)),
+                    .map_or("-".into(), |v| latency(u64::from(v) * 1000)),
                 p.cwnd_min.map_or("-".into(), |v| v.to_string()),
-                p.retransmits.map_or("-".into(), num),
+                p.retransmits.map_or("-".into(), count),
             ]);
         }
         tb.render(out);

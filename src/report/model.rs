@@ -6,17 +6,18 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::coverage::{gaps, machines, runs_and_coverage};
+use super::sections::{latency, msg_flags, series_and_heatmap, sizes};
 use crate::analysis::aggregate::{Counters, TopN};
-use crate::analysis::{Aggregate, ConvKey, Exemplar, LatClass, LatencySummary, ProcKey, ProcStats};
-use crate::input::manifest::parse_iso8601;
+use crate::analysis::{Aggregate, ConvKey, Exemplar, LatencySummary, ProcKey, ProcStats};
 use crate::input::scan::Scan;
 use crate::schema::columns::Column;
-use crate::schema::{Direction, Protocol, errno_text, format_timestamp_ns, is_retry_errno};
-use crate::schema::{msg_flag_name, msg_flags_text};
+use crate::schema::msg_flags_text;
+use crate::schema::{errno_text, format_timestamp_ns, is_retry_errno};
 
 pub const SCHEMA_VERSION: u32 = 1;
 /// Problems listed in the report (all are counted).
-const MAX_PROBLEMS: usize = 100;
+pub(super) const MAX_PROBLEMS: usize = 100;
 
 /// How to rank the tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -186,7 +187,12 @@ pub struct ThinningOut {
 }
 
 impl ThinningOut {
-    fn new(runs: usize, sampled_out: u64, rate_limited: u64, included: bool) -> ThinningOut {
+    pub(super) fn new(
+        runs: usize,
+        sampled_out: u64,
+        rate_limited: u64,
+        included: bool,
+    ) -> ThinningOut {
         let exact = vec![
             "totals",
             "processes",
@@ -618,7 +624,7 @@ pub struct TableInfo {
     pub max_error_bytes: u64,
 }
 
-fn ts(ns: Option<i64>) -> Option<String> {
+pub(super) fn ts(ns: Option<i64>) -> Option<String> {
     ns.map(format_timestamp_ns)
 }
 
@@ -802,160 +808,10 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
         .collect();
     let top = opts.top;
     let sort = opts.sort;
+    let (runs, mut cov) = runs_and_coverage(scan, &file_names);
     let machine_name = |i: u32| d.machines.get(i as usize).cloned().unwrap_or_default();
 
-    // Runs and coverage.
-    let mut runs: Vec<RunOut> = Vec::new();
-    let mut cov = Coverage::default();
-    for (ri, run) in d.runs.iter().enumerate() {
-        let files: Vec<usize> = (0..d.files.len())
-            .filter(|&i| d.files[i].run == ri)
-            .collect();
-        let rows: u64 = files.iter().map(|&i| scan.files[i].stats.rows).sum();
-        let malformed: u64 = files.iter().map(|&i| scan.files[i].stats.malformed).sum();
-        let first = files.iter().filter_map(|&i| scan.files[i].first_ns).min();
-        let last = files.iter().filter_map(|&i| scan.files[i].last_ns).max();
-        let m = run.manifest.as_ref();
-        let prefix = run.nw_dir.display().to_string();
-        cov.deleted_file_count += run.deleted_count;
-        cov.deleted_files
-            .extend(run.deleted_files.iter().map(|f| format!("{prefix}/{f}")));
-        cov.missing_files
-            .extend(run.missing_files.iter().map(|f| format!("{prefix}/{f}")));
-        runs.push(RunOut {
-            machine_id: run.machine_id.clone(),
-            run: run.run_dir.clone(),
-            manifest: run.manifest_name.clone(),
-            rows,
-            rows_written: m.map(|m| m.rows_written),
-            events_lost: m.map_or(0, |m| m.events_lost),
-            probes_missed: m.map_or(0, |m| m.probes_missed),
-            rows_lost: m.map_or(0, |m| m.rows_lost),
-            finalized: m.is_some_and(|m| m.finalized),
-            exit_reason: m.and_then(|m| m.exit_reason.clone()),
-            backend: m.and_then(|m| m.backend.clone()),
-            started_at: m.and_then(|m| m.started_at.clone()),
-            stopped_at: m.and_then(|m| m.stopped_at.clone()),
-            first: ts(first),
-            last: ts(last),
-            files: files.len(),
-            deleted_file_count: run.deleted_count,
-            deleted_files: run.deleted_files.clone(),
-            missing_files: run.missing_files.clone(),
-            malformed_rows: malformed,
-            manifest_error: run.manifest_error.clone(),
-        });
-    }
-    runs.sort_by(|a, b| {
-        (&a.machine_id, &a.run, &a.manifest).cmp(&(&b.machine_id, &b.run, &b.manifest))
-    });
-    for r in &runs {
-        cov.events_lost += r.events_lost;
-        cov.probes_missed += r.probes_missed;
-        cov.rows_lost += r.rows_lost;
-        cov.unfinalized_runs += u64::from(r.manifest.is_some() && !r.finalized);
-        cov.runs_without_manifest += u64::from(r.manifest.is_none());
-        if r.manifest.is_some() {
-            cov.manifest_rows += r.rows_written.unwrap_or(0).max(r.rows);
-            cov.manifest_rows_read += r.rows;
-        }
-    }
-    let thinned: Vec<_> = d
-        .runs
-        .iter()
-        .filter_map(|r| r.manifest.as_ref()?.loss_by_reason.as_ref())
-        .filter(|l| l.sample.is_some() || l.rate_limit.is_some())
-        .collect();
-    if !thinned.is_empty() {
-        let sampled_out = thinned.iter().map(|l| l.left_out.sampled_out).sum();
-        let rate_limited = thinned.iter().map(|l| l.left_out.rate_limited).sum();
-        let rows: u64 = scan.files.iter().map(|f| f.stats.rows).sum();
-        // The summaries' unwritten parts were merged: more ops than rows.
-        let included = sampled_out + rate_limited == 0 || agg.totals.ops > rows;
-        cov.thinning = Some(ThinningOut::new(
-            thinned.len(),
-            sampled_out,
-            rate_limited,
-            included,
-        ));
-    }
-    cov.runs = runs.len();
-    cov.files = d.files.len();
-    for (i, f) in scan.files.iter().enumerate() {
-        let s = &f.stats;
-        cov.rows += s.rows;
-        cov.bytes_read += s.bytes;
-        cov.malformed_rows += s.malformed;
-        cov.files_missing_header += u64::from(s.missing_header);
-        cov.files_cut_mid_row += u64::from(s.cut_mid_row);
-        cov.files_unreadable += u64::from(s.read_error.is_some() && s.rows == 0);
-        cov.first_ns = min_opt(cov.first_ns, f.first_ns);
-        cov.last_ns = max_opt(cov.last_ns, f.last_ns);
-        cov.problems_total += s.malformed
-            + u64::from(s.missing_header)
-            + u64::from(s.cut_mid_row)
-            + u64::from(s.read_error.is_some());
-        if let (Some(e), true) = (&s.read_error, s.problems.is_empty()) {
-            cov.problems.push(ProblemOut {
-                file: file_names[i].clone(),
-                line: 0,
-                message: e.clone(),
-            });
-        }
-        for p in &s.problems {
-            cov.problems.push(ProblemOut {
-                file: file_names[i].clone(),
-                line: p.line,
-                message: p.message.clone(),
-            });
-        }
-    }
-    cov.problems
-        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    cov.problems.truncate(MAX_PROBLEMS);
-    cov.first = ts(cov.first_ns);
-    cov.last = ts(cov.last_ns);
-
-    // Machines: from per-file totals (after filters) and runs.
-    let mut machines: BTreeMap<String, MachineOut> = BTreeMap::new();
-    for r in &runs {
-        let m = machines
-            .entry(r.machine_id.clone())
-            .or_insert_with(|| MachineOut {
-                machine_id: r.machine_id.clone(),
-                runs: 0,
-                rows: 0,
-                ops: 0,
-                bytes_sent: 0,
-                bytes_received: 0,
-                errors: 0,
-                events_lost: 0,
-                first: None,
-                last: None,
-            });
-        m.runs += 1;
-        m.rows += r.rows;
-        m.events_lost += r.events_lost;
-    }
-    let mut mfirst: BTreeMap<String, (Option<i64>, Option<i64>)> = BTreeMap::new();
-    for (i, f) in d.files.iter().enumerate() {
-        let t = &scan.files[i].totals;
-        if let Some(m) = machines.get_mut(&f.machine_id) {
-            m.ops += t.ops;
-            m.bytes_sent += t.bytes_sent;
-            m.bytes_received += t.bytes_received;
-            m.errors += t.errors;
-        }
-        let e = mfirst.entry(f.machine_id.clone()).or_default();
-        e.0 = min_opt(e.0, t.first_ns);
-        e.1 = max_opt(e.1, t.last_ns);
-    }
-    for (k, (a, b)) in mfirst {
-        if let Some(m) = machines.get_mut(&k) {
-            m.first = ts(a);
-            m.last = ts(b);
-        }
-    }
+    let machines = machines(&runs, scan);
     cov.machines = machines.len();
     cov.gaps = gaps(&runs, scan);
 
@@ -999,24 +855,8 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
             bytes_per_s: rate(o.bytes, duration_s),
         })
         .collect();
-    let mut latency = Vec::new();
-    for class in LatClass::ALL {
-        for proto in Protocol::ALL {
-            if let Some(h) = agg.latency.get(&(class, proto)) {
-                latency.push(LatencyOut {
-                    direction: if class == LatClass::Send {
-                        "send"
-                    } else {
-                        "receive"
-                    },
-                    class: class.as_str(),
-                    protocol: proto.as_str(),
-                    summary: h.summary(),
-                });
-            }
-        }
-    }
 
+    let latency = latency(agg);
     let mut tables = BTreeMap::new();
 
     // Processes and the rollup by comm.
@@ -1257,91 +1097,9 @@ pub fn build(scan: &Scan, opts: &Options) -> Report {
     let errors = cut(errors, top);
     tables.insert("errors", table_info(&agg.errors, errors.len(), |v| v));
 
-    // Flags and sizes.
-    let mut combinations: Vec<FlagComboOut> = agg
-        .flag_combos
-        .iter()
-        .map(|(&(dir, f), c)| FlagComboOut {
-            direction: dir.as_str(),
-            flags: msg_flags_text(f),
-            ops: c.total_ops(),
-            bytes: c.total_bytes(),
-        })
-        .collect();
-    combinations.sort_by(|a, b| {
-        b.ops
-            .cmp(&a.ops)
-            .then(a.direction.cmp(b.direction))
-            .then(a.flags.cmp(&b.flags))
-    });
-    let mut flags = Vec::new();
-    for dir in Direction::ALL {
-        for bit in 0..32 {
-            let n = agg.flag_bits[dir.index()][bit];
-            if n > 0 {
-                flags.push(FlagOut {
-                    direction: dir.as_str(),
-                    flag: msg_flag_name(1 << bit),
-                    ops: n,
-                });
-            }
-        }
-    }
-    let msg_flags = FlagsOut {
-        combinations,
-        flags,
-        no_flags_send: agg.no_flags[0],
-        no_flags_receive: agg.no_flags[1],
-    };
-    let mut sizes = Vec::new();
-    for dir in Direction::ALL {
-        for (b, &n) in agg.sizes[dir.index()].iter().enumerate() {
-            if n > 0 {
-                let (low, high) = if b == 0 {
-                    (0, 0)
-                } else {
-                    (1u64 << (b - 1), ((1u128 << b) - 1) as u64)
-                };
-                sizes.push(SizeOut {
-                    direction: dir.as_str(),
-                    low,
-                    high,
-                    count: n,
-                });
-            }
-        }
-    }
-
-    // Time.
-    let w = agg.series.width_s();
-    let mut series = SeriesOut {
-        bucket_seconds: w,
-        points: vec![],
-    };
-    let mut heatmap = HeatmapOut {
-        bucket_seconds: w,
-        latency_buckets_log2: crate::analysis::series::HEAT_BUCKETS,
-        columns: vec![],
-    };
-    for (t_ns, p) in agg.series.points() {
-        series.points.push(PointOut {
-            t: format_timestamp_ns(t_ns),
-            t_ns,
-            sends: p.ops[0],
-            receives: p.ops[1],
-            bytes_sent: p.bytes[0],
-            bytes_received: p.bytes[1],
-            retry_errors: p.retry_errors,
-            hard_errors: p.hard_errors,
-        });
-        if !p.heat.is_empty() {
-            heatmap.columns.push(HeatColumn {
-                t_ns,
-                counts: p.heat.clone(),
-            });
-        }
-    }
-
+    let msg_flags = msg_flags(agg);
+    let sizes = sizes(agg);
+    let (series, heatmap) = series_and_heatmap(agg);
     let exemplars = ExemplarsOut {
         slowest: exemplars(&agg.slowest, &file_names),
         largest: exemplars(&agg.largest, &file_names),
@@ -1470,84 +1228,4 @@ fn group_table<K: Copy + Ord + std::hash::Hash, T>(
         .into_iter()
         .map(|(_, x)| x)
         .collect()
-}
-
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// Gaps in time per machine: stretches between one run's end and the next
-/// run's start when nothing on that machine was recording. A run's span is
-/// its manifest's start and stop (else its first and last row).
-fn gaps(runs: &[RunOut], scan: &Scan) -> Vec<GapOut> {
-    let mut out = Vec::new();
-    for (i, f) in scan.files.iter().enumerate() {
-        for &(a, b) in &f.quiet {
-            out.push(GapOut {
-                kind: "no_rows",
-                machine_id: scan.discovery.files[i].machine_id.clone(),
-                from: format_timestamp_ns(a),
-                to: format_timestamp_ns(b),
-                seconds: (b - a) as f64 / 1e9,
-            });
-        }
-    }
-    let mut by_machine: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
-    for r in runs {
-        let start = r
-            .started_at
-            .as_deref()
-            .and_then(parse_iso8601)
-            .map(|s| s * 1_000_000_000)
-            .or_else(|| {
-                r.first
-                    .as_deref()
-                    .and_then(|t| crate::schema::parse_timestamp_ns(t.as_bytes()))
-            });
-        let stop = r
-            .stopped_at
-            .as_deref()
-            .and_then(parse_iso8601)
-            .map(|s| s * 1_000_000_000)
-            .or_else(|| {
-                r.last
-                    .as_deref()
-                    .and_then(|t| crate::schema::parse_timestamp_ns(t.as_bytes()))
-            });
-        if let (Some(a), Some(b)) = (start, stop) {
-            by_machine
-                .entry(&r.machine_id)
-                .or_default()
-                .push((a, b.max(a)));
-        }
-    }
-    for (m, mut spans) in by_machine {
-        spans.sort();
-        let mut end = spans[0].1;
-        for &(a, b) in &spans[1..] {
-            // Gaps under a second are clock granularity, not holes.
-            if a > end + 1_000_000_000 {
-                out.push(GapOut {
-                    kind: "between_runs",
-                    machine_id: m.to_string(),
-                    from: format_timestamp_ns(end),
-                    to: format_timestamp_ns(a),
-                    seconds: (a - end) as f64 / 1e9,
-                });
-            }
-            end = end.max(b);
-        }
-    }
-    out.sort_by(|a, b| (&a.machine_id, &a.from).cmp(&(&b.machine_id, &b.from)));
-    out
 }

@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
+use super::format::{bytes, latency};
 use super::model::{HeatmapOut, LatencyOut, SeriesOut};
-use super::text::{bytes, dur_ns};
 
 const W: f64 = 900.0;
 const H: f64 = 260.0;
@@ -270,7 +270,7 @@ pub fn latency_chart(lat: &[LatencyOut]) -> String {
             out,
             "<line x1=\"{x:.1}\" y1=\"{MT:.0}\" x2=\"{x:.1}\" y2=\"{b:.0}\" class=\"g\"/>\
 <text x=\"{x:.1}\" y=\"{ty:.0}\" class=\"l\" text-anchor=\"middle\">{}</text>",
-            esc(&dur_ns(10u64.pow(d))),
+            esc(&latency(10u64.pow(d))),
             b = h - MB,
             ty = h - MB + 16.0
         );
@@ -303,7 +303,7 @@ pub fn latency_chart(lat: &[LatencyOut]) -> String {
                 px(v),
                 marks[j].1,
                 marks[j].0,
-                esc(&dur_ns(v))
+                esc(&latency(v))
             );
         }
     }
@@ -392,8 +392,8 @@ pub fn heatmap(hm: &HeatmapOut) -> String {
                 cw.max(1.0),
                 heat_colour(n, max),
                 time_label(*t),
-                esc(&dur_ns(1u64 << (lo + ri))),
-                esc(&dur_ns(1u64 << (lo + ri + 1)))
+                esc(&latency(1u64 << (lo + ri))),
+                esc(&latency(1u64 << (lo + ri + 1)))
             );
         }
     }
@@ -404,7 +404,7 @@ pub fn heatmap(hm: &HeatmapOut) -> String {
             out,
             "<text x=\"{:.0}\" y=\"{y:.1}\" class=\"l\" text-anchor=\"end\">{}</text>",
             ML - 6.0,
-            esc(&dur_ns(1u64 << (lo + ri)))
+            esc(&latency(1u64 << (lo + ri)))
         );
     }
     let _ = write!(

@@ -5,84 +5,14 @@
 
 use std::fmt::Write;
 
-use super::model::{Coverage, Report, TableInfo};
-use crate::analysis::LatencySummary;
+use super::format::{bytes, bytes_f, count, latency, opt_rate, seconds};
+use super::model::{CgroupOut, ContainerOut, Coverage, NetnsOut, Report, TableInfo};
+use super::tables;
 
 pub struct TextOptions {
     pub styled: bool,
     /// Rows per table.
     pub top: usize,
-}
-
-/// Thousands separated: 1,234,567.
-pub fn num(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Bytes in powers of 1024 with one decimal: 1.5 MiB.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", UNITS[u])
-}
-
-/// Nanoseconds as ns, µs, ms or s with 3 significant digits.
-pub fn dur_ns(ns: u64) -> String {
-    let v = ns as f64;
-    let (x, unit) = if ns < 1_000 {
-        return format!("{ns}ns");
-    } else if ns < 1_000_000 {
-        (v / 1e3, "us")
-    } else if ns < 1_000_000_000 {
-        (v / 1e6, "ms")
-    } else {
-        (v / 1e9, "s")
-    };
-    if x >= 100.0 {
-        format!("{x:.0}{unit}")
-    } else if x >= 10.0 {
-        format!("{x:.1}{unit}")
-    } else {
-        format!("{x:.2}{unit}")
-    }
-}
-
-pub fn rate(r: Option<f64>) -> String {
-    match r {
-        None => "-".into(),
-        Some(v) if v >= 100.0 => format!("{v:.0}"),
-        Some(v) => format!("{v:.2}"),
-    }
-}
-
-pub fn seconds(s: f64) -> String {
-    let total = s.round() as u64;
-    let (h, m, sec) = (total / 3600, total / 60 % 60, total % 60);
-    if h > 0 {
-        format!("{h}h{m:02}m{sec:02}s")
-    } else if m > 0 {
-        format!("{m}m{sec:02}s")
-    } else if s < 10.0 {
-        format!("{s:.3}s")
-    } else {
-        format!("{sec}s")
-    }
 }
 
 /// A table: first column left-aligned, the others right-aligned unless
@@ -171,8 +101,8 @@ fn more(out: &mut String, listed: usize, info: Option<&TableInfo>, shown: usize)
         let _ = writeln!(
             out,
             "  other (~{} keys past the memory bound): {} ops, {}",
-            num(i.other_keys),
-            num(i.other_ops),
+            count(i.other_keys),
+            count(i.other_ops),
             bytes(i.other_bytes)
         );
     }
@@ -186,31 +116,10 @@ fn more(out: &mut String, listed: usize, info: Option<&TableInfo>, shown: usize)
             writeln!(
                 out,
                 "  bounded table: the heaviest keys are kept; a listed row may count up to {} ops, {} too few",
-                num(i.max_error_ops),
+                count(i.max_error_ops),
                 bytes(i.max_error_bytes)
             )
         };
-    }
-}
-
-fn lat_cells(s: &LatencySummary) -> Vec<String> {
-    if s.count == 0 {
-        return vec!["-".into(); 4];
-    }
-    vec![dur_ns(s.p50), dur_ns(s.p99), dur_ns(s.p999), dur_ns(s.max)]
-}
-
-trait P99Text {
-    fn p99_text(&self) -> String;
-}
-
-impl P99Text for LatencySummary {
-    fn p99_text(&self) -> String {
-        if self.count == 0 {
-            "-".into()
-        } else {
-            dur_ns(self.p99)
-        }
     }
 }
 
@@ -220,18 +129,18 @@ fn opt(s: &Option<String>) -> String {
 
 /// `N files deleted by retention (first .., last ..)`, or nothing:
 /// `count` of them, `names` the ones the manifests name, oldest first.
-fn deleted_line(count: u64, names: &[String]) -> Option<String> {
+fn deleted_line(n: u64, names: &[String]) -> Option<String> {
     match names {
-        _ if count == 0 => None,
-        [] => Some(format!("{} files deleted by retention", num(count))),
-        [only] if count == 1 => Some(format!("1 file deleted by retention ({only})")),
+        _ if n == 0 => None,
+        [] => Some(format!("{} files deleted by retention", count(n))),
+        [only] if n == 1 => Some(format!("1 file deleted by retention ({only})")),
         [first, .., last] => Some(format!(
             "{} files deleted by retention (first {first}, last {last})",
-            num(count)
+            count(n)
         )),
         [first] => Some(format!(
             "{} files deleted by retention (first {first})",
-            num(count)
+            count(n)
         )),
     }
 }
@@ -245,8 +154,8 @@ pub fn partial_line(c: &Coverage) -> Option<String> {
     }
     Some(format!(
         "rows on disk: {} of the {} the runs' manifests count ({:.1} %); the rest was deleted by retention or is missing",
-        num(c.manifest_rows_read),
-        num(c.manifest_rows),
+        count(c.manifest_rows_read),
+        count(c.manifest_rows),
         c.manifest_rows_read as f64 * 100.0 / c.manifest_rows as f64
     ))
 }
@@ -254,12 +163,6 @@ pub fn partial_line(c: &Coverage) -> Option<String> {
 pub fn render(r: &Report, o: &TextOptions) -> String {
     let mut out = String::new();
     let multi = r.machines.len() > 1;
-    let with = |on: bool, m: &str, mut row: Vec<String>| {
-        if on {
-            row.insert(0, m.to_string());
-        }
-        row
-    };
     let c = &r.coverage;
     let t = &r.totals;
     let _ = writeln!(
@@ -268,7 +171,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         c.machines,
         c.runs,
         c.files,
-        num(c.rows)
+        count(c.rows)
     );
     if let Some(line) = partial_line(c) {
         let _ = writeln!(out, "{line}");
@@ -333,9 +236,9 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     let _ = writeln!(
         out,
         "  events lost {}, probes missed {}, rows lost {}; unfinalised runs {}, runs without manifest {}",
-        num(c.events_lost),
-        num(c.probes_missed),
-        num(c.rows_lost),
+        count(c.events_lost),
+        count(c.probes_missed),
+        count(c.rows_lost),
         c.unfinalized_runs,
         c.runs_without_manifest
     );
@@ -345,7 +248,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     let _ = writeln!(
         out,
         "  malformed rows {}, files missing a header {}, files cut mid-row {}, unreadable files {}",
-        num(c.malformed_rows),
+        count(c.malformed_rows),
         c.files_missing_header,
         c.files_cut_mid_row,
         c.files_unreadable
@@ -380,7 +283,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         let _ = writeln!(
             out,
             "  ... {} problems in all (see --format json)",
-            num(c.problems_total)
+            count(c.problems_total)
         );
     }
     let mut tb = Table::new(&[
@@ -400,9 +303,9 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
             run.machine_id.clone(),
             run.run.clone(),
             opt(&run.manifest),
-            num(run.rows),
-            run.rows_written.map_or("-".into(), num),
-            num(run.events_lost),
+            count(run.rows),
+            run.rows_written.map_or("-".into(), count),
+            count(run.events_lost),
             match (&run.manifest, run.finalized) {
                 (None, _) => "no manifest".into(),
                 (_, true) => "yes".into(),
@@ -417,22 +320,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     // 11. Machines.
     if r.machines.len() > 1 {
         title(&mut out, o, "Machines");
-        let mut tb = Table::new(&[
-            "machine", "runs", "rows", "ops", "sent", "received", "errors", "lost",
-        ]);
-        for m in &r.machines {
-            tb.row(vec![
-                m.machine_id.clone(),
-                m.runs.to_string(),
-                num(m.rows),
-                num(m.ops),
-                bytes(m.bytes_sent),
-                bytes(m.bytes_received),
-                num(m.errors),
-                num(m.events_lost),
-            ]);
-        }
-        tb.render(&mut out);
+        tables::machines().text(&r.machines, usize::MAX, &mut out);
     }
 
     // 2. Overview.
@@ -440,23 +328,23 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     let _ = writeln!(
         out,
         "  {} ops ({} sends, {} receives), {} sent, {} received, {} errors ({} retry, {} hard)",
-        num(t.ops),
-        num(t.sends),
-        num(t.receives),
+        count(t.ops),
+        count(t.sends),
+        count(t.receives),
         bytes(t.bytes_sent),
         bytes(t.bytes_received),
-        num(t.errors),
-        num(t.retry_errors),
-        num(t.hard_errors)
+        count(t.errors),
+        count(t.retry_errors),
+        count(t.hard_errors)
     );
     let _ = writeln!(
         out,
         "  {} ops/s, {}/s over {}; {} end-of-stream receives, {} ops with unknown peer",
-        rate(t.ops_per_s),
-        bytes(t.bytes_per_s.unwrap_or(0.0) as u64),
+        opt_rate(t.ops_per_s),
+        bytes_f(t.bytes_per_s.unwrap_or(0.0)),
         seconds(t.duration_s),
-        num(t.end_of_stream),
-        num(t.unknown_peer)
+        count(t.end_of_stream),
+        count(t.unknown_peer)
     );
     let mut tb = Table::new(&[
         "direction",
@@ -474,11 +362,11 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
             v.direction.into(),
             v.protocol.into(),
             v.ip_version.to_string(),
-            num(v.ops),
+            count(v.ops),
             bytes(v.bytes),
-            num(v.errors),
-            rate(v.ops_per_s),
-            v.bytes_per_s.map_or("-".into(), |b| bytes(b as u64)),
+            count(v.errors),
+            opt_rate(v.ops_per_s),
+            v.bytes_per_s.map_or("-".into(), bytes_f),
         ]);
     }
     tb.render(&mut out);
@@ -498,13 +386,13 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         tb.row(vec![
             l.class.into(),
             l.protocol.into(),
-            num(s.count),
-            dur_ns(s.mean.round() as u64),
-            dur_ns(s.p50),
-            dur_ns(s.p90),
-            dur_ns(s.p99),
-            dur_ns(s.p999),
-            dur_ns(s.max),
+            count(s.count),
+            latency(s.mean.round() as u64),
+            latency(s.p50),
+            latency(s.p90),
+            latency(s.p99),
+            latency(s.p999),
+            latency(s.max),
         ]);
     }
     tb.render(&mut out);
@@ -512,42 +400,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     // 3. Processes.
     let sort = format!("{:?}", r.sort).to_lowercase();
     title(&mut out, o, &format!("Processes (by {sort})"));
-    let mut tb = Table::new(&[
-        "pid",
-        "comm",
-        "ops",
-        "sent",
-        "received",
-        "errors",
-        "err%",
-        "peers",
-        "send p50",
-        "p99",
-        "p99.9",
-        "max",
-        "recv(blk) p50",
-        "p99",
-        "p99.9",
-        "max",
-    ])
-    .left(&[1])
-    .machine_first(multi);
-    for p in r.processes.iter().take(o.top) {
-        let mut row = vec![
-            p.pid.map_or("-".into(), |x| x.to_string()),
-            p.comm.clone(),
-            num(p.ops),
-            bytes(p.bytes_sent),
-            bytes(p.bytes_received),
-            num(p.errors),
-            format!("{:.1}", p.error_rate * 100.0),
-            format!("{}{}", p.peers, if p.peers_capped { "+" } else { "" }),
-        ];
-        row.extend(lat_cells(&p.latency_ns.send));
-        row.extend(lat_cells(&p.latency_ns.receive_blocking));
-        tb.row(with(multi, p.machine_id.as_deref().unwrap_or("-"), row));
-    }
-    tb.render(&mut out);
+    tables::processes(multi).text(&r.processes, o.top, &mut out);
     more(
         &mut out,
         r.processes.len(),
@@ -556,40 +409,13 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     );
 
     title(&mut out, o, "Commands (processes rolled up by comm)");
-    let mut tb = Table::new(&[
-        "comm", "procs", "ops", "sent", "received", "errors", "send p99", "recv p99",
-    ]);
-    for p in r.commands.iter().take(o.top) {
-        tb.row(vec![
-            p.comm.clone(),
-            num(p.processes),
-            num(p.ops),
-            bytes(p.bytes_sent),
-            bytes(p.bytes_received),
-            num(p.errors),
-            p.latency_ns.send.p99_text(),
-            p.latency_ns.receive.p99_text(),
-        ]);
-    }
-    tb.render(&mut out);
+    tables::commands().text(&r.commands, o.top, &mut out);
     more(&mut out, r.commands.len(), None, o.top);
 
     // 3b. The optional columns: containers, cgroups, network namespaces.
     if let Some(cs) = &r.containers {
         title(&mut out, o, &format!("Containers (by {sort})"));
-        group_table(
-            &mut out,
-            "container",
-            cs.iter().map(|c| {
-                (
-                    c.machine_id.as_str(),
-                    container_label(c.container_id.as_deref()),
-                    &c.stats,
-                )
-            }),
-            multi,
-            o.top,
-        );
+        tables::groups::<ContainerOut>(multi).text(cs, o.top, &mut out);
         more(&mut out, cs.len(), r.tables.get("containers"), o.top);
         if let Some(a) = r
             .attribution
@@ -599,85 +425,26 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
             let _ = writeln!(
                 out,
                 "  {} ops ({}) come from files without the Container ID column and are in no row",
-                num(a.ops_without_container),
+                count(a.ops_without_container),
                 bytes(a.bytes_without_container)
             );
         }
     }
     if let Some(cs) = &r.cgroups {
         title(&mut out, o, &format!("Cgroups (by {sort})"));
-        group_table(
-            &mut out,
-            "cgroup",
-            cs.iter()
-                .map(|c| (c.machine_id.as_str(), cgroup_label(&c.cgroup), &c.stats)),
-            multi,
-            o.top,
-        );
+        tables::groups::<CgroupOut>(multi).text(cs, o.top, &mut out);
         more(&mut out, cs.len(), r.tables.get("cgroups"), o.top);
     }
     if let Some(ns) = &r.netns {
         title(&mut out, o, &format!("Network namespaces (by {sort})"));
-        group_table(
-            &mut out,
-            "netns",
-            ns.iter()
-                .map(|n| (n.machine_id.as_str(), n.netns.to_string(), &n.stats)),
-            multi,
-            o.top,
-        );
+        tables::groups::<NetnsOut>(multi).text(ns, o.top, &mut out);
         more(&mut out, ns.len(), r.tables.get("netns"), o.top);
     }
 
     // 4. Conversations.
     title(&mut out, o, &format!("Conversations (by {sort})"));
     let cookies = r.conversations.iter().any(|c| c.socket_cookie.is_some());
-    let mut head = vec![
-        "proto", "pid", "comm", "local", "remote", "ops", "sent", "received", "errors", "eof",
-        "send p99", "recv p99", "first", "last",
-    ];
-    if cookies {
-        head.push("socket");
-    }
-    let mut tb = Table::new(&head)
-        .left(&[2, 3, 4, 12, 13])
-        .machine_first(multi);
-    for cv in r.conversations.iter().take(o.top) {
-        let remote = match (&cv.remote_address, cv.remote_port) {
-            (Some(a), Some(p)) => endpoint(a, p),
-            _ => "(unknown peer)".into(),
-        };
-        tb.row(with(
-            multi,
-            &cv.machine_id,
-            vec![
-                cv.protocol.into(),
-                cv.pid.to_string(),
-                cv.comm.clone(),
-                endpoint(&cv.local_address, cv.local_port),
-                remote,
-                num(cv.ops),
-                bytes(cv.bytes_sent),
-                bytes(cv.bytes_received),
-                num(cv.errors),
-                if cv.end_of_stream { "yes" } else { "" }.into(),
-                cv.latency_ns.send.p99_text(),
-                cv.latency_ns.receive.p99_text(),
-                opt(&cv.first),
-                opt(&cv.last),
-            ]
-            .into_iter()
-            .chain(cookies.then(|| {
-                cv.socket_cookie.map_or("-".into(), |c| {
-                    // `*`: more than one process or peer used the socket;
-                    // pid, comm and endpoints are its first op's.
-                    format!("{c}{}", if cv.shared_socket { "*" } else { "" })
-                })
-            }))
-            .collect(),
-        ));
-    }
-    tb.render(&mut out);
+    tables::conversations(multi, cookies).text(&r.conversations, o.top, &mut out);
     if cookies {
         let _ = writeln!(
             out,
@@ -693,21 +460,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
 
     // 5. Remote endpoints and ports.
     title(&mut out, o, "Remote endpoints");
-    let mut tb = Table::new(&["proto", "remote", "ops", "sent", "received", "errors"]).left(&[1]);
-    for e in r.remote_endpoints.iter().take(o.top) {
-        tb.row(vec![
-            e.protocol.into(),
-            match (&e.address, e.port) {
-                (Some(a), Some(p)) => endpoint(a, p),
-                _ => "(unknown peer)".into(),
-            },
-            num(e.ops),
-            bytes(e.bytes_sent),
-            bytes(e.bytes_received),
-            num(e.errors),
-        ]);
-    }
-    tb.render(&mut out);
+    tables::endpoints().text(&r.remote_endpoints, o.top, &mut out);
     more(
         &mut out,
         r.remote_endpoints.len(),
@@ -716,20 +469,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     );
 
     title(&mut out, o, "Ports");
-    let mut tb =
-        Table::new(&["proto", "side", "port", "ops", "sent", "received", "errors"]).left(&[1]);
-    for p in r.ports.iter().take(o.top) {
-        tb.row(vec![
-            p.protocol.into(),
-            p.role.into(),
-            p.port.to_string(),
-            num(p.ops),
-            bytes(p.bytes_sent),
-            bytes(p.bytes_received),
-            num(p.errors),
-        ]);
-    }
-    tb.render(&mut out);
+    tables::ports().text(&r.ports, o.top, &mut out);
     more(&mut out, r.ports.len(), r.tables.get("ports"), o.top);
 
     // 7. Errors.
@@ -738,45 +478,10 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         o,
         "Errors (retry: EAGAIN, EINTR, ERESTART*, ...; hard: the rest)",
     );
-    let mut tb = Table::new(&["error", "kind", "direction", "count"]).left(&[1, 2]);
-    for e in &r.error_kinds {
-        tb.row(vec![
-            e.error.clone(),
-            e.kind.into(),
-            e.direction.into(),
-            num(e.count),
-        ]);
-    }
-    tb.render(&mut out);
-    let mut tb = Table::new(&[
-        "error",
-        "direction",
-        "pid",
-        "comm",
-        "count",
-        "first",
-        "last",
-    ])
-    .left(&[1, 3, 5, 6])
-    .machine_first(multi);
-    for e in r.errors.iter().take(o.top) {
-        tb.row(with(
-            multi,
-            &e.machine_id,
-            vec![
-                e.error.clone(),
-                e.direction.into(),
-                e.pid.to_string(),
-                e.comm.clone(),
-                num(e.count),
-                opt(&e.first),
-                opt(&e.last),
-            ],
-        ));
-    }
+    tables::error_kinds().text(&r.error_kinds, usize::MAX, &mut out);
     if !r.errors.is_empty() {
         out.push('\n');
-        tb.render(&mut out);
+        tables::errors(multi).text(&r.errors, o.top, &mut out);
         more(&mut out, r.errors.len(), r.tables.get("errors"), o.top);
     }
 
@@ -786,22 +491,22 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
     let _ = writeln!(
         out,
         "  without flags (write/read/io_uring or none): {} sends, {} receives",
-        num(mf.no_flags_send),
-        num(mf.no_flags_receive)
+        count(mf.no_flags_send),
+        count(mf.no_flags_receive)
     );
     let mut tb = Table::new(&["direction", "flags", "ops", "bytes"]).left(&[1]);
     for f in mf.combinations.iter().take(o.top) {
         tb.row(vec![
             f.direction.into(),
             f.flags.clone(),
-            num(f.ops),
+            count(f.ops),
             bytes(f.bytes),
         ]);
     }
     tb.render(&mut out);
     let mut tb = Table::new(&["direction", "flag", "ops"]).left(&[1]);
     for f in &mf.flags {
-        tb.row(vec![f.direction.into(), f.flag.clone(), num(f.ops)]);
+        tb.row(vec![f.direction.into(), f.flag.clone(), count(f.ops)]);
     }
     out.push('\n');
     tb.render(&mut out);
@@ -840,21 +545,21 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         let span = w * chunk.len() as f64;
         tb.row(vec![
             chunk[0].t.clone(),
-            rate(Some(sum(|p| p.sends) as f64 / span)),
-            rate(Some(sum(|p| p.receives) as f64 / span)),
+            opt_rate(Some(sum(|p| p.sends) as f64 / span)),
+            opt_rate(Some(sum(|p| p.receives) as f64 / span)),
             bytes((sum(|p| p.bytes_sent) as f64 / span) as u64),
             bytes((sum(|p| p.bytes_received) as f64 / span) as u64),
-            num(sum(|p| p.retry_errors)),
-            num(sum(|p| p.hard_errors)),
+            count(sum(|p| p.retry_errors)),
+            count(sum(|p| p.hard_errors)),
         ]);
     }
     tb.render(&mut out);
 
     // 10. Exemplars.
     title(&mut out, o, "Slowest operations");
-    exemplar_table(&mut out, &r.exemplars.slowest, o.top);
+    tables::exemplars().text(&r.exemplars.slowest, o.top, &mut out);
     title(&mut out, o, "Largest operations");
-    exemplar_table(&mut out, &r.exemplars.largest, o.top);
+    tables::exemplars().text(&r.exemplars.largest, o.top, &mut out);
 
     // 11. Across machines, and the network's side (docs/join.md).
     super::join_text::render(&mut out, r, o);
@@ -913,82 +618,11 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
 }
 
 /// The change in percent; "new" from a baseline of 0, "-" for 0 to 0.
-/// A container's short id (12 digits, as `docker ps`), or the host.
-pub fn container_label(id: Option<&str>) -> String {
-    match id {
-        Some(id) => id.chars().take(12).collect(),
-        None => "host (no container)".into(),
-    }
-}
-
-/// A cgroup path as `/a/b` from the root; an unresolved `id:NNN` as is.
-pub fn cgroup_label(path: &str) -> String {
-    if path.starts_with("id:") {
-        path.to_string()
-    } else {
-        format!("/{path}")
-    }
-}
-
-fn group_table<'a>(
-    out: &mut String,
-    what: &str,
-    rows: impl Iterator<Item = (&'a str, String, &'a super::model::GroupStatsOut)>,
-    multi: bool,
-    top: usize,
-) {
-    let mut tb = Table::new(&[
-        what,
-        "ops",
-        "sent",
-        "received",
-        "errors",
-        "err%",
-        "peers",
-        "send p50",
-        "p99",
-        "p99.9",
-        "max",
-        "recv(blk) p50",
-        "p99",
-        "p99.9",
-        "max",
-    ])
-    .left(&[0])
-    .machine_first(multi);
-    for (machine, label, g) in rows.take(top) {
-        let mut row = vec![
-            label,
-            num(g.ops),
-            bytes(g.bytes_sent),
-            bytes(g.bytes_received),
-            num(g.errors),
-            format!("{:.1}", g.error_rate * 100.0),
-            format!("{}{}", g.peers, if g.peers_capped { "+" } else { "" }),
-        ];
-        row.extend(lat_cells(&g.latency_ns.send));
-        row.extend(lat_cells(&g.latency_ns.receive_blocking));
-        if multi {
-            row.insert(0, machine.to_string());
-        }
-        tb.row(row);
-    }
-    tb.render(out);
-}
-
 fn pct(d: &super::compare::Delta) -> String {
     match d.pct {
         Some(p) => format!("{p:+.1}%"),
         None if d.current == 0.0 => "-".into(),
         None => "new".into(),
-    }
-}
-
-fn endpoint(addr: &str, port: u16) -> String {
-    if addr.contains(':') {
-        format!("[{addr}]:{port}")
-    } else {
-        format!("{addr}:{port}")
     }
 }
 
@@ -1005,42 +639,14 @@ pub fn histogram(out: &mut String, rows: impl Iterator<Item = (String, u64)>) {
     let rows: Vec<(String, u64)> = rows.collect();
     let max = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
     let lw = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
-    let cw = rows.iter().map(|r| num(r.1).len()).max().unwrap_or(0);
+    let cw = rows.iter().map(|r| count(r.1).len()).max().unwrap_or(0);
     for (label, n) in rows {
         let bar = ((n as f64 / max as f64) * 40.0).ceil() as usize;
-        let _ = writeln!(out, "  {label:<lw$}  {:>cw$} |{}", num(n), "*".repeat(bar));
+        let _ = writeln!(
+            out,
+            "  {label:<lw$}  {:>cw$} |{}",
+            count(n),
+            "*".repeat(bar)
+        );
     }
-}
-
-fn exemplar_table(out: &mut String, ex: &[super::model::ExemplarOut], top: usize) {
-    let mut tb = Table::new(&[
-        "latency",
-        "size",
-        "time",
-        "pid",
-        "comm",
-        "proto",
-        "dir",
-        "local",
-        "remote",
-        "error",
-        "file:line",
-    ])
-    .left(&[2, 4, 5, 6, 7, 8, 9, 10]);
-    for e in ex.iter().take(top) {
-        tb.row(vec![
-            e.latency_ns.map_or("-".into(), dur_ns),
-            num(e.size),
-            e.timestamp.clone(),
-            e.pid.to_string(),
-            e.comm.clone(),
-            e.protocol.into(),
-            e.direction.into(),
-            e.local.clone(),
-            e.remote.clone().unwrap_or_else(|| "(unknown)".into()),
-            e.error.clone().unwrap_or_default(),
-            format!("{}:{}", e.file, e.line),
-        ]);
-    }
-    tb.render(out);
 }

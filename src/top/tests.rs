@@ -232,16 +232,7 @@ fn pause_keeps_the_screen_and_quit_quits() {
 }
 
 #[test]
-fn formats() {
-    assert_eq!(ui::num(0.0), "0");
-    assert_eq!(ui::num(7.5), "7.50");
-    assert_eq!(ui::num(456.0), "456");
-    assert_eq!(ui::num(1234.0), "1.23k");
-    assert_eq!(ui::bytes(41.3), "41B");
-    assert_eq!(ui::bytes(1536.0), "1.50K");
-    assert_eq!(ui::lat(850), "850ns");
-    assert_eq!(ui::lat(12_345), "12.3µs");
-    assert_eq!(ui::lat(2_500_000_000), "2.50s");
+fn cleans_control_characters() {
     assert_eq!(ui::clean("a\x1b[2Jb"), "a\\x1b[2Jb");
 }
 

@@ -6,14 +6,16 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState};
 
-use crate::analysis::{ConvKey, LatClass, LatencySummary, ProcKey, SparseHist};
+use crate::analysis::{ConvKey, LatClass, SparseHist};
 use crate::schema::{
-    Direction, Endpoint, Protocol, errno_text, format_timestamp_ns, is_retry_errno, msg_flags_text,
+    Direction, Endpoint, Protocol, errno_text, format_timestamp_ns, msg_flags_text,
 };
 
 use super::app::{App, Drill, View};
+use super::columns::{Kind, Shown, columns, figure};
 use super::feed::{Frame, SourceInfo};
 use super::view::{self, Base, RowKey, SortCol, TableRow, Window};
+use crate::report::format::{bytes_f, count, latency, rate};
 
 /// The smallest screen the layout is made for.
 pub const MIN_WIDTH: u16 = 80;
@@ -139,74 +141,6 @@ pub fn clean(s: &str) -> String {
     out
 }
 
-/// 3 significant figures: 0, 0.25, 7.5, 12.3, 456, 1.23k, 45.6M.
-pub fn num(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let (v, unit) = if v >= 1e9 {
-        (v / 1e9, "G")
-    } else if v >= 1e6 {
-        (v / 1e6, "M")
-    } else if v >= 1e3 {
-        (v / 1e3, "k")
-    } else {
-        (v, "")
-    };
-    if unit.is_empty() && v.fract() == 0.0 {
-        return format!("{v:.0}");
-    }
-    sig3(v) + unit
-}
-
-fn sig3(v: f64) -> String {
-    if v >= 99.95 {
-        format!("{v:.0}")
-    } else if v >= 9.995 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-/// Bytes in powers of 1024, like nwtrace's size options: 512B, 1.50K.
-pub fn bytes(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    const K: f64 = 1024.0;
-    if v < K {
-        // Whole bytes: "41.3B/s" reads as noise.
-        return format!("{:.0}B", v.max(1.0));
-    }
-    let (v, unit) = if v >= K * K * K {
-        (v / (K * K * K), "G")
-    } else if v >= K * K {
-        (v / (K * K), "M")
-    } else {
-        (v / K, "K")
-    };
-    sig3(v) + unit
-}
-
-/// Latency: 850ns, 12.3µs, 1.20ms, 2.50s.
-pub fn lat(ns: u64) -> String {
-    let v = ns as f64;
-    if ns < 1000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        format!("{}µs", sig3(v / 1e3))
-    } else if ns < 1_000_000_000 {
-        format!("{}ms", sig3(v / 1e6))
-    } else {
-        format!("{}s", sig3(v / 1e9))
-    }
-}
-
-fn opt_lat(s: Option<LatencySummary>, p: impl Fn(&LatencySummary) -> u64) -> String {
-    s.map_or("-".into(), |s| lat(p(&s)))
-}
-
 fn clock_time(ns: i64) -> String {
     // "YYYY-MM-DD HH:MM:SS" of the row format.
     format_timestamp_ns(ns)[..19].to_string()
@@ -251,10 +185,10 @@ fn summary_line(app: &App, frame: &Frame, b: &Base<'_>) -> Line<'static> {
     let s = rate_suffix(b);
     let mut spans = vec![Span::raw(format!(
         "ops {}{s}  sent {}{s}  recv {}{s}  errors {}{s}  lost {}",
-        num(t.ops),
-        bytes(t.sent),
-        bytes(t.recv),
-        num(t.errors()),
+        figure(t.ops, b.per_second),
+        bytes_f(t.sent),
+        bytes_f(t.recv),
+        figure(t.errors(), b.per_second),
         frame.health.events_lost,
     ))];
     if frame.health.events_lost > 0 {
@@ -332,30 +266,11 @@ fn render_footer(f: &mut TermFrame<'_>, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(line), area);
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Processes,
-    Conversations,
-    Remotes,
-    Ports,
-    Errors,
-    Flags,
-    Containers,
-}
-
-fn endpoint(e: Option<Endpoint>) -> String {
+pub(super) fn endpoint(e: Option<Endpoint>) -> String {
     e.map_or("(unknown peer)".into(), |e| e.to_string())
 }
 
-fn proc_cells(p: &ProcKey) -> [String; 2] {
-    [p.pid.to_string(), clean(&p.comm.as_str())]
-}
-
-fn conv_remote(c: &ConvKey) -> String {
-    endpoint(c.remote)
-}
-
-fn dir_text(d: Direction) -> &'static str {
+pub(super) fn dir_text(d: Direction) -> &'static str {
     match d {
         Direction::Send => "send",
         Direction::Receive => "recv",
@@ -364,329 +279,6 @@ fn dir_text(d: Direction) -> &'static str {
 
 fn proto(p: Protocol) -> &'static str {
     p.as_str()
-}
-
-/// A column: its header, its width, the sort column it shows (if any),
-/// and whether it is right-aligned (figures).
-struct Col {
-    name: String,
-    width: u16,
-    sort: Option<SortCol>,
-    right: bool,
-}
-
-fn col(name: &str, width: u16, sort: Option<SortCol>, right: bool) -> Col {
-    Col {
-        name: name.to_string(),
-        width,
-        sort,
-        right,
-    }
-}
-
-fn columns(kind: Kind, wide: bool, b_per_s: bool) -> Vec<Col> {
-    let s = if b_per_s { "/s" } else { "" };
-    let ops = |w| col(&format!("OPS{s}"), w, Some(SortCol::Ops), true);
-    let sent = |w| col(&format!("SENT{s}"), w, Some(SortCol::Sent), true);
-    let recv = |w| col(&format!("RECV{s}"), w, Some(SortCol::Recv), true);
-    let errs = |w| col(&format!("ERR{s}"), w, Some(SortCol::Errors), true);
-    let p50 = |w| col("P50", w, Some(SortCol::P50), true);
-    let p99 = |w| col("P99", w, Some(SortCol::P99), true);
-    let key = |n: &str, w, right| col(n, w, Some(SortCol::Key), right);
-    match (kind, wide) {
-        (Kind::Processes, false) => vec![
-            key("PID", 7, true),
-            col("COMM", 15, None, false),
-            ops(8),
-            sent(9),
-            recv(9),
-            p50(8),
-            p99(8),
-            errs(7),
-        ],
-        (Kind::Processes, true) => vec![
-            key("PID", 7, true),
-            col("COMM", 16, None, false),
-            ops(9),
-            sent(10),
-            recv(10),
-            p50(9),
-            p99(9),
-            errs(8),
-            col("PEERS", 6, None, true),
-            col("TOTAL OPS", 10, None, true),
-            col("TOTAL BYTES", 11, None, true),
-        ],
-        (Kind::Conversations, false) => vec![
-            col("PROTO", 5, None, false),
-            key("PID", 7, true),
-            col("COMM", 10, None, false),
-            col("REMOTE", 21, None, false),
-            col("LPORT", 5, None, true),
-            ops(6),
-            sent(7),
-            recv(7),
-            p99(7),
-        ],
-        (Kind::Conversations, true) => vec![
-            col("PROTO", 5, None, false),
-            key("PID", 7, true),
-            col("COMM", 15, None, false),
-            col("LOCAL", 21, None, false),
-            col("REMOTE", 28, None, false),
-            ops(7),
-            sent(8),
-            recv(8),
-            p99(8),
-            errs(6),
-        ],
-        (Kind::Containers, false) => vec![
-            key("CONTAINER", 20, false),
-            ops(8),
-            sent(9),
-            recv(9),
-            p50(8),
-            p99(8),
-            errs(7),
-        ],
-        (Kind::Containers, true) => vec![
-            key("CONTAINER", 20, false),
-            ops(9),
-            sent(10),
-            recv(10),
-            p50(9),
-            p99(9),
-            errs(8),
-            col("PEERS", 6, None, true),
-            col("TOTAL OPS", 10, None, true),
-            col("TOTAL BYTES", 11, None, true),
-        ],
-        (Kind::Remotes, _) => vec![
-            col("PROTO", 5, None, false),
-            key("REMOTE ENDPOINT", 40, false),
-            ops(8),
-            sent(9),
-            recv(9),
-            errs(7),
-        ],
-        (Kind::Ports, _) => vec![
-            col("PROTO", 5, None, false),
-            col("SIDE", 6, None, false),
-            key("PORT", 6, true),
-            ops(8),
-            sent(9),
-            recv(9),
-            errs(7),
-        ],
-        (Kind::Errors, _) => vec![
-            key("ERROR", 13, false),
-            col("KIND", 5, None, false),
-            col("DIR", 4, None, false),
-            col("PID", 7, None, true),
-            col("COMM", 15, None, false),
-            col(&format!("COUNT{s}"), 9, Some(SortCol::Errors), true),
-            col("TOTAL", 9, None, true),
-        ],
-        (Kind::Flags, _) => vec![
-            col("DIR", 4, None, false),
-            col("FLAGS", 36, None, false),
-            ops(8),
-            sent(9),
-            recv(9),
-            errs(7),
-        ],
-    }
-}
-
-fn cells(kind: Kind, wide: bool, r: &TableRow) -> Vec<String> {
-    let f = &r.fig;
-    let fig = |v: f64| num(v);
-    let other = |n: usize| {
-        let mut v = vec![String::new(); n];
-        v[0] = "(other)".into();
-        v
-    };
-    match (kind, &r.key) {
-        (Kind::Processes, RowKey::Proc(p)) => {
-            let [pid, comm] = proc_cells(p);
-            let mut v = vec![
-                pid,
-                comm,
-                fig(f.ops),
-                bytes(f.sent),
-                bytes(f.recv),
-                opt_lat(f.latency, |s| s.p50),
-                opt_lat(f.latency, |s| s.p99),
-                fig(f.errors()),
-            ];
-            if wide {
-                v.push(r.peers.map_or(String::new(), |p| p.to_string()));
-                v.push(num(f.total_ops as f64));
-                v.push(bytes(f.total_bytes as f64));
-            }
-            v
-        }
-        (Kind::Processes, _) => {
-            let mut v = vec![
-                String::new(),
-                "(other)".into(),
-                fig(f.ops),
-                bytes(f.sent),
-                bytes(f.recv),
-                String::new(),
-                String::new(),
-                fig(f.errors()),
-            ];
-            if wide {
-                v.extend([
-                    String::new(),
-                    num(f.total_ops as f64),
-                    bytes(f.total_bytes as f64),
-                ]);
-            }
-            v
-        }
-        (Kind::Conversations, RowKey::Conv(c)) => {
-            let mut remote = conv_remote(c);
-            if r.end_of_stream {
-                remote.push_str(" (closed)");
-            }
-            let [pid, comm] = proc_cells(&ProcKey {
-                machine: c.machine,
-                pid: c.pid,
-                comm: c.comm,
-            });
-            if wide {
-                vec![
-                    proto(c.protocol).into(),
-                    pid,
-                    comm,
-                    c.local.to_string(),
-                    remote,
-                    fig(f.ops),
-                    bytes(f.sent),
-                    bytes(f.recv),
-                    opt_lat(f.latency, |s| s.p99),
-                    fig(f.errors()),
-                ]
-            } else {
-                vec![
-                    proto(c.protocol).into(),
-                    pid,
-                    comm,
-                    remote,
-                    c.local.port.to_string(),
-                    fig(f.ops),
-                    bytes(f.sent),
-                    bytes(f.recv),
-                    opt_lat(f.latency, |s| s.p99),
-                ]
-            }
-        }
-        (Kind::Conversations, _) => {
-            let mut v = vec![
-                String::new(),
-                String::new(),
-                "(other)".into(),
-                String::new(),
-                String::new(),
-                fig(f.ops),
-                bytes(f.sent),
-                bytes(f.recv),
-                String::new(),
-            ];
-            if wide {
-                v.push(fig(f.errors()));
-            }
-            v
-        }
-        (Kind::Containers, _) => {
-            let name = match &r.key {
-                RowKey::Container(k) => crate::report::text::container_label(
-                    Some(k.value.as_str()).filter(|s| !s.is_empty()),
-                ),
-                _ => "(other)".into(),
-            };
-            let mut v = vec![
-                name,
-                fig(f.ops),
-                bytes(f.sent),
-                bytes(f.recv),
-                opt_lat(f.latency, |s| s.p50),
-                opt_lat(f.latency, |s| s.p99),
-                fig(f.errors()),
-            ];
-            if wide {
-                v.push(r.peers.map_or(String::new(), |p| p.to_string()));
-                v.push(num(f.total_ops as f64));
-                v.push(bytes(f.total_bytes as f64));
-            }
-            v
-        }
-        (Kind::Remotes, RowKey::Remote(p, e)) => vec![
-            proto(*p).into(),
-            endpoint(*e),
-            fig(f.ops),
-            bytes(f.sent),
-            bytes(f.recv),
-            fig(f.errors()),
-        ],
-        (Kind::Ports, RowKey::Port(k)) => vec![
-            proto(k.protocol).into(),
-            k.role.as_str().into(),
-            k.port.to_string(),
-            fig(f.ops),
-            bytes(f.sent),
-            bytes(f.recv),
-            fig(f.errors()),
-        ],
-        (Kind::Errors, RowKey::Err(e)) => vec![
-            errno_text(e.errno),
-            if is_retry_errno(e.errno) {
-                "retry"
-            } else {
-                "hard"
-            }
-            .into(),
-            dir_text(e.direction).into(),
-            e.pid.to_string(),
-            clean(&e.comm.as_str()),
-            fig(f.ops),
-            num(f.total_ops as f64),
-        ],
-        (Kind::Flags, RowKey::Flags(d, fl)) => vec![
-            dir_text(*d).into(),
-            msg_flags_text(*fl),
-            fig(f.ops),
-            bytes(f.sent),
-            bytes(f.recv),
-            fig(f.errors()),
-        ],
-        (Kind::Remotes | Kind::Flags, _) => {
-            let mut v = other(6);
-            v[1] = "(other)".into();
-            v[0] = String::new();
-            v[2] = fig(f.ops);
-            v[3] = bytes(f.sent);
-            v[4] = bytes(f.recv);
-            v[5] = fig(f.errors());
-            v
-        }
-        (Kind::Ports, _) => {
-            let mut v = other(7);
-            v[3] = fig(f.ops);
-            v[4] = bytes(f.sent);
-            v[5] = bytes(f.recv);
-            v[6] = fig(f.errors());
-            v
-        }
-        (Kind::Errors, _) => {
-            let mut v = other(7);
-            v[5] = fig(f.ops);
-            v[6] = num(f.total_ops as f64);
-            v
-        }
-    }
 }
 
 fn render_table(
@@ -699,7 +291,14 @@ fn render_table(
 ) {
     let wide = area.width >= WIDE;
     let per_s = app.window != Window::Cumulative;
-    let cols = columns(kind, wide, per_s);
+    let cols = columns(kind, wide);
+    let align = |text: String, right: bool| {
+        if right {
+            Line::from(text).right_aligned()
+        } else {
+            Line::from(text)
+        }
+    };
     let header = Row::new(cols.iter().map(|c| {
         let mark = match c.sort {
             Some(s) if s == app.sort || (app.sort == SortCol::Bytes && kind_bytes(s)) => {
@@ -707,23 +306,18 @@ fn render_table(
             }
             _ => "",
         };
-        let text = format!("{}{mark}", c.name);
-        if c.right {
-            Line::from(text).right_aligned()
-        } else {
-            Line::from(text)
-        }
+        align(format!("{}{mark}", c.header(per_s)), c.right())
     }))
     .style(HEAD);
     let body = rows.iter().map(|r| {
-        let cs = cells(kind, wide, r);
-        Row::new(cs.into_iter().zip(&cols).map(|(text, c)| {
-            if c.right {
-                Line::from(text).right_aligned()
-            } else {
-                Line::from(text)
-            }
-        }))
+        let shown = Shown {
+            row: r.clone(),
+            per_second: per_s,
+        };
+        Row::new(
+            cols.iter()
+                .map(|c| align((c.column.cell)(&shown), c.right())),
+        )
     });
     let widths: Vec<Constraint> = cols.iter().map(|c| Constraint::Length(c.width)).collect();
     let table = Table::new(body, widths)
@@ -831,12 +425,12 @@ fn render_latency(f: &mut TermFrame<'_>, frame: &Frame, b: &Base<'_>, area: Rect
             [
                 class_text(l.class).to_string(),
                 proto(l.protocol).into(),
-                num(l.rate),
-                lat(s.p50),
-                lat(s.p90),
-                lat(s.p99),
-                lat(s.p999),
-                lat(s.max),
+                figure(l.rate, b.per_second),
+                latency(s.p50),
+                latency(s.p90),
+                latency(s.p99),
+                latency(s.p999),
+                latency(s.max),
             ]
             .into_iter()
             .enumerate()
@@ -900,7 +494,7 @@ fn render_heat(f: &mut TermFrame<'_>, frame: &Frame, title: Rect, area: Rect) {
         .unwrap_or(0);
     let mut lines = Vec::new();
     for r in (0..nrows).rev() {
-        let label = lat(1u64 << (HEAT_LO + r * group));
+        let label = latency(1u64 << (HEAT_LO + r * group));
         let mut text = String::with_capacity(width * 3);
         for c in &cols {
             let n = cell(c, r);
@@ -952,8 +546,8 @@ fn render_errors(f: &mut TermFrame<'_>, app: &App, frame: &Frame, b: &Base<'_>, 
         Paragraph::new(Span::styled(
             format!(
                 "without flags (write/read/io_uring or 0): send {}{suffix}, recv {}{suffix}",
-                num(s),
-                num(r)
+                figure(s, b.per_second),
+                figure(r, b.per_second)
             ),
             DIM,
         )),
@@ -981,7 +575,7 @@ fn render_health(
     match &frame.source {
         SourceInfo::Live { backend } => {
             lines.push(kv("source", format!("live capture, backend {backend}")));
-            lines.push(kv("events", format!("{} ({}{s})", h.events, num(ev_rate))));
+            lines.push(kv("events", format!("{} ({}{s})", h.events, rate(ev_rate))));
         }
         SourceInfo::Replay {
             path,
@@ -1005,7 +599,7 @@ fn render_health(
             ));
             lines.push(kv(
                 "rows read",
-                format!("{} ({}{s})", h.events, num(ev_rate)),
+                format!("{} ({}{s})", h.events, rate(ev_rate)),
             ));
         }
     }
@@ -1017,7 +611,7 @@ fn render_health(
     lines.push(Line::from(vec![
         Span::styled(format!("{:<22}", "events lost"), HEAD),
         Span::styled(
-            format!("{} ({}{s})", h.events_lost, num(lost_rate)),
+            format!("{} ({}{s})", h.events_lost, rate(lost_rate)),
             lost_style,
         ),
     ]));
@@ -1027,7 +621,7 @@ fn render_health(
             format!(
                 "{:.1}% of {} after the last drain",
                 100.0 * h.ring_used as f64 / h.ring_size as f64,
-                bytes(h.ring_size as f64)
+                bytes_f(h.ring_size as f64)
             ),
         ));
     }
@@ -1167,10 +761,10 @@ fn render_conversation(
     let text = match (&row, stats) {
         (Some(r), Some(st)) => format!(
             "ops {}{s}  sent {}{s}  recv {}{s}  errors {}{s}  (total {} ops)",
-            num(r.fig.ops),
-            bytes(r.fig.sent),
-            bytes(r.fig.recv),
-            num(r.fig.errors()),
+            figure(r.fig.ops, b.per_second),
+            bytes_f(r.fig.sent),
+            bytes_f(r.fig.recv),
+            figure(r.fig.errors(), b.per_second),
             st.c.total_ops(),
         ),
         _ => "no longer tracked (moved to (other))".into(),
@@ -1207,7 +801,7 @@ fn render_conversation(
             Line::from(format_timestamp_ns(op.ts_ns)[11..].to_string()),
             Line::from(dir_text(op.direction)),
             Line::from(op.size.to_string()).right_aligned(),
-            Line::from(op.latency_ns.map_or("-".into(), lat)).right_aligned(),
+            Line::from(op.latency_ns.map_or("-".into(), latency)).right_aligned(),
             Line::from(op.errno.map(errno_text).unwrap_or_default()),
             Line::from(op.msg_flags.map(msg_flags_text).unwrap_or_default()),
         ])
@@ -1230,14 +824,15 @@ fn histogram(f: &mut TermFrame<'_>, title: &str, h: Option<&SparseHist>, area: R
         }
         Some(h) => {
             let s = h.summary();
-            lines.push(section(title, ""));
+            // The count on the title line: with units spaced, the
+            // percentiles fill half an 80-column screen on their own.
+            lines.push(section(title, &format!("  n={}", count(s.count))));
             lines.push(Line::styled(
                 format!(
-                    "n={} p50 {} p99 {} max {}",
-                    s.count,
-                    lat(s.p50),
-                    lat(s.p99),
-                    lat(s.max)
+                    "p50 {} p99 {} max {}",
+                    latency(s.p50),
+                    latency(s.p99),
+                    latency(s.max)
                 ),
                 DIM,
             ));
@@ -1252,11 +847,11 @@ fn histogram(f: &mut TermFrame<'_>, title: &str, h: Option<&SparseHist>, area: R
                 buckets = keep.into_iter().map(|i| buckets[i]).collect();
             }
             let max = buckets.iter().map(|b| b.2).max().unwrap_or(1).max(1);
-            let bar_w = (area.width as usize).saturating_sub(24).max(4);
+            let bar_w = (area.width as usize).saturating_sub(25).max(4);
             for (lo, _hi, n) in buckets {
                 let len = ((n as f64 / max as f64) * bar_w as f64).ceil() as usize;
                 lines.push(Line::from(vec![
-                    Span::styled(format!("{:>8}+ ", lat(lo)), DIM),
+                    Span::styled(format!("{:>9}+ ", latency(lo)), DIM),
                     Span::styled(
                         format!("{:<bar_w$}", "█".repeat(len)),
                         Style::new().fg(Color::Cyan),

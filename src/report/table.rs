@@ -1,0 +1,163 @@
+//! A table described once and rendered by every view. A [`TableDesc`]
+//! lists the columns a person reads (header, cell, alignment, the exact
+//! value to sort by) and the fields of the CSV (exact numbers, machine
+//! names); the text, HTML and CSV renderers below draw any table from its
+//! description, so a column is added or renamed in one place.
+
+use serde::Serialize;
+
+use super::text::Table;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Words: names, addresses, times.
+    Left,
+    /// Figures.
+    Right,
+}
+
+/// A column of the human views (text, HTML).
+pub struct Column<R> {
+    pub header: &'static str,
+    pub align: Align,
+    /// What a person reads, formatted by `report::format`.
+    pub cell: fn(&R) -> String,
+    /// The exact value the HTML sorts by, where the cell rounds it.
+    pub sort: Option<fn(&R) -> String>,
+    /// The whole value where the cell shortens it (an HTML tooltip).
+    pub full: Option<fn(&R) -> Option<String>>,
+}
+
+impl<R> Column<R> {
+    pub fn left(header: &'static str, cell: fn(&R) -> String) -> Column<R> {
+        Column {
+            header,
+            align: Align::Left,
+            cell,
+            sort: None,
+            full: None,
+        }
+    }
+
+    pub fn right(header: &'static str, cell: fn(&R) -> String) -> Column<R> {
+        Column {
+            align: Align::Right,
+            ..Column::left(header, cell)
+        }
+    }
+
+    /// Sorted in HTML by `value`, not by the rounded cell.
+    pub fn sorted_by(mut self, value: fn(&R) -> String) -> Column<R> {
+        self.sort = Some(value);
+        self
+    }
+
+    /// With the whole value as a tooltip in HTML.
+    pub fn full(mut self, value: fn(&R) -> Option<String>) -> Column<R> {
+        self.full = Some(value);
+        self
+    }
+}
+
+/// A field of the CSV: its name in the header and its exact value.
+pub struct Field<R> {
+    pub name: &'static str,
+    pub value: fn(&R) -> String,
+}
+
+pub fn field<R>(name: &'static str, value: fn(&R) -> String) -> Field<R> {
+    Field { name, value }
+}
+
+/// One table of the report: what people read and what the CSV holds.
+/// The CSV keeps exact numbers in more, finer columns (a latency's count
+/// and percentiles, an address and its port apart), so it has its own
+/// field list, described here with the columns.
+pub struct TableDesc<R> {
+    pub columns: Vec<Column<R>>,
+    pub fields: Vec<Field<R>>,
+}
+
+impl<R> TableDesc<R> {
+    /// The aligned text table of the first `top` rows.
+    pub fn text<'a>(&self, rows: impl IntoIterator<Item = &'a R>, top: usize, out: &mut String)
+    where
+        R: 'a,
+    {
+        let header: Vec<&str> = self.columns.iter().map(|c| c.header).collect();
+        let left: Vec<usize> = (0..self.columns.len())
+            .filter(|&i| self.columns[i].align == Align::Left)
+            .collect();
+        let mut tb = Table::new(&header).left(&left);
+        for r in rows.into_iter().take(top) {
+            tb.row(self.columns.iter().map(|c| (c.cell)(r)).collect());
+        }
+        tb.render(out);
+    }
+
+    /// The table for the HTML template, first `top` rows.
+    pub fn html<'a>(&self, rows: impl IntoIterator<Item = &'a R>, top: usize) -> HtmlTable
+    where
+        R: 'a,
+    {
+        let head = self
+            .columns
+            .iter()
+            .map(|c| HtmlHead {
+                text: c.header,
+                left: c.align == Align::Left,
+            })
+            .collect();
+        let rows = rows
+            .into_iter()
+            .take(top)
+            .map(|r| {
+                self.columns
+                    .iter()
+                    .map(|c| HtmlCell {
+                        text: (c.cell)(r),
+                        left: c.align == Align::Left,
+                        v: c.sort.map(|s| s(r)),
+                        title: c.full.and_then(|f| f(r)),
+                    })
+                    .collect()
+            })
+            .collect();
+        HtmlTable { head, rows }
+    }
+
+    /// Every row as CSV records, the header first.
+    pub fn csv<'a>(&self, rows: impl IntoIterator<Item = &'a R>) -> Vec<Vec<String>>
+    where
+        R: 'a,
+    {
+        let header = self.fields.iter().map(|f| f.name.to_string()).collect();
+        std::iter::once(header)
+            .chain(
+                rows.into_iter()
+                    .map(|r| self.fields.iter().map(|f| (f.value)(r)).collect()),
+            )
+            .collect()
+    }
+}
+
+#[derive(Serialize)]
+pub struct HtmlTable {
+    head: Vec<HtmlHead>,
+    rows: Vec<Vec<HtmlCell>>,
+}
+
+#[derive(Serialize)]
+struct HtmlHead {
+    text: &'static str,
+    left: bool,
+}
+
+#[derive(Serialize)]
+struct HtmlCell {
+    text: String,
+    left: bool,
+    /// The exact value to sort by (`data-v`).
+    v: Option<String>,
+    title: Option<String>,
+}
