@@ -3,7 +3,7 @@
 //! The root tests here run one at a time (they count the kernel's BPF
 //! programs and mount filesystems), behind SERIAL.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};

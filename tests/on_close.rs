@@ -2,7 +2,7 @@
 //! in order, the open file never; a failing or hanging command never stops
 //! the rows, nor a prompt stop.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@
 //! failure. A scenario is skipped only where the kernel lacks what it
 //! tests (MPTCP), and the reason is printed.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;

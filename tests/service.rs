@@ -2,7 +2,7 @@
 //! privilege it needs, its config files. Root tests skip without root,
 //! never under CI=true.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::UdpSocket;

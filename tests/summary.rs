@@ -7,7 +7,7 @@
 //! The trees come from tests/fleet/gen_tree.py (rows written by Python's
 //! csv module, with its own oracle), not from nwtrace.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! record's own rows. Also the usage error without a terminal and the
 //! JSON lines of a replay.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

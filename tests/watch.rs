@@ -1,7 +1,7 @@
 //! `nwtrace watch` as root: its lines against `record`'s rows for the same
 //! operations, and a pipe that closes early.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream, UdpSocket};

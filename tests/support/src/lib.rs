@@ -1,8 +1,10 @@
-//! Shared pieces of the root integration tests: running the real tracer,
-//! reading its CSV, and describing the rows a scenario must produce.
+//! Shared pieces of the integration tests: running the real tracer,
+//! reading its CSV, and describing the rows a scenario must produce
+//! (`sys`: thin syscall wrappers; `fixture`: the report tests' generated
+//! recording tree). One crate, compiled once, that every test binary
+//! links, instead of a `mod common;` each binary compiled again.
 
-#![allow(dead_code)]
-
+pub mod fixture;
 pub mod sys;
 
 use std::io::{BufRead, BufReader};
@@ -12,15 +14,48 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The column names, from the library's one row schema (the oracle of
-/// the tests is what the syscalls returned, not the schema).
-pub const HEADER: [&str; 14] = nwtrace::schema::COLUMNS;
+/// The column names, written out here rather than taken from the
+/// library: the contract (docs/semantics.md) is the oracle, so a renamed
+/// or reordered column fails the tests instead of following the code.
+pub const HEADER: [&str; 14] = [
+    "Timestamp",
+    "PID",
+    "Command",
+    "Protocol",
+    "IP Version",
+    "Source Address",
+    "Destination Address",
+    "Source Port",
+    "Destination Port",
+    "Size",
+    "Direction",
+    "Latency",
+    "Error",
+    "MSG Flags",
+];
 
-/// The nwtrace binary: $NWTRACE_BIN (inside a VM), else the one cargo built.
+/// The nwtrace binary: $NWTRACE_BIN (inside a VM), else the one cargo
+/// built beside the running test. Cargo sets `CARGO_BIN_EXE_nwtrace` only
+/// while compiling the package's own test targets, not this crate, so the
+/// path comes from the test executable's: `<target>/<profile>/deps/<test>`
+/// has the binary at `<target>/<profile>/nwtrace`.
 pub fn nwtrace_bin() -> PathBuf {
-    std::env::var_os("NWTRACE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nwtrace")))
+    if let Some(bin) = std::env::var_os("NWTRACE_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("nwtrace"))
+        .filter(|bin| bin.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no nwtrace binary beside {}: run the tests with cargo test, or set NWTRACE_BIN",
+                exe.display()
+            )
+        });
+    bin
 }
 
 pub fn in_ci() -> bool {
