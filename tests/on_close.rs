@@ -363,7 +363,9 @@ fn a_restart_hands_over_what_the_stop_left_exactly_once() {
     );
 
     // Run 3: nothing of runs 1 and 2 is handed over again. (A second
-    // later, so that it gets a run folder of its own.)
+    // later, so that it gets a run folder of its own: run folders are
+    // named by the second the run started. A wait on the clock, part of
+    // the scenario, not one on a process.)
     std::thread::sleep(Duration::from_millis(1100));
     let mut third = Tracer::start(&out, &args);
     assert_eq!(third.stop(), 0, "{}", third.stderr.join("\n"));

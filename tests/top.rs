@@ -83,6 +83,9 @@ impl Tmux {
     fn keys(&self, keys: &[&str]) {
         for k in keys {
             self.run(&["send-keys", "-t", "top", k]);
+            // Typing pace, part of the scenario: keys come one at a time
+            // as a person types them, not as one paste. What each key
+            // does is then waited for on the screen (wait_for).
             std::thread::sleep(Duration::from_millis(150));
         }
     }
