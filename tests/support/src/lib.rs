@@ -44,8 +44,7 @@ pub fn nwtrace_bin() -> PathBuf {
         return PathBuf::from(bin);
     }
     let exe = std::env::current_exe().expect("the test executable's path");
-    let bin = exe
-        .parent()
+    exe.parent()
         .and_then(Path::parent)
         .map(|profile| profile.join("nwtrace"))
         .filter(|bin| bin.is_file())
@@ -54,8 +53,7 @@ pub fn nwtrace_bin() -> PathBuf {
                 "no nwtrace binary beside {}: run the tests with cargo test, or set NWTRACE_BIN",
                 exe.display()
             )
-        });
-    bin
+        })
 }
 
 pub fn in_ci() -> bool {
