@@ -30,6 +30,7 @@ fn udp_for(secs: Duration, mut each: impl FnMut()) {
             let _ = b.recv_from(&mut buf);
         }
         each();
+        // The traffic's pace (part of the scenario), not a wait.
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -431,6 +431,7 @@ fn traffic(secs: u64) -> usize {
                 tx.send_to(&vec![1u8; 1 + i % 3000], to).unwrap();
                 rx.recv_from(&mut buf).unwrap();
                 i += 1;
+                // The traffic's pace (part of the scenario), not a wait.
                 std::thread::sleep(Duration::from_micros(200));
             }
             i

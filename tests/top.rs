@@ -444,6 +444,7 @@ fn traffic(name: &str, how_long: Duration) -> u16 {
             while Instant::now() < end {
                 c.write_all(&[b'x'; 100]).unwrap();
                 c.read_exact(&mut buf).unwrap();
+                // The traffic's pace (part of the scenario), not a wait.
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
