@@ -3,7 +3,7 @@
 //! kernel itself reports for it, and to that container id; a process in a
 //! network namespace of its own gets that namespace and its socket cookies.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! `nwtrace doctor` agrees with what `record` does on this kernel.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::process::Command;
 

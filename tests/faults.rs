@@ -3,7 +3,7 @@
 //! The root tests here run one at a time (they count the kernel's BPF
 //! programs and mount filesystems), behind SERIAL.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -345,7 +345,13 @@ fn a_second_sigint_exits_at_once() {
     });
     signal(libc::SIGCONT);
     signal(libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(100));
+    // The second SIGINT must come after the first was delivered, or the
+    // two merge into one pending signal.
+    wait_until(
+        "the first SIGINT to be delivered",
+        Duration::from_secs(10),
+        || !signal_pending(tracer.pid(), libc::SIGINT),
+    );
     signal(libc::SIGINT);
     assert_eq!(tracer.wait(), 130, "{}", tracer.stderr.join("\n"));
     assert_whole_rows(&dir);
@@ -584,10 +590,13 @@ fn uring_requests_beyond_the_table_are_counted_as_lost() {
             ring.submit().expect("io_uring_enter");
         }
     }
+    // No wait is needed before the stop: the programs count a request
+    // lost at io_uring_submit_req, which runs inside io_uring_enter, so
+    // every count is in the map when submit() returns; and the stop
+    // detaches the programs before it reads the map, so the completions
+    // that dropping the ring brings (cancellations) cannot change it.
     ring.submit().expect("io_uring_enter");
-    std::thread::sleep(Duration::from_millis(300));
     drop(ring);
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(tracer.stop(), 0, "{}", tracer.stderr.join("\n"));
     let manifest = manifest_under(&dir);
     assert_eq!(manifest["uring_requests_lost"], BEYOND, "{manifest}");

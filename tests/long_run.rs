@@ -6,7 +6,7 @@
 //! files on disk, fold the deleted ones into counts that add up to the rows
 //! written, and `report` must say exactly that (text, JSON, HTML).
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};

@@ -2,7 +2,7 @@
 //! in order, the open file never; a failing or hanging command never stops
 //! the rows, nor a prompt stop.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,7 @@ fn udp_for(secs: Duration, mut each: impl FnMut()) {
             let _ = b.recv_from(&mut buf);
         }
         each();
+        // The traffic's pace (part of the scenario), not a wait.
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -363,7 +364,9 @@ fn a_restart_hands_over_what_the_stop_left_exactly_once() {
     );
 
     // Run 3: nothing of runs 1 and 2 is handed over again. (A second
-    // later, so that it gets a run folder of its own.)
+    // later, so that it gets a run folder of its own: run folders are
+    // named by the second the run started. A wait on the clock, part of
+    // the scenario, not one on a process.)
     std::thread::sleep(Duration::from_millis(1100));
     let mut third = Tracer::start(&out, &args);
     assert_eq!(third.stop(), 0, "{}", third.stderr.join("\n"));

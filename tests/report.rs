@@ -3,7 +3,7 @@
 //! equals one pass; bad lines counted with file:line; errors and broken
 //! pipes; snapshots of the text and JSON.
 
-mod fixture;
+use nwtrace_testkit::fixture;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -6,7 +6,7 @@
 //! CI=true. With NWTRACE_SCREENSHOT=PATH it also copies the PNG there
 //! (scripts/report-screenshot uses that for docs/report-example.png).
 
-mod fixture;
+use nwtrace_testkit::fixture;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

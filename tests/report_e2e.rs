@@ -2,7 +2,7 @@
 //! from a thread with a known comm, then `nwtrace report --format json`
 //! must count exactly the operations and bytes that thread made.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};

@@ -2,7 +2,7 @@
 //! fetch of anything), the plots present, and every string from the data
 //! escaped (the fixture has a comm of `<script>` and one with quotes).
 
-mod fixture;
+use nwtrace_testkit::fixture;
 
 use std::path::Path;
 use std::process::Command;

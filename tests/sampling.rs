@@ -6,7 +6,7 @@
 //! Each scenario runs in a thread of its own name and its recorders trace
 //! only that name (`--comm`), so scenarios and other tracers do not mix.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

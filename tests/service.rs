@@ -2,7 +2,7 @@
 //! privilege it needs, its config files. Root tests skip without root,
 //! never under CI=true.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::UdpSocket;
@@ -92,6 +92,15 @@ fn as_nobody_with(caps: &[&str], bin: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// UDP sends to the discard port (9) in the CSV files under `dir`.
+fn sends_to_discard(dir: &Path) -> usize {
+    common::csv_files(dir)
+        .iter()
+        .flat_map(|f| common::read_rows(f))
+        .filter(|r| r.get("Protocol") == "UDP" && r.get("Destination Port") == "9")
+        .count()
+}
+
 #[test]
 fn records_as_nobody_with_exactly_the_documented_capabilities() {
     if common::skip_without_root("records_as_nobody_with_exactly_the_documented_capabilities") {
@@ -125,7 +134,10 @@ fn records_as_nobody_with_exactly_the_documented_capabilities() {
     for _ in 0..5 {
         sock.send_to(b"least privilege", "127.0.0.1:9").unwrap();
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    // Rows reach the files each second; stop once the five are there.
+    common::wait_until("the 5 sends in the CSV", Duration::from_secs(30), || {
+        sends_to_discard(&out) >= 5
+    });
     // SAFETY: kill on our own child's pid (setpriv exec'd nwtrace).
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
@@ -133,12 +145,7 @@ fn records_as_nobody_with_exactly_the_documented_capabilities() {
     stderr.read_to_string(&mut rest).unwrap();
     assert_eq!(status.code(), Some(0), "{rest}");
     let files = common::csv_files(&out);
-    let sends = files
-        .iter()
-        .flat_map(|f| common::read_rows(f))
-        .filter(|r| r.get("Protocol") == "UDP" && r.get("Destination Port") == "9")
-        .count();
-    assert_eq!(sends, 5, "{rest}");
+    assert_eq!(sends_to_discard(&out), 5, "{rest}");
     // The files belong to the user that wrote them.
     let meta = std::fs::metadata(&files[0]).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
@@ -338,12 +345,16 @@ fn http_get(addr: &str, path: &str) -> (String, String) {
 }
 
 fn metric(body: &str, name_and_labels: &str) -> u64 {
+    metric_now(body, name_and_labels).unwrap_or_else(|| panic!("no {name_and_labels} in:\n{body}"))
+}
+
+/// The value of a sample, if the page has it yet.
+fn metric_now(body: &str, name_and_labels: &str) -> Option<u64> {
     body.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name_and_labels} in:\n{body}"))
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))?
         .trim()
         .parse()
-        .unwrap()
+        .ok()
 }
 
 #[test]
@@ -359,15 +370,30 @@ fn metrics_count_known_traffic() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let (_dir, mut tracer) = common::trace_self("metrics", &["--metrics", &addr]);
+    let (dir, mut tracer) = common::trace_self("metrics", &["--metrics", &addr]);
     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
     for _ in 0..25 {
         a.send_to(&[1; 100], b.local_addr().unwrap()).unwrap();
         b.recv_from(&mut [0; 200]).unwrap();
     }
-    // Counters are pushed at each tick and rows flushed each second.
-    std::thread::sleep(Duration::from_millis(1800));
+    // Rows are flushed each second, and the counters pushed in the same
+    // tick right after the flush: wait for the 50 rows in the file (not on
+    // /metrics, whose every fetch is TCP traffic of this traced process),
+    // then fetch the page once.
+    common::wait_until("the 50 rows in the CSV", Duration::from_secs(30), || {
+        common::csv_files(&dir)
+            .iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(f).unwrap_or_default();
+                text.split_inclusive('\n')
+                    .filter(|l| l.ends_with('\n'))
+                    .count()
+                    .saturating_sub(1)
+            })
+            .sum::<usize>()
+            >= 50
+    });
     let (status, body) = http_get(&addr, "/metrics");
     assert!(status.contains("200"), "{status}");
     let udp_send = r#"nwtrace_operations_total{direction="send",protocol="UDP"}"#;

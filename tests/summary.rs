@@ -7,7 +7,7 @@
 //! The trees come from tests/fleet/gen_tree.py (rows written by Python's
 //! csv module, with its own oracle), not from nwtrace.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -415,7 +415,9 @@ fn summarize_refuses_bad_input_and_keeps_valid_summaries() {
 const COMM: &str = "nwsum-traffic";
 
 /// UDP datagrams from a thread with a known comm, for `secs` seconds.
-fn traffic(secs: u64) {
+/// UDP sends and receives from a thread named COMM for `secs` seconds;
+/// returns how many of each it made.
+fn traffic(secs: u64) -> usize {
     std::thread::Builder::new()
         .name(COMM.into())
         .spawn(move || {
@@ -429,12 +431,14 @@ fn traffic(secs: u64) {
                 tx.send_to(&vec![1u8; 1 + i % 3000], to).unwrap();
                 rx.recv_from(&mut buf).unwrap();
                 i += 1;
+                // The traffic's pace (part of the scenario), not a wait.
                 std::thread::sleep(Duration::from_micros(200));
             }
+            i
         })
         .unwrap()
         .join()
-        .unwrap();
+        .unwrap()
 }
 
 #[test]
@@ -480,6 +484,21 @@ fn a_real_run_writes_a_summary_that_report_uses() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Whole rows of `comm` in the CSV files under `dir` now, while a tracer
+/// may still be writing them (a last line without its newline is not
+/// counted).
+fn rows_on_disk(dir: &Path, comm: &str) -> usize {
+    common::csv_files(dir)
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            text.split_inclusive('\n')
+                .filter(|l| l.ends_with('\n') && l.split(',').nth(2) == Some(comm))
+                .count()
+        })
+        .sum()
+}
+
 #[test]
 fn a_killed_run_has_no_summary_until_summarize_makes_one() {
     if skip_without_root("a_killed_run_has_no_summary_until_summarize_makes_one") {
@@ -487,9 +506,13 @@ fn a_killed_run_has_no_summary_until_summarize_makes_one() {
     }
     let dir = scratch_dir("sum-killed");
     let mut tracer = Tracer::start(&dir, &["--comm", COMM]);
-    traffic(2);
-    // Rows reach the file at least every second.
-    std::thread::sleep(Duration::from_millis(1500));
+    let sends = traffic(2);
+    // Rows reach the file at least every second: kill once all are there.
+    common::wait_until(
+        "every row of the traffic on disk",
+        Duration::from_secs(30),
+        || rows_on_disk(&dir, COMM) >= 2 * sends,
+    );
     tracer.stop_with(libc::SIGKILL);
     assert_eq!(tracer.manifest()["finalized"], false);
     assert!(find_file(&dir, "summary.json").is_none());

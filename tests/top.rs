@@ -3,7 +3,7 @@
 //! record's own rows. Also the usage error without a terminal and the
 //! JSON lines of a replay.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -83,6 +83,9 @@ impl Tmux {
     fn keys(&self, keys: &[&str]) {
         for k in keys {
             self.run(&["send-keys", "-t", "top", k]);
+            // Typing pace, part of the scenario: keys come one at a time
+            // as a person types them, not as one paste. What each key
+            // does is then waited for on the screen (wait_for).
             std::thread::sleep(Duration::from_millis(150));
         }
     }
@@ -441,6 +444,7 @@ fn traffic(name: &str, how_long: Duration) -> u16 {
             while Instant::now() < end {
                 c.write_all(&[b'x'; 100]).unwrap();
                 c.read_exact(&mut buf).unwrap();
+                // The traffic's pace (part of the scenario), not a wait.
                 std::thread::sleep(Duration::from_millis(20));
             }
         })

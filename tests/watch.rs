@@ -1,7 +1,7 @@
 //! `nwtrace watch` as root: its lines against `record`'s rows for the same
 //! operations, and a pipe that closes early.
 
-mod common;
+use nwtrace_testkit as common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -341,6 +341,7 @@ fn a_closed_pipe_ends_watch_quietly_and_leaves_no_program() {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     a.send_to(b"x", b.local_addr().unwrap()).unwrap();
                     let _ = b.recv_from(&mut [0u8; 8]);
+                    // The traffic's pace (part of the scenario), not a wait.
                     std::thread::sleep(Duration::from_millis(5));
                 }
             })

@@ -7,12 +7,14 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
-use serde::{Deserialize, Serialize};
 
 use crate::bpf::NwtraceSkel;
 use crate::bpf::types::{nw_bucket, nw_event, nw_flow_counts, nw_flow_key};
 use crate::capture::event::{NW_EVENT_SIZE, NetEvent, Protocol};
 use crate::capture::load::percpu_sum;
+// The manifest's parts that this module fills: their one definition is
+// the manifest's, in the schema.
+pub use crate::schema::manifest::{LeftOut, LossByReason, RateLimitBy, Suppressed};
 
 // SAFETY: #[repr(C)] structs of integers and integer arrays generated from
 // the BPF object's BTF; every bit pattern is a valid value.
@@ -27,15 +29,6 @@ const NW_FLOW_KEY_SIZE: usize = 72;
 const NW_OVERFLOW_SLOTS: u32 = 3;
 const _: () = assert!(std::mem::size_of::<nw_flow_key>() == NW_FLOW_KEY_SIZE);
 const _: () = assert!(std::mem::size_of::<nw_flow_counts>() == 32);
-
-/// What a rate limit is counted by.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RateLimitBy {
-    #[default]
-    Process,
-    Cgroup,
-}
 
 /// The thinning a capture was asked for. The default is none: every
 /// operation is written.
@@ -122,49 +115,6 @@ pub struct UnwrittenFlow {
     pub limited: u64,
 }
 
-/// What thinning and the filters left out, by reason: the manifest's
-/// `loss_by_reason` beside the ring's own loss.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeftOut {
-    /// Operations of flows that `--sample` did not keep.
-    pub sampled_out: u64,
-    /// Operations over `--rate-limit`.
-    pub rate_limited: u64,
-    /// Rows the row filters (`--port`, `--protocol`, `--direction`,
-    /// `--ip-version`) left out.
-    pub filtered: u64,
-    /// Operations left out that found the unwritten map full: in
-    /// `sampled_out`/`rate_limited`, but in no process or conversation
-    /// (those figures are then lower bounds).
-    pub unwritten_overflow_ops: u64,
-    pub unwritten_overflow_bytes: u64,
-    /// Operations over the limit per process (or cgroup), largest first,
-    /// at most [`MAX_SUPPRESSED_LISTED`] of them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub suppressed: Vec<Suppressed>,
-    /// Suppressed operations of the keys not listed.
-    #[serde(default)]
-    pub suppressed_other: u64,
-}
-
-/// The manifest's `loss_by_reason`: every reason an operation seen was
-/// not written, and the thinning asked for.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LossByReason {
-    /// Events lost because the ring buffer was full (`events_lost`).
-    pub ring_full: u64,
-    #[serde(flatten)]
-    pub left_out: LeftOut,
-    /// `--sample 1/N`'s N; absent: every flow.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sample: Option<u32>,
-    /// `--rate-limit`, operations a second, and what it limits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit_by: Option<RateLimitBy>,
-}
-
 impl LossByReason {
     pub fn new(ring_full: u64, left_out: &LeftOut, thinning: &Thinning) -> Self {
         LossByReason {
@@ -179,14 +129,6 @@ impl LossByReason {
 
 /// The manifest lists this many keys at most (it must stay small).
 pub const MAX_SUPPRESSED_LISTED: usize = 50;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Suppressed {
-    /// `process` (id: tgid) or `cgroup` (id: cgroup v2 id).
-    pub by: RateLimitBy,
-    pub id: u64,
-    pub operations: u64,
-}
 
 /// The BPF side's map that is written now (0: unwritten_a).
 fn side(skel: &NwtraceSkel<'_>) -> u32 {

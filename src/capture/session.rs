@@ -6,7 +6,6 @@
 //! It installs no signal handler and writes nothing but log messages:
 //! each command owns its signal policy and its output.
 
-use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::os::fd::AsFd;
@@ -63,13 +62,7 @@ pub struct CaptureOptions {
     pub thinning: Thinning,
 }
 
-/// One BPF program's totals over a run, from the kernel's own statistics.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProgramStats {
-    pub name: String,
-    pub run_count: u64,
-    pub run_time_ns: u64,
-}
+pub use crate::schema::manifest::ProgramStats;
 
 /// The capture's own figures, from which the manifest and the summaries
 /// are made.

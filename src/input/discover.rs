@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::manifest::ManifestIn;
+use super::manifest::Manifest;
 
 pub use crate::schema::Compression;
 
@@ -35,7 +35,7 @@ pub struct Run {
     pub nw_dir: PathBuf,
     /// The manifest's file name, when there is one.
     pub manifest_name: Option<String>,
-    pub manifest: Option<ManifestIn>,
+    pub manifest: Option<Manifest>,
     /// Why the manifest could not be read.
     pub manifest_error: Option<String>,
     /// How many files the manifest says retention deleted.
@@ -117,7 +117,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Discovery, String> {
         let mut owner: BTreeMap<String, usize> = BTreeMap::new();
         for m in manifests {
             let (manifest, error) = match std::fs::read(dir.join(&m)) {
-                Ok(bytes) => match ManifestIn::parse(&bytes) {
+                Ok(bytes) => match Manifest::parse(&bytes) {
                     Ok(man) => (Some(man), None),
                     Err(e) => (None, Some(e)),
                 },

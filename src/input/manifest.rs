@@ -1,57 +1,10 @@
-//! Reading a run's `manifest*.json` (see `output::manifest` for the
-//! writer). Every field is optional here: a report reads manifests of
-//! older or newer versions, or half-written ones, and says what it lacks
-//! rather than failing.
+//! Reading a run's `manifest*.json`: the one type `schema::manifest`
+//! (which `output::manifest` writes), and what readers ask of it. Every
+//! field may be absent: a report reads manifests of older or newer
+//! versions, or half-written ones, and says what it lacks rather than
+//! failing.
 
-use serde::Deserialize;
-
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct ManifestIn {
-    /// 1 when absent; 2 folds deleted files into `deleted_files`.
-    pub manifest_version: Option<u32>,
-    pub nwtrace_version: Option<String>,
-    pub command_line: Vec<String>,
-    pub pid: Option<u32>,
-    pub kernel: Option<String>,
-    pub backend: Option<String>,
-    pub machine_id: Option<String>,
-    pub started_at: Option<String>,
-    pub stopped_at: Option<String>,
-    pub finalized: bool,
-    pub exit_reason: Option<String>,
-    pub files: Vec<ManifestFileIn>,
-    /// Version 2: the files retention deleted, folded.
-    pub deleted_files: DeletedFilesIn,
-    pub rows_written: u64,
-    pub events_lost: u64,
-    pub probes_missed: u64,
-    pub rows_lost: u64,
-    pub malformed_records: u64,
-    /// What was not written, by reason (`--sample`, `--rate-limit`).
-    pub loss_by_reason: Option<crate::capture::sampling::LossByReason>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct ManifestFileIn {
-    pub name: String,
-    pub rows: u64,
-    pub bytes: u64,
-    pub deleted: bool,
-}
-
-/// What a version 2 manifest says of its deleted files (see
-/// `output::manifest::DeletedFiles`).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct DeletedFilesIn {
-    pub files: u64,
-    pub rows: u64,
-    pub bytes: u64,
-    pub first_file: Option<String>,
-    pub last_file: Option<String>,
-}
+pub use crate::schema::manifest::{DeletedFiles, Manifest, WrittenFile};
 
 /// The sequence number in a data file's name: 12 for `nw_0012.csv.zst`.
 fn file_number(name: &str) -> Option<u64> {
@@ -60,7 +13,8 @@ fn file_number(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-impl ManifestIn {
+// The readers' side of the one manifest type.
+impl Manifest {
     /// Whether retention deleted `name`, by either version: listed as
     /// deleted (1), or numbered within the folded range (2; retention
     /// deletes oldest first, so the deleted files are one range).
@@ -79,7 +33,7 @@ impl ManifestIn {
         d.files > 0 && (first..=last).contains(&n)
     }
 
-    pub fn parse(bytes: &[u8]) -> Result<ManifestIn, String> {
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
 
@@ -127,14 +81,14 @@ mod tests {
 
     #[test]
     fn reads_what_record_writes_and_tolerates_gaps() {
-        let m = ManifestIn::parse(
+        let m = Manifest::parse(
             br#"{"finalized": true, "events_lost": 3, "files": [{"name": "nw_0001.csv", "rows": 2, "bytes": 9, "deleted": true}], "future_field": 1}    "#,
         )
         .unwrap();
         assert!(m.finalized);
         assert_eq!(m.events_lost, 3);
         assert!(m.files[0].deleted);
-        assert!(ManifestIn::parse(b"{").is_err());
+        assert!(Manifest::parse(b"{").is_err());
         assert_eq!(parse_iso8601("1970-01-02T00:00:01Z"), Some(86_401));
         assert_eq!(parse_iso8601("nope"), None);
         assert_eq!(m.deleted(), (1, vec!["nw_0001.csv".to_string()]));
@@ -142,12 +96,12 @@ mod tests {
 
     #[test]
     fn reads_the_folded_deleted_files_of_version_2() {
-        let m = ManifestIn::parse(
+        let m = Manifest::parse(
             br#"{"manifest_version": 2, "rows_written": 10, "files": [{"name": "nw_0009.csv", "rows": 1, "bytes": 9, "deleted": false}],
                 "deleted_files": {"files": 8, "rows": 9, "bytes": 80, "first_file": "nw_0001.csv", "last_file": "nw_0008.csv", "first_seq": 1}}"#,
         )
         .unwrap();
-        assert_eq!(m.manifest_version, Some(2));
+        assert_eq!(m.manifest_version, 2);
         assert_eq!(m.deleted_files.rows, 9);
         assert_eq!(
             m.deleted(),
@@ -156,7 +110,7 @@ mod tests {
                 vec!["nw_0001.csv".to_string(), "nw_0008.csv".to_string()]
             )
         );
-        let one = ManifestIn::parse(
+        let one = Manifest::parse(
             br#"{"deleted_files": {"files": 1, "rows": 9, "bytes": 80, "first_file": "nw_0001.csv", "last_file": "nw_0001.csv"}}"#,
         )
         .unwrap();
@@ -170,14 +124,14 @@ mod was_deleted_tests {
 
     #[test]
     fn a_folded_range_covers_every_file_between_its_first_and_last() {
-        let m = ManifestIn {
-            deleted_files: DeletedFilesIn {
+        let m = Manifest {
+            deleted_files: DeletedFiles {
                 files: 3,
                 first_file: Some("nw_0002.csv".into()),
                 last_file: Some("nw_0004.csv".into()),
                 ..Default::default()
             },
-            files: vec![ManifestFileIn {
+            files: vec![WrittenFile {
                 name: "nw_0009.csv".into(),
                 deleted: true,
                 ..Default::default()

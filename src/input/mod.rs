@@ -10,6 +10,6 @@ pub mod scan;
 pub mod tcp;
 
 pub use discover::{Compression, DataFile, Discovery, Run, discover};
-pub use manifest::ManifestIn;
+pub use manifest::Manifest;
 pub use reader::{FileStats, Problem, Row, read_file};
 pub use scan::{FileResult, Preloaded, Scan, aggregate_file, scan, scan_with};

@@ -80,7 +80,7 @@ pub(crate) fn read_manifest(nw: &SafeDir, name: &str) -> Option<Manifest> {
         .take(crate::output::manifest::MAX_RESERVE as u64)
         .read_to_end(&mut text)
         .ok()?;
-    serde_json::from_slice(&text).ok()
+    Manifest::parse_complete(&text)
 }
 
 fn manifests(nw: &SafeDir, names: &[String]) -> Option<Vec<(String, Manifest)>> {

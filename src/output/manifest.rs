@@ -12,106 +12,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
-use crate::capture::sampling::LossByReason;
-use crate::capture::session::ProgramStats;
 use crate::output::dir::SafeDir;
 use crate::output::layout::LayoutError;
-use crate::output::on_close::OnCloseStats;
-use crate::output::sink::{Retention, WrittenFile};
+use crate::output::sink::Retention;
+pub use crate::schema::manifest::{DeletedFiles, MANIFEST_VERSION, Manifest, WrittenFile};
 use crate::timefmt::iso8601;
-
-/// The manifest format this nwtrace writes. 2: `files` lists only the
-/// files on disk, `deleted_files` counts the rest. 1 (absent): `files`
-/// listed every file, each with `"deleted": true|false`.
-pub const MANIFEST_VERSION: u32 = 2;
-
-fn version_1() -> u32 {
-    1
-}
-
-/// The manifest's fields. Also read back by `report` and the tests, so it
-/// is the machine interface for a run's figures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    #[serde(default = "version_1")]
-    pub manifest_version: u32,
-    pub nwtrace_version: String,
-    pub command_line: Vec<String>,
-    pub pid: u32,
-    pub kernel: String,
-    pub backend: String,
-    pub machine_id: String,
-    pub started_at: String,
-    pub stopped_at: Option<String>,
-    pub finalized: bool,
-    pub exit_reason: Option<String>,
-    /// The files on disk (version 2; every file in version 1), oldest
-    /// first. Set with [`Manifest::set_files`].
-    pub files: Vec<WrittenFile>,
-    /// The files retention deleted, folded (version 2).
-    #[serde(default)]
-    pub deleted_files: DeletedFiles,
-    /// Every row written, in `files` and `deleted_files` alike.
-    pub rows_written: u64,
-    /// Events the capture delivered (equal to rows_written + rows_lost
-    /// unless rows were discarded on purpose).
-    #[serde(default)]
-    pub events_captured: u64,
-    pub events_lost: u64,
-    /// io_uring requests issued while the table of requests in flight
-    /// (16384) was full: their rows are lost (part of `events_lost`).
-    #[serde(default)]
-    pub uring_requests_lost: u64,
-    /// Kretprobe returns the kernel missed (kprobe backend only).
-    pub probes_missed: u64,
-    /// Rows captured but not written (a write error stopped the run).
-    pub rows_lost: u64,
-    pub malformed_records: u64,
-    /// Each BPF program's run count and run time, when the kernel's BPF
-    /// statistics were on (`kernel.bpf_stats_enabled=1`) during the run.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub programs: Vec<ProgramStats>,
-    /// The header names of the files' columns: the contract's 14, then
-    /// the optional ones of `--columns`. Absent from manifests written
-    /// before the optional columns existed (those have the 14).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub columns: Vec<String>,
-    /// The `--on-close` hand-overs of the CSV files, when it was given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_close: Option<OnCloseStats>,
-    /// Operations not written, by reason: the ring's loss, `--sample`,
-    /// `--rate-limit` (with its suppressed counts) and the row filters;
-    /// the rates asked for (docs/sampling.md). Set when the run stops.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loss_by_reason: Option<LossByReason>,
-}
-
-/// The files of a run that retention deleted, as exact totals: how many,
-/// their rows and bytes, the first and last of them (in the order they
-/// were written: `first_seq`/`last_seq` are the numbers in their names),
-/// and when the first was started and the last finished.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeletedFiles {
-    pub files: u64,
-    pub rows: u64,
-    pub bytes: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_seq: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_seq: Option<u64>,
-    /// When the first deleted file was started (UTC, as `started_at`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_started_at: Option<String>,
-    /// When the last deleted file was finished (the next one started).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_finished_at: Option<String>,
-}
 
 /// `nw_0042.csv.zst` -> 42.
 fn file_seq(name: &str) -> Option<u64> {
@@ -123,6 +28,7 @@ fn file_seq(name: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
+// The writer's side of the one manifest type (schema::manifest).
 impl Manifest {
     /// Sets `files` to the sink's files still on disk and folds the
     /// deleted ones into `deleted_files`. `all` is every file of the run
@@ -315,9 +221,9 @@ mod tests {
             ],
             pid: 42,
             kernel: "6.18.0".into(),
-            backend: "tracepoint".into(),
+            backend: Some("tracepoint".into()),
             machine_id: "m".into(),
-            started_at: "2026-11-26T05:08:14Z".into(),
+            started_at: Some("2026-11-26T05:08:14Z".into()),
             stopped_at: None,
             finalized: false,
             exit_reason: None,
@@ -385,6 +291,213 @@ mod tests {
             deleted,
             started_secs,
         }
+    }
+
+    /// Every field set, optional ones included.
+    fn full() -> Manifest {
+        use crate::capture::sampling::{LeftOut, LossByReason, RateLimitBy, Suppressed};
+        use crate::capture::session::ProgramStats;
+        use crate::output::on_close::OnCloseStats;
+        let mut m = manifest();
+        m.stopped_at = Some("2026-11-26T06:00:00Z".into());
+        m.finalized = true;
+        m.exit_reason = Some("SIGINT".into());
+        m.files = vec![file(3, 3, false, 0)];
+        m.deleted_files = DeletedFiles {
+            files: 2,
+            rows: 5,
+            bytes: 500,
+            first_file: Some("nw_0001.csv".into()),
+            last_file: Some("nw_0002.csv".into()),
+            first_seq: Some(1),
+            last_seq: Some(2),
+            first_started_at: Some("2026-11-26T05:08:14Z".into()),
+            last_finished_at: Some("2026-11-26T05:30:00Z".into()),
+        };
+        m.rows_written = 8;
+        m.events_captured = 9;
+        m.events_lost = 1;
+        m.uring_requests_lost = 1;
+        m.probes_missed = 2;
+        m.rows_lost = 3;
+        m.malformed_records = 4;
+        m.programs = vec![ProgramStats {
+            name: "handle_exit".into(),
+            run_count: 10,
+            run_time_ns: 2000,
+        }];
+        m.columns = vec!["Timestamp".into(), "Cgroup".into()];
+        m.on_close = Some(OnCloseStats {
+            version: 2,
+            command: "gzip".into(),
+            journal: Some("on_close.jsonl".into()),
+            queued: 3,
+            succeeded: 2,
+            failed: 1,
+            dropped: 0,
+            unfinished: 0,
+            caught_up: 5,
+            caught_up_failed: 6,
+            caught_up_gone: 7,
+            caught_up_unfinished: 8,
+        });
+        m.loss_by_reason = Some(LossByReason {
+            ring_full: 1,
+            left_out: LeftOut {
+                sampled_out: 2,
+                rate_limited: 3,
+                filtered: 4,
+                unwritten_overflow_ops: 5,
+                unwritten_overflow_bytes: 6,
+                suppressed: vec![Suppressed {
+                    by: RateLimitBy::Cgroup,
+                    id: 7,
+                    operations: 3,
+                }],
+                suppressed_other: 8,
+            },
+            sample: Some(10),
+            rate_limit: Some(100),
+            rate_limit_by: Some(RateLimitBy::Process),
+        });
+        m
+    }
+
+    /// The JSON, written out by hand from the contract (docs/output.md):
+    /// contrib/spark, tests/fleet and older readers parse exactly this.
+    const FULL_JSON: &str = r#"{
+  "manifest_version": 2,
+  "nwtrace_version": "0.1.0",
+  "command_line": [
+    "nwtrace",
+    "record",
+    "--comm",
+    "a\"b"
+  ],
+  "pid": 42,
+  "kernel": "6.18.0",
+  "backend": "tracepoint",
+  "machine_id": "m",
+  "started_at": "2026-11-26T05:08:14Z",
+  "stopped_at": "2026-11-26T06:00:00Z",
+  "finalized": true,
+  "exit_reason": "SIGINT",
+  "files": [
+    {
+      "name": "nw_0003.csv",
+      "rows": 3,
+      "bytes": 300,
+      "deleted": false
+    }
+  ],
+  "deleted_files": {
+    "files": 2,
+    "rows": 5,
+    "bytes": 500,
+    "first_file": "nw_0001.csv",
+    "last_file": "nw_0002.csv",
+    "first_seq": 1,
+    "last_seq": 2,
+    "first_started_at": "2026-11-26T05:08:14Z",
+    "last_finished_at": "2026-11-26T05:30:00Z"
+  },
+  "rows_written": 8,
+  "events_captured": 9,
+  "events_lost": 1,
+  "uring_requests_lost": 1,
+  "probes_missed": 2,
+  "rows_lost": 3,
+  "malformed_records": 4,
+  "programs": [
+    {
+      "name": "handle_exit",
+      "run_count": 10,
+      "run_time_ns": 2000
+    }
+  ],
+  "columns": [
+    "Timestamp",
+    "Cgroup"
+  ],
+  "on_close": {
+    "version": 2,
+    "command": "gzip",
+    "journal": "on_close.jsonl",
+    "queued": 3,
+    "succeeded": 2,
+    "failed": 1,
+    "dropped": 0,
+    "unfinished": 0,
+    "caught_up": 5,
+    "caught_up_failed": 6,
+    "caught_up_gone": 7,
+    "caught_up_unfinished": 8
+  },
+  "loss_by_reason": {
+    "ring_full": 1,
+    "sampled_out": 2,
+    "rate_limited": 3,
+    "filtered": 4,
+    "unwritten_overflow_ops": 5,
+    "unwritten_overflow_bytes": 6,
+    "suppressed": [
+      {
+        "by": "cgroup",
+        "id": 7,
+        "operations": 3
+      }
+    ],
+    "suppressed_other": 8,
+    "sample": 10,
+    "rate_limit": 100,
+    "rate_limit_by": "process"
+  }
+}
+"#;
+
+    /// The bytes `record` writes, field for field and in order, for a
+    /// manifest with every field set and for the one written at the start
+    /// (optional parts absent, not null).
+    #[test]
+    fn the_written_json_is_byte_for_byte_the_contracts() {
+        let json = padded_json(&full(), 0);
+        assert_eq!(std::str::from_utf8(&json).unwrap(), FULL_JSON);
+        let start = String::from_utf8(padded_json(&manifest(), 0)).unwrap();
+        assert_eq!(
+            start,
+            r#"{
+  "manifest_version": 2,
+  "nwtrace_version": "0.1.0",
+  "command_line": [
+    "nwtrace",
+    "record",
+    "--comm",
+    "a\"b"
+  ],
+  "pid": 42,
+  "kernel": "6.18.0",
+  "backend": "tracepoint",
+  "machine_id": "m",
+  "started_at": "2026-11-26T05:08:14Z",
+  "stopped_at": null,
+  "finalized": false,
+  "exit_reason": null,
+  "files": [],
+  "deleted_files": {
+    "files": 0,
+    "rows": 0,
+    "bytes": 0
+  },
+  "rows_written": 0,
+  "events_captured": 0,
+  "events_lost": 0,
+  "uring_requests_lost": 0,
+  "probes_missed": 0,
+  "rows_lost": 0,
+  "malformed_records": 0
+}
+"#
+        );
     }
 
     #[test]
@@ -485,5 +598,15 @@ mod tests {
         assert_eq!(m.manifest_version, 1);
         assert!(m.files[0].deleted);
         assert_eq!(m.deleted_files, DeletedFiles::default());
+    }
+
+    /// One type written and read: what the writer writes, the reader
+    /// (`input::manifest`) parses back to the same value, padding and all.
+    #[test]
+    fn what_is_written_reads_back_the_same() {
+        for m in [manifest(), full()] {
+            let back = Manifest::parse(&padded_json(&m, RESERVED_BYTES)).unwrap();
+            assert_eq!(back, m);
+        }
     }
 }

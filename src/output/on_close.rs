@@ -25,8 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::output::journal::{self, CatchUp, Journal, RunRef, State};
 
 /// Files waiting for the runner. A rotation every few seconds for a long
@@ -54,46 +52,7 @@ impl FileKind {
 /// journal and the catch-up counts (1, or absent, had neither).
 pub const STATS_VERSION: u32 = 2;
 
-fn version_1() -> u32 {
-    1
-}
-
-/// The hand-overs of a run, for the manifest.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OnCloseStats {
-    #[serde(default = "version_1")]
-    pub version: u32,
-    pub command: String,
-    /// The run's journal, a file name in the run's folder (version 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub journal: Option<String>,
-    /// Files queued for the command.
-    pub queued: u64,
-    /// Commands that exited 0.
-    pub succeeded: u64,
-    /// Commands that exited non-zero, died of a signal, or could not start.
-    pub failed: u64,
-    /// Files not queued: the queue was full (the command is too slow).
-    pub dropped: u64,
-    /// Files still queued or running when the run ended and the grace
-    /// period ran out (their commands were not run, or were stopped).
-    pub unfinished: u64,
-    /// Files of earlier runs handed over at this start (exit 0).
-    #[serde(default)]
-    pub caught_up: u64,
-    /// Files of earlier runs whose command failed at this start (tried
-    /// again at the next one).
-    #[serde(default)]
-    pub caught_up_failed: u64,
-    /// Files of earlier runs deleted (retention) before their turn, or no
-    /// longer regular files: never handed over.
-    #[serde(default)]
-    pub caught_up_gone: u64,
-    /// Files of earlier runs not reached before this run ended (left for
-    /// the next start).
-    #[serde(default)]
-    pub caught_up_unfinished: u64,
-}
+pub use crate::schema::manifest::OnCloseStats;
 
 #[derive(Default)]
 struct Counters {

@@ -15,20 +15,7 @@ const FLUSH_BYTES: usize = 256 * 1024;
 /// zstd's default level: fast, and most of the ratio.
 const ZSTD_LEVEL: i32 = 3;
 
-/// One data file a run wrote, as the manifest lists it (the readers'
-/// `input::FileStats` is what reading one found).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct WrittenFile {
-    pub name: String,
-    pub rows: u64,
-    pub bytes: u64,
-    /// Removed by the retention limits.
-    pub deleted: bool,
-    /// When the file was started (seconds since the epoch): the manifest
-    /// folds deleted files into a time range (output::manifest).
-    #[serde(skip)]
-    pub started_secs: i64,
-}
+pub use crate::schema::manifest::WrittenFile;
 
 pub use crate::schema::Compression;
 

@@ -10,6 +10,7 @@ use crate::names::{errno_name, write_msg_flags};
 
 pub mod columns;
 pub mod files;
+pub mod manifest;
 
 pub use files::Compression;
 

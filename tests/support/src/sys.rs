@@ -413,3 +413,41 @@ pub fn tcp_info(fd: RawFd) -> SysResult<(u32, u32, u32)> {
     } as isize)?;
     Ok((info.tcpi_rtt, info.tcpi_snd_cwnd, info.tcpi_total_retrans))
 }
+
+/// tcpi_unacked of a TCP socket: segments sent and not yet acknowledged.
+pub fn tcp_unacked(fd: RawFd) -> SysResult<u32> {
+    // SAFETY: tcp_info is plain integers; all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: info and len are valid out-parameters of the sizes given.
+    check(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    } as isize)?;
+    Ok(info.tcpi_unacked)
+}
+
+/// Waits (poll(2), up to 10 s) until `fd` reports one of `events`
+/// (POLLIN, POLLPRI, POLLERR...): a scenario's next call then finds the
+/// data or the error the peer or loopback sent, without a guessed sleep.
+/// Panics on the timeout. Reads nothing, so no pending error is consumed.
+pub fn wait_ready(fd: RawFd, events: i16) -> i16 {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: pfd is one live pollfd, and the count says one.
+    let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+    assert!(
+        n == 1 && pfd.revents & events != 0,
+        "fd {fd} not ready for {events:#x} within 10 s (poll gave {n}, revents {:#x})",
+        pfd.revents
+    );
+    pfd.revents
+}
