@@ -410,13 +410,14 @@ impl SummaryBuilder {
 /// Events per batch handed to the summary thread: one channel message
 /// (and one wakeup of that thread, which shares the capture's CPU when
 /// the tracer is pinned) per this many rows. 1024 made the wakeups and
-/// context switches about 6 % of the recorder's CPU (issue #20).
-const BATCH: usize = 4096;
+/// context switches about 6 % of the recorder's CPU (issue #20); 4096
+/// kept four batches of 800 KiB resident (a NetEvent is about 200 bytes).
+const BATCH: usize = 2048;
 /// How long a batch that is not full waits for more rows.
 const BATCH_AGE: Duration = Duration::from_millis(100);
 /// Batches the channel holds before a send waits: with [`BATCH`] about
-/// 2.5 MiB of events (a NetEvent is about 150 bytes), some 60 ms of the
-/// ping-pong's 280,000 rows/s.
+/// 800 KiB of events, some 15 ms of the ping-pong's 280,000 rows/s (the
+/// summary thread empties one in about 0.2 ms when it gets the CPU).
 const QUEUED_BATCHES: usize = 2;
 /// How long one send waits for room in a full channel before the capture
 /// thread gives the summary up. The ring buffer (16 MiB, about 190,000
