@@ -403,6 +403,58 @@ mod tests {
     }
 
     #[test]
+    fn cached_fields_follow_every_rows_own_event() {
+        // Events that differ in one or more of the cached fields' inputs;
+        // every pair is written a, b, a, b through one formatter, so that
+        // a key missing an input would give b the text of a (and a the
+        // text of b), and more keys than the cache holds replace entries.
+        let mut events = Vec::new();
+        for bits in 0..32u32 {
+            let mut ev = crate::capture::event::tests::sample_event();
+            ev.pid = 1000 + (bits & 1);
+            ev.set_comm(if bits & 2 == 0 { b"app" } else { b"apq" });
+            ev.local.port = 40000 + ((bits >> 2) & 1) as u16;
+            if bits & 8 != 0 {
+                ev.direction = crate::schema::Direction::Receive;
+            }
+            if bits & 16 != 0
+                && let Some(peer) = ev.peer.as_mut()
+            {
+                peer.addr = "10.1.2.4".parse().unwrap();
+            }
+            ev.msg_flags = [Some(0x4000), Some(0x40), None][(bits % 3) as usize];
+            events.push(ev);
+        }
+        let mut f = RowFormatter::new();
+        let clock = WallClock::with_offset(0);
+        for a in &events {
+            for b in &events {
+                for ev in [a, b, a, b] {
+                    let mut out = Vec::new();
+                    f.write_row(&mut out, ev, &clock);
+                    let mut reader = csv::ReaderBuilder::new()
+                        .has_headers(false)
+                        .from_reader(out.as_slice());
+                    let rec = reader.records().next().unwrap().unwrap();
+                    let (src, dst) = (ev.source().unwrap(), ev.destination().unwrap());
+                    assert_eq!(&rec[1], ev.pid.to_string());
+                    assert_eq!(rec[2].as_bytes(), ev.comm());
+                    assert_eq!(&rec[5], src.addr.to_string());
+                    assert_eq!(&rec[6], dst.addr.to_string());
+                    assert_eq!(&rec[7], src.port.to_string());
+                    assert_eq!(&rec[8], dst.port.to_string());
+                    assert_eq!(&rec[10], ev.direction.as_str());
+                    let mut flags = Vec::new();
+                    if let Some(fl) = ev.msg_flags {
+                        write_msg_flags(&mut flags, fl);
+                    }
+                    assert_eq!(rec[13].as_bytes(), flags.as_slice());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn addresses_match_std_formatting() {
         let mut f = RowFormatter::new();
         for a in [0u8, 1, 9, 10, 99, 100, 199, 200, 255] {
