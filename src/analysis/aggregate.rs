@@ -108,9 +108,42 @@ pub struct Totals {
     pub last_ns: Option<i64>,
 }
 
+/// What [`Totals::add`] reads of an op: a fifth of its size, for a
+/// caller that keeps ops waiting (the summary's per-file figures).
+#[derive(Clone, Copy, Debug)]
+pub struct TotalsOp {
+    pub ts_ns: i64,
+    pub size: u64,
+    pub errno: Option<i32>,
+    pub direction: Direction,
+    pub end_of_stream: bool,
+    pub latency_unknown: bool,
+    pub unknown_peer: bool,
+}
+
+impl TotalsOp {
+    #[inline]
+    pub fn of(op: &Op) -> TotalsOp {
+        TotalsOp {
+            ts_ns: op.ts_ns,
+            size: op.size,
+            errno: op.errno,
+            direction: op.direction,
+            end_of_stream: op.is_end_of_stream(),
+            latency_unknown: op.latency_ns.is_none(),
+            unknown_peer: op.remote.is_none(),
+        }
+    }
+}
+
 impl Totals {
     #[inline]
     pub fn add(&mut self, op: &Op) {
+        self.add_totals_op(&TotalsOp::of(op));
+    }
+
+    #[inline]
+    pub fn add_totals_op(&mut self, op: &TotalsOp) {
         self.ops += 1;
         match op.direction {
             Direction::Send => {
@@ -130,9 +163,9 @@ impl Totals {
                 self.hard_errors += 1;
             }
         }
-        self.end_of_stream += u64::from(op.is_end_of_stream());
-        self.latency_unknown += u64::from(op.latency_ns.is_none());
-        self.unknown_peer += u64::from(op.remote.is_none());
+        self.end_of_stream += u64::from(op.end_of_stream);
+        self.latency_unknown += u64::from(op.latency_unknown);
+        self.unknown_peer += u64::from(op.unknown_peer);
         self.first_ns = Some(self.first_ns.map_or(op.ts_ns, |f| f.min(op.ts_ns)));
         self.last_ns = Some(self.last_ns.map_or(op.ts_ns, |l| l.max(op.ts_ns)));
     }
@@ -578,8 +611,13 @@ impl TopN {
         {
             return;
         }
-        self.items.push((value, Exemplar { op: *op, source }));
-        self.items.sort_by(Self::better);
+        // Into its place in the sorted list (a sort per offer was a few
+        // percent of the summary's cost while a run's slowest ops change).
+        let item = (value, Exemplar { op: *op, source });
+        let at = self
+            .items
+            .partition_point(|x| Self::better(x, &item) == std::cmp::Ordering::Less);
+        self.items.insert(at, item);
         self.items.truncate(self.n);
     }
 
@@ -651,6 +689,22 @@ struct Staged {
 /// Row views staged before a fold: bounds the staging memory (a few
 /// hundred bytes a view) while a hot conversation stays staged.
 const STAGED_VIEWS: usize = 1024;
+/// Row views staged in front of the map, found by comparing the view
+/// alone (no hash): a host's rows mostly come from a few busy
+/// conversations, whose ops then skip the map's hash and probe (the
+/// ping-pong's two sockets: issue #20). A view that falls out goes into
+/// the map, so the fold sees the same sums.
+const HOT_VIEWS: usize = 4;
+
+impl Staged {
+    fn merge(&mut self, o: &Staged) {
+        self.c.merge(&o.c);
+        self.end_of_stream |= o.end_of_stream;
+        for (a, b) in self.latency.iter_mut().zip(&o.latency) {
+            a.merge(b);
+        }
+    }
+}
 
 /// Counts by direction x protocol x IP version.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -694,6 +748,11 @@ pub struct Aggregate {
     pub largest: TopN,
     /// Ops not yet in the tables above; see [`Aggregate::flush`].
     staged: FxHashMap<RowView, Staged>,
+    /// The most recent views' staged ops, before `staged`: see
+    /// [`HOT_VIEWS`].
+    hot: Vec<(RowView, Staged)>,
+    /// The hot entry the next miss replaces (round robin).
+    hot_next: usize,
     /// What [`Aggregate::add_unwritten`] counted (already in the totals
     /// and tables).
     pub unwritten: Counters,
@@ -732,6 +791,8 @@ impl Aggregate {
             slowest: TopN::new(config.exemplars),
             largest: TopN::new(config.exemplars),
             staged: FxHashMap::default(),
+            hot: Vec::with_capacity(HOT_VIEWS),
+            hot_next: 0,
             unwritten: Counters::default(),
         }
     }
@@ -756,14 +817,11 @@ impl Aggregate {
                 .record(lat);
         }
 
-        let staged = self.staged.entry(RowView::of(op)).or_default();
+        let staged = self.hot_staged(RowView::of(op));
         staged.c.add(op);
         staged.end_of_stream |= op.is_end_of_stream();
         if let Some(lat) = op.latency_ns {
             staged.latency[class as usize].record(lat);
-        }
-        if self.staged.len() >= STAGED_VIEWS {
-            self.fold_staged();
         }
 
         if let Some(g) = op.attr.container {
@@ -938,7 +996,56 @@ impl Aggregate {
         self.series.flush();
     }
 
+    /// The staged entry of `view`: one of the hot ones, or a new hot one
+    /// (the one it replaces goes into the map).
+    #[inline]
+    fn hot_staged(&mut self, view: RowView) -> &mut Staged {
+        if let Some(i) = self.hot.iter().position(|(v, _)| *v == view) {
+            return &mut self.hot[i].1;
+        }
+        let i = if self.hot.len() < HOT_VIEWS {
+            self.hot.push((view, Staged::default()));
+            self.hot.len() - 1
+        } else {
+            let i = self.hot_next;
+            self.hot_next = (i + 1) % HOT_VIEWS;
+            let (old_view, old) = std::mem::replace(&mut self.hot[i], (view, Staged::default()));
+            self.stage(old_view, old);
+            i
+        };
+        &mut self.hot[i].1
+    }
+
+    /// Puts one view's staged ops into the map, folding the map (not the
+    /// hot views) when it is full.
+    fn stage(&mut self, view: RowView, s: Staged) {
+        self.stage_only(view, s);
+        if self.staged.len() >= STAGED_VIEWS {
+            self.fold_map();
+        }
+    }
+
+    fn stage_only(&mut self, view: RowView, s: Staged) {
+        match self.staged.entry(view) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(s);
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s),
+        }
+    }
+
     fn fold_staged(&mut self) {
+        let mut hot = std::mem::take(&mut self.hot);
+        for (view, s) in hot.drain(..) {
+            self.stage_only(view, s);
+        }
+        // Keep the allocation.
+        self.hot = hot;
+        self.hot_next = 0;
+        self.fold_map();
+    }
+
+    fn fold_map(&mut self) {
         let mut staged = std::mem::take(&mut self.staged);
         for (view, s) in staged.drain() {
             self.fold(&view, &s);
@@ -1035,7 +1142,7 @@ impl Aggregate {
         self.ports.merge(&o.ports);
         self.errors.merge(&o.errors);
         self.flag_combos.merge(&o.flag_combos);
-        for (view, s) in &o.staged {
+        for (view, s) in o.staged.iter().chain(o.hot.iter().map(|(v, s)| (v, s))) {
             self.fold(view, s);
         }
         self.unwritten.merge(&o.unwritten);

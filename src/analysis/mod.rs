@@ -25,7 +25,7 @@ pub mod series;
 
 pub use aggregate::{
     Aggregate, AggregateConfig, ConvKey, ConvStats, EndpointStats, ErrKey, Exemplar, LatClass,
-    PortKey, PortRole, ProcKey, ProcStats, Totals,
+    PortKey, PortRole, ProcKey, ProcStats, Totals, TotalsOp,
 };
 pub use attr::{OpAttr, Sym};
 pub use capped::Capped;
@@ -86,11 +86,20 @@ impl Op {
     /// column that was asked for but found no container is
     /// `Some(Sym::intern(""))` (the host).
     pub fn from_event_with(ev: &NetEvent, clock: WallClock, attr: OpAttr) -> Op {
+        let mut op = Op::from_event_with_comm(ev, clock, Comm::from_raw(ev.comm()));
+        op.attr = attr;
+        op
+    }
+
+    /// [`Op::from_event`] with the comm already escaped
+    /// (`Comm::from_raw(ev.comm())`), for a caller that caches it.
+    #[inline]
+    pub fn from_event_with_comm(ev: &NetEvent, clock: WallClock, comm: Comm) -> Op {
         Op {
             machine: 0,
             ts_ns: clock.to_epoch_ns(ev.start_ns.unwrap_or(ev.end_ns)),
             pid: ev.pid,
-            comm: Comm::from_raw(ev.comm()),
+            comm,
             protocol: ev.protocol,
             ip_version: ev.ip_version,
             local: ev.local,
@@ -101,7 +110,7 @@ impl Op {
             errno: (ev.ret < 0).then(|| -ev.ret),
             // The writer leaves the field empty for 0 too.
             msg_flags: ev.msg_flags.filter(|&f| f != 0),
-            attr,
+            attr: OpAttr::default(),
         }
     }
 

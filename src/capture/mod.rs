@@ -11,4 +11,5 @@ pub mod load;
 pub mod privileges;
 pub mod sampling;
 pub mod session;
+pub mod startup_memory;
 pub mod teardown;

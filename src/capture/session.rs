@@ -202,6 +202,9 @@ impl Session {
                 0
             })
             .context("setting up the ring buffer consumer")?;
+        // Before the ring is mapped, so that the peak is the ring and what
+        // tracing uses, not also what starting used.
+        crate::capture::startup_memory::release();
         let ring = builder
             .build()
             .context("setting up the ring buffer consumer")?;

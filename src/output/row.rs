@@ -92,11 +92,52 @@ impl Ipv6Cache {
     }
 }
 
+/// What the fields from PID to destination port depend on: a socket's
+/// rows in one direction repeat them all.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct EndpointsKey {
+    pid: u32,
+    comm: [u8; 16],
+    comm_len: u8,
+    protocol: crate::schema::Protocol,
+    ip_version: u8,
+    src: Option<crate::schema::Endpoint>,
+    dst: Option<crate::schema::Endpoint>,
+}
+
+impl EndpointsKey {
+    #[inline]
+    fn of(ev: &NetEvent) -> EndpointsKey {
+        let raw = ev.comm();
+        let mut comm = [0; 16];
+        comm[..raw.len()].copy_from_slice(raw);
+        EndpointsKey {
+            pid: ev.pid,
+            comm,
+            comm_len: raw.len() as u8,
+            protocol: ev.protocol,
+            ip_version: ev.ip_version,
+            src: ev.source(),
+            dst: ev.destination(),
+        }
+    }
+}
+
+/// The text of the fields PID through destination port of the last few
+/// keys: formatting them was half of a row's cost (issue #20), and a
+/// busy host's rows mostly come from a few sockets.
+const ENDPOINTS_CACHED: usize = 4;
+
 /// Formats rows; holds the per-run caches.
 pub struct RowFormatter {
     time: RowTimeFormatter,
     scratch: Vec<u8>,
     v6: Ipv6Cache,
+    endpoints: Vec<(EndpointsKey, Vec<u8>)>,
+    /// The entry of `endpoints` the next miss replaces (round robin).
+    endpoints_next: usize,
+    /// The last flags and their text.
+    flags: Option<(u32, Vec<u8>)>,
     /// The optional columns, when `--columns` asked for any.
     attribution: Option<Attribution>,
 }
@@ -113,6 +154,9 @@ impl RowFormatter {
             time: RowTimeFormatter::default(),
             scratch: Vec::with_capacity(64),
             v6: Ipv6Cache::default(),
+            endpoints: Vec::with_capacity(ENDPOINTS_CACHED),
+            endpoints_next: 0,
+            flags: None,
             attribution: None,
         }
     }
@@ -142,13 +186,9 @@ impl RowFormatter {
         }
     }
 
-    /// Appends one row, newline included.
-    /// `clock` turns the event's monotonic times into wall time.
-    pub fn write_row(&mut self, out: &mut Vec<u8>, ev: &NetEvent, clock: &WallClock) {
-        // Timestamp: the start; the finish when the start is unknown.
-        let start = ev.start_ns.unwrap_or(ev.end_ns);
-        self.time.write(out, clock.to_epoch_ns(start));
-        out.push(b',');
+    /// The fields PID through destination port, without the commas
+    /// around them.
+    fn write_endpoints(&mut self, out: &mut Vec<u8>, ev: &NetEvent) {
         write_u64(out, u64::from(ev.pid));
         out.push(b',');
         let comm = comm_text(ev.comm(), &mut self.scratch);
@@ -174,6 +214,29 @@ impl RowFormatter {
         if let Some(dst) = dst {
             write_u64(out, u64::from(dst.port));
         }
+    }
+
+    /// Appends one row, newline included.
+    /// `clock` turns the event's monotonic times into wall time.
+    pub fn write_row(&mut self, out: &mut Vec<u8>, ev: &NetEvent, clock: &WallClock) {
+        // Timestamp: the start; the finish when the start is unknown.
+        let start = ev.start_ns.unwrap_or(ev.end_ns);
+        self.time.write(out, clock.to_epoch_ns(start));
+        out.push(b',');
+        let key = EndpointsKey::of(ev);
+        if let Some((_, text)) = self.endpoints.iter().find(|(k, _)| *k == key) {
+            out.extend_from_slice(text);
+        } else {
+            let mut text = Vec::with_capacity(96);
+            self.write_endpoints(&mut text, ev);
+            out.extend_from_slice(&text);
+            if self.endpoints.len() < ENDPOINTS_CACHED {
+                self.endpoints.push((key, text));
+            } else {
+                self.endpoints[self.endpoints_next] = (key, text);
+                self.endpoints_next = (self.endpoints_next + 1) % ENDPOINTS_CACHED;
+            }
+        }
         out.push(b',');
         write_u64(out, ev.ret.max(0) as u64);
         out.push(b',');
@@ -188,7 +251,15 @@ impl RowFormatter {
         }
         out.push(b',');
         if let Some(flags) = ev.msg_flags {
-            write_msg_flags(out, flags);
+            match &self.flags {
+                Some((f, text)) if *f == flags => out.extend_from_slice(text),
+                _ => {
+                    let mut text = Vec::new();
+                    write_msg_flags(&mut text, flags);
+                    out.extend_from_slice(&text);
+                    self.flags = Some((flags, text));
+                }
+            }
         }
         if let Some(a) = self.attribution.as_mut() {
             // Appends `,value` for each chosen column (RFC 4180 quoting).
@@ -328,6 +399,58 @@ mod tests {
             assert_eq!(unescape(&rec[2]), comm, "{line:?}");
             assert_eq!(&rec[1], "1234");
             assert!(reader.records().next().is_none(), "one row only: {line:?}");
+        }
+    }
+
+    #[test]
+    fn cached_fields_follow_every_rows_own_event() {
+        // Events that differ in one or more of the cached fields' inputs;
+        // every pair is written a, b, a, b through one formatter, so that
+        // a key missing an input would give b the text of a (and a the
+        // text of b), and more keys than the cache holds replace entries.
+        let mut events = Vec::new();
+        for bits in 0..32u32 {
+            let mut ev = crate::capture::event::tests::sample_event();
+            ev.pid = 1000 + (bits & 1);
+            ev.set_comm(if bits & 2 == 0 { b"app" } else { b"apq" });
+            ev.local.port = 40000 + ((bits >> 2) & 1) as u16;
+            if bits & 8 != 0 {
+                ev.direction = crate::schema::Direction::Receive;
+            }
+            if bits & 16 != 0
+                && let Some(peer) = ev.peer.as_mut()
+            {
+                peer.addr = "10.1.2.4".parse().unwrap();
+            }
+            ev.msg_flags = [Some(0x4000), Some(0x40), None][(bits % 3) as usize];
+            events.push(ev);
+        }
+        let mut f = RowFormatter::new();
+        let clock = WallClock::with_offset(0);
+        for a in &events {
+            for b in &events {
+                for ev in [a, b, a, b] {
+                    let mut out = Vec::new();
+                    f.write_row(&mut out, ev, &clock);
+                    let mut reader = csv::ReaderBuilder::new()
+                        .has_headers(false)
+                        .from_reader(out.as_slice());
+                    let rec = reader.records().next().unwrap().unwrap();
+                    let (src, dst) = (ev.source().unwrap(), ev.destination().unwrap());
+                    assert_eq!(&rec[1], ev.pid.to_string());
+                    assert_eq!(rec[2].as_bytes(), ev.comm());
+                    assert_eq!(&rec[5], src.addr.to_string());
+                    assert_eq!(&rec[6], dst.addr.to_string());
+                    assert_eq!(&rec[7], src.port.to_string());
+                    assert_eq!(&rec[8], dst.port.to_string());
+                    assert_eq!(&rec[10], ev.direction.as_str());
+                    let mut flags = Vec::new();
+                    if let Some(fl) = ev.msg_flags {
+                        write_msg_flags(&mut flags, fl);
+                    }
+                    assert_eq!(rec[13].as_bytes(), flags.as_slice());
+                }
+            }
         }
     }
 

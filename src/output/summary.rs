@@ -21,13 +21,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::persist::AggregateDoc;
-use crate::analysis::{Aggregate, AggregateConfig, Op, Source, Totals};
+use crate::analysis::{Aggregate, AggregateConfig, Op, Source, Totals, TotalsOp};
 use crate::capture::event::NetEvent;
 use crate::input::scan::{FileResult, QUIET_NS, aggregate_file};
 use crate::input::{Discovery, FileStats as ReadStats};
 use crate::output::dir::SafeDir;
 use crate::output::sink::{CsvSink, WrittenFile};
 
+use crate::schema::Comm;
 use crate::timefmt::WallClock;
 
 /// 2: bounded tables (their "other" rows, evictions and per-key error
@@ -215,7 +216,7 @@ struct FileAcc {
 }
 
 impl FileAcc {
-    fn add(&mut self, op: &Op) {
+    fn add(&mut self, op: &TotalsOp) {
         let res = &mut self.res;
         if let Some(last) = res.last_ns
             && op.ts_ns - last >= QUIET_NS
@@ -225,7 +226,7 @@ impl FileAcc {
         }
         res.first_ns = Some(res.first_ns.map_or(op.ts_ns, |f| f.min(op.ts_ns)));
         res.last_ns = Some(res.last_ns.map_or(op.ts_ns, |l| l.max(op.ts_ns)));
-        res.totals.add(op);
+        res.totals.add_totals_op(op);
     }
 }
 
@@ -237,7 +238,7 @@ impl FileAcc {
 pub struct SummaryBuilder {
     agg: Aggregate,
     seq: u64,
-    pending: VecDeque<Op>,
+    pending: VecDeque<TotalsOp>,
     files: Vec<FileAcc>,
     /// The file the next placed row goes to, and its rows placed so far.
     cursor: (usize, u64),
@@ -249,6 +250,9 @@ pub struct SummaryBuilder {
     not_summarised: u64,
     /// CPU time the summary thread used, in ns (for measurements).
     pub thread_cpu_ns: u64,
+    /// The last raw comm and its text: a thread's rows repeat it, and
+    /// escaping it anew was a few percent of the recorder's CPU.
+    last_comm: Option<(Vec<u8>, Comm)>,
 }
 
 impl SummaryBuilder {
@@ -280,6 +284,7 @@ impl Default for SummaryBuilder {
             views_not_stored: false,
             not_summarised: 0,
             thread_cpu_ns: 0,
+            last_comm: None,
         }
     }
 }
@@ -290,7 +295,15 @@ impl SummaryBuilder {
     /// [`SummaryBuilder::place`].
     #[inline]
     pub fn add(&mut self, ev: &NetEvent, clock: &WallClock) {
-        let mut op = Op::from_event(ev, *clock);
+        let comm = match &self.last_comm {
+            Some((raw, comm)) if raw.as_slice() == ev.comm() => *comm,
+            _ => {
+                let comm = Comm::from_raw(ev.comm());
+                self.last_comm = Some((ev.comm().to_vec(), comm));
+                comm
+            }
+        };
+        let mut op = Op::from_event_with_comm(ev, *clock, comm);
         // The row keeps microseconds.
         op.ts_ns = op.ts_ns.div_euclid(1000) * 1000;
         self.agg.add(
@@ -301,7 +314,7 @@ impl SummaryBuilder {
             },
         );
         self.seq += 1;
-        self.pending.push_back(op);
+        self.pending.push_back(TotalsOp::of(&op));
     }
 
     /// Moves the rows the sink has written into their files' figures:
@@ -395,14 +408,17 @@ impl SummaryBuilder {
 }
 
 /// Events per batch handed to the summary thread: one channel message
-/// (and one allocation) per this many rows.
-const BATCH: usize = 1024;
+/// (and one wakeup of that thread, which shares the capture's CPU when
+/// the tracer is pinned) per this many rows. 1024 made the wakeups and
+/// context switches about 6 % of the recorder's CPU (issue #20); 4096
+/// kept four batches of 800 KiB resident (a NetEvent is about 200 bytes).
+const BATCH: usize = 2048;
 /// How long a batch that is not full waits for more rows.
 const BATCH_AGE: Duration = Duration::from_millis(100);
 /// Batches the channel holds before a send waits: with [`BATCH`] about
-/// 2.5 MiB of events (a NetEvent is about 150 bytes), some 60 ms of the
-/// ping-pong's 280,000 rows/s.
-const QUEUED_BATCHES: usize = 16;
+/// 800 KiB of events, some 15 ms of the ping-pong's 280,000 rows/s (the
+/// summary thread empties one in about 0.2 ms when it gets the CPU).
+const QUEUED_BATCHES: usize = 2;
 /// How long one send waits for room in a full channel before the capture
 /// thread gives the summary up. The ring buffer (16 MiB, about 190,000
 /// events) absorbs that much; waiting longer would lose events, which
