@@ -30,9 +30,8 @@ fn main() {
 
     git_commit();
 
-    println!("cargo:rerun-if-changed={BPF_SOURCE}");
-    println!("cargo:rerun-if-changed=src/bpf/nwtrace.h");
-    println!("cargo:rerun-if-changed=src/bpf/vmlinux.h");
+    // The directory: nwtrace.bpf.c includes its parts (src/bpf/*.bpf.h).
+    println!("cargo:rerun-if-changed=src/bpf");
 }
 
 /// Runs git in the source tree; None outside a checkout or without git.

@@ -15,7 +15,7 @@
 /* Record tags. Userspace counts and skips any tag it does not know. */
 #define NW_RECORD_EVENT 1
 /* struct nw_event_attr: an nw_event followed by its attribution (only
- * when `--columns` asked for any; see emit_attr in nwtrace.bpf.c). */
+ * when `--columns` asked for any; see emit_attr in settings.bpf.h). */
 #define NW_RECORD_EVENT_ATTR 2
 
 /* nw_event.direction */
@@ -89,7 +89,7 @@ struct nw_event_attr {
 
 /*
  * Operations that `--sample` or `--rate-limit` leave out are not written,
- * but counted (see row_kept in nwtrace.bpf.c): one entry per row identity
+ * but counted (see row_kept in thinning.bpf.h): one entry per row identity
  * (process, endpoints, direction, outcome), so that userspace can add them
  * to the run's exact totals per process and per conversation.
  */

@@ -23,7 +23,7 @@ pub enum Attach {
     /// The twin of a fentry/fexit program: attached by the loader before
     /// every libbpf program, so that on the shared trampoline it runs
     /// after its primary (the newest link runs first), and does the
-    /// primary's work when the kernel skipped it (nwtrace.bpf.c, "twin
+    /// primary's work when the kernel skipped it (backend_fentry.bpf.h, "twin
     /// programs").
     Twin,
 }

@@ -174,7 +174,7 @@ pub struct KernelFacts {
     /// The kernel may preempt a task inside a BPF trampoline program
     /// (preemption "full", "lazy" or RT), so that the program's per-CPU
     /// recursion guard can make other tasks skip it: the fentry backend
-    /// then loads twin programs (nwtrace.bpf.c, "twin programs").
+    /// then loads twin programs (src/bpf/backend_fentry.bpf.h, "twin programs").
     pub programs_preemptible: bool,
     /// The kernel has kprobes: the kprobe PMU that libbpf attaches with,
     /// or tracefs's kprobe_events that the return probes use.

@@ -75,7 +75,7 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     }
 }
 
-/// The murmur3 finaliser, as `mix64()` in nwtrace.bpf.c.
+/// The murmur3 finaliser, as `mix64()` in src/bpf/thinning.bpf.h.
 fn mix64(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -85,7 +85,7 @@ fn mix64(mut h: u64) -> u64 {
     h
 }
 
-/// One port's hash, as in `flow_sampled()` in nwtrace.bpf.c.
+/// One port's hash, as in `flow_sampled()` in src/bpf/thinning.bpf.h.
 fn port_hash(port: u16) -> u64 {
     mix64(u64::from(port) ^ 0x9e37_79b9_7f4a_7c15)
 }

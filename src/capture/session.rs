@@ -381,7 +381,7 @@ impl Delivery<'_> {
 /// next one on that CPU). Each skipped run may be a row or a start lost.
 ///
 /// The skipped runs of a program that has a twin (the fentry backend) are
-/// not counted: its twin did its work (nwtrace.bpf.c, "twin programs").
+/// not counted: its twin did its work (src/bpf/backend_fentry.bpf.h, "twin programs").
 /// The twin's own skipped runs are.
 fn program_stats(loaded: &Loaded) -> (Vec<ProgramStats>, u64) {
     let mut out = Vec::new();
