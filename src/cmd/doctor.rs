@@ -89,7 +89,14 @@ pub struct BackendVerdict {
     pub socket_cookie: bool,
     /// The failure was a refusal (EPERM or EACCES).
     pub denied: bool,
+    /// The lockdown mode that refused it ("confidentiality"), when the
+    /// kernel is locked down so and the failure is a refusal (EPERM,
+    /// EINVAL from the verifier, a helper or tracefs it removes).
+    pub refused_by_lockdown: Option<String>,
 }
+
+/// What lockdown=confidentiality takes away, for the backends it refuses.
+const LOCKDOWN_HINT: &str = "refused by kernel lockdown (confidentiality): it removes bpf_probe_read_kernel() and locks tracefs and kprobes; only the fentry backend, which reads by BTF loads, works under it (kernel 6.2+; docs/backends.md, \"Kernel lockdown\")";
 
 /// A hint for the failures users meet, keyed on the OS error behind them.
 fn hint(backend: Backend, err: &anyhow::Error) -> Option<&'static str> {
@@ -111,29 +118,42 @@ fn hint(backend: Backend, err: &anyhow::Error) -> Option<&'static str> {
     }
 }
 
-fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict {
-    let tracefs = facts::tracefs_root().unwrap_or_default();
+fn try_backend(
+    def: &'static BackendDef,
+    facts: &KernelFacts,
+    tracefs: Result<&Path, &str>,
+    lockdown: &str,
+) -> BackendVerdict {
     let filters = Filters::default();
     let opts = LoadOptions {
-        tracefs: &tracefs,
+        tracefs,
         filters: &filters,
         columns: Default::default(),
         ring_size: 4096,
         thinning: Default::default(),
     };
-    let (works, error, hint, denied) = match load::load_and_attach(def, facts, &opts) {
-        // Dropping it detaches and unloads.
-        Ok(loaded) => {
-            drop(loaded);
-            (true, None, None, false)
-        }
-        Err(e) => (
-            false,
-            Some(load::one_line(&e)),
-            hint(def.backend, &e),
-            is_denied(&e),
-        ),
-    };
+    let (works, error, hint, denied, refused_by_lockdown) =
+        match load::load_and_attach(def, facts, &opts) {
+            // Dropping it detaches and unloads.
+            Ok(loaded) => {
+                drop(loaded);
+                (true, None, None, false, None)
+            }
+            Err(e) => {
+                let by_lockdown = lockdown == "confidentiality" && is_refusal(&e);
+                (
+                    false,
+                    Some(load::one_line(&e)),
+                    if by_lockdown {
+                        Some(LOCKDOWN_HINT)
+                    } else {
+                        hint(def.backend, &e)
+                    },
+                    is_denied(&e),
+                    by_lockdown.then(|| lockdown.to_string()),
+                )
+            }
+        };
     BackendVerdict {
         name: def.name,
         works,
@@ -143,7 +163,22 @@ fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict 
         needs: def.needs,
         socket_cookie: load::backend_has_cookie(def, facts),
         denied,
+        refused_by_lockdown,
     }
+}
+
+/// A refusal as lockdown makes them: EPERM/EACCES, EINVAL (the verifier
+/// refusing a helper the lockdown removed), or a precondition or tracefs
+/// error that names the lockdown.
+fn is_refusal(err: &anyhow::Error) -> bool {
+    is_denied(err)
+        || err.chain().any(|c| {
+            c.downcast_ref::<libbpf_rs::Error>()
+                .is_some_and(|e| e.kind() == libbpf_rs::ErrorKind::InvalidInput)
+                || c.downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+                || c.to_string().contains("lockdown")
+        })
 }
 
 /// EPERM or EACCES anywhere in the error's chain.
@@ -166,6 +201,10 @@ pub fn examine() -> Result<DoctorReport> {
             Ok(root) => (
                 Some(root.display().to_string()),
                 "was not mounted; nwtrace mounted it".to_string(),
+            ),
+            Err(e @ facts::ProbeError::TracefsLockedDown) => (
+                None,
+                format!("NOT USABLE (the fentry backend needs none): {e}"),
             ),
             Err(e) => (None, format!("NOT MOUNTED: {e}")),
         },
@@ -193,7 +232,12 @@ pub fn examine() -> Result<DoctorReport> {
         return Ok(report);
     }
     let facts = KernelFacts::probe()?;
-    report.backends = BACKENDS.iter().map(|b| try_backend(b, &facts)).collect();
+    let tracefs_root = report.tracefs.as_deref().map(Path::new);
+    let tracefs = tracefs_root.ok_or(report.tracefs_note.as_str());
+    report.backends = BACKENDS
+        .iter()
+        .map(|b| try_backend(b, &facts, tracefs, &report.lockdown))
+        .collect();
     report.auto_order = backends::auto_order(&facts)
         .iter()
         .map(|b| b.name)
