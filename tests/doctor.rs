@@ -90,6 +90,39 @@ fn doctor_explains_every_backend_and_record_agrees() {
     let first_working = auto_order.iter().find(|b| works(b)).unwrap();
     assert_eq!(&chosen, first_working, "auto takes the first that works");
 
+    // Under lockdown=confidentiality (the kernel's own word, read from
+    // securityfs), the backends it refuses say so; elsewhere none does.
+    let confidentiality = std::fs::read_to_string("/sys/kernel/security/lockdown")
+        .is_ok_and(|l| l.contains("[confidentiality]"));
+    for v in verdicts {
+        let by_lockdown = &v["refused_by_lockdown"];
+        if !confidentiality || v["works"] == true {
+            assert!(by_lockdown.is_null(), "{v}");
+        } else if v["name"] != "fentry" {
+            // fentry may fail there for its own reasons (before 6.2).
+            assert_eq!(by_lockdown, "confidentiality", "{v}");
+        }
+    }
+    if confidentiality {
+        // tracefs creates no file there: not usable, and said so.
+        assert!(report["tracefs"].is_null(), "{report}");
+        assert!(
+            report["tracefs_note"]
+                .as_str()
+                .is_some_and(|n| n.contains("locked down")),
+            "{report}"
+        );
+        // fentry reads by BTF loads from 6.2 (bpf_rdonly_cast()).
+        let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut v = rel
+            .trim()
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        if (v.next().unwrap(), v.next().unwrap()) >= (6, 2) {
+            assert!(works("fentry"), "{report}");
+        }
+    }
+
     let text_out = Command::new(nwtrace_bin())
         .arg("doctor")
         .output()

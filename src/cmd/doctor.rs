@@ -144,8 +144,11 @@ fn try_backend(
                 (
                     false,
                     Some(load::one_line(&e)),
-                    if by_lockdown {
+                    // Once, where the error does not say it already.
+                    if by_lockdown && !load::one_line(&e).contains("lockdown") {
                         Some(LOCKDOWN_HINT)
+                    } else if by_lockdown {
+                        None
                     } else {
                         hint(def.backend, &e)
                     },
