@@ -327,7 +327,9 @@ static __always_inline void uring_complete(void *req, void *ctx, __u64 user_data
 /*
  * The io_uring programs are BTF tracepoints (tp_btf), attached through
  * bpf() alone: no perf event and no tracefs, so that the fentry backend
- * needs neither. Their arguments are the TP_PROTO's, each a u64 slot of
+ * needs neither. They read kernel memory by BTF loads on every backend
+ * (NW_READ_BTF; the request's socket and the socket kept for the row are
+ * NW_READ_CAST), so they load under lockdown=confidentiality. Their arguments are the TP_PROTO's, each a u64 slot of
  * ctx; the loads use CTX_LOAD() (constant offsets, see fexit_ret()).
  */
 #define CTX_LOAD(ctx, off)                                                      \

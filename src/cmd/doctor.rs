@@ -235,8 +235,11 @@ pub fn examine() -> Result<DoctorReport> {
         return Ok(report);
     }
     let facts = KernelFacts::probe()?;
-    let tracefs_root = report.tracefs.as_deref().map(Path::new);
-    let tracefs = tracefs_root.ok_or(report.tracefs_note.as_str());
+    // Where tracefs cannot be had, the backends that need it are tried
+    // anyway, so that their own error says why (a denial names the
+    // capability the service lacks); fentry needs none.
+    let tracefs_root = facts::tracefs_root().unwrap_or_default();
+    let tracefs = Ok(tracefs_root.as_path());
     report.backends = BACKENDS
         .iter()
         .map(|b| try_backend(b, &facts, tracefs, &report.lockdown))
@@ -328,6 +331,14 @@ fn write_text(out: &mut impl Write, r: &DoctorReport) -> io::Result<()> {
         },
     )?;
     line("mptcp", &mptcp_text(r.mptcp_enabled, facts))?;
+    line(
+        "kernel reads",
+        if facts.probe_read_kernel {
+            "bpf_probe_read_kernel() allowed"
+        } else {
+            "bpf_probe_read_kernel() REFUSED (lockdown=confidentiality): only the fentry backend, which reads by BTF loads (6.2+), can work"
+        },
+    )?;
     line(
         "sock tracepoints",
         if facts.sock_tracepoints {
