@@ -124,18 +124,23 @@ impl Log {
 /// Whether io_uring rows carry a Latency (issue to completion) here: where
 /// the io_uring tracepoints carry the request (5.19+; not 5.10), on every
 /// backend. Read from the tracepoints' formats (the tracer has mounted
-/// tracefs by the time the scenarios run).
+/// tracefs by the time the scenarios run); where tracefs shows none
+/// (lockdown=confidentiality creates no tracefs file), from the kernel
+/// version that added the request (5.19).
 fn uring_latency_known() -> bool {
-    let has_req = |event: &str| {
+    let format = |event: &str| {
         ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
             .iter()
-            .filter_map(|root| {
+            .find_map(|root| {
                 std::fs::read_to_string(format!("{root}/events/io_uring/{event}/format")).ok()
             })
-            .any(|f| f.contains("field:void * req;"))
     };
-    has_req("io_uring_complete")
-        && (has_req("io_uring_submit_req") || has_req("io_uring_submit_sqe"))
+    let Some(complete) = format("io_uring_complete") else {
+        return kernel_version() >= (5, 19);
+    };
+    let has_req = |f: Option<String>| f.is_some_and(|f| f.contains("field:void * req;"));
+    has_req(Some(complete))
+        && (has_req(format("io_uring_submit_req")) || has_req(format("io_uring_submit_sqe")))
 }
 
 impl Log {

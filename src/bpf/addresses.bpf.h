@@ -12,7 +12,7 @@
 
 static __always_inline long read_mem(void *dst, __u32 size, const void *src, bool user)
 {
-	return user ? bpf_probe_read_user(dst, size, src) : bpf_probe_read_kernel(dst, size, src);
+	return user ? read_user(dst, size, src) : bpf_probe_read_kernel(dst, size, src);
 }
 
 /* Copies a sockaddr (from user or kernel memory) into the event's peer.
@@ -52,10 +52,42 @@ static __always_inline bool read_user_peer(struct nw_event *e, __u64 uaddr)
 	return read_peer(e, uaddr, true);
 }
 
-static __always_inline void read_sock_peer(struct nw_event *e, struct sock *sk, __u16 family,
-					  bool direct)
+/* read_peer() of a sockaddr in kernel memory (the kernel msghdr's
+ * msg_name, a void * to BTF) with the handler's read style: typed loads
+ * where it may (kernel_read.bpf.h), else probe reads. */
+static __always_inline bool read_kernel_peer(struct nw_event *e, __u64 addr, int read)
 {
-	__u16 dport = KREAD(direct, sk, __sk_common.skc_dport);
+	int cast = NW_CAST_STYLE(read);
+	__u16 family;
+
+	if (!NW_LOADS(cast))
+		return read_peer(e, addr, false);
+	if (!addr)
+		return false;
+	family = KREAD(cast, (struct sockaddr *)addr, sa_family);
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)addr;
+		__u32 a = KREAD(cast, sin, sin_addr.s_addr);
+
+		e->peer_port = bpf_ntohs(KREAD(cast, sin, sin_port));
+		__builtin_memcpy(e->peer_addr, &a, 4);
+	} else if (family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)addr;
+
+		e->peer_port = bpf_ntohs(KREAD(cast, sin6, sin6_port));
+		KCOPY(cast, e->peer_addr, sin6, sin6_addr);
+	} else {
+		return false;
+	}
+	e->peer_family = family;
+	e->info |= NW_INFO_PEER_KNOWN;
+	return true;
+}
+
+static __always_inline void read_sock_peer(struct nw_event *e, struct sock *sk, __u16 family,
+					  int read)
+{
+	__u16 dport = KREAD(read, sk, __sk_common.skc_dport);
 
 	/* A zero port means not connected: the peer is unknown, not 0.0.0.0. */
 	if (!dport)
@@ -63,35 +95,32 @@ static __always_inline void read_sock_peer(struct nw_event *e, struct sock *sk, 
 	e->peer_port = bpf_ntohs(dport);
 	e->peer_family = family;
 	if (family == AF_INET) {
-		__u32 daddr = KREAD(direct, sk, __sk_common.skc_daddr);
+		__u32 daddr = KREAD(read, sk, __sk_common.skc_daddr);
 
 		__builtin_memcpy(e->peer_addr, &daddr, 4);
-	} else if (direct) {
-		__builtin_memcpy(e->peer_addr, &sk->__sk_common.skc_v6_daddr, 16);
 	} else {
-		bpf_core_read(e->peer_addr, 16, &sk->__sk_common.skc_v6_daddr);
+		KCOPY(read, e->peer_addr, sk, __sk_common.skc_v6_daddr);
 	}
 	e->info |= NW_INFO_PEER_KNOWN;
 }
 
 static __always_inline void read_sock_local(struct nw_event *e, struct sock *sk, __u16 family,
-					   bool direct)
+					   int read)
 {
-	e->local_port = KREAD(direct, sk, __sk_common.skc_num);
+	e->local_port = KREAD(read, sk, __sk_common.skc_num);
 	/* tcp_set_state(TCP_CLOSE) zeroes skc_num when it releases an
 	 * unlocked port (after a reset, say); inet_sport still holds the port
 	 * the connection used. It sits in struct inet_sock, past struct sock,
-	 * where a BTF-typed load may not reach: probe-read it. */
+	 * where a load through the struct sock type may not reach: cast. */
 	if (!e->local_port)
-		e->local_port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+		e->local_port =
+			bpf_ntohs(KREAD(NW_CAST_STYLE(read), (struct inet_sock *)sk, inet_sport));
 	if (family == AF_INET) {
-		__u32 saddr = KREAD(direct, sk, __sk_common.skc_rcv_saddr);
+		__u32 saddr = KREAD(read, sk, __sk_common.skc_rcv_saddr);
 
 		__builtin_memcpy(e->local_addr, &saddr, 4);
-	} else if (direct) {
-		__builtin_memcpy(e->local_addr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
 	} else {
-		bpf_core_read(e->local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		KCOPY(read, e->local_addr, sk, __sk_common.skc_v6_rcv_saddr);
 	}
 }
 
@@ -120,7 +149,7 @@ static __always_inline __u64 user_name_of(struct task_state *st, __u64 *namelen_
 		return st->name;
 	}
 	hdr = (struct user_msghdr *)user_msghdr_of(st);
-	if (!hdr || bpf_probe_read_user(&name, sizeof(name), &hdr->msg_name))
+	if (!hdr || read_user(&name, sizeof(name), &hdr->msg_name))
 		return 0;
 	*namelen_ptr = (__u64)&hdr->msg_namelen;
 	return name;

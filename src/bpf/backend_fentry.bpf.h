@@ -111,13 +111,13 @@ TWIN_PROGRAMS("fentry/__x64_sys_recvmmsg", fentry_sys_recvmmsg, on_sys_recvmmsg)
 
 static __always_inline void on_sock_write_iter(__u64 *ctx)
 {
-	sock_iter_entry((struct kiocb *)ctx[0], true, true);
+	sock_iter_entry((struct kiocb *)ctx[0], true, NW_READ_BTF);
 }
 TWIN_PROGRAMS("fentry/sock_write_iter", fentry_sock_write_iter, on_sock_write_iter)
 
 static __always_inline void on_sock_read_iter(__u64 *ctx)
 {
-	sock_iter_entry((struct kiocb *)ctx[0], false, true);
+	sock_iter_entry((struct kiocb *)ctx[0], false, NW_READ_BTF);
 }
 TWIN_PROGRAMS("fentry/sock_read_iter", fentry_sock_read_iter, on_sock_read_iter)
 
@@ -137,13 +137,13 @@ TWIN_PROGRAMS("fentry/__x64_sys_splice", fentry_sys_splice, on_sys_splice_entry)
  * syscall_wrappers.bpf.h). */
 static __always_inline void on_sys_sendfile64_exit(__u64 *ctx)
 {
-	splice_exit(current_syscall_nr(true), (long)CTX_LOAD(ctx, 8));
+	splice_exit(current_syscall_nr(NW_READ_BTF), (long)CTX_LOAD(ctx, 8), NW_READ_BTF);
 }
 TWIN_PROGRAMS("fexit/__x64_sys_sendfile64", fexit_sys_sendfile64, on_sys_sendfile64_exit)
 
 static __always_inline void on_sys_splice_exit(__u64 *ctx)
 {
-	splice_exit(current_syscall_nr(true), (long)CTX_LOAD(ctx, 8));
+	splice_exit(current_syscall_nr(NW_READ_BTF), (long)CTX_LOAD(ctx, 8), NW_READ_BTF);
 }
 TWIN_PROGRAMS("fexit/__x64_sys_splice", fexit_sys_splice, on_sys_splice_exit)
 
@@ -151,16 +151,16 @@ TWIN_PROGRAMS("fexit/__x64_sys_splice", fexit_sys_splice, on_sys_splice_exit)
 
 /* udpv6_sendmsg hands IPv4 destinations to udp_sendmsg: an AF_INET6 socket
  * in udp_sendmsg is that nested call, and the outer one makes the row. */
-static __always_inline bool nested_udp_sendmsg(struct sock *sk, bool direct)
+static __always_inline bool nested_udp_sendmsg(struct sock *sk, int read)
 {
-	return KREAD(direct, sk, __sk_common.skc_family) == AF_INET6;
+	return KREAD(read, sk, __sk_common.skc_family) == AF_INET6;
 }
 
 /* tcp_sendmsg(sk, msg, size) returns int: ret at ctx[3]. */
 static __always_inline void on_tcp_sendmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1],
-		       0, true);
+		       0, NW_READ_BTF);
 }
 TWIN_PROGRAMS("fexit/tcp_sendmsg", fexit_tcp_sendmsg, on_tcp_sendmsg)
 
@@ -168,15 +168,15 @@ static __always_inline void on_udp_sendmsg(__u64 *ctx)
 {
 	struct sock *sk = (struct sock *)ctx[0];
 
-	if (!nested_udp_sendmsg(sk, true))
-		handle_sock_op(sk, (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1], 0, true);
+	if (!nested_udp_sendmsg(sk, NW_READ_BTF))
+		handle_sock_op(sk, (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1], 0, NW_READ_BTF);
 }
 TWIN_PROGRAMS("fexit/udp_sendmsg", fexit_udp_sendmsg, on_udp_sendmsg)
 
 static __always_inline void on_udpv6_sendmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1],
-		       0, true);
+		       0, NW_READ_BTF);
 }
 TWIN_PROGRAMS("fexit/udpv6_sendmsg", fexit_udpv6_sendmsg, on_udpv6_sendmsg)
 
@@ -188,7 +188,7 @@ TWIN_PROGRAMS("fexit/udpv6_sendmsg", fexit_udpv6_sendmsg, on_udpv6_sendmsg)
 /* tcp_sendpage(sk, page, offset, size, flags) returns int: ret at ctx[5]. */
 static __always_inline void on_tcp_sendpage(__u64 *ctx)
 {
-	handle_sock_op((struct sock *)ctx[0], (int)ctx[5], NW_DIR_SEND, NULL, 0, true);
+	handle_sock_op((struct sock *)ctx[0], (int)ctx[5], NW_DIR_SEND, NULL, 0, NW_READ_BTF);
 }
 TWIN_PROGRAMS("fexit/tcp_sendpage", fexit_tcp_sendpage, on_tcp_sendpage)
 
@@ -216,21 +216,21 @@ static __always_inline int tcp_recvmsg_flags(__u64 *ctx)
 static __always_inline void on_tcp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, tcp_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], tcp_recvmsg_flags(ctx), true);
+		       (struct msghdr *)ctx[1], tcp_recvmsg_flags(ctx), NW_READ_BTF);
 }
 TWIN_PROGRAMS("fexit/tcp_recvmsg", fexit_tcp_recvmsg, on_tcp_recvmsg)
 
 static __always_inline void on_udp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udp_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], 0, true);
+		       (struct msghdr *)ctx[1], 0, NW_READ_BTF);
 }
 TWIN_PROGRAMS("fexit/udp_recvmsg", fexit_udp_recvmsg, on_udp_recvmsg)
 
 static __always_inline void on_udpv6_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, udpv6_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], 0, true);
+		       (struct msghdr *)ctx[1], 0, NW_READ_BTF);
 }
 TWIN_PROGRAMS("fexit/udpv6_recvmsg", fexit_udpv6_recvmsg, on_udpv6_recvmsg)
 
@@ -240,14 +240,14 @@ TWIN_PROGRAMS("fexit/udpv6_recvmsg", fexit_udpv6_recvmsg, on_udpv6_recvmsg)
 static __always_inline void on_mptcp_sendmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], (int)ctx[3], NW_DIR_SEND, (struct msghdr *)ctx[1],
-		       0, true);
+		       0, NW_READ_BTF);
 }
 TWIN_PROGRAMS("fexit/mptcp_sendmsg", fexit_mptcp_sendmsg, on_mptcp_sendmsg)
 
 static __always_inline void on_mptcp_recvmsg(__u64 *ctx)
 {
 	handle_sock_op((struct sock *)ctx[0], fexit_ret(ctx, mptcp_recvmsg_nargs), NW_DIR_RECV,
-		       (struct msghdr *)ctx[1], 0, true);
+		       (struct msghdr *)ctx[1], 0, NW_READ_BTF);
 }
 TWIN_PROGRAMS("fexit/mptcp_recvmsg", fexit_mptcp_recvmsg, on_mptcp_recvmsg)
 

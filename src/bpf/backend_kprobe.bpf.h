@@ -11,70 +11,70 @@
 SEC("kprobe/__x64_sys_sendto")
 int BPF_KPROBE(kp_sys_sendto, struct pt_regs *regs)
 {
-	socket_syscall_entry(regs, NW_OP_SENDTO, false);
+	socket_syscall_entry(regs, NW_OP_SENDTO, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("kprobe/__x64_sys_sendmsg")
 int BPF_KPROBE(kp_sys_sendmsg, struct pt_regs *regs)
 {
-	socket_syscall_entry(regs, NW_OP_SENDMSG, false);
+	socket_syscall_entry(regs, NW_OP_SENDMSG, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("kprobe/__x64_sys_sendmmsg")
 int BPF_KPROBE(kp_sys_sendmmsg, struct pt_regs *regs)
 {
-	socket_syscall_entry(regs, NW_OP_SENDMMSG, false);
+	socket_syscall_entry(regs, NW_OP_SENDMMSG, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("kprobe/__x64_sys_recvfrom")
 int BPF_KPROBE(kp_sys_recvfrom, struct pt_regs *regs)
 {
-	socket_syscall_entry(regs, NW_OP_RECVFROM, false);
+	socket_syscall_entry(regs, NW_OP_RECVFROM, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("kprobe/__x64_sys_recvmsg")
 int BPF_KPROBE(kp_sys_recvmsg, struct pt_regs *regs)
 {
-	socket_syscall_entry(regs, NW_OP_RECVMSG, false);
+	socket_syscall_entry(regs, NW_OP_RECVMSG, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("kprobe/__x64_sys_recvmmsg")
 int BPF_KPROBE(kp_sys_recvmmsg, struct pt_regs *regs)
 {
-	socket_syscall_entry(regs, NW_OP_RECVMMSG, false);
+	socket_syscall_entry(regs, NW_OP_RECVMMSG, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("kprobe/sock_write_iter")
 int BPF_KPROBE(kp_sock_write_iter, struct kiocb *iocb)
 {
-	sock_iter_entry(iocb, true, false);
+	sock_iter_entry(iocb, true, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("kprobe/sock_read_iter")
 int BPF_KPROBE(kp_sock_read_iter, struct kiocb *iocb)
 {
-	sock_iter_entry(iocb, false, false);
+	sock_iter_entry(iocb, false, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("kprobe/__x64_sys_sendfile64")
 int BPF_KPROBE(kp_sys_sendfile64, struct pt_regs *regs)
 {
-	splice_syscall_entry(regs, true, false);
+	splice_syscall_entry(regs, true, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("kprobe/__x64_sys_splice")
 int BPF_KPROBE(kp_sys_splice, struct pt_regs *regs)
 {
-	splice_syscall_entry(regs, false, false);
+	splice_syscall_entry(regs, false, NW_READ_PROBE);
 	return 0;
 }
 
@@ -82,14 +82,14 @@ int BPF_KPROBE(kp_sys_splice, struct pt_regs *regs)
 SEC("kretprobe/__x64_sys_sendfile64")
 int BPF_KRETPROBE(krp_sys_sendfile64, long ret)
 {
-	splice_exit(current_syscall_nr(false), ret);
+	splice_exit(current_syscall_nr(NW_READ_PROBE), ret, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("kretprobe/__x64_sys_splice")
 int BPF_KRETPROBE(krp_sys_splice, long ret)
 {
-	splice_exit(current_syscall_nr(false), ret);
+	splice_exit(current_syscall_nr(NW_READ_PROBE), ret, NW_READ_PROBE);
 	return 0;
 }
 
@@ -115,7 +115,7 @@ static __always_inline void kprobe_return(int ret, __u8 direction)
 		return;
 	sk = (struct sock *)st->fn_sk;
 	st->fn_sk = 0;
-	handle_sock_op(sk, ret, direction, (struct msghdr *)st->fn_msg, st->fn_flags, false);
+	handle_sock_op(sk, ret, direction, (struct msghdr *)st->fn_msg, st->fn_flags, NW_READ_PROBE);
 }
 
 SEC("kprobe/tcp_sendmsg")
@@ -136,7 +136,7 @@ SEC("kprobe/udp_sendmsg")
 int BPF_KPROBE(kp_udp_sendmsg, struct sock *sk, struct msghdr *msg)
 {
 	/* Nested in udpv6_sendmsg: keep the outer call's arguments. */
-	if (!nested_udp_sendmsg(sk, false))
+	if (!nested_udp_sendmsg(sk, NW_READ_PROBE))
 		kprobe_enter(sk, msg);
 	return 0;
 }
@@ -146,7 +146,7 @@ int BPF_KRETPROBE(krp_udp_sendmsg, int ret)
 {
 	struct task_state *st = state_lookup(false);
 
-	if (st && st->fn_sk && !nested_udp_sendmsg((struct sock *)st->fn_sk, false))
+	if (st && st->fn_sk && !nested_udp_sendmsg((struct sock *)st->fn_sk, NW_READ_PROBE))
 		kprobe_return(ret, NW_DIR_SEND);
 	return 0;
 }

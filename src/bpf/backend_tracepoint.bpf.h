@@ -34,7 +34,7 @@ SEC("tracepoint/syscalls/sys_enter_sendto")
 int sys_enter_sendto(struct nw_sys_enter *ctx)
 {
 	/* sendto(fd, buf, len, flags, dest_addr, addrlen) */
-	arm(ctx->syscall_nr, NW_OP_SENDTO, SYS_ARG(ctx, 4), 0, SYS_ARG(ctx, 3));
+	arm(ctx->syscall_nr, NW_OP_SENDTO, SYS_ARG(ctx, 4), 0, SYS_ARG(ctx, 3), NW_READ_PROBE);
 	return 0;
 }
 
@@ -42,7 +42,7 @@ SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int sys_enter_sendmsg(struct nw_sys_enter *ctx)
 {
 	/* sendmsg(fd, msg, flags) */
-	arm(ctx->syscall_nr, NW_OP_SENDMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 2));
+	arm(ctx->syscall_nr, NW_OP_SENDMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 2), NW_READ_PROBE);
 	return 0;
 }
 
@@ -50,7 +50,7 @@ SEC("tracepoint/syscalls/sys_enter_sendmmsg")
 int sys_enter_sendmmsg(struct nw_sys_enter *ctx)
 {
 	/* sendmmsg(fd, msgvec, vlen, flags) */
-	arm(ctx->syscall_nr, NW_OP_SENDMMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 3));
+	arm(ctx->syscall_nr, NW_OP_SENDMMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 3), NW_READ_PROBE);
 	return 0;
 }
 
@@ -58,7 +58,8 @@ SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int sys_enter_recvfrom(struct nw_sys_enter *ctx)
 {
 	/* recvfrom(fd, buf, len, flags, src_addr, addrlen) */
-	arm(ctx->syscall_nr, NW_OP_RECVFROM, SYS_ARG(ctx, 4), SYS_ARG(ctx, 5), SYS_ARG(ctx, 3));
+	arm(ctx->syscall_nr, NW_OP_RECVFROM, SYS_ARG(ctx, 4), SYS_ARG(ctx, 5), SYS_ARG(ctx, 3),
+	    NW_READ_PROBE);
 	return 0;
 }
 
@@ -66,7 +67,7 @@ SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int sys_enter_recvmsg(struct nw_sys_enter *ctx)
 {
 	/* recvmsg(fd, msg, flags) */
-	arm(ctx->syscall_nr, NW_OP_RECVMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 2));
+	arm(ctx->syscall_nr, NW_OP_RECVMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 2), NW_READ_PROBE);
 	return 0;
 }
 
@@ -74,7 +75,7 @@ SEC("tracepoint/syscalls/sys_enter_recvmmsg")
 int sys_enter_recvmmsg(struct nw_sys_enter *ctx)
 {
 	/* recvmmsg(fd, msgvec, vlen, flags, timeout) */
-	arm(ctx->syscall_nr, NW_OP_RECVMMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 3));
+	arm(ctx->syscall_nr, NW_OP_RECVMMSG, SYS_ARG(ctx, 1), 0, SYS_ARG(ctx, 3), NW_READ_PROBE);
 	return 0;
 }
 
@@ -83,7 +84,7 @@ int sys_enter_write(struct nw_sys_enter *ctx)
 {
 	/* write(fd, ...): most of these are not on sockets. */
 	if (fd_is_inet_sock(SYS_ARG(ctx, 0)))
-		arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
+		arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0, NW_READ_PROBE);
 	return 0;
 }
 
@@ -92,7 +93,7 @@ int sys_enter_writev(struct nw_sys_enter *ctx)
 {
 	/* writev(fd, ...): most of these are not on sockets. */
 	if (fd_is_inet_sock(SYS_ARG(ctx, 0)))
-		arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0);
+		arm(ctx->syscall_nr, NW_OP_WRITE, 0, 0, 0, NW_READ_PROBE);
 	return 0;
 }
 
@@ -102,7 +103,7 @@ int sys_enter_read(struct nw_sys_enter *ctx)
 {
 	/* read(fd, ...): most of these are not on sockets. */
 	if (fd_is_inet_sock(SYS_ARG(ctx, 0)))
-		arm(ctx->syscall_nr, NW_OP_READ, 0, 0, 0);
+		arm(ctx->syscall_nr, NW_OP_READ, 0, 0, 0, NW_READ_PROBE);
 	return 0;
 }
 
@@ -111,7 +112,7 @@ int sys_enter_readv(struct nw_sys_enter *ctx)
 {
 	/* readv(fd, ...): most of these are not on sockets. */
 	if (fd_is_inet_sock(SYS_ARG(ctx, 0)))
-		arm(ctx->syscall_nr, NW_OP_READ, 0, 0, 0);
+		arm(ctx->syscall_nr, NW_OP_READ, 0, 0, 0, NW_READ_PROBE);
 	return 0;
 }
 
@@ -119,7 +120,7 @@ SEC("tracepoint/syscalls/sys_enter_sendfile64")
 int sys_enter_sendfile64(struct nw_sys_enter *ctx)
 {
 	/* sendfile64(out_fd, in_fd, offset, count) */
-	arm_splice(ctx->syscall_nr, SYS_ARG(ctx, 0), SYS_ARG(ctx, 1));
+	arm_splice(ctx->syscall_nr, SYS_ARG(ctx, 0), SYS_ARG(ctx, 1), NW_READ_PROBE);
 	return 0;
 }
 
@@ -127,7 +128,7 @@ SEC("tracepoint/syscalls/sys_enter_splice")
 int sys_enter_splice(struct nw_sys_enter *ctx)
 {
 	/* splice(fd_in, off_in, fd_out, off_out, len, flags) */
-	arm_splice(ctx->syscall_nr, SYS_ARG(ctx, 2), SYS_ARG(ctx, 0));
+	arm_splice(ctx->syscall_nr, SYS_ARG(ctx, 2), SYS_ARG(ctx, 0), NW_READ_PROBE);
 	return 0;
 }
 
@@ -137,21 +138,21 @@ int sys_enter_splice(struct nw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_sendfile64")
 int sys_exit_sendfile64(struct nw_sys_exit *ctx)
 {
-	splice_exit(ctx->syscall_nr, ctx->ret);
+	splice_exit(ctx->syscall_nr, ctx->ret, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_splice")
 int sys_exit_splice(struct nw_sys_exit *ctx)
 {
-	splice_exit(ctx->syscall_nr, ctx->ret);
+	splice_exit(ctx->syscall_nr, ctx->ret, NW_READ_PROBE);
 	return 0;
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
-	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, 0, true);
+	handle_sock_op(sk, ret, NW_DIR_SEND, NULL, 0, NW_READ_BTF);
 	return 0;
 }
 
@@ -159,7 +160,7 @@ SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
 	/* flags: what sock_recvmsg() passed down (tcp_recvmsg()'s). */
-	handle_sock_op(sk, ret, NW_DIR_RECV, NULL, flags, true);
+	handle_sock_op(sk, ret, NW_DIR_RECV, NULL, flags, NW_READ_BTF);
 	return 0;
 }
 

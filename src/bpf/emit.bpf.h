@@ -70,7 +70,7 @@ static __always_inline void flush_pending(struct task_state *st)
 
 	st->pending = 0;
 	if (st->pending_namelen &&
-	    !bpf_probe_read_user(&namelen, sizeof(namelen), (void *)st->pending_namelen) &&
+	    !read_user(&namelen, sizeof(namelen), (void *)st->pending_namelen) &&
 	    namelen > 0)
 		read_user_peer(e, st->pending_name);
 	output_event(&st->pending_event);
@@ -78,7 +78,7 @@ static __always_inline void flush_pending(struct task_state *st)
 
 static __always_inline void fill_event(struct nw_event *e, struct sock *sk, __u16 family,
 				       __u8 protocol, __u8 direction, int ret, __u32 tgid,
-				       __u64 now, struct task_state *armed, bool direct)
+				       __u64 now, struct task_state *armed, int read)
 {
 	e->record = NW_RECORD_EVENT;
 	e->direction = direction;
@@ -95,7 +95,7 @@ static __always_inline void fill_event(struct nw_event *e, struct sock *sk, __u1
 	e->end_ns = now;
 	__builtin_memset(e->local_addr, 0, sizeof(e->local_addr));
 	__builtin_memset(e->peer_addr, 0, sizeof(e->peer_addr));
-	if (direct && bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+	if (NW_TASK_LOADS(read)) {
 		/* Two loads instead of bpf_get_current_comm()'s strscpy
 		 * (~60 ns): task->comm is NUL-padded by __set_task_comm().
 		 * Needs a BTF task pointer: 5.11 and later. */
@@ -114,22 +114,22 @@ static __always_inline void fill_event(struct nw_event *e, struct sock *sk, __u1
 			e->info |= NW_INFO_HAS_FLAGS;
 		}
 	}
-	read_sock_local(e, sk, family, direct);
+	read_sock_local(e, sk, family, read);
 }
 
 /* The socket's cookie, or 0 where this program cannot have it. */
-static __always_inline __u64 sock_cookie(struct sock *sk, bool direct)
+static __always_inline __u64 sock_cookie(struct sock *sk, int read)
 {
 	if (!cookie_helper)
 		return 0;
-	/* tp_btf and fexit (BTF pointer): the helper makes the cookie if
-	 * the socket has none yet. */
-	if (direct)
+	/* tp_btf and fexit (a trusted BTF pointer): the helper makes the
+	 * cookie if the socket has none yet. */
+	if (read == NW_READ_BTF)
 		return bpf_get_socket_cookie(sk);
-	/* A classic tracepoint of a tracing backend (sendfile/splice exit,
-	 * io_uring completion): the cookie the helper stored in the socket,
-	 * if a tracing program made one (0, empty, otherwise). */
-	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	/* A socket the verifier does not type (sendfile/splice exit, io_uring
+	 * completion) or a classic tracepoint: the cookie the helper stored
+	 * in the socket, if a tracing program made one (0, empty, otherwise). */
+	return KREAD(read, sk, __sk_common.skc_cookie.counter);
 }
 
 #define NW_MSG_OOB 0x01 /* uapi */
@@ -167,18 +167,20 @@ static __always_inline __u64 sock_cookie(struct sock *sk, bool direct)
  * (its subflows are): no values.
  */
 static __always_inline void fill_tcp(struct nw_attr *a, struct sock *sk, __u8 direction,
-				     int recv_flags, bool direct)
+				     int recv_flags, int read)
 {
 	__u64 done = 1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE);
 	__u32 seq, rcv_nxt = 0;
 	__u64 sk_flags = 0;
 	int peek_off;
 
-	if (KREAD(direct, sk, sk_protocol) != IPPROTO_TCP)
+	if (KREAD(read, sk, sk_protocol) != IPPROTO_TCP)
 		return;
 	if (bpf_ksym_exists(bpf_rdonly_cast)) {
 		/* 6.2+ (commit a35b9af4ec2c): plain fault-checked loads, no
-		 * helper call, on every backend. */
+		 * helper call, on every backend. Before (5.10, 6.1) probe
+		 * reads on every backend: a load through the struct sock type
+		 * cannot reach struct tcp_sock's fields. */
 		struct tcp_sock *tp = bpf_core_cast(sk, struct tcp_sock);
 
 		a->srtt_us = tp->srtt_us >> 3;
@@ -222,7 +224,7 @@ static __always_inline void fill_tcp(struct nw_attr *a, struct sock *sk, __u8 di
 /* The optional columns of attr_mask; the others are 0. recv_flags: a TCP
  * receive's flags as tcp_recvmsg() had them, else 0. */
 static __always_inline void fill_attr(struct nw_event_attr *x, struct sock *sk, __u8 direction,
-				      int recv_flags, bool direct)
+				      int recv_flags, int read)
 {
 	__builtin_memset(&x->attr, 0, sizeof(x->attr));
 	x->ev.record = NW_RECORD_EVENT_ATTR;
@@ -235,42 +237,42 @@ static __always_inline void fill_attr(struct nw_event_attr *x, struct sock *sk, 
 	if (attr_mask & NW_ATTR_NETNS) {
 		/* Plain loads through a BTF pointer (tp_btf, fexit) instead of
 		 * two probe reads: about 100 ns less per row on the ping-pong. */
-		if (direct)
-			x->attr.netns = sk->__sk_common.skc_net.net->ns.inum;
+		if (NW_LOADS(read))
+			x->attr.netns = NW_TYPED(read, sk)->__sk_common.skc_net.net->ns.inum;
 		else
 			x->attr.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	}
 	if (attr_mask & NW_ATTR_COOKIE)
-		x->attr.cookie = sock_cookie(sk, direct);
+		x->attr.cookie = sock_cookie(sk, read);
 	if (attr_mask & NW_ATTR_TCP)
-		fill_tcp(&x->attr, sk, direction, recv_flags, direct);
+		fill_tcp(&x->attr, sk, direction, recv_flags, read);
 }
 
 /* fill_event(), and the optional columns when any is on. */
 static __always_inline void fill_record(struct nw_event_attr *x, struct sock *sk, __u16 family,
 					__u8 protocol, __u8 direction, int ret, __u32 tgid,
 					__u64 now, struct task_state *armed, int recv_flags,
-					bool direct)
+					int read)
 {
-	fill_event(&x->ev, sk, family, protocol, direction, ret, tgid, now, armed, direct);
+	fill_event(&x->ev, sk, family, protocol, direction, ret, tgid, now, armed, read);
 	if (emit_attr)
-		fill_attr(x, sk, direction, recv_flags, direct);
+		fill_attr(x, sk, direction, recv_flags, read);
 }
 
 /* Socket family and protocol (IPPROTO_TCP for MPTCP too), or false when
  * the socket is not TCP, MPTCP or UDP over IPv4/IPv6. */
 static __always_inline bool traced_socket(struct sock *sk, __u16 *family, __u16 *protocol,
-					  bool direct)
+					  int read)
 {
 	__u16 type;
 
 	if (!sk)
 		return false;
-	*family = KREAD(direct, sk, __sk_common.skc_family);
+	*family = KREAD(read, sk, __sk_common.skc_family);
 	if (*family != AF_INET && *family != AF_INET6)
 		return false;
-	type = KREAD(direct, sk, sk_type);
-	*protocol = KREAD(direct, sk, sk_protocol);
+	type = KREAD(read, sk, sk_type);
+	*protocol = KREAD(read, sk, sk_protocol);
 	/* An MPTCP socket (the one the application holds, never a subflow:
 	 * those are plain TCP sockets inside the kernel that no hook of ours
 	 * sees) is TCP on the wire, and its row says TCP. sk_protocol is 16

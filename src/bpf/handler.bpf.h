@@ -18,9 +18,13 @@
  * recv_flags: a TCP receive's flags as tcp_recvmsg() got them (MSG_PEEK
  * and MSG_OOB decide its TCP Seq), on every path: syscalls, read(),
  * io_uring; 0 for the other operations.
+ *
+ * read: the hook's read style (kernel_read.bpf.h): NW_READ_BTF for fexit
+ * and tp_btf, whose sk and kmsg the verifier types, NW_READ_PROBE for
+ * kprobes.
  */
 static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direction,
-					   struct msghdr *kmsg, int recv_flags, bool direct)
+					   struct msghdr *kmsg, int recv_flags, int read)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -30,7 +34,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 	struct nw_event_attr *x;
 	struct nw_event *e;
 
-	if (!tgid_wanted(tgid) || !traced_socket(sk, &family, &protocol, direct))
+	if (!tgid_wanted(tgid) || !traced_socket(sk, &family, &protocol, read))
 		return;
 	/* What the socket alone decides: before any other work. */
 	if ((want_protocol && protocol != want_protocol) ||
@@ -38,7 +42,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		count_filtered();
 		return;
 	}
-	if (!thread_wanted())
+	if (!thread_wanted(read))
 		return;
 
 	st = state_lookup(false);
@@ -48,7 +52,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		 * comes first, so rows keep their order. */
 		if (st->pending)
 			flush_pending(st);
-		if (st->op != NW_OP_NONE && st->syscall_nr == current_syscall_nr(direct)) {
+		if (st->op != NW_OP_NONE && st->syscall_nr == current_syscall_nr(read)) {
 			/* A chunk of a sendfile/splice on this socket: its
 			 * sys_exit makes the syscall's one row. */
 			if (st->op == NW_OP_SPLICE_SEND || st->op == NW_OP_SPLICE_RECV) {
@@ -57,7 +61,7 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 					 * helper may be called: the row, made at
 					 * sys_exit, reads it back (sock_cookie()). */
 					if (emit_attr && (attr_mask & NW_ATTR_COOKIE))
-						sock_cookie(sk, direct);
+						sock_cookie(sk, read);
 					return;
 				}
 			} else if (op_is_send(st->op) == (direction == NW_DIR_SEND)) {
@@ -75,10 +79,10 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 	if (x) {
 		e = &x->ev;
 		fill_record(x, sk, family, protocol, direction, ret, tgid, now, NULL, recv_flags,
-			    direct);
+			    read);
 		if (!(protocol == IPPROTO_UDP && kmsg && (direction == NW_DIR_SEND || ret >= 0) &&
-		      read_peer(e, (__u64)KREAD(direct, kmsg, msg_name), false)))
-			read_sock_peer(e, sk, family, direct);
+		      read_kernel_peer(e, (__u64)KREAD(read, kmsg, msg_name), read)))
+			read_sock_peer(e, sk, family, read);
 		return;
 	}
 
@@ -87,8 +91,8 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 		 * address is copied out after this tracepoint. Finish it at
 		 * sys_exit, or at the next message of a recvmmsg. */
 		fill_record(&armed->pending_event, sk, family, protocol, direction, ret, tgid,
-			    now, armed, recv_flags, direct);
-		read_sock_peer(&armed->pending_event.ev, sk, family, direct);
+			    now, armed, recv_flags, read);
+		read_sock_peer(&armed->pending_event.ev, sk, family, read);
 		armed->pending_name = name;
 		armed->pending_namelen = namelen_ptr;
 		armed->pending = 1;
@@ -99,18 +103,18 @@ static __always_inline void handle_sock_op(struct sock *sk, int ret, __u8 direct
 
 			e = &x->ev;
 			fill_record(x, sk, family, protocol, direction, ret, tgid, now, armed,
-				    recv_flags, direct);
+				    recv_flags, read);
 			if (protocol == IPPROTO_UDP && kmsg &&
 			    (direction == NW_DIR_SEND || ret >= 0)) {
 				/* A send's msg_name is where the datagram
 				 * went, even on a connected socket; a
 				 * receive's was filled in by the protocol. */
-				peer_done = read_peer(e, (__u64)KREAD(direct, kmsg, msg_name), false);
+				peer_done = read_kernel_peer(e, (__u64)KREAD(read, kmsg, msg_name), read);
 			} else if (direction == NW_DIR_SEND) {
 				peer_done = read_user_peer(e, name);
 			}
 			if (!peer_done)
-				read_sock_peer(e, sk, family, direct);
+				read_sock_peer(e, sk, family, read);
 			record_end(x);
 		}
 	}

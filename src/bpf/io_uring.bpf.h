@@ -149,9 +149,9 @@ static __always_inline void uring_submit(struct io_kiocb *req)
 	__u8 opcode;
 	int fd;
 
-	if (!req || !tgid_wanted(tgid) || !thread_wanted())
+	if (!req || !tgid_wanted(tgid) || !thread_wanted(NW_READ_BTF))
 		return;
-	opcode = BPF_CORE_READ(req, opcode);
+	opcode = req->opcode;
 	if (opcode == NW_IORING_OP_SEND || opcode == NW_IORING_OP_SENDMSG)
 		ur.direction = NW_DIR_SEND;
 	else if (opcode == NW_IORING_OP_RECV || opcode == NW_IORING_OP_RECVMSG)
@@ -169,25 +169,25 @@ static __always_inline void uring_submit(struct io_kiocb *req)
 	if (!bpf_core_field_exists(req->cqe.fd) || !bpf_core_type_exists(struct io_sr_msg))
 		return;
 	/* Only the low bits matter; flags is 32 bits wide before 6.10. */
-	req_flags = (__u32)BPF_CORE_READ(req, flags);
+	req_flags = (__u32)req->flags;
 	if (req_flags & (NW_REQ_F_FIXED_FILE | NW_REQ_F_CQE_SKIP))
 		return;
-	fd = BPF_CORE_READ(req, cqe.fd);
-	sk = sock_of_fd(fd);
-	if (!sk || !traced_socket(sk, &family, &protocol, false))
+	fd = req->cqe.fd;
+	sk = sock_of_fd(fd, NW_READ_BTF);
+	if (!sk || !traced_socket(sk, &family, &protocol, NW_READ_CAST))
 		return;
 	/* The command data (struct io_sr_msg) sits at the start of the
 	 * request. A multishot recvmsg writes no msghdr back: its source is in
 	 * the provided buffer. */
 	if (ur.direction == NW_DIR_RECV &&
-	    (BPF_CORE_READ((struct io_sr_msg *)req, flags) & NW_IORING_RECV_MULTISHOT))
+	    (KREAD(NW_READ_CAST, (struct io_sr_msg *)req, flags) & NW_IORING_RECV_MULTISHOT))
 		ur.multishot = 1;
 	else if (opcode == NW_IORING_OP_SENDMSG || opcode == NW_IORING_OP_RECVMSG)
-		ur.umsg = (__u64)BPF_CORE_READ((struct io_sr_msg *)req, umsg);
+		ur.umsg = (__u64)KREAD(NW_READ_CAST, (struct io_sr_msg *)req, umsg);
 	ur.start_ns = bpf_ktime_get_ns();
 	ur.sk = (__u64)sk;
-	ur.ctx = (__u64)BPF_CORE_READ(req, ctx);
-	ur.user_data = BPF_CORE_READ(req, cqe.user_data);
+	ur.ctx = (__u64)req->ctx;
+	ur.user_data = req->cqe.user_data;
 	ur.tgid = tgid;
 	if (bpf_map_update_elem(&uring_reqs, &reqp, &ur, BPF_ANY)) {
 		/* Full: this request's row is lost (its protocol calls make
@@ -238,7 +238,7 @@ static __always_inline void uring_row(struct uring_req *ur, int res, __u64 now)
 	x = record_begin();
 	if (!x)
 		return; /* counted */
-	if (!traced_socket(sk, &family, &protocol, false)) {
+	if (!traced_socket(sk, &family, &protocol, NW_READ_CAST)) {
 		record_discard(x);
 		return;
 	}
@@ -251,8 +251,8 @@ static __always_inline void uring_row(struct uring_req *ur, int res, __u64 now)
 	} else {
 		/* Failed before any protocol call (a bad buffer, say). */
 		fill_record(x, sk, family, protocol, ur->direction, res, ur->tgid, now, NULL, 0,
-			    false);
-		read_sock_peer(e, sk, family, false);
+			    NW_READ_CAST);
+		read_sock_peer(e, sk, family, NW_READ_CAST);
 	}
 	/* The tracepoint backend sees no kernel msghdr: an unconnected UDP
 	 * peer is in the application's (for a receive, the kernel has copied
@@ -261,7 +261,7 @@ static __always_inline void uring_row(struct uring_req *ur, int res, __u64 now)
 		struct user_msghdr *hdr = (struct user_msghdr *)ur->umsg;
 		__u64 name = 0;
 
-		if (!bpf_probe_read_user(&name, sizeof(name), &hdr->msg_name))
+		if (!read_user(&name, sizeof(name), &hdr->msg_name))
 			read_user_peer(e, name);
 	}
 	/* The submitter's, not the io-wq worker's that may have made the
@@ -327,7 +327,9 @@ static __always_inline void uring_complete(void *req, void *ctx, __u64 user_data
 /*
  * The io_uring programs are BTF tracepoints (tp_btf), attached through
  * bpf() alone: no perf event and no tracefs, so that the fentry backend
- * needs neither. Their arguments are the TP_PROTO's, each a u64 slot of
+ * needs neither. They read kernel memory by BTF loads on every backend
+ * (NW_READ_BTF; the request's socket and the socket kept for the row are
+ * NW_READ_CAST), so they load under lockdown=confidentiality. Their arguments are the TP_PROTO's, each a u64 slot of
  * ctx; the loads use CTX_LOAD() (constant offsets, see fexit_ret()).
  */
 #define CTX_LOAD(ctx, off)                                                      \
@@ -371,8 +373,7 @@ int uring_complete_tp(__u64 *ctx)
 		struct io_uring_cqe *cqe = (struct io_uring_cqe *)CTX_LOAD(ctx, 16);
 
 		uring_complete((void *)CTX_LOAD(ctx, 8), (void *)CTX_LOAD(ctx, 0),
-			       BPF_CORE_READ(cqe, user_data), BPF_CORE_READ(cqe, res),
-			       BPF_CORE_READ(cqe, flags), false);
+			       cqe->user_data, cqe->res, cqe->flags, false);
 	} else {
 		uring_complete((void *)CTX_LOAD(ctx, 8), (void *)CTX_LOAD(ctx, 0),
 			       CTX_LOAD(ctx, 16), (int)CTX_LOAD(ctx, 24), (__u32)CTX_LOAD(ctx, 32),

@@ -35,8 +35,10 @@
  * uring_* (every backend). docs/backends.md lists them per backend.
  *
  * The parts (src/bpf/<part>.bpf.h), included below in dependency order:
- *   settings, maps, task           what userspace sets, the maps, the
- *                                  current thread's state and filters
+ *   settings, maps, kernel_read,   what userspace sets, the maps, how
+ *   task                           handlers read kernel memory (per
+ *                                  backend), the current thread's state
+ *                                  and filters
  *   fd_socket, addresses           from a descriptor to its socket; the
  *                                  endpoints
  *   row_filter, thinning, emit     which rows are kept, and writing one
@@ -75,6 +77,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* The parts, in dependency order: each uses only those before it. */
 #include "settings.bpf.h"
 #include "maps.bpf.h"
+#include "kernel_read.bpf.h"
 #include "task.bpf.h"
 #include "fd_socket.bpf.h"
 #include "addresses.bpf.h"

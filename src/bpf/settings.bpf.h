@@ -49,6 +49,13 @@ const volatile __u32 attr_mask = 0; /* NW_ATTR_* */
  * for the tracepoint and fentry backends on such a kernel; kprobes and
  * classic tracepoints never have it. */
 const volatile bool cookie_helper = false;
+/* The programs may read user memory (read_user() in kernel_read.bpf.h).
+ * False where bpf_probe_read_kernel() is refused (lockdown=confidentiality):
+ * libbpf then takes the kernel for one without the probe_read_{kernel,user}
+ * helpers and rewrites every bpf_probe_read_user() call into the old
+ * bpf_probe_read() (bpf_object__sanitize_prog(), FEAT_PROBE_READ_KERN),
+ * which that lockdown refuses too. The verifier then drops the reads. */
+const volatile bool user_reads = true;
 
 /*
  * In-kernel filters (besides pid and comm above). Those of the thread

@@ -51,42 +51,43 @@
  * verifier refuses to load a program that reads it ("arg0 type FWD is not
  * a struct"). The wrapper's regs are the task's own saved registers, so
  * fentry reads those instead (fentry_syscall_entry()). */
-static __always_inline void socket_syscall_entry(struct pt_regs *regs, enum nw_op op, bool direct)
+static __always_inline void socket_syscall_entry(struct pt_regs *regs, enum nw_op op, int read)
 {
-	long nr = KREAD(direct, regs, orig_ax);
+	long nr = KREAD(read, regs, orig_ax);
 
 	if (op == NW_OP_SENDTO) /* sendto(fd, buf, len, flags, dest_addr, addrlen) */
-		arm(nr, op, KREAD(direct, regs, r8), 0, KREAD(direct, regs, r10));
+		arm(nr, op, KREAD(read, regs, r8), 0, KREAD(read, regs, r10), read);
 	else if (op == NW_OP_RECVFROM) /* recvfrom(fd, buf, len, flags, src_addr, addrlen) */
-		arm(nr, op, KREAD(direct, regs, r8), KREAD(direct, regs, r9),
-		    KREAD(direct, regs, r10));
+		arm(nr, op, KREAD(read, regs, r8), KREAD(read, regs, r9), KREAD(read, regs, r10),
+		    read);
 	else if (op == NW_OP_SENDMSG || op == NW_OP_RECVMSG) /* (fd, msg, flags) */
-		arm(nr, op, KREAD(direct, regs, si), 0, KREAD(direct, regs, dx));
+		arm(nr, op, KREAD(read, regs, si), 0, KREAD(read, regs, dx), read);
 	else /* sendmmsg(fd, msgvec, vlen, flags), recvmmsg(..., flags, timeout) */
-		arm(nr, op, KREAD(direct, regs, si), 0, KREAD(direct, regs, r10));
+		arm(nr, op, KREAD(read, regs, si), 0, KREAD(read, regs, r10), read);
 }
 
 /* fentry on a socket syscall wrapper: the task's registers, with direct
- * loads where bpf_task_pt_regs() gives a BTF pointer (5.15+). The verifier
- * keeps only the branch this kernel takes. */
+ * loads where bpf_task_pt_regs() gives a BTF pointer (5.15+, commit
+ * dd6e10fbd9fb); before, probe reads (5.10). The verifier keeps only the
+ * branch this kernel takes. */
 static __always_inline void fentry_syscall_entry(enum nw_op op)
 {
 	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
 		socket_syscall_entry((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()),
-				     op, true);
+				     op, NW_READ_BTF);
 	else
-		socket_syscall_entry(stack_pt_regs(), op, false);
+		socket_syscall_entry(stack_pt_regs(), op, NW_READ_PROBE);
 }
 
 /* sendfile64(out_fd, in_fd, ...), splice(fd_in, off_in, fd_out, ...) */
-static __always_inline void splice_syscall_entry(struct pt_regs *regs, bool sendfile, bool direct)
+static __always_inline void splice_syscall_entry(struct pt_regs *regs, bool sendfile, int read)
 {
-	long nr = KREAD(direct, regs, orig_ax);
+	long nr = KREAD(read, regs, orig_ax);
 
 	if (sendfile)
-		arm_splice(nr, KREAD(direct, regs, di), KREAD(direct, regs, si));
+		arm_splice(nr, KREAD(read, regs, di), KREAD(read, regs, si), read);
 	else
-		arm_splice(nr, KREAD(direct, regs, dx), KREAD(direct, regs, di));
+		arm_splice(nr, KREAD(read, regs, dx), KREAD(read, regs, di), read);
 }
 
 /* fentry on sendfile64/splice, as fentry_syscall_entry(). */
@@ -94,31 +95,41 @@ static __always_inline void fentry_splice_entry(bool sendfile)
 {
 	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
 		splice_syscall_entry((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()),
-				     sendfile, true);
+				     sendfile, NW_READ_BTF);
 	else
-		splice_syscall_entry(stack_pt_regs(), sendfile, false);
+		splice_syscall_entry(stack_pt_regs(), sendfile, NW_READ_PROBE);
 }
 
 /* sock_write_iter/sock_read_iter: arm a plain write/read, but only inside
  * the syscalls whose tracepoints armed it before (not in pwritev2, splice,
  * or an io_uring request; never in an io-wq worker or kernel thread, whose
  * saved syscall number means nothing), and only on inet sockets. */
-static __always_inline void sock_iter_entry(struct kiocb *iocb, bool write, bool direct)
+static __always_inline void sock_iter_entry(struct kiocb *iocb, bool write, int read)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	long nr = current_syscall_nr(direct);
+	long nr = current_syscall_nr(read);
+	int cast = NW_CAST_STYLE(read);
 	struct socket *sock;
+	struct file *file;
+	struct sock *sk;
+	unsigned int flags;
 	__u16 family;
 
 	if (write ? (nr != NW_NR_WRITE && nr != NW_NR_WRITEV)
 		  : (nr != NW_NR_READ && nr != NW_NR_READV))
 		return;
-	if (BPF_CORE_READ(task, flags) & (NW_PF_IO_WORKER | NW_PF_KTHREAD))
+	if (NW_TASK_LOADS(read))
+		flags = bpf_get_current_task_btf()->flags;
+	else
+		flags = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), flags);
+	if (flags & (NW_PF_IO_WORKER | NW_PF_KTHREAD))
 		return;
-	sock = BPF_CORE_READ(iocb, ki_filp, private_data);
-	family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+	file = KREAD(read, iocb, ki_filp);
+	/* private_data is a void * to BTF: the socket is untyped. */
+	sock = KREAD(read, file, private_data);
+	sk = KREAD(cast, sock, sk);
+	family = KREAD(cast, sk, __sk_common.skc_family);
 	if (family == AF_INET || family == AF_INET6)
-		arm(nr, write ? NW_OP_WRITE : NW_OP_READ, 0, 0, 0);
+		arm(nr, write ? NW_OP_WRITE : NW_OP_READ, 0, 0, 0, read);
 }
 
 #endif /* NW_SYSCALL_WRAPPERS_BPF_H */

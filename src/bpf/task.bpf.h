@@ -45,25 +45,27 @@ static __always_inline bool comm_wanted(struct comm_key *key)
  * in (or below) one of a container of --container: the thread's cgroup v2
  * and its ancestors, each by id (its kernfs node id, which is what
  * bpf_get_current_cgroup_id() returns and the cgroupfs inode number),
- * against the maps. Two probe reads and one or two lookups per level, and
+ * against the maps. Two reads and one or two lookups per level, and
  * only with those filters on. The parents are walked by hand because
  * bpf_get_current_ancestor_cgroup_id() cannot be called from tracing,
  * kprobe or tracepoint programs on 5.10 (the verifier refuses it there;
  * seen on the VM matrix's 5.10 kernel). */
-static __always_inline bool cgroup_wanted(void)
+static __always_inline bool cgroup_wanted(int read)
 {
 	bool cg = !filter_cgroups, ct = !filter_containers;
-	struct task_struct *task;
 	struct cgroup *cgrp;
 	int level;
 
 	if (cg && ct)
 		return true;
-	task = (struct task_struct *)bpf_get_current_task();
-	cgrp = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+	if (NW_TASK_LOADS(read))
+		cgrp = bpf_get_current_task_btf()->cgroups->dfl_cgrp;
+	else
+		cgrp = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), cgroups,
+				     dfl_cgrp);
 	for (level = 0; level < NW_MAX_CGROUP_DEPTH && cgrp; level++) {
 		/* kernfs_node.id is a u64 since 5.5 (commit 67c0496e87d1). */
-		__u64 id = BPF_CORE_READ(cgrp, kn, id);
+		__u64 id = NW_TASK_LOADS(read) ? cgrp->kn->id : BPF_CORE_READ(cgrp, kn, id);
 
 		if (!cg && bpf_map_lookup_elem(&cgroup_filter, &id))
 			cg = true;
@@ -71,16 +73,23 @@ static __always_inline bool cgroup_wanted(void)
 			ct = true;
 		if (cg && ct)
 			return true;
-		/* A cgroup's css `self` is its first member: the parent's css
-		 * is the parent cgroup. NULL at the root. */
-		cgrp = (struct cgroup *)BPF_CORE_READ(cgrp, self.parent);
+		/* The parent's css `self`, whose cgroup is the parent cgroup
+		 * (NULL at the root). By its `cgroup` field, not a cast: a
+		 * BTF load keeps the css type. */
+		if (NW_TASK_LOADS(read)) {
+			struct cgroup_subsys_state *parent = cgrp->self.parent;
+
+			cgrp = parent ? parent->cgroup : NULL;
+		} else {
+			cgrp = (struct cgroup *)BPF_CORE_READ(cgrp, self.parent);
+		}
 	}
 	return false;
 }
 
 /* The filters of the thread, after tgid_wanted(): comm, --exclude-comm,
  * --cgroup, --container. */
-static __always_inline bool thread_wanted(void)
+static __always_inline bool thread_wanted(int read)
 {
 	if (filter_comms || filter_exclude_comms) {
 		struct comm_key key = {};
@@ -91,17 +100,8 @@ static __always_inline bool thread_wanted(void)
 		if (filter_exclude_comms && bpf_map_lookup_elem(&exclude_comm_filter, &key))
 			return false;
 	}
-	return cgroup_wanted();
+	return cgroup_wanted(read);
 }
-
-/*
- * Reads a field of a kernel struct. `direct` is a compile-time constant:
- * true where the pointer came from BTF (tp_btf and fexit arguments), which
- * the verifier lets us load from directly at no helper call; false where it
- * did not (kprobe arguments), which needs bpf_probe_read_kernel. Both
- * relocate with CO-RE (vmlinux.h applies preserve_access_index).
- */
-#define KREAD(direct, ptr, field) ((direct) ? (ptr)->field : BPF_CORE_READ(ptr, field))
 
 /* The current task's saved user registers, task_pt_regs(), without
  * bpf_task_pt_regs(), which arrived in 5.15 (commit dd6e10fbd9fb): the top
@@ -117,14 +117,14 @@ static __always_inline struct pt_regs *stack_pt_regs(void)
 }
 
 /* The syscall the current thread is in, or -1 outside a syscall. */
-static __always_inline long current_syscall_nr(bool direct)
+static __always_inline long current_syscall_nr(int read)
 {
 	struct pt_regs *regs;
 
 	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs)) {
 		regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 #if defined(__TARGET_ARCH_x86)
-		return KREAD(direct, regs, orig_ax);
+		return KREAD(read, regs, orig_ax);
 #endif
 	} else {
 		regs = stack_pt_regs();
@@ -158,13 +158,14 @@ static __always_inline __u64 submit_flags(void)
 
 /* ---- syscall entry: arm the thread's state ----------------------------- */
 
+/* read: the read style of the calling program (kernel_read.bpf.h). */
 static __always_inline void arm(long syscall_nr, enum nw_op op, __u64 name,
-				__u64 namelen, __u32 msg_flags)
+				__u64 namelen, __u32 msg_flags, int read)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_state *st;
 
-	if (!tgid_wanted(tgid) || !thread_wanted())
+	if (!tgid_wanted(tgid) || !thread_wanted(read))
 		return;
 	st = state_lookup(true);
 	if (!st)

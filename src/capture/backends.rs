@@ -160,6 +160,8 @@ pub struct BackendDef {
     pub needs: &'static str,
     /// Why it cannot run here, when that is known before trying.
     pub precondition: fn(&KernelFacts) -> Result<(), &'static str>,
+    /// It needs tracefs (classic tracepoints' ids, kprobe_events).
+    pub needs_tracefs: bool,
     pub programs: &'static [Prog],
 }
 
@@ -167,8 +169,14 @@ fn no_precondition(_: &KernelFacts) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The tracepoint and kprobe backends read kernel memory with
+/// bpf_probe_read_kernel(), which lockdown=confidentiality removes.
+const NO_PROBE_READ_KERNEL: &str = "this kernel refuses bpf_probe_read_kernel() (lockdown=confidentiality), which this backend reads kernel memory with; the fentry backend does not";
+
 fn needs_kprobes(facts: &KernelFacts) -> Result<(), &'static str> {
-    if facts.kprobes {
+    if !facts.probe_read_kernel {
+        Err(NO_PROBE_READ_KERNEL)
+    } else if facts.kprobes {
         Ok(())
     } else {
         Err(
@@ -178,7 +186,9 @@ fn needs_kprobes(facts: &KernelFacts) -> Result<(), &'static str> {
 }
 
 fn needs_sock_tracepoints(facts: &KernelFacts) -> Result<(), &'static str> {
-    if facts.sock_tracepoints {
+    if !facts.probe_read_kernel {
+        Err(NO_PROBE_READ_KERNEL)
+    } else if facts.sock_tracepoints {
         Ok(())
     } else {
         Err("this kernel has no sock:sock_send_length tracepoint (it arrived in 6.3)")
@@ -261,6 +271,8 @@ pub const BACKENDS: &[BackendDef] = &[
         sees: "fexit on tcp_sendmsg, tcp_recvmsg, udp_sendmsg, udp_recvmsg, udpv6_sendmsg, udpv6_recvmsg, mptcp_sendmsg, mptcp_recvmsg (and tcp_sendpage before 6.5); fentry on the socket syscalls and sock_read_iter/sock_write_iter (no syscall tracepoint); twin programs where the kernel preempts programs (docs/backends.md)",
         needs: "BPF trampolines (5.5+) and a kernel that allows them",
         precondition: no_precondition,
+        // fentry/fexit and tp_btf attach through bpf() alone.
+        needs_tracefs: false,
         programs: &FENTRY_PROGRAMS,
     },
     BackendDef {
@@ -269,6 +281,7 @@ pub const BACKENDS: &[BackendDef] = &[
         sees: "tp_btf/sock_send_length and sock_recv_length (MPTCP too), the syscall tracepoints sys_enter_* of the socket syscalls, read/write/readv/writev, sendfile64 and splice, sys_exit_{sendfile64,splice}, and sys_exit_{recvfrom,recvmsg,recvmmsg} for unconnected UDP peers",
         needs: "kernel 6.3+",
         precondition: needs_sock_tracepoints,
+        needs_tracefs: true,
         programs: &[
             // What the syscalls give a row (the start for Latency, the
             // MSG flags, the address arguments, one row per
@@ -304,6 +317,7 @@ pub const BACKENDS: &[BackendDef] = &[
         sees: "kprobe + kretprobe on the same functions as fentry",
         needs: "CONFIG_KPROBES",
         precondition: needs_kprobes,
+        needs_tracefs: true,
         programs: &[
             prog("kp_sys_sendto"),
             prog("kp_sys_sendmsg"),
@@ -418,6 +432,7 @@ mod tests {
             socket_cookie_tracing: true,
             programs_preemptible: false,
             kprobes: true,
+            probe_read_kernel: true,
         }
     }
 

@@ -34,6 +34,10 @@ pub enum ProbeError {
         "tracefs is not mounted and mounting it on /sys/kernel/tracing failed ({0}); mount it as root: mount -t tracefs tracefs /sys/kernel/tracing"
     )]
     TracefsMount(io::Error),
+    #[error(
+        "tracefs is locked down (lockdown=confidentiality): the tracepoint and kprobe backends need it; use --backend fentry, which does not (kernel 6.2+)"
+    )]
+    TracefsLockedDown,
 }
 
 /// Effective capabilities of this process, from /proc/self/status.
@@ -77,7 +81,9 @@ pub fn tracefs_root() -> Option<PathBuf> {
 
 /// Returns the tracefs root, mounting tracefs on /sys/kernel/tracing when
 /// it is not mounted anywhere (a fresh machine often has it unmounted, and
-/// libbpf reads classic tracepoint ids from it).
+/// libbpf reads classic tracepoint ids from it). Under
+/// lockdown=confidentiality tracefs creates no file (LOCKDOWN_TRACEFS):
+/// mounted or not, it is of no use, and the error says so.
 pub fn ensure_tracefs() -> Result<PathBuf, ProbeError> {
     if let Some(root) = tracefs_root() {
         return Ok(root);
@@ -94,10 +100,19 @@ pub fn ensure_tracefs() -> Result<PathBuf, ProbeError> {
             std::ptr::null(),
         )
     };
-    if rc != 0 {
-        return Err(ProbeError::TracefsMount(io::Error::last_os_error()));
-    }
-    tracefs_root().ok_or_else(|| ProbeError::TracefsMount(io::Error::from(io::ErrorKind::NotFound)))
+    let mounted = if rc != 0 {
+        Err(ProbeError::TracefsMount(io::Error::last_os_error()))
+    } else {
+        tracefs_root()
+            .ok_or_else(|| ProbeError::TracefsMount(io::Error::from(io::ErrorKind::NotFound)))
+    };
+    mounted.map_err(|e| {
+        if lockdown_mode(true) == "confidentiality" {
+            ProbeError::TracefsLockedDown
+        } else {
+            e
+        }
+    })
 }
 
 /// The running kernel's release, as `uname -r` prints it.
@@ -179,6 +194,11 @@ pub struct KernelFacts {
     /// The kernel has kprobes: the kprobe PMU that libbpf attaches with,
     /// or tracefs's kprobe_events that the return probes use.
     pub kprobes: bool,
+    /// Programs may call bpf_probe_read_kernel(): false under
+    /// lockdown=confidentiality (LOCKDOWN_BPF_READ_KERNEL removes it),
+    /// where only the fentry backend, which reads kernel memory by BTF
+    /// loads, can load (docs/backends.md, "Kernel lockdown").
+    pub probe_read_kernel: bool,
 }
 
 fn func_nargs(btf: &Btf<'_>, name: &str) -> Option<i32> {
@@ -248,6 +268,12 @@ impl KernelFacts {
             ),
             kprobes: Path::new("/sys/bus/event_source/devices/kprobe").exists()
                 || tracefs_root().is_some_and(|t| t.join("kprobe_events").exists()),
+            // The probe libbpf makes before it rewrites the probe_read
+            // helpers (features.c, probe_kern_probe_read_kernel): a
+            // tracepoint program that calls it.
+            probe_read_kernel: ProgramType::Tracepoint
+                .is_helper_supported(libbpf_rs::libbpf_sys::BPF_FUNC_probe_read_kernel)
+                .unwrap_or(false),
         })
     }
 }

@@ -72,6 +72,16 @@ impl Kretprobes {
         }
     }
 
+    /// No return probe, and tracefs untouched: for the backends that
+    /// make none (fentry needs no tracefs at all).
+    pub fn none() -> Self {
+        Kretprobes {
+            tracefs: PathBuf::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+
     fn event_name(func: &str) -> String {
         format!("nwtrace_{}_{func}", std::process::id())
     }
@@ -112,6 +122,9 @@ impl Kretprobes {
     }
 
     pub fn missed(&self) -> u64 {
+        if self.events.is_empty() {
+            return 0;
+        }
         let Ok(profile) = std::fs::read_to_string(self.tracefs.join("kprobe_profile")) else {
             return 0;
         };

@@ -45,7 +45,9 @@ impl Filters {
 }
 
 pub struct LoadOptions<'a> {
-    pub tracefs: &'a Path,
+    /// The tracefs root, or why there is none: only the backends that
+    /// need it (`BackendDef::needs_tracefs`) fail without it.
+    pub tracefs: Result<&'a Path, &'a str>,
     pub filters: &'a Filters,
     pub columns: Columns,
     pub ring_size: u64,
@@ -166,6 +168,11 @@ pub fn load_and_attach(
     opts: &LoadOptions<'_>,
 ) -> Result<Loaded> {
     (backend.precondition)(facts).map_err(|why| anyhow!(why))?;
+    let tracefs = if backend.needs_tracefs {
+        Some(opts.tracefs.map_err(|why| anyhow!("{why}"))?)
+    } else {
+        None
+    };
     let mut open = NwtraceSkelBuilder::default()
         .open(object_storage())
         .context("opening the BPF object")?;
@@ -203,6 +210,7 @@ pub fn load_and_attach(
     rodata.emit_attr = !opts.columns.is_empty();
     rodata.attr_mask = opts.columns.attr_mask();
     rodata.cookie_helper = backend_has_cookie(backend, facts);
+    rodata.user_reads = facts.probe_read_kernel;
     // Wake the consumer early only when a quarter of the ring is unread;
     // otherwise it drains on its own short timer (see session.rs).
     rodata.wakeup_bytes = opts.ring_size / 4;
@@ -302,7 +310,7 @@ pub fn load_and_attach(
     }
     skel.attach()
         .with_context(|| format!("attaching the {} programs", backend.name))?;
-    let mut kretprobes = Kretprobes::new(opts.tracefs);
+    let mut kretprobes = tracefs.map_or_else(Kretprobes::none, Kretprobes::new);
     for prog in skel.object().progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
         if let Some(Attach::ReturnProbe(func)) =

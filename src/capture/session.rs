@@ -126,14 +126,16 @@ pub struct Session {
 
 impl Session {
     /// Checks privileges, BTF and tracefs, then loads and attaches the
-    /// first backend of `opts.backend`'s candidates that works here.
+    /// first backend of `opts.backend`'s candidates that works here. A
+    /// tracefs that cannot be had fails only the backends that need it:
+    /// fentry does not, and so works where tracefs is locked down.
     pub fn start(opts: &CaptureOptions) -> Result<Session> {
         facts::check_privileges()?;
         facts::check_btf()?;
-        let tracefs = facts::ensure_tracefs()?;
+        let tracefs = facts::ensure_tracefs().map_err(|e| e.to_string());
         let facts = KernelFacts::probe()?;
         let load_opts = LoadOptions {
-            tracefs: &tracefs,
+            tracefs: tracefs.as_deref().map_err(String::as_str),
             filters: &opts.filters,
             columns: opts.columns,
             ring_size: opts.ring_size,

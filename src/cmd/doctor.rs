@@ -95,7 +95,14 @@ pub struct BackendVerdict {
     /// syscall slow path while attached (docs/backends.md). Empty for a
     /// backend that did not load.
     pub syscall_tracepoints: Vec<String>,
+    /// The lockdown mode that refused it ("confidentiality"), when the
+    /// kernel is locked down so and the failure is a refusal (EPERM,
+    /// EINVAL from the verifier, a helper or tracefs it removes).
+    pub refused_by_lockdown: Option<String>,
 }
+
+/// What lockdown=confidentiality takes away, for the backends it refuses.
+const LOCKDOWN_HINT: &str = "refused by kernel lockdown (confidentiality): it removes bpf_probe_read_kernel() and locks tracefs and kprobes; only the fentry backend, which reads by BTF loads, works under it (kernel 6.2+; docs/backends.md, \"Kernel lockdown\")";
 
 /// A hint for the failures users meet, keyed on the OS error behind them.
 fn hint(backend: Backend, err: &anyhow::Error) -> Option<&'static str> {
@@ -117,31 +124,47 @@ fn hint(backend: Backend, err: &anyhow::Error) -> Option<&'static str> {
     }
 }
 
-fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict {
-    let tracefs = facts::tracefs_root().unwrap_or_default();
+fn try_backend(
+    def: &'static BackendDef,
+    facts: &KernelFacts,
+    tracefs: Result<&Path, &str>,
+    lockdown: &str,
+) -> BackendVerdict {
     let filters = Filters::default();
     let opts = LoadOptions {
-        tracefs: &tracefs,
+        tracefs,
         filters: &filters,
         columns: Default::default(),
         ring_size: 4096,
         thinning: Default::default(),
     };
     let mut syscall_tps = Vec::new();
-    let (works, error, hint, denied) = match load::load_and_attach(def, facts, &opts) {
-        // Dropping it detaches and unloads.
-        Ok(loaded) => {
-            syscall_tps = loaded.syscall_tracepoints();
-            drop(loaded);
-            (true, None, None, false)
-        }
-        Err(e) => (
-            false,
-            Some(load::one_line(&e)),
-            hint(def.backend, &e),
-            is_denied(&e),
-        ),
-    };
+    let (works, error, hint, denied, refused_by_lockdown) =
+        match load::load_and_attach(def, facts, &opts) {
+            // Dropping it detaches and unloads.
+            Ok(loaded) => {
+                syscall_tps = loaded.syscall_tracepoints();
+                drop(loaded);
+                (true, None, None, false, None)
+            }
+            Err(e) => {
+                let by_lockdown = lockdown == "confidentiality" && is_refusal(&e);
+                (
+                    false,
+                    Some(load::one_line(&e)),
+                    // Once, where the error does not say it already.
+                    if by_lockdown && !load::one_line(&e).contains("lockdown") {
+                        Some(LOCKDOWN_HINT)
+                    } else if by_lockdown {
+                        None
+                    } else {
+                        hint(def.backend, &e)
+                    },
+                    is_denied(&e),
+                    by_lockdown.then(|| lockdown.to_string()),
+                )
+            }
+        };
     BackendVerdict {
         name: def.name,
         works,
@@ -152,7 +175,22 @@ fn try_backend(def: &'static BackendDef, facts: &KernelFacts) -> BackendVerdict 
         socket_cookie: load::backend_has_cookie(def, facts),
         denied,
         syscall_tracepoints: syscall_tps,
+        refused_by_lockdown,
     }
+}
+
+/// A refusal as lockdown makes them: EPERM/EACCES, EINVAL (the verifier
+/// refusing a helper the lockdown removed), or a precondition or tracefs
+/// error that names the lockdown.
+fn is_refusal(err: &anyhow::Error) -> bool {
+    is_denied(err)
+        || err.chain().any(|c| {
+            c.downcast_ref::<libbpf_rs::Error>()
+                .is_some_and(|e| e.kind() == libbpf_rs::ErrorKind::InvalidInput)
+                || c.downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+                || c.to_string().contains("lockdown")
+        })
 }
 
 /// EPERM or EACCES anywhere in the error's chain.
@@ -175,6 +213,10 @@ pub fn examine() -> Result<DoctorReport> {
             Ok(root) => (
                 Some(root.display().to_string()),
                 "was not mounted; nwtrace mounted it".to_string(),
+            ),
+            Err(e @ facts::ProbeError::TracefsLockedDown) => (
+                None,
+                format!("NOT USABLE (the fentry backend needs none): {e}"),
             ),
             Err(e) => (None, format!("NOT MOUNTED: {e}")),
         },
@@ -202,7 +244,15 @@ pub fn examine() -> Result<DoctorReport> {
         return Ok(report);
     }
     let facts = KernelFacts::probe()?;
-    report.backends = BACKENDS.iter().map(|b| try_backend(b, &facts)).collect();
+    // Where tracefs cannot be had, the backends that need it are tried
+    // anyway, so that their own error says why (a denial names the
+    // capability the service lacks); fentry needs none.
+    let tracefs_root = facts::tracefs_root().unwrap_or_default();
+    let tracefs = Ok(tracefs_root.as_path());
+    report.backends = BACKENDS
+        .iter()
+        .map(|b| try_backend(b, &facts, tracefs, &report.lockdown))
+        .collect();
     report.auto_order = backends::auto_order(&facts)
         .iter()
         .map(|b| b.name)
@@ -290,6 +340,14 @@ fn write_text(out: &mut impl Write, r: &DoctorReport) -> io::Result<()> {
         },
     )?;
     line("mptcp", &mptcp_text(r.mptcp_enabled, facts))?;
+    line(
+        "kernel reads",
+        if facts.probe_read_kernel {
+            "bpf_probe_read_kernel() allowed"
+        } else {
+            "bpf_probe_read_kernel() REFUSED (lockdown=confidentiality): only the fentry backend, which reads by BTF loads (6.2+), can work"
+        },
+    )?;
     line(
         "sock tracepoints",
         if facts.sock_tracepoints {
