@@ -22,6 +22,7 @@ pub mod report;
 pub mod schema;
 pub mod timefmt;
 pub mod top;
+pub mod units;
 
 /// The import-cycle check over the modules above (`src/layers.rs`).
 #[cfg(test)]

@@ -74,14 +74,9 @@ pub struct LineFormatter {
     text: String,
 }
 
-/// A latency in the unit that keeps three significant digits.
+/// A latency as every human view prints it (`crate::units`).
 pub fn human_ns(ns: u64) -> String {
-    match ns {
-        0..1_000 => format!("{ns} ns"),
-        1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.2} ms", ns as f64 / 1e6),
-        _ => format!("{:.2} s", ns as f64 / 1e9),
-    }
+    crate::units::latency(ns)
 }
 
 fn endpoint_text(e: Option<Endpoint>) -> String {
@@ -288,7 +283,7 @@ mod tests {
         let ev = sample_event();
         assert_eq!(
             line(LineFormat::Text { color: false }, &ev),
-            "05:08:14.000001    1234 curl            TCP   127.0.0.1:40000            → 10.1.2.3:8080                     64       2.5 µs              MSG_NOSIGNAL\n"
+            "05:08:14.000001    1234 curl            TCP   127.0.0.1:40000            → 10.1.2.3:8080                     64      2.50 µs              MSG_NOSIGNAL\n"
         );
         let mut rx = ev.clone();
         rx.direction = Direction::Receive;
@@ -381,13 +376,15 @@ mod tests {
         let text_chars = |w: &str| text[..col(&text, w)].chars().count() + w.chars().count();
         // " 64 " finds the size column; the number ends one before it does.
         assert_eq!(head_chars("SIZE"), text_chars(" 64 ") - 1);
-        assert_eq!(head_chars("LATENCY"), text_chars("2.5 µs"));
+        assert_eq!(head_chars("LATENCY"), text_chars("2.50 µs"));
     }
 
     #[test]
     fn latencies_read_as_people_write_them() {
         assert_eq!(human_ns(850), "850 ns");
-        assert_eq!(human_ns(2_500), "2.5 µs");
+        // Three significant figures, as the reports and top print it.
+        assert_eq!(human_ns(2_500), "2.50 µs");
+        assert_eq!(human_ns(123_400), "123 µs");
         assert_eq!(human_ns(4_560_000), "4.56 ms");
         assert_eq!(human_ns(1_230_000_000), "1.23 s");
     }
