@@ -26,6 +26,9 @@ pub struct Column<R> {
     pub sort: Option<fn(&R) -> String>,
     /// The whole value where the cell shortens it (an HTML tooltip).
     pub full: Option<fn(&R) -> Option<String>>,
+    /// The HTML's header where it spells the column out (`protocol` for
+    /// the text's `proto`).
+    pub html_header: Option<&'static str>,
 }
 
 impl<R> Column<R> {
@@ -36,6 +39,7 @@ impl<R> Column<R> {
             cell,
             sort: None,
             full: None,
+            html_header: None,
         }
     }
 
@@ -55,6 +59,12 @@ impl<R> Column<R> {
     /// With the whole value as a tooltip in HTML.
     pub fn full(mut self, value: fn(&R) -> Option<String>) -> Column<R> {
         self.full = Some(value);
+        self
+    }
+
+    /// Headed `header` in HTML, which has the room to spell it out.
+    pub fn html_header(mut self, header: &'static str) -> Column<R> {
+        self.html_header = Some(header);
         self
     }
 }
@@ -104,7 +114,7 @@ impl<R> TableDesc<R> {
             .columns
             .iter()
             .map(|c| HtmlHead {
-                text: c.header,
+                text: c.html_header.unwrap_or(c.header),
                 left: c.align == Align::Left,
             })
             .collect();
@@ -123,7 +133,11 @@ impl<R> TableDesc<R> {
                     .collect()
             })
             .collect();
-        HtmlTable { head, rows }
+        HtmlTable {
+            head,
+            rows,
+            sortable: true,
+        }
     }
 
     /// Every row as CSV records, the header first.
@@ -145,6 +159,17 @@ impl<R> TableDesc<R> {
 pub struct HtmlTable {
     head: Vec<HtmlHead>,
     rows: Vec<Vec<HtmlCell>>,
+    /// Clicking a header sorts the rows; off for a table whose order is
+    /// its meaning (latency classes in a fixed order).
+    sortable: bool,
+}
+
+impl HtmlTable {
+    /// Not sortable in the browser.
+    pub fn fixed(mut self) -> HtmlTable {
+        self.sortable = false;
+        self
+    }
 }
 
 #[derive(Serialize)]
