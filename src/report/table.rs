@@ -29,6 +29,9 @@ pub struct Column<R> {
     /// The HTML's header where it spells the column out (`protocol` for
     /// the text's `proto`).
     pub html_header: Option<&'static str>,
+    /// Whether the cell is a warning: red in HTML; in capitals in the
+    /// text, which has no colour to spare for it (`NO`).
+    pub warn: Option<fn(&R) -> bool>,
 }
 
 impl<R> Column<R> {
@@ -40,6 +43,7 @@ impl<R> Column<R> {
             sort: None,
             full: None,
             html_header: None,
+            warn: None,
         }
     }
 
@@ -59,6 +63,12 @@ impl<R> Column<R> {
     /// With the whole value as a tooltip in HTML.
     pub fn full(mut self, value: fn(&R) -> Option<String>) -> Column<R> {
         self.full = Some(value);
+        self
+    }
+
+    /// A warning where `when` holds.
+    pub fn warn(mut self, when: fn(&R) -> bool) -> Column<R> {
+        self.warn = Some(when);
         self
     }
 
@@ -100,7 +110,19 @@ impl<R> TableDesc<R> {
             .collect();
         let mut tb = Table::new(&header).left(&left);
         for r in rows.into_iter().take(top) {
-            tb.row(self.columns.iter().map(|c| (c.cell)(r)).collect());
+            tb.row(
+                self.columns
+                    .iter()
+                    .map(|c| {
+                        let text = (c.cell)(r);
+                        if c.warn.is_some_and(|w| w(r)) {
+                            text.to_uppercase()
+                        } else {
+                            text
+                        }
+                    })
+                    .collect(),
+            );
         }
         tb.render(out);
     }
@@ -129,6 +151,7 @@ impl<R> TableDesc<R> {
                         left: c.align == Align::Left,
                         v: c.sort.map(|s| s(r)),
                         title: c.full.and_then(|f| f(r)),
+                        warn: c.warn.is_some_and(|w| w(r)),
                     })
                     .collect()
             })
@@ -185,4 +208,5 @@ struct HtmlCell {
     /// The exact value to sort by (`data-v`).
     v: Option<String>,
     title: Option<String>,
+    warn: bool,
 }

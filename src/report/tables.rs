@@ -7,7 +7,7 @@ use super::format::{bytes, count, latency, percent};
 use super::model::{
     CgroupOut, ContainerOut, ConversationOut, EndpointOut, ErrorKindOut, ErrorOut, ExemplarOut,
     FlagComboOut, FlagOut, LatencyByDirection, LatencyOut, MachineOut, NetnsOut, PortOut,
-    ProcessOut,
+    ProcessOut, RunOut,
 };
 use super::table::{Column, Field, TableDesc, field};
 use crate::analysis::LatencySummary;
@@ -619,6 +619,31 @@ pub fn flags() -> TableDesc<FlagOut> {
             Column::left("direction", |f: &F| f.direction.into()),
             Column::left("flag", |f: &F| f.flag.clone()),
             Column::right("ops", |f: &F| count(f.ops)),
+        ],
+        fields: vec![],
+    }
+}
+
+/// The runs read, one row each. No CSV: `--format json` has every
+/// field of a run.
+pub fn runs() -> TableDesc<RunOut> {
+    type R = RunOut;
+    TableDesc {
+        columns: vec![
+            Column::left("machine", |r: &R| r.machine_id.clone()),
+            Column::left("run", |r: &R| r.run.clone()),
+            Column::left("manifest", |r: &R| or_dash(&r.manifest)),
+            Column::right("rows", |r: &R| count(r.rows)),
+            Column::right("written", |r: &R| r.rows_written.map_or("-".into(), count)),
+            Column::right("lost", |r: &R| count(r.events_lost)).html_header("events lost"),
+            Column::left("finalised", |r: &R| match (&r.manifest, r.finalized) {
+                (None, _) => "no manifest".into(),
+                (_, true) => "yes".into(),
+                (_, false) => "no".into(),
+            })
+            .warn(|r| r.manifest.is_some() && !r.finalized),
+            Column::left("first", |r: &R| or_dash(&r.first)),
+            Column::left("last", |r: &R| or_dash(&r.last)),
         ],
         fields: vec![],
     }

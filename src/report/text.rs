@@ -286,36 +286,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
             count(c.problems_total)
         );
     }
-    let mut tb = Table::new(&[
-        "machine",
-        "run",
-        "manifest",
-        "rows",
-        "written",
-        "lost",
-        "finalised",
-        "first",
-        "last",
-    ])
-    .left(&[1, 2, 6, 7, 8]);
-    for run in &r.runs {
-        tb.row(vec![
-            run.machine_id.clone(),
-            run.run.clone(),
-            opt(&run.manifest),
-            count(run.rows),
-            run.rows_written.map_or("-".into(), count),
-            count(run.events_lost),
-            match (&run.manifest, run.finalized) {
-                (None, _) => "no manifest".into(),
-                (_, true) => "yes".into(),
-                (_, false) => "NO".into(),
-            },
-            opt(&run.first),
-            opt(&run.last),
-        ]);
-    }
-    tb.render(&mut out);
+    tables::runs().text(&r.runs, usize::MAX, &mut out);
 
     // 11. Machines.
     if r.machines.len() > 1 {
