@@ -210,3 +210,55 @@ struct HtmlCell {
     title: Option<String>,
     warn: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Run {
+        name: &'static str,
+        ok: bool,
+    }
+
+    fn desc() -> TableDesc<Run> {
+        TableDesc {
+            columns: vec![
+                Column::left("run", |r: &Run| r.name.to_string()).html_header("the run"),
+                Column::left("ok", |r: &Run| if r.ok { "yes" } else { "no" }.to_string())
+                    .warn(|r| !r.ok),
+            ],
+            fields: vec![],
+        }
+    }
+
+    const RUNS: [Run; 2] = [
+        Run {
+            name: "a",
+            ok: true,
+        },
+        Run {
+            name: "b",
+            ok: false,
+        },
+    ];
+
+    #[test]
+    fn text_shouts_a_warning_and_keeps_the_short_header() {
+        let mut out = String::new();
+        desc().text(&RUNS, usize::MAX, &mut out);
+        assert_eq!(out, "  run  ok\n  a    yes\n  b    NO\n");
+    }
+
+    #[test]
+    fn html_marks_a_warning_and_spells_the_header_out() {
+        let t = serde_json::to_value(desc().html(&RUNS, usize::MAX)).unwrap();
+        assert_eq!(t["head"][0]["text"], "the run");
+        assert_eq!(t["rows"][0][1]["warn"], false);
+        assert_eq!(t["rows"][1][1]["text"], "no");
+        assert_eq!(t["rows"][1][1]["warn"], true);
+        assert_eq!(t["sortable"], true);
+        let fixed = serde_json::to_value(desc().html(&RUNS, 1).fixed()).unwrap();
+        assert_eq!(fixed["sortable"], false);
+        assert_eq!(fixed["rows"].as_array().unwrap().len(), 1);
+    }
+}
