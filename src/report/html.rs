@@ -66,7 +66,11 @@ pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
     let multi = r.machines.len() > 1;
     let cookies = r.conversations.iter().any(|c| c.socket_cookie.is_some());
     let tables = context! {
+        runs => tables::runs().html(&r.runs, usize::MAX),
         machines => tables::machines().html(&r.machines, usize::MAX),
+        latency => tables::latency_classes().html(&r.latency, usize::MAX).fixed(),
+        flag_combinations => tables::flag_combinations().html(&r.msg_flags.combinations, top),
+        flags => tables::flags().html(&r.msg_flags.flags, usize::MAX),
         processes => tables::processes(multi).html(&r.processes, top),
         commands => tables::commands().html(&r.commands, top),
         containers => r.containers.as_ref().map(|c| tables::groups::<ContainerOut>(multi).html(c, top)),

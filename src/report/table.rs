@@ -26,6 +26,12 @@ pub struct Column<R> {
     pub sort: Option<fn(&R) -> String>,
     /// The whole value where the cell shortens it (an HTML tooltip).
     pub full: Option<fn(&R) -> Option<String>>,
+    /// The HTML's header where it spells the column out (`protocol` for
+    /// the text's `proto`).
+    pub html_header: Option<&'static str>,
+    /// Whether the cell is a warning: red in HTML; in capitals in the
+    /// text, which has no colour to spare for it (`NO`).
+    pub warn: Option<fn(&R) -> bool>,
 }
 
 impl<R> Column<R> {
@@ -36,6 +42,8 @@ impl<R> Column<R> {
             cell,
             sort: None,
             full: None,
+            html_header: None,
+            warn: None,
         }
     }
 
@@ -55,6 +63,18 @@ impl<R> Column<R> {
     /// With the whole value as a tooltip in HTML.
     pub fn full(mut self, value: fn(&R) -> Option<String>) -> Column<R> {
         self.full = Some(value);
+        self
+    }
+
+    /// A warning where `when` holds.
+    pub fn warn(mut self, when: fn(&R) -> bool) -> Column<R> {
+        self.warn = Some(when);
+        self
+    }
+
+    /// Headed `header` in HTML, which has the room to spell it out.
+    pub fn html_header(mut self, header: &'static str) -> Column<R> {
+        self.html_header = Some(header);
         self
     }
 }
@@ -90,7 +110,19 @@ impl<R> TableDesc<R> {
             .collect();
         let mut tb = Table::new(&header).left(&left);
         for r in rows.into_iter().take(top) {
-            tb.row(self.columns.iter().map(|c| (c.cell)(r)).collect());
+            tb.row(
+                self.columns
+                    .iter()
+                    .map(|c| {
+                        let text = (c.cell)(r);
+                        if c.warn.is_some_and(|w| w(r)) {
+                            text.to_uppercase()
+                        } else {
+                            text
+                        }
+                    })
+                    .collect(),
+            );
         }
         tb.render(out);
     }
@@ -104,7 +136,7 @@ impl<R> TableDesc<R> {
             .columns
             .iter()
             .map(|c| HtmlHead {
-                text: c.header,
+                text: c.html_header.unwrap_or(c.header),
                 left: c.align == Align::Left,
             })
             .collect();
@@ -119,11 +151,16 @@ impl<R> TableDesc<R> {
                         left: c.align == Align::Left,
                         v: c.sort.map(|s| s(r)),
                         title: c.full.and_then(|f| f(r)),
+                        warn: c.warn.is_some_and(|w| w(r)),
                     })
                     .collect()
             })
             .collect();
-        HtmlTable { head, rows }
+        HtmlTable {
+            head,
+            rows,
+            sortable: true,
+        }
     }
 
     /// Every row as CSV records, the header first.
@@ -145,6 +182,17 @@ impl<R> TableDesc<R> {
 pub struct HtmlTable {
     head: Vec<HtmlHead>,
     rows: Vec<Vec<HtmlCell>>,
+    /// Clicking a header sorts the rows; off for a table whose order is
+    /// its meaning (latency classes in a fixed order).
+    sortable: bool,
+}
+
+impl HtmlTable {
+    /// Not sortable in the browser.
+    pub fn fixed(mut self) -> HtmlTable {
+        self.sortable = false;
+        self
+    }
 }
 
 #[derive(Serialize)]
@@ -160,4 +208,57 @@ struct HtmlCell {
     /// The exact value to sort by (`data-v`).
     v: Option<String>,
     title: Option<String>,
+    warn: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Run {
+        name: &'static str,
+        ok: bool,
+    }
+
+    fn desc() -> TableDesc<Run> {
+        TableDesc {
+            columns: vec![
+                Column::left("run", |r: &Run| r.name.to_string()).html_header("the run"),
+                Column::left("ok", |r: &Run| if r.ok { "yes" } else { "no" }.to_string())
+                    .warn(|r| !r.ok),
+            ],
+            fields: vec![],
+        }
+    }
+
+    const RUNS: [Run; 2] = [
+        Run {
+            name: "a",
+            ok: true,
+        },
+        Run {
+            name: "b",
+            ok: false,
+        },
+    ];
+
+    #[test]
+    fn text_shouts_a_warning_and_keeps_the_short_header() {
+        let mut out = String::new();
+        desc().text(&RUNS, usize::MAX, &mut out);
+        assert_eq!(out, "  run  ok\n  a    yes\n  b    NO\n");
+    }
+
+    #[test]
+    fn html_marks_a_warning_and_spells_the_header_out() {
+        let t = serde_json::to_value(desc().html(&RUNS, usize::MAX)).unwrap();
+        assert_eq!(t["head"][0]["text"], "the run");
+        assert_eq!(t["rows"][0][1]["warn"], false);
+        assert_eq!(t["rows"][1][1]["text"], "no");
+        assert_eq!(t["rows"][1][1]["warn"], true);
+        assert_eq!(t["sortable"], true);
+        let fixed = serde_json::to_value(desc().html(&RUNS, 1).fixed()).unwrap();
+        assert_eq!(fixed["sortable"], false);
+        assert_eq!(fixed["rows"].as_array().unwrap().len(), 1);
+    }
 }

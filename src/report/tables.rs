@@ -6,7 +6,8 @@
 use super::format::{bytes, count, latency, percent};
 use super::model::{
     CgroupOut, ContainerOut, ConversationOut, EndpointOut, ErrorKindOut, ErrorOut, ExemplarOut,
-    LatencyByDirection, MachineOut, NetnsOut, PortOut, ProcessOut,
+    FlagComboOut, FlagOut, LatencyByDirection, LatencyOut, MachineOut, NetnsOut, PortOut,
+    ProcessOut, RunOut,
 };
 use super::table::{Column, Field, TableDesc, field};
 use crate::analysis::LatencySummary;
@@ -573,5 +574,77 @@ pub fn machines() -> TableDesc<MachineOut> {
             Column::right("lost", |m: &M| count(m.events_lost)),
         ],
         fields: Vec::new(),
+    }
+}
+
+/// Latency by class (send, blocking and non-blocking receive) and
+/// protocol. No CSV: `--format json` has the exact summaries.
+pub fn latency_classes() -> TableDesc<LatencyOut> {
+    type L = LatencyOut;
+    TableDesc {
+        columns: vec![
+            Column::left("class", |l: &L| l.class.into()),
+            Column::left("proto", |l: &L| l.protocol.into()).html_header("protocol"),
+            Column::right("count", |l: &L| count(l.summary.count)),
+            Column::right("mean", |l: &L| latency(l.summary.mean.round() as u64)),
+            Column::right("p50", |l: &L| latency(l.summary.p50)),
+            Column::right("p90", |l: &L| latency(l.summary.p90)),
+            Column::right("p99", |l: &L| latency(l.summary.p99)),
+            Column::right("p99.9", |l: &L| latency(l.summary.p999)),
+            Column::right("max", |l: &L| latency(l.summary.max)),
+        ],
+        fields: vec![],
+    }
+}
+
+/// MSG flag combinations as passed, by direction. No CSV.
+pub fn flag_combinations() -> TableDesc<FlagComboOut> {
+    type F = FlagComboOut;
+    TableDesc {
+        columns: vec![
+            Column::left("direction", |f: &F| f.direction.into()),
+            Column::left("flags", |f: &F| f.flags.clone()),
+            Column::right("ops", |f: &F| count(f.ops)),
+            Column::right("bytes", |f: &F| bytes(f.bytes)).sorted_by(|f| f.bytes.to_string()),
+        ],
+        fields: vec![],
+    }
+}
+
+/// Each MSG flag alone, by direction. No CSV.
+pub fn flags() -> TableDesc<FlagOut> {
+    type F = FlagOut;
+    TableDesc {
+        columns: vec![
+            Column::left("direction", |f: &F| f.direction.into()),
+            Column::left("flag", |f: &F| f.flag.clone()),
+            Column::right("ops", |f: &F| count(f.ops)),
+        ],
+        fields: vec![],
+    }
+}
+
+/// The runs read, one row each. No CSV: `--format json` has every
+/// field of a run.
+pub fn runs() -> TableDesc<RunOut> {
+    type R = RunOut;
+    TableDesc {
+        columns: vec![
+            Column::left("machine", |r: &R| r.machine_id.clone()),
+            Column::left("run", |r: &R| r.run.clone()),
+            Column::left("manifest", |r: &R| or_dash(&r.manifest)),
+            Column::right("rows", |r: &R| count(r.rows)),
+            Column::right("written", |r: &R| r.rows_written.map_or("-".into(), count)),
+            Column::right("lost", |r: &R| count(r.events_lost)).html_header("events lost"),
+            Column::left("finalised", |r: &R| match (&r.manifest, r.finalized) {
+                (None, _) => "no manifest".into(),
+                (_, true) => "yes".into(),
+                (_, false) => "no".into(),
+            })
+            .warn(|r| r.manifest.is_some() && !r.finalized),
+            Column::left("first", |r: &R| or_dash(&r.first)),
+            Column::left("last", |r: &R| or_dash(&r.last)),
+        ],
+        fields: vec![],
     }
 }

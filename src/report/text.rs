@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::format::{bytes, bytes_f, count, latency, opt_rate, seconds};
+use super::format::{bytes, bytes_f, count, opt_rate, seconds};
 use super::model::{CgroupOut, ContainerOut, Coverage, NetnsOut, Report, TableInfo};
 use super::tables;
 
@@ -286,36 +286,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
             count(c.problems_total)
         );
     }
-    let mut tb = Table::new(&[
-        "machine",
-        "run",
-        "manifest",
-        "rows",
-        "written",
-        "lost",
-        "finalised",
-        "first",
-        "last",
-    ])
-    .left(&[1, 2, 6, 7, 8]);
-    for run in &r.runs {
-        tb.row(vec![
-            run.machine_id.clone(),
-            run.run.clone(),
-            opt(&run.manifest),
-            count(run.rows),
-            run.rows_written.map_or("-".into(), count),
-            count(run.events_lost),
-            match (&run.manifest, run.finalized) {
-                (None, _) => "no manifest".into(),
-                (_, true) => "yes".into(),
-                (_, false) => "NO".into(),
-            },
-            opt(&run.first),
-            opt(&run.last),
-        ]);
-    }
-    tb.render(&mut out);
+    tables::runs().text(&r.runs, usize::MAX, &mut out);
 
     // 11. Machines.
     if r.machines.len() > 1 {
@@ -377,25 +348,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         o,
         "Latency (receives split: blocking may include waiting for data)",
     );
-    let mut tb = Table::new(&[
-        "class", "proto", "count", "mean", "p50", "p90", "p99", "p99.9", "max",
-    ])
-    .left(&[1]);
-    for l in &r.latency {
-        let s = &l.summary;
-        tb.row(vec![
-            l.class.into(),
-            l.protocol.into(),
-            count(s.count),
-            latency(s.mean.round() as u64),
-            latency(s.p50),
-            latency(s.p90),
-            latency(s.p99),
-            latency(s.p999),
-            latency(s.max),
-        ]);
-    }
-    tb.render(&mut out);
+    tables::latency_classes().text(&r.latency, usize::MAX, &mut out);
 
     // 3. Processes.
     let sort = format!("{:?}", r.sort).to_lowercase();
@@ -494,22 +447,9 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         count(mf.no_flags_send),
         count(mf.no_flags_receive)
     );
-    let mut tb = Table::new(&["direction", "flags", "ops", "bytes"]).left(&[1]);
-    for f in mf.combinations.iter().take(o.top) {
-        tb.row(vec![
-            f.direction.into(),
-            f.flags.clone(),
-            count(f.ops),
-            bytes(f.bytes),
-        ]);
-    }
-    tb.render(&mut out);
-    let mut tb = Table::new(&["direction", "flag", "ops"]).left(&[1]);
-    for f in &mf.flags {
-        tb.row(vec![f.direction.into(), f.flag.clone(), count(f.ops)]);
-    }
+    tables::flag_combinations().text(&mf.combinations, o.top, &mut out);
     out.push('\n');
-    tb.render(&mut out);
+    tables::flags().text(&mf.flags, usize::MAX, &mut out);
 
     title(&mut out, o, "Sizes (bytes per op)");
     histogram(
