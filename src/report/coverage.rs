@@ -2,6 +2,7 @@
 //! covers (rows read of those written, losses, malformed rows, files
 //! deleted or missing, gaps in time), per run and per machine.
 
+use crate::analysis::aggregate::{max_opt, min_opt};
 use std::collections::BTreeMap;
 
 use super::model::{
@@ -172,20 +173,6 @@ pub(super) fn machines(runs: &[RunOut], scan: &Scan) -> BTreeMap<String, Machine
         }
     }
     machines
-}
-
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// Gaps in time per machine: stretches between one run's end and the next
