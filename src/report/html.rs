@@ -68,6 +68,7 @@ pub fn render(r: &Report, top: usize) -> Result<String, minijinja::Error> {
     let tables = context! {
         runs => tables::runs().html(&r.runs, usize::MAX),
         machines => tables::machines().html(&r.machines, usize::MAX),
+        overview => tables::overview().html(&r.overview, usize::MAX).fixed(),
         latency => tables::latency_classes().html(&r.latency, usize::MAX).fixed(),
         flag_combinations => tables::flag_combinations().html(&r.msg_flags.combinations, top),
         flags => tables::flags().html(&r.msg_flags.flags, usize::MAX),

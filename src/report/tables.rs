@@ -3,11 +3,11 @@
 //! A table with a `machine` column shows it first when the report spans
 //! more than one machine.
 
-use super::format::{bytes, count, latency, percent};
+use super::format::{byte_rate, bytes, count, latency, opt_rate, percent};
 use super::model::{
     CgroupOut, ContainerOut, ConversationOut, EndpointOut, ErrorKindOut, ErrorOut, ExemplarOut,
-    FlagComboOut, FlagOut, LatencyByDirection, LatencyOut, MachineOut, NetnsOut, PortOut,
-    ProcessOut, RunOut,
+    FlagComboOut, FlagOut, LatencyByDirection, LatencyOut, MachineOut, NetnsOut, OverviewOut,
+    PortOut, ProcessOut, RunOut,
 };
 use super::table::{Column, Field, TableDesc, field};
 use crate::analysis::LatencySummary;
@@ -574,6 +574,25 @@ pub fn machines() -> TableDesc<MachineOut> {
             Column::right("lost", |m: &M| count(m.events_lost)),
         ],
         fields: Vec::new(),
+    }
+}
+
+/// The overview by direction, protocol and IP version. No CSV: the JSON
+/// has the exact figures.
+pub fn overview() -> TableDesc<OverviewOut> {
+    type O = OverviewOut;
+    TableDesc {
+        columns: vec![
+            Column::left("direction", |o: &O| o.direction.into()),
+            Column::left("proto", |o: &O| o.protocol.into()).html_header("protocol"),
+            Column::right("ip", |o: &O| o.ip_version.to_string()).html_header("IP"),
+            Column::right("ops", |o: &O| count(o.ops)),
+            Column::right("bytes", |o: &O| bytes(o.bytes)),
+            Column::right("errors", |o: &O| count(o.errors)),
+            Column::right("ops/s", |o: &O| opt_rate(o.ops_per_s)),
+            Column::right("bytes/s", |o: &O| byte_rate(o.bytes_per_s)),
+        ],
+        fields: vec![],
     }
 }
 

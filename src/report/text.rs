@@ -317,30 +317,7 @@ pub fn render(r: &Report, o: &TextOptions) -> String {
         count(t.end_of_stream),
         count(t.unknown_peer)
     );
-    let mut tb = Table::new(&[
-        "direction",
-        "proto",
-        "ip",
-        "ops",
-        "bytes",
-        "errors",
-        "ops/s",
-        "bytes/s",
-    ])
-    .left(&[1]);
-    for v in &r.overview {
-        tb.row(vec![
-            v.direction.into(),
-            v.protocol.into(),
-            v.ip_version.to_string(),
-            count(v.ops),
-            bytes(v.bytes),
-            count(v.errors),
-            opt_rate(v.ops_per_s),
-            v.bytes_per_s.map_or("-".into(), bytes_f),
-        ]);
-    }
-    tb.render(&mut out);
+    tables::overview().text(&r.overview, usize::MAX, &mut out);
 
     // 6. Latency.
     title(
