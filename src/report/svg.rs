@@ -164,8 +164,11 @@ fn axes(out: &mut String, h: f64, ymax: f64, fmt: &dyn Fn(f64) -> String, x0: i6
     );
 }
 
+/// The legend, right-aligned in the plot's width: 100 px an item, so that
+/// five marks fit as well as two series.
 fn legend<'a>(out: &mut String, items: impl Iterator<Item = (&'a str, &'a str)>) {
-    let mut x = W - MR - 300.0;
+    let items: Vec<_> = items.collect();
+    let mut x = W - MR - 100.0 * items.len() as f64;
     for (name, colour) in items {
         let _ = write!(
             out,
